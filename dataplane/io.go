@@ -1,0 +1,46 @@
+// Package dataplane moves IP packets between a LAN interface and a UDP
+// tunnel peer: capture, encapsulation, transport, injection and counters.
+//
+// The packet path talks to the operating system only through the three
+// small interfaces in this file, so that it can run in memory in tests
+// (see package dataplane/dptest) and so that another transport can reuse
+// capture and injection unchanged.
+package dataplane
+
+import "net/netip"
+
+// Capture delivers IP packets seen arriving on the LAN interface, from the
+// IP header on (link-layer header already removed).
+type Capture interface {
+	// ReadBatch blocks until at least one packet is available, then fills
+	// bufs[i][:sizes[i]] for i < n and returns n. Each buffer must be large
+	// enough for the largest frame the interface can deliver; a packet that
+	// did not fit is dropped by the implementation, never truncated.
+	// After Close it returns an error wrapping net.ErrClosed.
+	ReadBatch(bufs [][]byte, sizes []int) (n int, err error)
+	Close() error
+}
+
+// Transport carries tunnel datagrams to and from peers (UDP in production).
+type Transport interface {
+	// ReadBatch blocks until at least one datagram is available, then fills
+	// bufs[i][:sizes[i]] and from[i] for i < n and returns n. A datagram
+	// larger than its buffer is dropped by the implementation.
+	// After Close it returns an error wrapping net.ErrClosed.
+	ReadBatch(bufs [][]byte, sizes []int, from []netip.AddrPort) (n int, err error)
+	// WriteBatch sends each of bufs as one datagram to the matching entry
+	// of to, and returns how many were sent before the first error.
+	WriteBatch(bufs [][]byte, to []netip.AddrPort) (n int, err error)
+	// LocalAddr is the address the transport is bound to.
+	LocalAddr() netip.AddrPort
+	Close() error
+}
+
+// Injector hands IP packets (from the IP header on) to the local IP stack,
+// which routes them to their destination (a raw IP socket in production).
+type Injector interface {
+	// WriteBatch injects each of pkts and returns how many were injected
+	// before the first error.
+	WriteBatch(pkts [][]byte) (n int, err error)
+	Close() error
+}
