@@ -1,0 +1,173 @@
+package netcfg
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"tunnel-agent/internal/nsutil"
+)
+
+// NamespaceExists reports whether /run/netns/<name> is a namespace.
+func (h *NetlinkHost) NamespaceExists(name string) (bool, error) {
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		if errors.Is(mapErr(err), ErrNotFound) {
+			return false, nil
+		}
+		return false, fmt.Errorf("look up namespace %s: %w", name, err)
+	}
+	ns.Close()
+	return true, nil
+}
+
+// CreateNamespace creates the named namespace and brings its lo up.
+func (h *NetlinkHost) CreateNamespace(name string) error {
+	if ok, _ := h.NamespaceExists(name); ok {
+		return fmt.Errorf("namespace %s: %w", name, ErrExists)
+	}
+	ns, err := nsutil.NewNamed(name)
+	if err != nil {
+		return err
+	}
+	ns.Close()
+	return nil
+}
+
+// DeleteNamespace removes the named namespace (its links go with it).
+func (h *NetlinkHost) DeleteNamespace(name string) error {
+	h.mu.Lock()
+	h.dropLocked(name)
+	h.mu.Unlock()
+	return mapErr(netns.DeleteNamed(name))
+}
+
+// Link reads a link's type, MTU and admin state.
+func (h *NetlinkHost) Link(ns, name string) (LinkInfo, error) {
+	l, _, err := h.link(ns, name)
+	if err != nil {
+		return LinkInfo{}, err
+	}
+	a := l.Attrs()
+	return LinkInfo{Name: a.Name, Type: l.Type(), MTU: a.MTU, Up: a.RawFlags&unix.IFF_UP != 0}, nil
+}
+
+// AddVeth creates a veth pair with the peer end directly in peerNS.
+func (h *NetlinkHost) AddVeth(name, peer, peerNS string) error {
+	self, err := h.handles("")
+	if err != nil {
+		return err
+	}
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer}
+	if peerNS != "" {
+		px, err := h.handles(peerNS)
+		if err != nil {
+			return err
+		}
+		v.PeerNamespace = netlink.NsFd(int(px.ns))
+	}
+	return mapErr(self.nl.LinkAdd(v))
+}
+
+// DeleteLink deletes a link (for a veth, both ends).
+func (h *NetlinkHost) DeleteLink(ns, name string) error {
+	l, x, err := h.link(ns, name)
+	if err != nil {
+		return err
+	}
+	return mapErr(x.nl.LinkDel(l))
+}
+
+// SetMTU sets a link's MTU.
+func (h *NetlinkHost) SetMTU(ns, name string, mtu int) error {
+	l, x, err := h.link(ns, name)
+	if err != nil {
+		return err
+	}
+	return mapErr(x.nl.LinkSetMTU(l, mtu))
+}
+
+// SetUp sets a link administratively up or down.
+func (h *NetlinkHost) SetUp(ns, name string, up bool) error {
+	l, x, err := h.link(ns, name)
+	if err != nil {
+		return err
+	}
+	if up {
+		return mapErr(x.nl.LinkSetUp(l))
+	}
+	return mapErr(x.nl.LinkSetDown(l))
+}
+
+// Features reads a link's ethtool features.
+func (h *NetlinkHost) Features(ns, name string) (map[string]FeatureInfo, error) {
+	if _, _, err := h.link(ns, name); err != nil {
+		return nil, err
+	}
+	et, err := h.ethtoolIn(ns)
+	if err != nil {
+		return nil, err
+	}
+	st, err := et.FeaturesWithState(name)
+	if err != nil {
+		return nil, fmt.Errorf("read features of %s: %w", name, mapErr(err))
+	}
+	out := make(map[string]FeatureInfo, len(st))
+	for k, s := range st {
+		out[k] = FeatureInfo{Requested: s.Requested, Active: s.Active, Fixed: !s.Available}
+	}
+	return out, nil
+}
+
+// SetFeatures requests the given kernel feature values.
+func (h *NetlinkHost) SetFeatures(ns, name string, f map[string]bool) error {
+	if _, _, err := h.link(ns, name); err != nil {
+		return err
+	}
+	et, err := h.ethtoolIn(ns)
+	if err != nil {
+		return err
+	}
+	return mapErr(et.Change(name, f))
+}
+
+// HasAddr reports whether the link holds exactly that address/prefix.
+func (h *NetlinkHost) HasAddr(ns, link string, p netip.Prefix) (bool, error) {
+	l, x, err := h.link(ns, link)
+	if err != nil {
+		return false, err
+	}
+	addrs, err := x.nl.AddrList(l, family(p.Addr()))
+	if err != nil {
+		return false, fmt.Errorf("list addresses of %s: %w", link, err)
+	}
+	for _, a := range addrs {
+		ones, _ := a.Mask.Size()
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == p.Addr() && ones == p.Bits() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// AddAddr adds an address to a link.
+func (h *NetlinkHost) AddAddr(ns, link string, p netip.Prefix) error {
+	l, x, err := h.link(ns, link)
+	if err != nil {
+		return err
+	}
+	return mapErr(x.nl.AddrAdd(l, &netlink.Addr{IPNet: ipNet(p)}))
+}
+
+// DelAddr removes an address from a link.
+func (h *NetlinkHost) DelAddr(ns, link string, p netip.Prefix) error {
+	l, x, err := h.link(ns, link)
+	if err != nil {
+		return err
+	}
+	return mapErr(x.nl.AddrDel(l, &netlink.Addr{IPNet: ipNet(p)}))
+}

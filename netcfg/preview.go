@@ -1,0 +1,96 @@
+package netcfg
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Change is one line of a plan: what would change, from what to what.
+type Change struct {
+	Step      int    `json:"step"`
+	Kind      Kind   `json:"kind"`
+	Action    string `json:"action"`
+	From      string `json:"from"`
+	To        string `json:"to"`
+	Unchanged bool   `json:"unchanged,omitempty"` // already as wanted: left alone
+	Error     string `json:"error,omitempty"`     // reading the current value failed
+}
+
+// Preview computes the plan for d against the host without changing
+// anything: each entry with its current and wanted value. Targets that do
+// not exist yet (created by an earlier step) show as "absent".
+func Preview(h Host, d Desired) []Change {
+	entries := Entries(d)
+	out := make([]Change, 0, len(entries))
+	for i, e := range entries {
+		c := Change{Step: i + 1, Kind: e.Kind, Action: e.String(), To: wantText(&e)}
+		matches, err := ops[e.Kind].read(h, &e)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			c.From = "absent"
+		case err != nil:
+			c.From, c.Error = "?", err.Error()
+		default:
+			c.From, c.Unchanged = priorText(&e), matches
+			c.To = wantText(&e)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func wantText(e *Entry) string {
+	switch e.Kind {
+	case KindMTU:
+		return strconv.Itoa(e.MTU)
+	case KindFeatures:
+		return formatFeatures(e.Features)
+	case KindUp:
+		return "up"
+	case KindRoute:
+		return e.Route.String()
+	}
+	return "present"
+}
+
+func priorText(e *Entry) string {
+	switch e.Kind {
+	case KindMTU:
+		return strconv.Itoa(e.Prior.MTU)
+	case KindFeatures:
+		if len(e.Features) == 0 {
+			return "as wanted"
+		}
+		return formatFeatures(e.Prior.Features)
+	case KindUp:
+		if e.Prior.Up {
+			return "up"
+		}
+		return "down"
+	case KindRoute:
+		return e.Prior.Route.String()
+	}
+	if e.Prior.Exists {
+		return "present"
+	}
+	return "absent"
+}
+
+// FormatPlan renders a plan for people, one change a line.
+func FormatPlan(changes []Change) string {
+	s := ""
+	for _, c := range changes {
+		line := fmt.Sprintf("%3d. %s", c.Step, c.Action)
+		switch {
+		case c.Error != "":
+			line += fmt.Sprintf("  [cannot read current value: %s]", c.Error)
+		case c.Unchanged:
+			line += "  (already so: left as found)"
+		case c.From != "absent" || c.Kind == KindMTU || c.Kind == KindUp:
+			line += fmt.Sprintf("  (%s -> %s)", c.From, c.To)
+		}
+		s += line + "\n"
+	}
+	return s
+}
