@@ -1,0 +1,185 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"time"
+)
+
+// Config is one site's configuration, as read from its YAML file by
+// LoadConfig: validated, with defaults applied. docs/config.md describes
+// every field.
+type Config struct {
+	// Site names this end of the tunnel; the journal of the changes `up`
+	// makes is <state-dir>/<Site>.json.
+	Site string
+	// LAN is the anchor interface: packets for the remote prefixes arrive
+	// on it and are captured there.
+	LAN LAN
+	// Namespaces are network namespaces built on `up` and removed on
+	// `down` (the tutorial's server-side setup). Optional.
+	Namespaces []Namespace
+	// Tunnel is the UDP side: where to listen and which peers own which
+	// prefixes.
+	Tunnel Tunnel
+}
+
+// LAN is the interface the agent captures from.
+type LAN struct {
+	Interface string   // interface name; exists on the host or is a Namespaces[].Veth.Host
+	MTU       int      // set on up, restored on down; 0 = leave as is
+	Offloads  Offloads // ethtool features set on up, restored on down
+}
+
+// Namespace is a network namespace joined to the host by a veth pair.
+type Namespace struct {
+	Name        string       // namespace name (under /run/netns)
+	Veth        Veth         // the pair: Host end here, Peer end inside the namespace
+	HostAddress netip.Prefix // address of Veth.Host, interface form (e.g. 11.11.11.1/24)
+	Address     netip.Prefix // address of Veth.Peer, interface form (e.g. 11.11.11.100/24)
+	Gateway     netip.Addr   // default route inside the namespace; zero = none
+}
+
+// Veth is a veth pair created for a Namespace.
+type Veth struct {
+	Host     string   // end that stays in the host's namespace
+	Peer     string   // end moved into the namespace
+	MTU      int      // set on both ends; 0 = leave as is
+	Offloads Offloads // ethtool features set on both ends
+}
+
+// Tunnel is the UDP tunnel: the local socket and the peers.
+type Tunnel struct {
+	// Listen is the local UDP address; [::]:port listens on both families.
+	Listen netip.AddrPort
+	// LocalPrefixes are the destinations served at this site. Empty means
+	// the default: the prefixes of the LAN interface's addresses and of
+	// the namespaces the file creates (see NamespacePrefixes), which the
+	// agent works out on `up` because it needs the host's addresses.
+	LocalPrefixes []netip.Prefix
+	// Peers are the remote sites; each owns the prefixes tunneled to it.
+	Peers []Peer
+	// Blackhole are the prefixes that get blackhole routes on `up`, so the
+	// kernel drops the packets the agent captures and tunnels. Defaults to
+	// every peer prefix.
+	Blackhole []netip.Prefix
+	// BlackholeSet reports whether the file gave blackhole (possibly
+	// empty: no blackhole routes at all).
+	BlackholeSet bool
+}
+
+// Peer is a remote site.
+type Peer struct {
+	Name string
+	// Endpoint is the peer's UDP address. The zero value means "learn
+	// it": a peer behind NAT is known from its first valid datagram.
+	Endpoint netip.AddrPort
+	// Prefixes are the destinations tunneled to this peer (masked form).
+	Prefixes []netip.Prefix
+	// Keepalive is how often to send a keepalive when Endpoint is set
+	// (to keep NAT state open); 0 = never. Defaults to DefaultKeepalive.
+	Keepalive time.Duration
+}
+
+// DefaultKeepalive is Peer.Keepalive when the file does not give one.
+const DefaultKeepalive = 25 * time.Second
+
+// maxConfigSize bounds how much of a config file is read.
+const maxConfigSize = 1 << 20
+
+// HostInfo answers questions about the host that validation needs.
+type HostInfo interface {
+	// LinkExists reports whether a network interface with this name
+	// exists in the agent's namespace.
+	LinkExists(name string) bool
+}
+
+// LoadConfig reads, parses and validates the YAML file at path, and
+// applies defaults. host checks that lan.interface exists; nil skips that
+// check. Every problem found comes back at once, as a *ConfigError (also
+// when the file cannot be read).
+func LoadConfig(path string, host HostInfo) (*Config, error) {
+	data, err := readConfigFile(path)
+	if err != nil {
+		return nil, &ConfigError{Errors: []FieldError{{File: path, Msg: err.Error(), Err: errors.Unwrap(err)}}}
+	}
+	return ParseConfig(path, data, host)
+}
+
+// ParseConfig is LoadConfig on data already read; name is the file name
+// used in error messages.
+func ParseConfig(name string, data []byte, host HostInfo) (*Config, error) {
+	ps := &problems{}
+	doc, raw := decodeFile(data, ps)
+	var cfg *Config
+	var facts fileFacts
+	if raw != nil {
+		cfg, facts = convert(raw, ps)
+		validate(cfg, host, ps)
+	}
+	if errs := ps.fieldErrors(name, doc); len(errs) > 0 {
+		return nil, &ConfigError{Errors: errs}
+	}
+	applyDefaults(cfg, facts)
+	return cfg, nil
+}
+
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the config file: %w", pathCause(err))
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the config file: %w", pathCause(err))
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("the config file is larger than %d bytes", maxConfigSize)
+	}
+	return data, nil
+}
+
+// pathCause strips the operation and path that *fs.PathError repeats.
+func pathCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// NamespacePrefixes returns the subnets of the namespaces' addresses
+// (masked), the part of the LocalPrefixes default that the file alone
+// determines.
+func (c *Config) NamespacePrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, ns := range c.Namespaces {
+		out = append(out, ns.Address.Masked())
+	}
+	return out
+}
+
+// applyDefaults fills in what the file left out. It runs after validation.
+func applyDefaults(cfg *Config, facts fileFacts) {
+	for i := range cfg.Tunnel.Peers {
+		if !facts.keepaliveSet[i] {
+			cfg.Tunnel.Peers[i].Keepalive = DefaultKeepalive
+		}
+	}
+	if !cfg.Tunnel.BlackholeSet {
+		cfg.Tunnel.Blackhole = allPeerPrefixes(cfg.Tunnel.Peers)
+	}
+}
+
+func allPeerPrefixes(peers []Peer) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range peers {
+		out = append(out, p.Prefixes...)
+	}
+	return out
+}
