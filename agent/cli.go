@@ -51,6 +51,7 @@ type command struct {
 
 var commands = map[string]command{
 	"up":      {"apply the host configuration, run the tunnel, revert on SIGINT/SIGTERM", runUp, configFlags},
+	"demo":    {"run both sites of the tutorial in throwaway namespaces and show traffic (root)", runDemo, func(*flag.FlagSet, *options) {}},
 	"down":    {"revert what a killed `up` left behind (a no-op when nothing is left)", runDown, configFlags},
 	"check":   {"validate the file and print the plan of host changes; touches nothing", runCheck, checkFlags},
 	"status":  {"print the running agent's peers and counters", runStatus, checkFlags},
