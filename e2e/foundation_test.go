@@ -10,8 +10,8 @@ import (
 
 	"github.com/vishvananda/netns"
 
-	"tunnel-agent/internal/nsutil"
 	"tunnel-agent/internal/nstest"
+	"tunnel-agent/internal/nsutil"
 )
 
 // vpsSite is the tutorial's server side in a throwaway namespace: the
