@@ -61,8 +61,8 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-// agent is one tunnel-agent process started by a test.
-type agent struct {
+// agentProc is one tunnel-agent process started by a test.
+type agentProc struct {
 	cmd    *exec.Cmd
 	out    *syncBuf
 	done   chan struct{}
@@ -100,9 +100,9 @@ func runAgent(t *testing.T, ns string, args ...string) (string, int) {
 // startAgent starts `up` in the background and waits until it says the
 // tunnel runs. The process is killed in t.Cleanup if the test did not
 // stop it.
-func startAgent(t *testing.T, ns string, args ...string) *agent {
+func startAgent(t *testing.T, ns string, args ...string) *agentProc {
 	t.Helper()
-	a := &agent{cmd: agentCmd(ns, args...), out: &syncBuf{}, done: make(chan struct{})}
+	a := &agentProc{cmd: agentCmd(ns, args...), out: &syncBuf{}, done: make(chan struct{})}
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("start agent: %v", err)
@@ -128,7 +128,7 @@ func startAgent(t *testing.T, ns string, args ...string) *agent {
 
 // stop sends sig and waits (bounded) for the agent to exit; it returns the
 // exit code.
-func (a *agent) stop(t *testing.T, sig syscall.Signal) int {
+func (a *agentProc) stop(t *testing.T, sig syscall.Signal) int {
 	t.Helper()
 	_ = a.cmd.Process.Signal(sig)
 	select {
@@ -140,7 +140,7 @@ func (a *agent) stop(t *testing.T, sig syscall.Signal) int {
 	return a.exitCd
 }
 
-func (a *agent) kill() {
+func (a *agentProc) kill() {
 	select {
 	case <-a.done:
 	default:

@@ -6,6 +6,7 @@ package hostdump
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -48,7 +49,10 @@ func Take(ns netns.NsHandle) (string, error) {
 
 func linkLines(h *netlink.Handle, l netlink.Link) []string {
 	a := l.Attrs()
-	out := []string{fmt.Sprintf("link %s type=%s mtu=%d flags=%s", a.Name, l.Type(), a.MTU, a.Flags)}
+	// RUNNING is operational state (carrier), which follows the peer and
+	// settles asynchronously; the dump records configuration only.
+	flags := a.Flags &^ net.FlagRunning
+	out := []string{fmt.Sprintf("link %s type=%s mtu=%d flags=%s", a.Name, l.Type(), a.MTU, flags)}
 	addrs, _ := h.AddrList(l, netlink.FAMILY_ALL)
 	for _, ad := range addrs {
 		out = append(out, fmt.Sprintf("addr %s %s", a.Name, ad.IPNet))
