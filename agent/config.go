@@ -56,10 +56,10 @@ type Veth struct {
 type Tunnel struct {
 	// Listen is the local UDP address; [::]:port listens on both families.
 	Listen netip.AddrPort
-	// LocalPrefixes are the destinations served at this site. Empty means
-	// the default: the prefixes of the LAN interface's addresses and of
-	// the namespaces the file creates (see NamespacePrefixes), which the
-	// agent works out on `up` because it needs the host's addresses.
+	// LocalPrefixes are the destinations at this site: a packet from the
+	// tunnel is delivered only to them. Empty means the default: the
+	// subnets of the LAN interface's addresses and of the namespaces' Address,
+	// which the agent works out on `up` since it needs the host's addresses.
 	LocalPrefixes []netip.Prefix
 	// Peers are the remote sites; each owns the prefixes tunneled to it.
 	Peers []Peer
@@ -151,17 +151,6 @@ func pathCause(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// NamespacePrefixes returns the subnets of the namespaces' addresses
-// (masked), the part of the LocalPrefixes default that the file alone
-// determines.
-func (c *Config) NamespacePrefixes() []netip.Prefix {
-	var out []netip.Prefix
-	for _, ns := range c.Namespaces {
-		out = append(out, ns.Address.Masked())
-	}
-	return out
 }
 
 // applyDefaults fills in what the file left out. It runs after validation.

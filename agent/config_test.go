@@ -14,19 +14,19 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// fakeHost has the links named in it.
-type fakeHost map[string]bool
+// cfgLinks has the links named in it.
+type cfgLinks map[string]bool
 
-func (h fakeHost) LinkExists(name string) bool { return h[name] }
+func (h cfgLinks) LinkExists(name string) bool { return h[name] }
 
-var testHost = fakeHost{"eth0": true, "enp6s0": true}
+var cfgHost = cfgLinks{"eth0": true, "enp6s0": true}
 
-func pfx(s string) netip.Prefix  { return netip.MustParsePrefix(s) }
-func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
-func pfxs(s ...string) []netip.Prefix {
+func cfgPrefix(s string) netip.Prefix     { return netip.MustParsePrefix(s) }
+func cfgAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+func cfgPrefixes(s ...string) []netip.Prefix {
 	out := make([]netip.Prefix, len(s))
 	for i, x := range s {
-		out[i] = pfx(x)
+		out[i] = cfgPrefix(x)
 	}
 	return out
 }
@@ -44,14 +44,14 @@ func TestLoadExampleConfigs(t *testing.T) {
 			Namespaces: []Namespace{{
 				Name:        "ns1",
 				Veth:        Veth{Host: "veth0", Peer: "veth1", MTU: 1420, Offloads: rxtxOff},
-				HostAddress: pfx("11.11.11.1/24"),
-				Address:     pfx("11.11.11.100/24"),
+				HostAddress: cfgPrefix("11.11.11.1/24"),
+				Address:     cfgPrefix("11.11.11.100/24"),
 				Gateway:     netip.MustParseAddr("11.11.11.1"),
 			}},
 			Tunnel: Tunnel{
-				Listen:       ap("0.0.0.0:50000"),
-				Peers:        []Peer{{Name: "client", Prefixes: pfxs("192.168.111.2/32"), Keepalive: 25 * time.Second}},
-				Blackhole:    pfxs("192.168.111.0/30"),
+				Listen:       cfgAddrPort("0.0.0.0:50000"),
+				Peers:        []Peer{{Name: "client", Prefixes: cfgPrefixes("192.168.111.2/32"), Keepalive: 25 * time.Second}},
+				Blackhole:    cfgPrefixes("192.168.111.0/30"),
 				BlackholeSet: true,
 			},
 		},
@@ -61,10 +61,10 @@ func TestLoadExampleConfigs(t *testing.T) {
 			Site: "client",
 			LAN:  LAN{Interface: "enp6s0", MTU: 1420},
 			Tunnel: Tunnel{
-				Listen: ap("0.0.0.0:60000"),
-				Peers: []Peer{{Name: "server", Endpoint: ap("38.242.203.214:50000"),
-					Prefixes: pfxs("11.11.11.100/32"), Keepalive: DefaultKeepalive}},
-				Blackhole:    pfxs("11.11.11.0/24"),
+				Listen: cfgAddrPort("0.0.0.0:60000"),
+				Peers: []Peer{{Name: "server", Endpoint: cfgAddrPort("38.242.203.214:50000"),
+					Prefixes: cfgPrefixes("11.11.11.100/32"), Keepalive: DefaultKeepalive}},
+				Blackhole:    cfgPrefixes("11.11.11.0/24"),
 				BlackholeSet: true,
 			},
 		},
@@ -77,25 +77,25 @@ func TestLoadExampleConfigs(t *testing.T) {
 			Namespaces: []Namespace{{
 				Name:        "ns6",
 				Veth:        Veth{Host: "veth6", Peer: "veth6p", MTU: 1400},
-				HostAddress: pfx("2001:db8:11::1/64"),
-				Address:     pfx("2001:db8:11::100/64"),
+				HostAddress: cfgPrefix("2001:db8:11::1/64"),
+				Address:     cfgPrefix("2001:db8:11::100/64"),
 				Gateway:     netip.MustParseAddr("2001:db8:11::1"),
 			}},
 			Tunnel: Tunnel{
-				Listen:        ap("[::]:50000"),
-				LocalPrefixes: pfxs("2001:db8:11::/64"),
+				Listen:        cfgAddrPort("[::]:50000"),
+				LocalPrefixes: cfgPrefixes("2001:db8:11::/64"),
 				Peers: []Peer{
-					{Name: "east", Endpoint: ap("[2001:db8::7]:60000"), Prefixes: pfxs("2001:db8:22::/64", "10.22.0.0/16")},
-					{Name: "west", Endpoint: ap("198.51.100.9:60000"), Prefixes: pfxs("2001:db8:33::/48"), Keepalive: 90 * time.Second},
-					{Name: "roaming", Prefixes: pfxs("2001:db8:44::5/128"), Keepalive: DefaultKeepalive},
+					{Name: "east", Endpoint: cfgAddrPort("[2001:db8::7]:60000"), Prefixes: cfgPrefixes("2001:db8:22::/64", "10.22.0.0/16")},
+					{Name: "west", Endpoint: cfgAddrPort("198.51.100.9:60000"), Prefixes: cfgPrefixes("2001:db8:33::/48"), Keepalive: 90 * time.Second},
+					{Name: "roaming", Prefixes: cfgPrefixes("2001:db8:44::5/128"), Keepalive: DefaultKeepalive},
 				},
-				Blackhole: pfxs("2001:db8:22::/64", "10.22.0.0/16", "2001:db8:33::/48", "2001:db8:44::5/128"),
+				Blackhole: cfgPrefixes("2001:db8:22::/64", "10.22.0.0/16", "2001:db8:33::/48", "2001:db8:44::5/128"),
 			},
 		},
 	}}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.file), func(t *testing.T) {
-			got, err := LoadConfig(tt.file, testHost)
+			got, err := LoadConfig(tt.file, cfgHost)
 			if err != nil {
 				t.Fatalf("LoadConfig: %v", err)
 			}
@@ -106,8 +106,8 @@ func TestLoadExampleConfigs(t *testing.T) {
 	}
 }
 
-// minimal is the smallest valid file; cases below change one thing.
-const minimal = `site: s
+// cfgMinimal is the smallest valid file; cases below change one thing.
+const cfgMinimal = `site: s
 lan: {interface: eth0}
 tunnel:
   listen: 0.0.0.0:50000
@@ -117,20 +117,20 @@ tunnel:
 `
 
 func TestMinimalConfig(t *testing.T) {
-	cfg := mustLoad(t, minimal)
+	cfg := mustParseConfig(t, cfgMinimal)
 	want := Tunnel{
-		Listen:    ap("0.0.0.0:50000"),
-		Peers:     []Peer{{Name: "p", Prefixes: pfxs("10.0.0.0/24"), Keepalive: DefaultKeepalive}},
-		Blackhole: pfxs("10.0.0.0/24"),
+		Listen:    cfgAddrPort("0.0.0.0:50000"),
+		Peers:     []Peer{{Name: "p", Prefixes: cfgPrefixes("10.0.0.0/24"), Keepalive: DefaultKeepalive}},
+		Blackhole: cfgPrefixes("10.0.0.0/24"),
 	}
 	if !reflect.DeepEqual(cfg.Tunnel, want) {
 		t.Errorf("tunnel:\n got %+v\nwant %+v", cfg.Tunnel, want)
 	}
 }
 
-// wantErr is one expected FieldError: its line, field, and a part of its
+// wantFieldErr is one expected FieldError: its line, field, and a part of its
 // message.
-type wantErr struct {
+type wantFieldErr struct {
 	line  int
 	field string
 	msg   string
@@ -140,138 +140,143 @@ func TestConfigErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		yaml string
-		want []wantErr
+		want []wantFieldErr
 	}{
-		{"missing site", strings.Replace(minimal, "site: s\n", "", 1),
-			[]wantErr{{1, "site", "required field is missing"}}},
-		{"null site", strings.Replace(minimal, "site: s", "site:", 1),
-			[]wantErr{{1, "site", "missing value"}}},
-		{"missing lan.interface", strings.Replace(minimal, "{interface: eth0}", "{mtu: 1420}", 1),
-			[]wantErr{{2, "lan.interface", "required"}}},
-		{"missing listen", strings.Replace(minimal, "  listen: 0.0.0.0:50000\n", "", 1),
-			[]wantErr{{4, "tunnel.listen", "required"}}},
-		{"no peers", strings.Replace(minimal, "peers:", "peers: []\n  old:", 1),
-			[]wantErr{{5, "tunnel.peers", "at least one peer"}, {6, "tunnel.old", "unknown field"}}},
-		{"missing peer name", strings.Replace(minimal, "- name: p\n      prefixes", "- prefixes", 1),
-			[]wantErr{{6, "tunnel.peers[0].name", "required"}}},
-		{"missing peer prefixes", strings.Replace(minimal, "\n      prefixes: [10.0.0.0/24]", "", 1),
-			[]wantErr{{6, "tunnel.peers[0].prefixes", "at least one prefix"}}},
-		{"empty peer prefixes", strings.Replace(minimal, "[10.0.0.0/24]", "[]", 1),
-			[]wantErr{{7, "tunnel.peers[0].prefixes", "at least one prefix"}}},
-		{"prefixes not a list", strings.Replace(minimal, "[10.0.0.0/24]", "10.0.0.0/24", 1),
-			[]wantErr{{7, "tunnel.peers[0].prefixes", "expected a list"}}},
-		{"bad site", strings.Replace(minimal, "site: s", "site: my/site", 1),
-			[]wantErr{{1, "site", `invalid name "my/site"`}}},
-		{"site dotdot", strings.Replace(minimal, "site: s", "site: ..", 1),
-			[]wantErr{{1, "site", "invalid name"}}},
-		{"site too long", strings.Replace(minimal, "site: s", "site: "+strings.Repeat("x", 65), 1),
-			[]wantErr{{1, "site", "invalid name"}}},
-		{"bad peer name", strings.Replace(minimal, "name: p", "name: p q", 1),
-			[]wantErr{{6, "tunnel.peers[0].name", "invalid name"}}},
-		{"interface too long", strings.Replace(minimal, "eth0", "abcdefghijklmnop", 1),
-			[]wantErr{{2, "lan.interface", "invalid interface name"}}},
-		{"interface slash", strings.Replace(minimal, "eth0", "eth/0", 1),
-			[]wantErr{{2, "lan.interface", "invalid interface name"}}},
-		{"interface space", strings.Replace(minimal, "eth0", `"eth 0"`, 1),
-			[]wantErr{{2, "lan.interface", "invalid interface name"}}},
-		{"interface not on host", strings.Replace(minimal, "eth0", "eth9", 1),
-			[]wantErr{{2, "lan.interface", `"eth9" does not exist on this host`}}},
-		{"bad CIDR", strings.Replace(minimal, "[10.0.0.0/24]", "[10.0.0.0/24, 10.0.0.300/24]", 1),
-			[]wantErr{{7, "tunnel.peers[0].prefixes[1]", `invalid CIDR "10.0.0.300/24"`}}},
-		{"host bits", strings.Replace(minimal, "10.0.0.0/24", "10.0.0.1/24", 1),
-			[]wantErr{{7, "tunnel.peers[0].prefixes[0]", "did you mean 10.0.0.0/24?"}}},
-		{"prefix length", strings.Replace(minimal, "10.0.0.0/24", "10.0.0.0/33", 1),
-			[]wantErr{{7, "tunnel.peers[0].prefixes[0]", "invalid CIDR"}}},
-		{"bad listen", strings.Replace(minimal, "0.0.0.0:50000", "0.0.0.0", 1),
-			[]wantErr{{4, "tunnel.listen", "want ADDRESS:PORT"}}},
-		{"listen port 0", strings.Replace(minimal, "0.0.0.0:50000", "0.0.0.0:0", 1),
-			[]wantErr{{4, "tunnel.listen", "port 0"}}},
-		{"listen port too big", strings.Replace(minimal, "0.0.0.0:50000", "0.0.0.0:65536", 1),
-			[]wantErr{{4, "tunnel.listen", "invalid address"}}},
-		{"endpoint port 0", withPeerLine("endpoint: 203.0.113.7:0"),
-			[]wantErr{{8, "tunnel.peers[0].endpoint", "port 0"}}},
-		{"endpoint unspecified", withPeerLine("endpoint: 0.0.0.0:50000"),
-			[]wantErr{{8, "tunnel.peers[0].endpoint", "not a peer address"}}},
-		{"endpoint v6 unspecified", withPeerLine(`endpoint: "[::]:50000"`),
-			[]wantErr{{8, "tunnel.peers[0].endpoint", "not a peer address"}}},
-		{"endpoint v6 from v4 listen", withPeerLine(`endpoint: "[2001:db8::1]:50000"`),
-			[]wantErr{{8, "tunnel.peers[0].endpoint", "is IPv6 but tunnel.listen"}}},
-		{"endpoint in blackhole", withPeerLine("endpoint: 10.0.0.9:50000"),
-			[]wantErr{{7, "tunnel.peers[0].prefixes[0]", "would drop the tunnel's own datagrams"}}},
-		{"keepalive without unit", withPeerLine("keepalive: 25"),
-			[]wantErr{{8, "tunnel.peers[0].keepalive", "want a Go duration"}}},
-		{"keepalive negative", withPeerLine("keepalive: -1s"),
-			[]wantErr{{8, "tunnel.peers[0].keepalive", "negative"}}},
-		{"mtu too small", strings.Replace(minimal, "{interface: eth0}", "{interface: eth0, mtu: 67}", 1),
-			[]wantErr{{2, "lan.mtu", "out of range"}}},
-		{"mtu too big", strings.Replace(minimal, "{interface: eth0}", "{interface: eth0, mtu: 65536}", 1),
-			[]wantErr{{2, "lan.mtu", "out of range"}}},
-		{"mtu not a number", strings.Replace(minimal, "{interface: eth0}", "{interface: eth0, mtu: big}", 1),
-			[]wantErr{{2, "lan.mtu", `invalid MTU "big"`}}},
-		{"mtu a list", strings.Replace(minimal, "{interface: eth0}", "{interface: eth0, mtu: [1]}", 1),
-			[]wantErr{{2, "lan.mtu", "expected a single value, got a list"}}},
-		{"offload bad value", strings.Replace(minimal, "{interface: eth0}", "{interface: eth0, offloads: {rx: yes}}", 1),
-			[]wantErr{{2, "lan.offloads.rx", `want on, off, true or false, got "yes"`}}},
-		{"offload bad name", strings.Replace(minimal, "{interface: eth0}", "{interface: eth0, offloads: {RX: off}}", 1),
-			[]wantErr{{2, "lan.offloads.RX", `invalid feature name "RX"`}}},
-		{"offloads not a mapping", strings.Replace(minimal, "{interface: eth0}", "{interface: eth0, offloads: [rx]}", 1),
-			[]wantErr{{2, "lan.offloads", "expected a mapping"}}},
-		{"duplicate prefix in one peer", strings.Replace(minimal, "[10.0.0.0/24]", "[10.0.0.0/24, 10.0.0.0/24]", 1),
-			[]wantErr{{7, "tunnel.peers[0].prefixes[1]", "given twice"}}},
-		{"same prefix two peers", withPeer("q", "10.0.0.0/24"),
-			[]wantErr{{9, "tunnel.peers[1].prefixes[0]", `also a prefix of peer "p"`}}},
-		{"prefix inside another peer's", withPeer("q", "10.0.0.128/25"),
-			[]wantErr{{9, "tunnel.peers[1].prefixes[0]", `overlaps 10.0.0.0/24 of peer "p"`}}},
-		{"prefix containing another peer's", withPeer("q", "10.0.0.0/8"),
-			[]wantErr{{9, "tunnel.peers[1].prefixes[0]", `overlaps 10.0.0.0/24 of peer "p"`}}},
-		{"duplicate peer name", withPeer("p", "10.1.0.0/24"),
-			[]wantErr{{8, "tunnel.peers[1].name", `peer "p" is already defined at tunnel.peers[0].name`}}},
-		{"blackhole overlaps no peer", minimal + "  blackhole: [10.0.0.0/16, 172.16.0.0/12]\n",
-			[]wantErr{{8, "tunnel.blackhole[1]", "overlaps no peer prefix"}}},
-		{"blackhole host bits", minimal + "  blackhole: [10.0.0.1/16]\n",
-			[]wantErr{{8, "tunnel.blackhole[0]", "did you mean 10.0.0.0/16?"}}},
-		{"local prefix host bits", minimal + "  local_prefixes: [192.168.1.1/24]\n",
-			[]wantErr{{8, "tunnel.local_prefixes[0]", "did you mean 192.168.1.0/24?"}}},
-		{"local prefix is remote", minimal + "  local_prefixes: [10.0.0.0/8]\n",
-			[]wantErr{{8, "tunnel.local_prefixes[0]", `tunneled to peer "p"`}}},
-		{"unknown top-level field", minimal + "colour: red\n",
-			[]wantErr{{8, "colour", `unknown field "colour" (known fields: site, lan, namespaces, tunnel)`}}},
-		{"unknown peer field", withPeerLine("endpont: 1.2.3.4:5"),
-			[]wantErr{{8, "tunnel.peers[0].endpont", `unknown field "endpont"`}}},
-		{"lan not a mapping", strings.Replace(minimal, "{interface: eth0}", "eth0", 1),
-			[]wantErr{{2, "lan", `expected a mapping, got "eth0"`}}},
-		{"peers not a list", strings.Replace(minimal, "peers:\n    - name: p\n      prefixes: [10.0.0.0/24]", "peers: p", 1),
-			[]wantErr{{5, "tunnel.peers", `expected a list, got "p"`}}},
-		{"empty peer item", strings.Replace(minimal, "  peers:\n", "  peers:\n    -\n", 1),
-			[]wantErr{{6, "tunnel.peers[0]", "empty list item"}}},
-		{"duplicate key", strings.Replace(minimal, "name: p", "name: p\n      name: q", 1),
-			[]wantErr{{7, "tunnel.peers[0].name", `duplicate key "name" (first given at line 6)`}}},
+		{"missing site", strings.Replace(cfgMinimal, "site: s\n", "", 1),
+			[]wantFieldErr{{1, "site", "required field is missing"}}},
+		{"null site", strings.Replace(cfgMinimal, "site: s", "site:", 1),
+			[]wantFieldErr{{1, "site", "missing value"}}},
+		{"missing lan.interface", strings.Replace(cfgMinimal, "{interface: eth0}", "{mtu: 1420}", 1),
+			[]wantFieldErr{{2, "lan.interface", "required"}}},
+		{"missing listen", strings.Replace(cfgMinimal, "  listen: 0.0.0.0:50000\n", "", 1),
+			[]wantFieldErr{{4, "tunnel.listen", "required"}}},
+		{"no peers", strings.Replace(cfgMinimal, "peers:", "peers: []\n  old:", 1),
+			[]wantFieldErr{{5, "tunnel.peers", "at least one peer"}, {6, "tunnel.old", "unknown field"}}},
+		{"missing peer name", strings.Replace(cfgMinimal, "- name: p\n      prefixes", "- prefixes", 1),
+			[]wantFieldErr{{6, "tunnel.peers[0].name", "required"}}},
+		{"missing peer prefixes", strings.Replace(cfgMinimal, "\n      prefixes: [10.0.0.0/24]", "", 1),
+			[]wantFieldErr{{6, "tunnel.peers[0].prefixes", "at least one prefix"}}},
+		{"empty peer prefixes", strings.Replace(cfgMinimal, "[10.0.0.0/24]", "[]", 1),
+			[]wantFieldErr{{7, "tunnel.peers[0].prefixes", "at least one prefix"}}},
+		{"prefixes not a list", strings.Replace(cfgMinimal, "[10.0.0.0/24]", "10.0.0.0/24", 1),
+			[]wantFieldErr{{7, "tunnel.peers[0].prefixes", "expected a list"}}},
+		{"bad site", strings.Replace(cfgMinimal, "site: s", "site: my/site", 1),
+			[]wantFieldErr{{1, "site", `invalid name "my/site"`}}},
+		{"site dotdot", strings.Replace(cfgMinimal, "site: s", "site: ..", 1),
+			[]wantFieldErr{{1, "site", "invalid name"}}},
+		{"site too long", strings.Replace(cfgMinimal, "site: s", "site: "+strings.Repeat("x", 65), 1),
+			[]wantFieldErr{{1, "site", "invalid name"}}},
+		{"bad peer name", strings.Replace(cfgMinimal, "name: p", "name: p q", 1),
+			[]wantFieldErr{{6, "tunnel.peers[0].name", "invalid name"}}},
+		{"interface too long", strings.Replace(cfgMinimal, "eth0", "abcdefghijklmnop", 1),
+			[]wantFieldErr{{2, "lan.interface", "invalid interface name"}}},
+		{"interface slash", strings.Replace(cfgMinimal, "eth0", "eth/0", 1),
+			[]wantFieldErr{{2, "lan.interface", "invalid interface name"}}},
+		{"interface space", strings.Replace(cfgMinimal, "eth0", `"eth 0"`, 1),
+			[]wantFieldErr{{2, "lan.interface", "invalid interface name"}}},
+		{"interface not on host", strings.Replace(cfgMinimal, "eth0", "eth9", 1),
+			[]wantFieldErr{{2, "lan.interface", `"eth9" does not exist on this host`}}},
+		{"bad CIDR", strings.Replace(cfgMinimal, "[10.0.0.0/24]", "[10.0.0.0/24, 10.0.0.300/24]", 1),
+			[]wantFieldErr{{7, "tunnel.peers[0].prefixes[1]", `invalid CIDR "10.0.0.300/24"`}}},
+		{"host bits", strings.Replace(cfgMinimal, "10.0.0.0/24", "10.0.0.1/24", 1),
+			[]wantFieldErr{{7, "tunnel.peers[0].prefixes[0]", "did you mean 10.0.0.0/24?"}}},
+		{"prefix length", strings.Replace(cfgMinimal, "10.0.0.0/24", "10.0.0.0/33", 1),
+			[]wantFieldErr{{7, "tunnel.peers[0].prefixes[0]", "invalid CIDR"}}},
+		{"bad listen", strings.Replace(cfgMinimal, "0.0.0.0:50000", "0.0.0.0", 1),
+			[]wantFieldErr{{4, "tunnel.listen", "want ADDRESS:PORT"}}},
+		{"listen port 0", strings.Replace(cfgMinimal, "0.0.0.0:50000", "0.0.0.0:0", 1),
+			[]wantFieldErr{{4, "tunnel.listen", "port 0"}}},
+		{"listen port too big", strings.Replace(cfgMinimal, "0.0.0.0:50000", "0.0.0.0:65536", 1),
+			[]wantFieldErr{{4, "tunnel.listen", "invalid address"}}},
+		{"endpoint port 0", cfgWithPeerLine("endpoint: 203.0.113.7:0"),
+			[]wantFieldErr{{8, "tunnel.peers[0].endpoint", "port 0"}}},
+		{"endpoint unspecified", cfgWithPeerLine("endpoint: 0.0.0.0:50000"),
+			[]wantFieldErr{{8, "tunnel.peers[0].endpoint", "not a peer address"}}},
+		{"endpoint v6 unspecified", cfgWithPeerLine(`endpoint: "[::]:50000"`),
+			[]wantFieldErr{{8, "tunnel.peers[0].endpoint", "not a peer address"}}},
+		{"endpoint v6 from v4 listen", cfgWithPeerLine(`endpoint: "[2001:db8::1]:50000"`),
+			[]wantFieldErr{{8, "tunnel.peers[0].endpoint", "is IPv6 but tunnel.listen"}}},
+		{"endpoint in blackhole", cfgWithPeerLine("endpoint: 10.0.0.9:50000"),
+			[]wantFieldErr{{7, "tunnel.peers[0].prefixes[0]", "would drop the tunnel's own datagrams"}}},
+		{"keepalive without unit", cfgWithPeerLine("keepalive: 25"),
+			[]wantFieldErr{{8, "tunnel.peers[0].keepalive", "want a Go duration"}}},
+		{"keepalive negative", cfgWithPeerLine("keepalive: -1s"),
+			[]wantFieldErr{{8, "tunnel.peers[0].keepalive", "negative"}}},
+		{"mtu too small", strings.Replace(cfgMinimal, "{interface: eth0}", "{interface: eth0, mtu: 67}", 1),
+			[]wantFieldErr{{2, "lan.mtu", "out of range"}}},
+		{"mtu too big", strings.Replace(cfgMinimal, "{interface: eth0}", "{interface: eth0, mtu: 65536}", 1),
+			[]wantFieldErr{{2, "lan.mtu", "out of range"}}},
+		{"mtu not a number", strings.Replace(cfgMinimal, "{interface: eth0}", "{interface: eth0, mtu: big}", 1),
+			[]wantFieldErr{{2, "lan.mtu", `invalid MTU "big"`}}},
+		{"mtu a list", strings.Replace(cfgMinimal, "{interface: eth0}", "{interface: eth0, mtu: [1]}", 1),
+			[]wantFieldErr{{2, "lan.mtu", "expected a single value, got a list"}}},
+		{"offload bad value", strings.Replace(cfgMinimal, "{interface: eth0}", "{interface: eth0, offloads: {rx: yes}}", 1),
+			[]wantFieldErr{{2, "lan.offloads.rx", `want on, off, true or false, got "yes"`}}},
+		{"offload bad name", strings.Replace(cfgMinimal, "{interface: eth0}", "{interface: eth0, offloads: {RX: off}}", 1),
+			[]wantFieldErr{{2, "lan.offloads.RX", `invalid feature name "RX"`}}},
+		{"offloads not a mapping", strings.Replace(cfgMinimal, "{interface: eth0}", "{interface: eth0, offloads: [rx]}", 1),
+			[]wantFieldErr{{2, "lan.offloads", "expected a mapping"}}},
+		{"duplicate prefix in one peer", strings.Replace(cfgMinimal, "[10.0.0.0/24]", "[10.0.0.0/24, 10.0.0.0/24]", 1),
+			[]wantFieldErr{{7, "tunnel.peers[0].prefixes[1]", "given twice"}}},
+		{"same prefix two peers", cfgWithPeer("q", "10.0.0.0/24"),
+			[]wantFieldErr{{9, "tunnel.peers[1].prefixes[0]", `also a prefix of peer "p"`}}},
+		{"prefix inside another peer's", cfgWithPeer("q", "10.0.0.128/25"),
+			[]wantFieldErr{{9, "tunnel.peers[1].prefixes[0]", `overlaps 10.0.0.0/24 of peer "p"`}}},
+		{"prefix containing another peer's", cfgWithPeer("q", "10.0.0.0/8"),
+			[]wantFieldErr{{9, "tunnel.peers[1].prefixes[0]", `overlaps 10.0.0.0/24 of peer "p"`}}},
+		{"duplicate peer name", cfgWithPeer("p", "10.1.0.0/24"),
+			[]wantFieldErr{{8, "tunnel.peers[1].name", `peer "p" is already defined at tunnel.peers[0].name`}}},
+		{"blackhole overlaps no peer", cfgMinimal + "  blackhole: [10.0.0.0/16, 172.16.0.0/12]\n",
+			[]wantFieldErr{{8, "tunnel.blackhole[1]", "overlaps no peer prefix"}}},
+		{"blackhole host bits", cfgMinimal + "  blackhole: [10.0.0.1/16]\n",
+			[]wantFieldErr{{8, "tunnel.blackhole[0]", "did you mean 10.0.0.0/16?"}}},
+		{"local prefix host bits", cfgMinimal + "  local_prefixes: [192.168.1.1/24]\n",
+			[]wantFieldErr{{8, "tunnel.local_prefixes[0]", "did you mean 192.168.1.0/24?"}}},
+		{"local prefix is remote", cfgMinimal + "  local_prefixes: [10.0.0.0/8]\n",
+			[]wantFieldErr{{8, "tunnel.local_prefixes[0]", `tunneled to peer "p"`}}},
+		{"unknown top-level field", cfgMinimal + "colour: red\n",
+			[]wantFieldErr{{8, "colour", `unknown field "colour" (known fields: site, lan, namespaces, tunnel)`}}},
+		{"unknown peer field", cfgWithPeerLine("endpont: 1.2.3.4:5"),
+			[]wantFieldErr{{8, "tunnel.peers[0].endpont", `unknown field "endpont"`}}},
+		{"lan not a mapping", strings.Replace(cfgMinimal, "{interface: eth0}", "eth0", 1),
+			[]wantFieldErr{{2, "lan", `expected a mapping, got "eth0"`}}},
+		{"peers not a list", strings.Replace(cfgMinimal, "peers:\n    - name: p\n      prefixes: [10.0.0.0/24]", "peers: p", 1),
+			[]wantFieldErr{{5, "tunnel.peers", `expected a list, got "p"`}}},
+		{"empty peer item", strings.Replace(cfgMinimal, "  peers:\n", "  peers:\n    -\n", 1),
+			[]wantFieldErr{{6, "tunnel.peers[0]", "empty list item"}}},
+		{"duplicate key", strings.Replace(cfgMinimal, "name: p", "name: p\n      name: q", 1),
+			[]wantFieldErr{{7, "tunnel.peers[0].name", `duplicate key "name" (first given at line 6)`}}},
 		{"syntax error", "site: s\nlan:\n  interface: eth0\n   mtu: 1\n",
-			[]wantErr{{4, "", "invalid YAML"}}},
+			[]wantFieldErr{{4, "", "invalid YAML"}}},
 		{"tab", "site: s\nlan:\n\tinterface: eth0\n",
-			[]wantErr{{3, "", "invalid YAML"}}},
-		{"empty file", "# nothing\n", []wantErr{{0, "", "the file is empty"}}},
-		{"two documents", minimal + "---\nsite: t\n", []wantErr{{8, "", "only one YAML document"}}},
-		{"not a mapping", "- a\n", []wantErr{{1, "", "expected a mapping, got a list"}}},
+			[]wantFieldErr{{3, "", "invalid YAML"}}},
+		{"unquoted IPv6 endpoint", cfgWithPeerLine("endpoint: [2001:db8::1]:50000"),
+			[]wantFieldErr{{8, "", `quote an IPv6 ADDRESS:PORT`}}},
+		{"unquoted IPv6 listen", strings.Replace(cfgMinimal, "0.0.0.0:50000", "[::]:50000", 1),
+			[]wantFieldErr{{4, "", `quote an IPv6 ADDRESS:PORT`}}},
+		{"empty file", "# nothing\n", []wantFieldErr{{0, "", "the file is empty"}}},
+		{"two documents", strings.Replace(cfgMinimal, "site: s", "site: s/", 1) + "---\nsite: t\n",
+			[]wantFieldErr{{1, "site", "invalid name"}, {8, "", "only one YAML document"}}},
+		{"not a mapping", "- a\n", []wantFieldErr{{1, "", "expected a mapping, got a list"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkErrors(t, loadString(t, tt.yaml, testHost), tt.want)
+			checkConfigErrors(t, loadConfigString(t, tt.yaml, cfgHost), tt.want)
 		})
 	}
 }
 
-// withPeerLine adds line (8) to the peer of minimal.
-func withPeerLine(line string) string { return minimal + "      " + line + "\n" }
+// cfgWithPeerLine adds line (8) to the peer of cfgMinimal.
+func cfgWithPeerLine(line string) string { return cfgMinimal + "      " + line + "\n" }
 
-// withPeer adds a second peer (name at line 8, prefix at line 9).
-func withPeer(name, prefix string) string {
-	return minimal + "    - name: " + name + "\n      prefixes: [" + prefix + "]\n"
+// cfgWithPeer adds a second peer (name at line 8, prefix at line 9).
+func cfgWithPeer(name, prefix string) string {
+	return cfgMinimal + "    - name: " + name + "\n      prefixes: [" + prefix + "]\n"
 }
 
-// nsBase is minimal with a namespace (lines 3-8) that creates the LAN
+// cfgNSBase is cfgMinimal with a namespace (lines 3-8) that creates the LAN
 // interface.
-const nsBase = `site: s
+const cfgNSBase = `site: s
 lan: {interface: veth0}
 namespaces:
   - name: ns1
@@ -286,79 +291,78 @@ tunnel:
       prefixes: [10.0.0.0/24]
 `
 
-// ns2 is a second namespace (lines 14-18) to append to nsBase.
-const ns2 = `namespaces2:
-  - name: ns2
+// cfgNS2 is a second namespace, inserted at lines 9-13 of cfgNSBase.
+const cfgNS2 = `  - name: ns2
     veth: {host: veth2, peer: veth3}
     host_address: 11.11.12.1/24
     address: 11.11.12.100/24
 `
 
 func TestNamespaceErrors(t *testing.T) {
-	second := strings.Replace(nsBase, "tunnel:", strings.TrimPrefix(ns2, "namespaces2:\n")+"tunnel:", 1)
+	second := strings.Replace(cfgNSBase, "tunnel:", cfgNS2+"tunnel:", 1)
 	tests := []struct {
 		name string
 		yaml string
-		want []wantErr
+		want []wantFieldErr
 	}{
-		{"missing name", strings.Replace(nsBase, "- name: ns1\n    veth", "- veth", 1),
-			[]wantErr{{4, "namespaces[0].name", "required"}}},
-		{"bad name", strings.Replace(nsBase, "name: ns1", "name: ns/1", 1),
-			[]wantErr{{4, "namespaces[0].name", "invalid name"}}},
-		{"missing veth host and peer", strings.Replace(nsBase, "{host: veth0, peer: veth1}", "{mtu: 1420}", 1),
-			[]wantErr{{5, "namespaces[0].veth.host", "required"}, {5, "namespaces[0].veth.peer", "required"}}},
-		{"missing veth", strings.Replace(nsBase, "    veth: {host: veth0, peer: veth1}\n", "", 1),
-			[]wantErr{{4, "namespaces[0].veth.host", "required"}, {4, "namespaces[0].veth.peer", "required"}}},
-		{"missing addresses", strings.Replace(nsBase, "    host_address: 11.11.11.1/24\n    address: 11.11.11.100/24\n", "", 1),
-			[]wantErr{{4, "namespaces[0].host_address", "required"}, {4, "namespaces[0].address", "required"}}},
-		{"veth host is peer", strings.Replace(nsBase, "peer: veth1", "peer: veth0", 1),
-			[]wantErr{{5, "namespaces[0].veth.peer", "different names"}}},
-		{"veth peer lo", strings.Replace(nsBase, "peer: veth1", "peer: lo", 1),
-			[]wantErr{{5, "namespaces[0].veth.peer", "loopback"}}},
-		{"address without length", strings.Replace(nsBase, "address: 11.11.11.100/24", "address: 11.11.11.100", 1),
-			[]wantErr{{7, "namespaces[0].address", "want ADDRESS/LENGTH"}}},
-		{"addresses in different subnets", strings.Replace(nsBase, "11.11.11.100/24", "11.11.12.100/24", 1),
-			[]wantErr{{7, "namespaces[0].address", "not in the same subnet"},
+		{"missing name", strings.Replace(cfgNSBase, "- name: ns1\n    veth", "- veth", 1),
+			[]wantFieldErr{{4, "namespaces[0].name", "required"}}},
+		{"bad name", strings.Replace(cfgNSBase, "name: ns1", "name: ns/1", 1),
+			[]wantFieldErr{{4, "namespaces[0].name", "invalid name"}}},
+		{"missing veth host and peer", strings.Replace(cfgNSBase, "{host: veth0, peer: veth1}", "{mtu: 1420}", 1),
+			[]wantFieldErr{{5, "namespaces[0].veth.host", "required"}, {5, "namespaces[0].veth.peer", "required"}}},
+		{"missing veth", strings.Replace(cfgNSBase, "    veth: {host: veth0, peer: veth1}\n", "", 1),
+			[]wantFieldErr{{4, "namespaces[0].veth.host", "required"}, {4, "namespaces[0].veth.peer", "required"}}},
+		{"missing addresses", strings.Replace(cfgNSBase, "    host_address: 11.11.11.1/24\n    address: 11.11.11.100/24\n", "", 1),
+			[]wantFieldErr{{4, "namespaces[0].host_address", "required"}, {4, "namespaces[0].address", "required"}}},
+		{"veth host is peer", strings.Replace(cfgNSBase, "peer: veth1", "peer: veth0", 1),
+			[]wantFieldErr{{5, "namespaces[0].veth.peer", "different names"}}},
+		{"veth peer lo", strings.Replace(cfgNSBase, "peer: veth1", "peer: lo", 1),
+			[]wantFieldErr{{5, "namespaces[0].veth.peer", "loopback"}}},
+		{"address without length", strings.Replace(cfgNSBase, "address: 11.11.11.100/24", "address: 11.11.11.100", 1),
+			[]wantFieldErr{{7, "namespaces[0].address", "want ADDRESS/LENGTH"}}},
+		{"addresses in different subnets", strings.Replace(cfgNSBase, "11.11.11.100/24", "11.11.12.100/24", 1),
+			[]wantFieldErr{{7, "namespaces[0].address", "not in the same subnet"},
 				{8, "namespaces[0].gateway", "not inside address's subnet"}}},
-		{"addresses of different families", strings.Replace(nsBase, "11.11.11.100/24", "2001:db8::100/64", 1),
-			[]wantErr{{7, "namespaces[0].address", "different IP families"},
+		{"addresses of different families", strings.Replace(cfgNSBase, "11.11.11.100/24", "2001:db8::100/64", 1),
+			[]wantFieldErr{{7, "namespaces[0].address", "different IP families"},
 				{8, "namespaces[0].gateway", "not inside address's subnet"}}},
-		{"same address twice", strings.Replace(nsBase, "11.11.11.100/24", "11.11.11.1/24", 1),
-			[]wantErr{{7, "namespaces[0].address", "also host_address"}, {8, "namespaces[0].gateway", "own address"}}},
-		{"gateway outside", strings.Replace(nsBase, "gateway: 11.11.11.1", "gateway: 11.11.12.1", 1),
-			[]wantErr{{8, "namespaces[0].gateway", "not inside address's subnet 11.11.11.0/24"}}},
-		{"gateway is address", strings.Replace(nsBase, "gateway: 11.11.11.1", "gateway: 11.11.11.100", 1),
-			[]wantErr{{8, "namespaces[0].gateway", "own address"}}},
-		{"bad gateway", strings.Replace(nsBase, "gateway: 11.11.11.1", "gateway: 11.11.11.1/24", 1),
-			[]wantErr{{8, "namespaces[0].gateway", "invalid IP address"}}},
+		{"same address twice", strings.Replace(cfgNSBase, "11.11.11.100/24", "11.11.11.1/24", 1),
+			[]wantFieldErr{{7, "namespaces[0].address", "also host_address"}, {8, "namespaces[0].gateway", "own address"}}},
+		{"gateway outside", strings.Replace(cfgNSBase, "gateway: 11.11.11.1", "gateway: 11.11.12.1", 1),
+			[]wantFieldErr{{8, "namespaces[0].gateway", "not inside address's subnet 11.11.11.0/24"}}},
+		{"gateway is address", strings.Replace(cfgNSBase, "gateway: 11.11.11.1", "gateway: 11.11.11.100", 1),
+			[]wantFieldErr{{8, "namespaces[0].gateway", "own address"}}},
+		{"bad gateway", strings.Replace(cfgNSBase, "gateway: 11.11.11.1", "gateway: 11.11.11.1/24", 1),
+			[]wantFieldErr{{8, "namespaces[0].gateway", "invalid IP address"}}},
 		{"two namespaces", second, nil},
 		{"duplicate namespace name", strings.Replace(second, "name: ns2", "name: ns1", 1),
-			[]wantErr{{9, "namespaces[1].name", `namespace "ns1" is already defined at namespaces[0].name`}}},
+			[]wantFieldErr{{9, "namespaces[1].name", `namespace "ns1" is already defined at namespaces[0].name`}}},
 		{"veth host used twice", strings.Replace(second, "host: veth2", "host: veth0", 1),
-			[]wantErr{{10, "namespaces[1].veth.host", `"veth0" is already created by namespaces[0].veth.host`}}},
+			[]wantFieldErr{{10, "namespaces[1].veth.host", `"veth0" is already created by namespaces[0].veth.host`}}},
 		{"overlapping subnets", strings.Replace(strings.Replace(second, "11.11.12.1/24", "11.11.11.2/24", 1), "11.11.12.100/24", "11.11.11.200/24", 1),
-			[]wantErr{{12, "namespaces[1].address", "overlaps subnet 11.11.11.0/24 of namespaces[0]"}}},
-		{"ipv6 mtu", strings.Replace(strings.Replace(strings.Replace(nsBase, "11.11.11.100/24", "2001:db8::100/64", 1),
+			[]wantFieldErr{{12, "namespaces[1].address", "overlaps subnet 11.11.11.0/24 of namespaces[0]"}}},
+		{"ipv6 mtu", strings.Replace(strings.Replace(strings.Replace(cfgNSBase, "11.11.11.100/24", "2001:db8::100/64", 1),
 			"11.11.11.1/24", "2001:db8::1/64", 1), "peer: veth1}", "peer: veth1, mtu: 1200}", 1),
-			[]wantErr{{5, "namespaces[0].veth.mtu", "IPv6 minimum"}, {8, "namespaces[0].gateway", "not inside"}}},
-		{"lan mtu differs from veth mtu", strings.Replace(strings.Replace(nsBase, "{interface: veth0}", "{interface: veth0, mtu: 1400}", 1),
+			[]wantFieldErr{{5, "namespaces[0].veth.mtu", "IPv6 minimum"}, {8, "namespaces[0].gateway", "not inside"}}},
+		{"lan mtu differs from veth mtu", strings.Replace(strings.Replace(cfgNSBase, "{interface: veth0}", "{interface: veth0, mtu: 1400}", 1),
 			"peer: veth1}", "peer: veth1, mtu: 1420}", 1),
-			[]wantErr{{2, "lan.mtu", "differs from 1420 set by namespaces[0].veth.mtu"}}},
-		{"lan offloads differ from veth", strings.Replace(strings.Replace(nsBase, "{interface: veth0}", "{interface: veth0, offloads: {rx: on}}", 1),
+			[]wantFieldErr{{2, "lan.mtu", "differs from 1420 set by namespaces[0].veth.mtu"}}},
+		{"lan offloads differ from veth", strings.Replace(strings.Replace(cfgNSBase, "{interface: veth0}", "{interface: veth0, offloads: {rx: on}}", 1),
 			"peer: veth1}", "peer: veth1, offloads: {rx: off}}", 1),
-			[]wantErr{{2, "lan.offloads.rx", "differs from off"}}},
+			[]wantFieldErr{{2, "lan.offloads.rx", "differs from off"}}},
 		{"lan created by another veth", strings.Replace(second, "{interface: veth0}", "{interface: veth2}", 1), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkErrors(t, loadString(t, tt.yaml, fakeHost{}), tt.want)
+			checkConfigErrors(t, loadConfigString(t, tt.yaml, cfgLinks{}), tt.want)
 		})
 	}
 }
 
 func TestManyErrorsAtOnce(t *testing.T) {
-	_, err := LoadConfig("testdata/many-errors.yaml", testHost)
-	checkErrors(t, err, []wantErr{
+	_, err := LoadConfig("testdata/many-errors.yaml", cfgHost)
+	checkConfigErrors(t, err, []wantFieldErr{
 		{1, "site", `invalid name ".."`},
 		{4, "lan.mtu", "out of range"},
 		{5, "lan.speed", `unknown field "speed"`},
@@ -375,7 +379,7 @@ func TestManyErrorsAtOnce(t *testing.T) {
 }
 
 func TestUnknownFieldPosition(t *testing.T) {
-	_, err := ParseConfig("site.yaml", []byte(withPeerLine("prefix: [10.1.0.0/16]")), testHost)
+	_, err := ParseConfig("site.yaml", []byte(cfgWithPeerLine("prefix: [10.1.0.0/16]")), cfgHost)
 	const want = `site.yaml:8:7: tunnel.peers[0].prefix: unknown field "prefix" (known fields: name, endpoint, prefixes, keepalive)`
 	if err == nil || err.Error() != want {
 		t.Errorf("error:\n got %v\nwant %s", err, want)
@@ -398,26 +402,26 @@ func TestMissingFile(t *testing.T) {
 }
 
 func TestNilHostSkipsLinkCheck(t *testing.T) {
-	yaml := strings.Replace(minimal, "eth0", "eth9", 1)
+	yaml := strings.Replace(cfgMinimal, "eth0", "eth9", 1)
 	if _, err := ParseConfig("x.yaml", []byte(yaml), nil); err != nil {
 		t.Errorf("nil host: %v", err)
 	}
 }
 
 func TestDefaults(t *testing.T) {
-	yaml := minimal + "      keepalive: 0\n" +
+	yaml := cfgMinimal + "      keepalive: 0\n" +
 		"    - name: q\n      endpoint: 192.0.2.1:5\n      prefixes: [10.1.0.0/24, 10.2.0.0/24]\n"
-	cfg := mustLoad(t, yaml)
+	cfg := mustParseConfig(t, yaml)
 	if got := cfg.Tunnel.Peers[0].Keepalive; got != 0 {
 		t.Errorf("explicit keepalive 0 = %v, want 0", got)
 	}
 	if got := cfg.Tunnel.Peers[1].Keepalive; got != 25*time.Second {
 		t.Errorf("default keepalive = %v, want 25s", got)
 	}
-	if want := pfxs("10.0.0.0/24", "10.1.0.0/24", "10.2.0.0/24"); !reflect.DeepEqual(cfg.Tunnel.Blackhole, want) || cfg.Tunnel.BlackholeSet {
+	if want := cfgPrefixes("10.0.0.0/24", "10.1.0.0/24", "10.2.0.0/24"); !reflect.DeepEqual(cfg.Tunnel.Blackhole, want) || cfg.Tunnel.BlackholeSet {
 		t.Errorf("default blackhole = %v (set %v), want %v (not set)", cfg.Tunnel.Blackhole, cfg.Tunnel.BlackholeSet, want)
 	}
-	cfg = mustLoad(t, minimal+"  blackhole: []\n")
+	cfg = mustParseConfig(t, cfgMinimal+"  blackhole: []\n")
 	if len(cfg.Tunnel.Blackhole) != 0 || !cfg.Tunnel.BlackholeSet {
 		t.Errorf("blackhole: [] = %v (set %v), want none (set)", cfg.Tunnel.Blackhole, cfg.Tunnel.BlackholeSet)
 	}
@@ -446,7 +450,7 @@ func TestOffloadsYAML(t *testing.T) {
 
 func TestLocate(t *testing.T) {
 	var doc yaml.Node
-	if err := yaml.Unmarshal([]byte(minimal), &doc); err != nil {
+	if err := yaml.Unmarshal([]byte(cfgMinimal), &doc); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -497,11 +501,11 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		f.Add(data)
 	}
-	f.Add([]byte(minimal))
+	f.Add([]byte(cfgMinimal))
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("tunnel: {peers: [~, *x]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig("f.yaml", data, testHost)
+		cfg, err := ParseConfig("f.yaml", data, cfgHost)
 		var ce *ConfigError
 		if err != nil && !errors.As(err, &ce) {
 			t.Fatalf("error is %T, want *ConfigError: %v", err, err)
@@ -512,8 +516,8 @@ func FuzzParseConfig(f *testing.F) {
 	})
 }
 
-// loadString writes yaml to a file and loads it.
-func loadString(t *testing.T, yaml string, host HostInfo) error {
+// loadConfigString writes yaml to a file and loads it.
+func loadConfigString(t *testing.T, yaml string, host HostInfo) error {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "site.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
@@ -523,18 +527,18 @@ func loadString(t *testing.T, yaml string, host HostInfo) error {
 	return err
 }
 
-func mustLoad(t *testing.T, yaml string) *Config {
+func mustParseConfig(t *testing.T, yaml string) *Config {
 	t.Helper()
-	cfg, err := ParseConfig("site.yaml", []byte(yaml), testHost)
+	cfg, err := ParseConfig("site.yaml", []byte(yaml), cfgHost)
 	if err != nil {
 		t.Fatalf("ParseConfig:\n%v\nfile:\n%s", err, yaml)
 	}
 	return cfg
 }
 
-// checkErrors checks that err is a *ConfigError holding exactly the
+// checkConfigErrors checks that err is a *ConfigError holding exactly the
 // wanted errors, in order (nil want: err must be nil).
-func checkErrors(t *testing.T, err error, want []wantErr) {
+func checkConfigErrors(t *testing.T, err error, want []wantFieldErr) {
 	t.Helper()
 	if len(want) == 0 {
 		if err != nil {

@@ -68,7 +68,7 @@ func decodeFile(data []byte, ps *problems) (doc *yaml.Node, raw *fileConfig) {
 	}()
 	doc = &yaml.Node{}
 	if err := yaml.Unmarshal(data, doc); err != nil {
-		ps.structural(syntaxProblem(err), "")
+		ps.structural(withIPv6Hint(syntaxProblem(err), data), "")
 		return nil, nil
 	}
 	if isAbsent(docRoot(doc)) {
@@ -114,7 +114,7 @@ func checkSingleDocument(dec *yaml.Decoder, ps *problems) {
 	if err != nil {
 		p.line = syntaxProblem(err).line
 	}
-	ps.structural(p, "")
+	ps.list = append(ps.list, p) // the first document is still checked
 }
 
 // decodeProblems turns the errors of yaml.v3's Decode into problems.
@@ -144,6 +144,21 @@ func syntaxProblem(err error) problem {
 		return problem{line: atoi(m[1]), err: fmt.Errorf("invalid YAML: %s", m[2])}
 	}
 	return problem{err: fmt.Errorf("invalid YAML: %w", err)}
+}
+
+// reBareIPv6Port matches a line whose value is an unquoted [IPv6]:port,
+// which YAML reads as a flow list followed by junk.
+var reBareIPv6Port = regexp.MustCompile(`^\s*(-\s+)?[\w-]+:\s+\[[0-9A-Za-z:.%_-]*\]:\d*\s*(#.*)?$`)
+
+// withIPv6Hint points a syntax error at an unquoted [IPv6]:port, the
+// likely cause, when the file has one.
+func withIPv6Hint(p problem, data []byte) problem {
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		if reBareIPv6Port.Match(line) {
+			return problem{line: i + 1, err: fmt.Errorf("%w; quote an IPv6 ADDRESS:PORT, e.g. \"[2001:db8::1]:50000\"", p.err)}
+		}
+	}
+	return p
 }
 
 // typeProblem rewords one message of a *yaml.TypeError into a problem

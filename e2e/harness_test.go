@@ -19,7 +19,7 @@ import (
 	"tunnel-agent/internal/nstest"
 )
 
-var agentBin string
+var agentBin, tutorialPeerBin string
 
 func TestMain(m *testing.M) {
 	code := func() int {
@@ -33,10 +33,13 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		agentBin = filepath.Join(dir, "tunnel-agent")
-		out, err := exec.Command("go", "build", "-race", "-o", agentBin, "../cmd/tunnel-agent").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build tunnel-agent: %v\n%s", err, out)
-			return 1
+		tutorialPeerBin = filepath.Join(dir, "tutorialpeer")
+		for bin, pkg := range map[string]string{agentBin: "../cmd/tunnel-agent", tutorialPeerBin: "./tutorialpeer"} {
+			out, err := exec.Command("go", "build", "-race", "-o", bin, pkg).CombinedOutput()
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+				return 1
+			}
 		}
 		return m.Run()
 	}()
