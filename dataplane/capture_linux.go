@@ -1,0 +1,196 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// CaptureBufferSize is a buffer size that holds any frame a capture can
+// deliver: the largest IPv4 packet (65535 bytes) plus headroom. Buffers
+// passed to PacketCapture.ReadBatch should be at least this large;
+// smaller ones work, but frames that do not fit are dropped (Truncated).
+const CaptureBufferSize = 65535 + 1024
+
+// PacketCapture is the production Capture: an AF_PACKET socket of type
+// SOCK_DGRAM bound to one interface.
+//
+// SOCK_DGRAM rather than SOCK_RAW: the kernel removes the link-layer header
+// (whatever its length: Ethernet, VLAN-tagged with offload, or none at all
+// on a tun, WireGuard or PPP interface), so both the BPF filter and the
+// reader see the IP header at offset 0 on every kind of interface, and the
+// frame is delivered straight into the caller's buffer with no copy or
+// header parsing in Go.
+//
+// Only inbound packets are seen: PACKET_IGNORE_OUTGOING keeps the kernel
+// from even cloning outgoing frames to the socket, and the filter also
+// requires pkttype == PACKET_HOST (which additionally rejects broadcast,
+// multicast and frames for other hosts in promiscuous mode).
+//
+// ReadBatch calls are serialised; Close may be called concurrently and
+// unblocks a blocked ReadBatch.
+type PacketCapture struct {
+	f      *os.File
+	rc     syscall.RawConn
+	ifname string
+
+	mu sync.Mutex // serialises ReadBatch (r holds per-call state)
+	r  batchReader
+
+	truncated atomic.Uint64
+	closed    atomic.Bool
+}
+
+var _ Capture = (*PacketCapture)(nil)
+
+// captureAddr names the interface in a net.OpError.
+type captureAddr string
+
+func (a captureAddr) Network() string { return "packet" }
+func (a captureAddr) String() string  { return string(a) }
+
+// OpenCapture opens a capture on the interface ifname (in the calling
+// thread's network namespace) for IPv4 packets arriving for this host
+// whose destination lies in one of prefixes. An empty prefix list
+// captures nothing.
+func OpenCapture(ifname string, prefixes []netip.Prefix) (*PacketCapture, error) {
+	opErr := func(err error) error {
+		return &net.OpError{Op: "listen", Net: "packet", Addr: captureAddr(ifname), Err: err}
+	}
+	filter, err := CaptureFilter(prefixes)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, opErr(err)
+	}
+
+	// Protocol 0: the socket receives nothing until bind names a protocol,
+	// so no frame can be queued before the filter is in place.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, opErr(os.NewSyscallError("socket", err))
+	}
+	if err := setupCaptureSocket(fd, ifi.Index, filter); err != nil {
+		unix.Close(fd)
+		return nil, opErr(err)
+	}
+
+	// fd is non-blocking, so os.NewFile registers it with the runtime
+	// poller: reads park the goroutine, and Close wakes them.
+	f := os.NewFile(uintptr(fd), "packet:"+ifname)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, opErr(err)
+	}
+	c := &PacketCapture{f: f, rc: rc, ifname: ifname}
+	c.r.init(rc)
+	return c, nil
+}
+
+func setupCaptureSocket(fd, ifindex int, filter []bpf.RawInstruction) error {
+	// Inbound only. Kernels before 4.20 lack the option; the filter's
+	// pkttype check still drops outgoing frames there.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil &&
+		!errors.Is(err, unix.ENOPROTOOPT) && !errors.Is(err, unix.EINVAL) {
+		return os.NewSyscallError("setsockopt PACKET_IGNORE_OUTGOING", err)
+	}
+	prog := unix.SockFprog{
+		Len:    uint16(len(filter)),
+		Filter: (*unix.SockFilter)(unsafe.Pointer(unsafe.SliceData(filter))),
+	}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+		return os.NewSyscallError("setsockopt SO_ATTACH_FILTER", err)
+	}
+	setSocketBuffers(fd, udpSocketBuffer)
+
+	// Bind to IPv4 on this interface. (IPv6 later: bind to ETH_P_ALL and
+	// let the filter, which already dispatches on the version nibble,
+	// choose; or open a second socket bound to ETH_P_IPV6.)
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifindex}
+	if err := unix.Bind(fd, sa); err != nil {
+		return os.NewSyscallError("bind", err)
+	}
+
+	// Belt and braces: with protocol 0 and the filter attached before bind
+	// nothing unfiltered can have been queued, but drop whatever is there
+	// so that the first read only returns frames that arrived after open.
+	var scratch [1]byte
+	for range 1 << 16 { // bounded even under a flood
+		_, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&scratch[0])), 1,
+			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+		if e != 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// htons converts a 16-bit value to network byte order, as sll_protocol
+// expects.
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// ReadBatch implements Capture. Packets are received directly into bufs;
+// one larger than its buffer is dropped and counted by Truncated. It
+// never returns bytes beyond what the kernel delivered.
+func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	n := min(len(bufs), len(sizes))
+	if n == 0 {
+		return 0, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		got, err := c.r.read(bufs[:n], false)
+		if err != nil {
+			if c.closed.Load() {
+				err = net.ErrClosed
+			}
+			return 0, &net.OpError{Op: "read", Net: "packet", Addr: captureAddr(c.ifname), Err: err}
+		}
+		out := 0
+		for i := range got {
+			h := &c.r.m.hdrs[i]
+			size := int(h.Len)
+			if h.Hdr.Flags&unix.MSG_TRUNC != 0 || size > len(bufs[i]) || !compact(bufs, i, out, size) {
+				c.truncated.Add(1)
+				continue
+			}
+			sizes[out] = size
+			out++
+		}
+		if out > 0 {
+			return out, nil
+		}
+	}
+}
+
+// Truncated is the number of frames dropped because they were larger than
+// the buffer they would have been returned in.
+func (c *PacketCapture) Truncated() uint64 { return c.truncated.Load() }
+
+// Close closes the socket; a blocked ReadBatch returns an error wrapping
+// net.ErrClosed.
+func (c *PacketCapture) Close() error {
+	if c.closed.Swap(true) {
+		return &net.OpError{Op: "close", Net: "packet", Addr: captureAddr(c.ifname), Err: net.ErrClosed}
+	}
+	if err := c.f.Close(); err != nil {
+		return &net.OpError{Op: "close", Net: "packet", Addr: captureAddr(c.ifname), Err: err}
+	}
+	return nil
+}
+
+// String names the capture for logs.
+func (c *PacketCapture) String() string { return fmt.Sprintf("capture(%s)", c.ifname) }
