@@ -1,0 +1,202 @@
+// The Engine is one end of a site-to-site L3 tunnel without a tunnel
+// interface ("plain" mode: the UDP payload is the inner IP packet from its
+// header on, nothing added). It runs three goroutines:
+//
+// LAN→tunnel (capture goroutine, engine_capture.go):
+//
+//	Capture.ReadBatch → dispatch on the version nibble → parse and check
+//	the IPv4 header, trim link-layer padding → longest prefix match of the
+//	destination over all peers' prefixes → the peer's current endpoint →
+//	act as a router hop: TTL <= 1 answers ICMP time exceeded, a DF packet
+//	too big for the peer's path MTU answers ICMP fragmentation needed,
+//	otherwise TTL-1 with an incremental checksum fix → Transport.WriteBatch.
+//	ICMP errors go back to the LAN through the Injector.
+//
+// tunnel→LAN (transport goroutine, engine_transport.go):
+//
+//	Transport.ReadBatch → sender address → peer (endpoint snapshot, one
+//	atomic load per batch) → zero length: keepalive → parse the inner IPv4
+//	header, total length must equal the datagram length → the inner source
+//	must route back to the sending peer and the inner destination must be
+//	local → (learn the endpoint of a peer configured without one) →
+//	Injector.WriteBatch. No TTL decrement here: the sending gateway did it.
+//
+// keepalive goroutine (engine_keepalive.go): a zero-length datagram to
+// each configured endpoint every Keepalive, so NAT and firewall state on
+// the path stays open and a learning far end finds us.
+//
+// Per packet the path neither allocates nor locks: buffers are
+// preallocated per goroutine, lookups are bart tables built once in New,
+// counters are atomics, and drops are logged through per-reason limiters.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// PeerConfig describes one far end of the tunnel.
+type PeerConfig struct {
+	// Name identifies the peer in logs and statistics; unique, non-empty.
+	Name string
+	// Endpoint is the peer's UDP address. Zero: learn it from the first
+	// valid datagram whose inner source lies in Prefixes.
+	Endpoint netip.AddrPort
+	// Prefixes are the networks behind the peer: captured packets to them
+	// are sent to the peer, and packets from the peer must come from them.
+	Prefixes []netip.Prefix
+	// Keepalive is the interval of zero-length datagrams sent to a
+	// configured Endpoint; 0 disables them.
+	Keepalive time.Duration
+	// PathMTU is the MTU of the outer path towards the peer; 0 means 1500.
+	PathMTU int
+}
+
+// Config configures an Engine.
+type Config struct {
+	Peers []PeerConfig
+	// LocalPrefixes are the networks behind this gateway: the only
+	// destinations accepted from the tunnel.
+	LocalPrefixes []netip.Prefix
+	// ICMPSource is the source of the ICMP errors the engine generates,
+	// normally the gateway's LAN address. Zero disables ICMP generation.
+	ICMPSource netip.Addr
+	// Logger receives rate-limited drop and endpoint logs; nil discards.
+	Logger *slog.Logger
+	// BatchSize is the number of packets per ReadBatch/WriteBatch call;
+	// 0 means DefaultBatchSize.
+	BatchSize int
+}
+
+// Engine moves packets between a Capture/Injector pair and a Transport.
+// Create it with New and start it with Run.
+type Engine struct {
+	peers   []peer
+	routes  *peerTable // peer prefixes, both directions
+	local   *prefixSet
+	icmpSrc netip.Addr
+	batch   int
+	learns  bool // some peer learns its endpoint
+	log     *slog.Logger
+	dropLog [numDropReasons]logSlot
+
+	eps atomic.Pointer[endpoints]
+	ctr engineCounters
+
+	capture   Capture
+	transport Transport
+	injector  Injector
+	// txMu and injMu serialise writes: the capture and keepalive goroutines
+	// share the Transport, capture (ICMP) and transport goroutines share
+	// the Injector, and the interfaces do not promise concurrency safety.
+	// Each is taken once per batch and is nearly always uncontended.
+	txMu, injMu sync.Mutex
+
+	epoch      time.Time   // origin of the monotonic times used inside
+	icmpBucket tokenBucket // capture goroutine only
+	started    atomic.Bool
+}
+
+// peer is a PeerConfig resolved for the hot path, plus its counters.
+type peer struct {
+	idx        int
+	name       string
+	configured netip.AddrPort // zero: learning
+	keepalive  time.Duration
+	pathMTU    int
+	ctr        peerCounters
+	// learnLog limits "endpoint learned" lines, learnSuppressed counts the
+	// lines it held back; both belong to the transport goroutine.
+	learnLog        tokenBucket
+	learnSuppressed uint64
+}
+
+// New checks cfg and returns an engine over the three I/O objects, which
+// Run will own (and close when it stops).
+func New(cfg Config, c Capture, t Transport, inj Injector) (*Engine, error) {
+	if c == nil || t == nil || inj == nil {
+		return nil, errors.New("dataplane: nil Capture, Transport or Injector")
+	}
+	e, err := newEngine(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	e.capture, e.transport, e.injector = c, t, inj
+	return e, nil
+}
+
+// Run moves packets until ctx is done (then it returns nil) or until an
+// I/O object fails (then it returns that error). Either way it closes the
+// three I/O objects, which unblocks the reads, and waits for its
+// goroutines before returning. Run may be called only once.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.started.CompareAndSwap(false, true) {
+		return errors.New("dataplane: Run called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	failed := make(chan error, 2)
+	wg.Go(func() { failed <- wrapIOErr("capture", e.captureLoop()) })
+	wg.Go(func() { failed <- wrapIOErr("transport", e.transportLoop()) })
+	wg.Go(func() { e.keepaliveLoop(ctx) })
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-failed:
+	}
+	cancel()
+	e.closeIO()
+	wg.Wait()
+	return err
+}
+
+// wrapIOErr names the loop that failed.
+func wrapIOErr(what string, err error) error {
+	return fmt.Errorf("dataplane: %s: %w", what, err)
+}
+
+// closeIO closes the three I/O objects. Their errors are only logged: the
+// engine is stopping anyway and the reason it stops matters more.
+func (e *Engine) closeIO() {
+	for _, c := range []interface{ Close() error }{e.capture, e.transport, e.injector} {
+		if err := c.Close(); err != nil {
+			e.log.Warn("closing dataplane I/O", "err", err)
+		}
+	}
+}
+
+// Stats returns a snapshot of the counters; safe to call at any time from
+// any goroutine.
+func (e *Engine) Stats() Stats {
+	eps := e.eps.Load()
+	st := Stats{
+		Peers:           make([]PeerStats, len(e.peers)),
+		Drops:           e.ctr.dropsMap(),
+		ICMPSent:        e.ctr.icmpSent.Load(),
+		ICMPRateLimited: e.ctr.icmpLimited.Load(),
+	}
+	for i := range e.peers {
+		p := &e.peers[i]
+		ps := p.ctr.snapshot()
+		ps.Name, ps.ConfiguredEndpoint, ps.CurrentEndpoint = p.name, p.configured, eps.cur[i]
+		st.Peers[i] = ps
+	}
+	return st
+}
+
+// batchTime is the clock read once per batch: wall for "last received"
+// timestamps, mono (ns since New, monotonic) for limiters.
+type batchTime struct{ wall, mono int64 }
+
+// now reads the clock.
+func (e *Engine) now() batchTime {
+	t := time.Now()
+	return batchTime{wall: t.UnixNano(), mono: int64(t.Sub(e.epoch))}
+}

@@ -1,0 +1,172 @@
+package dataplane
+
+import "net/netip"
+
+// captureState is the capture goroutine's working set, allocated once.
+type captureState struct {
+	bufs     [][]byte // read buffers at full size; never resliced
+	sizes    []int
+	tx       txBatch
+	icmpBufs [][]byte // one icmpMaxLen buffer per packet of a batch
+	icmp     [][]byte // this batch's ICMP errors (prefixes of icmpBufs)
+}
+
+// newCaptureState allocates the buffers for batches of n packets.
+func newCaptureState(n int) *captureState {
+	return &captureState{
+		bufs: newBuffers(n, maxPacketSize), sizes: make([]int, n),
+		tx: newTxBatch(n), icmpBufs: newBuffers(n, icmpMaxLen), icmp: make([][]byte, 0, n),
+	}
+}
+
+// captureLoop is the LAN→tunnel direction. It returns only when the
+// Capture fails or is closed.
+func (e *Engine) captureLoop() error {
+	s := newCaptureState(e.batch)
+	for {
+		n, err := e.capture.ReadBatch(s.bufs, s.sizes)
+		e.encapBatch(s, n) // packets read before an error still count
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// encapBatch routes the first n captured packets, sends what passes and
+// injects the ICMP errors generated on the way.
+func (e *Engine) encapBatch(s *captureState, n int) {
+	if n <= 0 {
+		return
+	}
+	t, eps := e.now(), e.eps.Load()
+	s.tx.reset()
+	s.icmp = s.icmp[:0]
+	for i := range min(n, len(s.bufs)) {
+		e.encapOne(s, packetAt(s.bufs, s.sizes, i), eps, t.mono)
+	}
+	if len(s.tx.bufs) > 0 {
+		e.send(&s.tx, t.mono)
+	}
+	if len(s.icmp) > 0 {
+		e.ctr.icmpSent.Add(uint64(e.inject(s.icmp, nil, t.mono)))
+	}
+}
+
+// packetAt is bufs[i][:sizes[i]], with the size clamped so that a
+// misbehaving I/O implementation cannot make the engine panic.
+func packetAt(bufs [][]byte, sizes []int, i int) []byte {
+	return bufs[i][:min(max(sizes[i], 0), len(bufs[i]))]
+}
+
+// encapOne queues one captured packet for sending, or counts its drop.
+func (e *Engine) encapOne(s *captureState, pkt []byte, eps *endpoints, now int64) {
+	buf := s.icmpBufs[len(s.icmp)]
+	v := e.forward(pkt, eps, buf, now)
+	if v.icmp > 0 {
+		s.icmp = append(s.icmp, buf[:v.icmp])
+	}
+	if v.reason != DropNone {
+		e.drop(v.reason, v.dropInfo, now)
+		return
+	}
+	s.tx.add(v.pkt, v.addr, v.peer)
+}
+
+// verdict is the outcome for one captured packet.
+type verdict struct {
+	reason   DropReason // DropNone: send pkt to peer at addr
+	dropInfo            // peer, addr (the endpoint), inner src and dst
+	pkt      []byte     // the packet to send, trimmed, TTL decremented
+	icmp     int        // length of the ICMP error written, 0 if none
+}
+
+// forward routes one captured packet; see verdict. An ICMP error, when
+// due, is written to icmpBuf (icmpMaxLen bytes).
+func (e *Engine) forward(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) verdict {
+	if len(pkt) == 0 {
+		return verdict{reason: DropTooShort}
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		return e.forward4(pkt, eps, icmpBuf, now)
+	default: // IPv6 will get its own case here
+		return verdict{reason: DropNotIPv4}
+	}
+}
+
+// forward4 is forward for IPv4.
+func (e *Engine) forward4(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) verdict {
+	h, why := parseIPv4(pkt)
+	if why != DropNone {
+		return verdict{reason: why}
+	}
+	pkt = pkt[:h.totalLen] // drop link-layer padding (short Ethernet frames)
+	v := verdict{dropInfo: dropInfo{src: h.src, dst: h.dst}}
+	pi, ok := e.routes.lookup(h.dst)
+	if !ok {
+		v.reason = DropNoRoute
+		return v
+	}
+	v.peer, v.addr = &e.peers[pi], eps.cur[pi]
+	if !v.addr.IsValid() {
+		v.reason = DropNoEndpoint
+		return v
+	}
+	if v.reason, v.icmp = e.hopChecks4(pkt, &h, v.peer, v.addr, icmpBuf, now); v.reason == DropNone {
+		decrementTTL(pkt)
+		v.pkt = pkt
+	}
+	return v
+}
+
+// hopChecks4 applies the rules of a router hop (RFC 1812) before a packet
+// enters the tunnel: TTL must outlive this hop, and a DF packet must fit
+// the path MTU minus the outer headers. A failing check returns its drop
+// reason and the length of the ICMP error written to icmpBuf, if any.
+func (e *Engine) hopChecks4(pkt []byte, h *ipv4Header, p *peer, to netip.AddrPort, icmpBuf []byte, now int64) (DropReason, int) {
+	if h.ttl <= 1 {
+		return DropTTLExpired, e.icmpError(icmpBuf, pkt, h, icmpTypeTimeExceeded, icmpCodeTTLExceeded, 0, now)
+	}
+	mtu := p.pathMTU - outerOverhead(to)
+	switch {
+	case len(pkt) <= mtu:
+		return DropNone, 0
+	case h.df():
+		return DropTooBig, e.icmpError(icmpBuf, pkt, h, icmpTypeDestUnreachable, icmpCodeFragNeeded, uint16(mtu), now)
+	case len(pkt) > maxUDPPayload(to):
+		return DropTooBig, 0 // cannot be one datagram at all; a real router would fragment
+	default:
+		return DropNone, 0 // the kernel fragments the outer datagram
+	}
+}
+
+// icmpError writes an ICMP error about pkt to buf when it is allowed
+// (configured source, RFC 1812 rules, rate limit) and returns its length.
+func (e *Engine) icmpError(buf, pkt []byte, h *ipv4Header, typ, code uint8, mtu uint16, now int64) int {
+	if !e.icmpSrc.IsValid() || !mayAnswerICMP(pkt, h) {
+		return 0
+	}
+	if !e.icmpBucket.allow(now) {
+		e.ctr.icmpLimited.Add(1)
+		return 0
+	}
+	return buildICMPv4Error(buf, e.icmpSrc, pkt, typ, code, mtu)
+}
+
+// outerOverhead is what the kernel puts around our UDP payload: IP and UDP
+// headers of the outer family.
+func outerOverhead(to netip.AddrPort) int {
+	if to.Addr().Is4() {
+		return ipv4OuterUDPSize
+	}
+	return 40 + 8
+}
+
+// maxUDPPayload is the largest UDP payload towards to: the IPv4 total
+// length, or the IPv6 payload length, is a 16-bit field.
+func maxUDPPayload(to netip.AddrPort) int {
+	if to.Addr().Is4() {
+		return ipv4MaxLen - ipv4OuterUDPSize
+	}
+	return 0xffff - 8
+}

@@ -1,0 +1,183 @@
+package dataplane
+
+import "net/netip"
+
+// transportState is the transport goroutine's working set, allocated once.
+type transportState struct {
+	bufs  [][]byte // read buffers at full size; never resliced
+	sizes []int
+	from  []netip.AddrPort
+	out   [][]byte // packets to inject this batch (prefixes of bufs)
+	peers []*peer  // the peer of each packet in out
+}
+
+// newTransportState allocates the buffers for batches of n datagrams.
+func newTransportState(n int) *transportState {
+	return &transportState{
+		bufs: newBuffers(n, maxPacketSize), sizes: make([]int, n), from: make([]netip.AddrPort, n),
+		out: make([][]byte, 0, n), peers: make([]*peer, 0, n),
+	}
+}
+
+// transportLoop is the tunnel→LAN direction. It returns only when the
+// Transport fails or is closed.
+func (e *Engine) transportLoop() error {
+	s := newTransportState(e.batch)
+	for {
+		n, err := e.transport.ReadBatch(s.bufs, s.sizes, s.from)
+		e.decapBatch(s, n) // datagrams read before an error still count
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// decapBatch checks the first n datagrams and injects the packets that
+// pass.
+func (e *Engine) decapBatch(s *transportState, n int) {
+	if n <= 0 {
+		return
+	}
+	t, eps := e.now(), e.eps.Load()
+	s.out, s.peers = s.out[:0], s.peers[:0]
+	for i := range min(n, len(s.bufs)) {
+		eps = e.receive(s, packetAt(s.bufs, s.sizes, i), unmapAddrPort(s.from[i]), eps, t)
+	}
+	if len(s.out) > 0 {
+		e.inject(s.out, s.peers, t.mono)
+	}
+}
+
+// receive handles one datagram from the address from. It returns the
+// endpoint snapshot for the rest of the batch: a new one if it learned.
+func (e *Engine) receive(s *transportState, pkt []byte, from netip.AddrPort, eps *endpoints, t batchTime) *endpoints {
+	pi, known := eps.byAddr[from]
+	if !known {
+		return e.receiveUnknown(s, pkt, from, eps, t)
+	}
+	p := &e.peers[pi]
+	if len(pkt) == 0 {
+		p.ctr.keepalivesRx.Add(1)
+		p.ctr.lastRx.Store(t.wall)
+		return eps
+	}
+	if r, d := e.admit(pkt, p); r != DropNone {
+		d.peer, d.addr = p, from
+		e.drop(r, d, t.mono)
+		return eps
+	}
+	e.accept(s, p, pkt, t)
+	return eps
+}
+
+// receiveUnknown handles a datagram from an address that is no peer's
+// endpoint. Only a learning peer may accept it: the inner source picks the
+// peer, and a fully valid packet moves that peer's endpoint to from.
+// Anything else is not_from_peer.
+func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPort, eps *endpoints, t batchTime) *endpoints {
+	if !e.learns {
+		e.drop(DropNotFromPeer, dropInfo{addr: from}, t.mono)
+		return eps
+	}
+	if len(pkt) == 0 {
+		return e.receiveUnknownKeepalive(from, eps, t)
+	}
+	r, d := e.admit(pkt, nil)
+	if r != DropNone || d.peer.configured.IsValid() {
+		e.drop(DropNotFromPeer, dropInfo{addr: from, src: d.src, dst: d.dst}, t.mono)
+		return eps
+	}
+	eps = e.learn(d.peer, from, eps, t)
+	e.accept(s, d.peer, pkt, t)
+	return eps
+}
+
+// accept counts pkt as received from p and queues it for injection.
+func (e *Engine) accept(s *transportState, p *peer, pkt []byte, t batchTime) {
+	p.ctr.rxPackets.Add(1)
+	p.ctr.rxBytes.Add(uint64(len(pkt)))
+	p.ctr.lastRx.Store(t.wall)
+	s.out = append(s.out, pkt)
+	s.peers = append(s.peers, p)
+}
+
+// admit validates the inner packet of a non-empty datagram sent by peer
+// from (nil: sender unknown, the inner source picks the peer). On success
+// it returns DropNone and, in d.peer, the peer the packet belongs to.
+func (e *Engine) admit(pkt []byte, from *peer) (DropReason, dropInfo) {
+	switch pkt[0] >> 4 {
+	case 4:
+		return e.admit4(pkt, from)
+	default: // IPv6 will get its own case here
+		return DropNotIPv4, dropInfo{}
+	}
+}
+
+// admit4 is admit for IPv4. Like the tutorial's receiver it wants the
+// datagram to be exactly one packet: a total length that disagrees with
+// the datagram length means truncation or a framing mismatch between the
+// two ends (e.g. another encapsulation mode).
+func (e *Engine) admit4(pkt []byte, from *peer) (DropReason, dropInfo) {
+	h, why := parseIPv4(pkt)
+	if why != DropNone {
+		return why, dropInfo{}
+	}
+	if h.totalLen != len(pkt) {
+		return DropBadHeader, dropInfo{}
+	}
+	return e.admitAddrs(h.src, h.dst, from)
+}
+
+// admitAddrs applies the address rules. The inner source must route back
+// to the sending peer: the longest match over all peers' prefixes, not
+// merely any prefix of that peer, so that with overlapping prefixes a peer
+// cannot send from addresses whose replies would go to another peer
+// (WireGuard's "allowed IPs" rule). The destination must be local.
+func (e *Engine) admitAddrs(src, dst netip.Addr, from *peer) (DropReason, dropInfo) {
+	d := dropInfo{src: src, dst: dst}
+	pi, ok := e.routes.lookup(src)
+	if !ok || (from != nil && pi != from.idx) {
+		return DropSrcNotAllowed, d
+	}
+	d.peer = &e.peers[pi]
+	if !e.local.contains(dst) {
+		return DropDstNotAllowed, d
+	}
+	return DropNone, d
+}
+
+// receiveUnknownKeepalive handles a keepalive from an unknown address. It
+// carries no inner source, so it can only be attributed by its address: a
+// learning peer whose current endpoint has the same IP and another port is
+// a NAT that moved the flow (conntrack flushed, mapping expired), and the
+// keepalive re-teaches its new port, so that traffic towards the peer
+// resumes without waiting for the peer to send data. Anything else is
+// not_from_peer: a stray empty datagram must not redirect a peer.
+func (e *Engine) receiveUnknownKeepalive(from netip.AddrPort, eps *endpoints, t batchTime) *endpoints {
+	p := e.sameIPLearner(from.Addr(), eps)
+	if p == nil {
+		e.drop(DropNotFromPeer, dropInfo{addr: from}, t.mono)
+		return eps
+	}
+	eps = e.learn(p, from, eps, t)
+	p.ctr.keepalivesRx.Add(1)
+	p.ctr.lastRx.Store(t.wall)
+	return eps
+}
+
+// sameIPLearner returns the only learning peer currently at an endpoint
+// with address ip, or nil if there is none or more than one (several peers
+// behind one NAT: a keepalive cannot say which of them moved).
+func (e *Engine) sameIPLearner(ip netip.Addr, eps *endpoints) *peer {
+	var found *peer
+	for i := range e.peers {
+		if e.peers[i].configured.IsValid() || eps.cur[i].Addr() != ip {
+			continue
+		}
+		if found != nil {
+			return nil
+		}
+		found = &e.peers[i]
+	}
+	return found
+}

@@ -1,0 +1,211 @@
+package dataplane
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"tunnel-agent/dataplane/dptest"
+)
+
+// fuzzConfig is the tutorial's client side plus a learning peer and a peer
+// reached over IPv6, so that every branch of both directions is reachable.
+func fuzzConfig() Config {
+	return Config{
+		Peers: []PeerConfig{
+			{Name: "east", Endpoint: netip.MustParseAddrPort("198.51.100.1:50000"), Prefixes: []netip.Prefix{pfx("11.11.11.0/24")}, PathMTU: 1400},
+			{Name: "roaming", Prefixes: []netip.Prefix{pfx("10.2.0.0/16")}},
+			{Name: "v6", Endpoint: netip.MustParseAddrPort("[2001:db8::1]:50000"), Prefixes: []netip.Prefix{pfx("10.3.0.0/16")}},
+		},
+		LocalPrefixes: []netip.Prefix{pfx("192.168.111.0/24")},
+		ICMPSource:    gatewayLAN,
+	}
+}
+
+// fuzzSenders are the outer sources FuzzTransport picks from.
+var fuzzSenders = []netip.AddrPort{
+	netip.MustParseAddrPort("198.51.100.1:50000"),  // east
+	netip.MustParseAddrPort("203.0.113.9:4000"),    // a stranger (or roaming's new home)
+	netip.MustParseAddrPort("[2001:db8::1]:50000"), // v6
+}
+
+func newFuzzEngine(t testing.TB) *Engine {
+	e, err := newEngine(fuzzConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// FuzzCapture runs the LAN→tunnel decision on arbitrary bytes and checks
+// its invariants: a forwarded packet is the input trimmed to its total
+// length with TTL-1 and a valid checksum; an ICMP error is well formed.
+func FuzzCapture(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e := newFuzzEngine(t)
+		pkt, icmp := bytes.Clone(data), make([]byte, icmpMaxLen)
+		v := e.forward(pkt, e.eps.Load(), icmp, 0)
+		if v.reason >= numDropReasons || (v.reason == DropNone) != (v.pkt != nil) {
+			t.Fatalf("verdict %+v", v)
+		}
+		if v.pkt != nil {
+			checkForwarded(t, data, v)
+		}
+		if v.icmp > 0 {
+			checkGenerated(t, data, icmp[:v.icmp], v.reason)
+		}
+	})
+}
+
+// checkForwarded checks a packet the engine decided to send.
+func checkForwarded(t *testing.T, in []byte, v verdict) {
+	h, r := parseIPv4(v.pkt)
+	if r != DropNone || h.totalLen != len(v.pkt) || v.peer == nil || !v.addr.IsValid() {
+		t.Fatalf("forwarded packet invalid: %v %+v", r, h)
+	}
+	want := bytes.Clone(in[:len(v.pkt)])
+	want[ipv4OffTTL]--
+	copy(want[ipv4OffChecksum:], v.pkt[ipv4OffChecksum:ipv4OffChecksum+2])
+	if !bytes.Equal(v.pkt, want) || in[ipv4OffTTL] < 2 {
+		t.Fatalf("forwarded\n% x\nfrom\n% x", v.pkt, in)
+	}
+}
+
+// checkGenerated checks an ICMP error generated about in.
+func checkGenerated(t *testing.T, in, msg []byte, reason DropReason) {
+	h, r := parseIPv4(msg)
+	if r != DropNone || h.totalLen != len(msg) || len(msg) > icmpMaxLen || checksum(msg[20:], 0) != 0 {
+		t.Fatalf("ICMP error invalid: %v % x", r, msg)
+	}
+	if reason != DropTTLExpired && reason != DropTooBig {
+		t.Fatalf("ICMP error for %v", reason)
+	}
+	if !bytes.HasPrefix(in, msg[28:]) || !bytes.Equal(msg[16:20], in[12:16]) {
+		t.Fatal("ICMP error does not quote the packet or goes elsewhere")
+	}
+}
+
+// FuzzTransport runs the tunnel→LAN decision on an arbitrary datagram from
+// one of fuzzSenders and checks that exactly one outcome is counted and
+// that an accepted packet is the datagram itself, valid and allowed.
+func FuzzTransport(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte, sender uint8) {
+		e := newFuzzEngine(t)
+		from := fuzzSenders[int(sender)%len(fuzzSenders)]
+		s := newTransportState(1)
+		eps := e.receive(s, bytes.Clone(data), from, e.eps.Load(), batchTime{})
+		if outcomes(e)+len(s.out) != 1 {
+			t.Fatalf("%d drops + %d accepted for one datagram", outcomes(e), len(s.out))
+		}
+		if len(s.out) == 1 {
+			checkAccepted(t, e, data, s.out[0], s.peers[0], eps, from)
+		}
+	})
+}
+
+// outcomes counts drops and keepalives so far.
+func outcomes(e *Engine) int {
+	n := 0
+	for i := range e.ctr.drops {
+		n += int(e.ctr.drops[i].Load())
+	}
+	for i := range e.peers {
+		n += int(e.peers[i].ctr.keepalivesRx.Load())
+	}
+	return n
+}
+
+// checkAccepted checks a packet the engine decided to inject.
+func checkAccepted(t *testing.T, e *Engine, in, out []byte, p *peer, eps *endpoints, from netip.AddrPort) {
+	h, r := parseIPv4(out)
+	if r != DropNone || !bytes.Equal(in, out) || h.totalLen != len(in) {
+		t.Fatalf("accepted invalid or modified packet: %v", r)
+	}
+	if pi, _ := e.routes.lookup(h.src); pi != p.idx || !e.local.contains(h.dst) {
+		t.Fatalf("accepted %v → %v from peer %s", h.src, h.dst, p.name)
+	}
+	if eps.cur[p.idx] != from {
+		t.Fatalf("accepted from %v while peer is at %v", from, eps.cur[p.idx])
+	}
+}
+
+var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz seed corpora")
+
+// TestFuzzSeeds keeps the checked-in seed corpora equal to fuzzSeeds;
+// run with -update-seeds after changing them.
+func TestFuzzSeeds(t *testing.T) {
+	for name, body := range fuzzSeeds() {
+		path := filepath.Join("testdata", "fuzz", name)
+		if *updateSeeds {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if got, err := os.ReadFile(path); err != nil || string(got) != body {
+			t.Errorf("%s is stale or missing (%v): run go test -run TestFuzzSeeds -update-seeds", path, err)
+		}
+	}
+}
+
+// fuzzSeeds returns the seed corpus files by path under testdata/fuzz.
+func fuzzSeeds() map[string]string {
+	seeds := map[string]string{}
+	for name, pkt := range captureSeeds() {
+		seeds["FuzzCapture/"+name] = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", pkt)
+	}
+	for name, s := range transportSeeds() {
+		seeds["FuzzTransport/"+name] = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\nbyte(%q)\n", s.pkt, s.sender)
+	}
+	return seeds
+}
+
+func captureSeeds() map[string][]byte {
+	v4 := func(h dptest.IPv4, n int) []byte { return h.Marshal(make([]byte, n)) }
+	east := dptest.IPv4{Src: lanHost, Dst: farHost, Proto: 17, TTL: 64}
+	df, frag, opts, expired := east, east, east, east
+	df.DF, frag.FragOffset, frag.TTL, opts.Options, expired.TTL = true, 100, 1, []byte{7, 3, 4, 0}, 1
+	roam, v6 := east, east
+	roam.Dst, v6.Dst = netip.MustParseAddr("10.2.0.9"), netip.MustParseAddr("10.3.0.9")
+	return map[string][]byte{
+		"tutorial-echo":  bytes.Clone(tutorial),
+		"ttl-expired":    v4(expired, 30),
+		"df-too-big":     v4(df, 1400),
+		"big-no-df":      v4(east, 1400),
+		"non-first-frag": v4(frag, 30),
+		"options":        v4(opts, 8),
+		"padded":         append(v4(east, 1), make([]byte, 17)...),
+		"no-endpoint":    v4(roam, 8),
+		"ipv6-outer":     v4(v6, 1400),
+		"truncated":      bytes.Clone(tutorial[:50]),
+		"ipv6":           append([]byte{0x60, 0, 0, 0, 0, 0, 59, 64}, make([]byte, 32)...),
+	}
+}
+
+type transportSeed struct {
+	pkt    []byte
+	sender byte
+}
+
+func transportSeeds() map[string]transportSeed {
+	reply := dptest.EchoRequest(farHost, lanHost, 40, 1, 56)
+	reply[20] = 0 // echo reply; its checksum does not matter here
+	roam := dptest.EchoRequest(netip.MustParseAddr("10.2.0.9"), lanHost, 1, 1, 56)
+	return map[string]transportSeed{
+		"tutorial-reply":    {reply, 0},
+		"learn-roaming":     {roam, 1},
+		"keepalive":         {nil, 0},
+		"keepalive-unknown": {nil, 1},
+		"trailing-byte":     {append(bytes.Clone(reply), 0), 0},
+		"wrong-peer":        {roam, 0},
+		"truncated":         {reply[:83], 2},
+		"total-len-zero":    {append([]byte{0x45, 0, 0, 0}, reply[4:]...), 0},
+	}
+}
