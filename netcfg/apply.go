@@ -51,18 +51,26 @@ func applyEntry(h Host, j *Journal, e Entry, log *slog.Logger) error {
 // Revert undoes the journal's entries in reverse order, restoring each
 // prior value, and removes the journal file when all succeeded. Entries
 // that fail stay in the journal (so that `down` can try again) and their
-// errors are returned together.
+// errors are returned together. Earlier entries for the same target as a
+// failed one stay too, untried: restoring their older value now would be
+// overwritten by the failed entry's prior when it is retried.
 func Revert(h Host, j *Journal, log *slog.Logger) error {
 	var failed []Entry
 	var errs []error
+	blocked := map[string]bool{} // targets of entries that failed
 	for i := len(j.Entries) - 1; i >= 0; i-- {
 		e := j.Entries[i]
 		if e.State == Unchanged {
 			continue
 		}
+		if blocked[e.target()] {
+			failed = append([]Entry{e}, failed...)
+			continue
+		}
 		if err := ops[e.Kind].revert(h, &e); err != nil {
 			errs = append(errs, fmt.Errorf("revert %q: %w", e.String(), err))
 			failed = append([]Entry{e}, failed...)
+			blocked[e.target()] = true
 			continue
 		}
 		log.Info("reverted", "change", e.String())
@@ -75,4 +83,16 @@ func Revert(h Host, j *Journal, log *slog.Logger) error {
 		return errors.Join(errs...)
 	}
 	return j.Remove()
+}
+
+// target names what an entry changes, for Revert's ordering of entries
+// that change the same thing.
+func (e *Entry) target() string {
+	switch {
+	case e.Kind == KindAddr:
+		return fmt.Sprintf("addr %s %s %s", e.NS, e.Link, e.Prefix)
+	case e.Kind == KindRoute && e.Route != nil:
+		return fmt.Sprintf("route %s %s", e.NS, e.Route.Dst)
+	}
+	return fmt.Sprintf("%s %s %s", e.Kind, e.NS, e.Link)
 }
