@@ -6,7 +6,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/vishvananda/netns"
 )
@@ -43,7 +42,7 @@ func TestTwoAgentsOnOneHost(t *testing.T) {
 	before := s.state(t)
 
 	one := startAgent(t, s.host.Name, "up", "-c", cfgOne, "--state-dir", state)
-	withOne := settledState(t, s)
+	withOne := s.state(t)
 	two := startAgent(t, s.host.Name, "up", "-c", cfgTwo, "--state-dir", state)
 	wantLines(t, "both running", s.state(t), "link va0 ", "link vb0 ", "dst=172.16.1.0/24", "dst=172.16.2.0/24")
 
@@ -60,21 +59,4 @@ func TestTwoAgentsOnOneHost(t *testing.T) {
 		t.Fatalf("site one exit %d:\n%s", code, one.out.String())
 	}
 	assertSameState(t, "after stopping both", before, s.state(t))
-}
-
-// settledState waits until the kernel has finished its own asynchronous
-// work on new links (IPv6 link-local addresses appear after DAD) and
-// returns the dump: two dumps 1 s apart must agree (at most 10 s).
-func settledState(t *testing.T, s *vpsSite) string {
-	t.Helper()
-	prev := s.state(t)
-	for i := 0; i < 10; i++ {
-		time.Sleep(time.Second)
-		cur := s.state(t)
-		if cur == prev {
-			return cur
-		}
-		prev = cur
-	}
-	return prev
 }

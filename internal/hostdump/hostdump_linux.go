@@ -14,6 +14,7 @@ import (
 	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"tunnel-agent/internal/nsutil"
 )
@@ -71,6 +72,9 @@ func routeLines(h *netlink.Handle, links []netlink.Link) ([]string, error) {
 	}
 	var out []string
 	for _, r := range rs {
+		if kernelLinkLocal(r) {
+			continue
+		}
 		out = append(out, fmt.Sprintf("route table=%d dst=%v gw=%v dev=%s type=%d proto=%d scope=%d src=%v metric=%d",
 			r.Table, r.Dst, r.Gw, names[r.LinkIndex], r.Type, r.Protocol, r.Scope, r.Src, r.Priority))
 	}
@@ -136,4 +140,13 @@ func Diff(a, b string) string {
 	}
 	sort.Strings(d)
 	return strings.Join(d, "\n")
+}
+
+// kernelLinkLocal reports the local-table route the kernel adds for an
+// IPv6 link-local address once duplicate address detection completes,
+// a second or more after the link comes up. Nobody configures it, and its
+// timing would make dumps taken right after `up` flaky; the address itself
+// stays in the dump.
+func kernelLinkLocal(r netlink.Route) bool {
+	return r.Table == unix.RT_TABLE_LOCAL && r.Dst != nil && r.Dst.IP.IsLinkLocalUnicast()
 }
