@@ -22,6 +22,9 @@ func runCheck(o *options) error {
 	if err != nil {
 		return err
 	}
+	if err := LoadKeys(cfg, o.config); err != nil {
+		return err
+	}
 	h, err := netcfg.NewNetlinkHost()
 	if err != nil {
 		return err

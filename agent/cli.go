@@ -53,9 +53,13 @@ var commands = map[string]command{
 	"up":      {"apply the host configuration, run the tunnel, revert on SIGINT/SIGTERM", runUp, configFlags},
 	"demo":    {"run both sites of the tutorial in throwaway namespaces and show traffic (root)", runDemo, func(*flag.FlagSet, *options) {}},
 	"down":    {"revert what a killed `up` left behind (a no-op when nothing is left)", runDown, configFlags},
+	"reload":  {"check the file and make the running agent re-read it (SIGHUP): applies only the difference", runReload, configFlags},
 	"check":   {"validate the file and print the plan of host changes; touches nothing", runCheck, checkFlags},
 	"status":  {"print the running agent's peers and counters", runStatus, checkFlags},
 	"version": {"print the version", runVersion, func(*flag.FlagSet, *options) {}},
+	"genkey":  {"print a new WireGuard private key (as `wg genkey`)", runGenkey, noFlags},
+	"genpsk":  {"print a new WireGuard preshared key (as `wg genpsk`)", runGenpsk, noFlags},
+	"pubkey":  {"read a private key on stdin, print its public key (as `wg pubkey`)", runPubkey, noFlags},
 }
 
 // Main runs the command line args and returns the process exit code.

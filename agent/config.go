@@ -26,6 +26,9 @@ type Config struct {
 	// Tunnel is the UDP side: where to listen and which peers own which
 	// prefixes.
 	Tunnel Tunnel
+	// Metrics is the Prometheus endpoint (config_metrics.go); off by
+	// default.
+	Metrics Metrics
 }
 
 // LAN is the interface the agent captures from.
@@ -42,6 +45,11 @@ type Namespace struct {
 	HostAddress netip.Prefix // address of Veth.Host, interface form (e.g. 11.11.11.1/24)
 	Address     netip.Prefix // address of Veth.Peer, interface form (e.g. 11.11.11.100/24)
 	Gateway     netip.Addr   // default route inside the namespace; zero = none
+	// HostAddress6, Address6 and Gateway6 optionally add IPv6 to the
+	// veth ends and an IPv6 default route (config_ipv6.go); zero = none.
+	HostAddress6 netip.Prefix
+	Address6     netip.Prefix
+	Gateway6     netip.Addr
 }
 
 // Veth is a veth pair created for a Namespace.
@@ -70,6 +78,13 @@ type Tunnel struct {
 	// BlackholeSet reports whether the file gave blackhole (possibly
 	// empty: no blackhole routes at all).
 	BlackholeSet bool
+	// Relay makes this site a hub: traffic from one peer to another
+	// peer's prefixes is forwarded between them (dataplane Config.Relay).
+	Relay bool
+	// Mode is plain (the default) or wireguard; WireGuard holds the
+	// wireguard-mode settings (config_wireguard.go).
+	Mode      TunnelMode
+	WireGuard WireGuardTunnel
 }
 
 // Peer is a remote site.
@@ -78,11 +93,18 @@ type Peer struct {
 	// Endpoint is the peer's UDP address. The zero value means "learn
 	// it": a peer behind NAT is known from its first valid datagram.
 	Endpoint netip.AddrPort
+	// EndpointName is the endpoint as a DNS name and port
+	// ("vpn.example.com:50000") when the file gives one: `up` resolves it
+	// into Endpoint, and re-resolves it while keepalives go unanswered
+	// (config_endpoint.go, resolve.go).
+	EndpointName string
 	// Prefixes are the destinations tunneled to this peer (masked form).
 	Prefixes []netip.Prefix
 	// Keepalive is how often to send a keepalive when Endpoint is set
 	// (to keep NAT state open); 0 = never. Defaults to DefaultKeepalive.
 	Keepalive time.Duration
+	// WireGuard holds the peer's keys in wireguard mode (config_wireguard.go).
+	WireGuard WireGuardPeer
 }
 
 // DefaultKeepalive is Peer.Keepalive when the file does not give one.

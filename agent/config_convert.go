@@ -29,6 +29,7 @@ func convert(f *fileConfig, ps *problems) (*Config, fileFacts) {
 	}
 	var facts fileFacts
 	cfg.Tunnel, facts = c.tunnel("tunnel", &f.Tunnel)
+	cfg.Metrics = c.metrics("metrics", &f.Metrics)
 	return cfg, facts
 }
 
@@ -47,6 +48,10 @@ func (c converter) namespace(path string, f *fileNamespace) Namespace {
 		HostAddress: parseField(c, path+".host_address", &f.HostAddress, true, parseIfacePrefix),
 		Address:     parseField(c, path+".address", &f.Address, true, parseIfacePrefix),
 		Gateway:     parseField(c, path+".gateway", &f.Gateway, false, parseGateway),
+
+		HostAddress6: parseField(c, path+".host_address6", &f.HostAddress6, false, parseIfacePrefix6),
+		Address6:     parseField(c, path+".address6", &f.Address6, false, parseIfacePrefix6),
+		Gateway6:     parseField(c, path+".gateway6", &f.Gateway6, false, parseGateway6),
 	}
 }
 
@@ -65,10 +70,12 @@ func (c converter) tunnel(path string, f *fileTunnel) (Tunnel, fileFacts) {
 		LocalPrefixes: c.prefixes(path+".local_prefixes", &f.LocalPrefixes),
 		Blackhole:     c.prefixes(path+".blackhole", &f.Blackhole),
 		BlackholeSet:  !isAbsent(&f.Blackhole),
+		Relay:         parseField(c, path+".relay", &f.Relay, false, parseBool),
 	}
 	if len(f.Peers) == 0 {
 		c.ps.addf(path+".peers", nil, "required: at least one peer")
 	}
+	t.Mode, t.WireGuard = c.tunnelWireGuard(path, f)
 	facts := fileFacts{keepaliveSet: make([]bool, len(f.Peers))}
 	for i := range f.Peers {
 		t.Peers = append(t.Peers, c.peer(fmt.Sprintf("%s.peers[%d]", path, i), &f.Peers[i]))
@@ -78,11 +85,14 @@ func (c converter) tunnel(path string, f *fileTunnel) (Tunnel, fileFacts) {
 }
 
 func (c converter) peer(path string, f *filePeer) Peer {
+	ep := parseField(c, path+".endpoint", &f.Endpoint, false, parseEndpoint) // config_endpoint.go
 	p := Peer{
-		Name:      c.requiredString(path+".name", &f.Name),
-		Endpoint:  parseField(c, path+".endpoint", &f.Endpoint, false, parseAddrPort),
-		Prefixes:  c.prefixes(path+".prefixes", &f.Prefixes),
-		Keepalive: parseField(c, path+".keepalive", &f.Keepalive, false, parseKeepalive),
+		Name:         c.requiredString(path+".name", &f.Name),
+		Endpoint:     ep.addr,
+		EndpointName: ep.name,
+		Prefixes:     c.prefixes(path+".prefixes", &f.Prefixes),
+		Keepalive:    parseField(c, path+".keepalive", &f.Keepalive, false, parseKeepalive),
+		WireGuard:    c.peerWireGuard(path, f),
 	}
 	if n := deref(&f.Prefixes); isAbsent(n) || (n.Kind == yaml.SequenceNode && len(n.Content) == 0) {
 		c.ps.addf(path+".prefixes", where(&f.Prefixes), "required: at least one prefix, e.g. [192.168.111.0/24]")

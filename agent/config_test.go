@@ -235,7 +235,7 @@ func TestConfigErrors(t *testing.T) {
 		{"local prefix is remote", cfgMinimal + "  local_prefixes: [10.0.0.0/8]\n",
 			[]wantFieldErr{{8, "tunnel.local_prefixes[0]", `tunneled to peer "p"`}}},
 		{"unknown top-level field", cfgMinimal + "colour: red\n",
-			[]wantFieldErr{{8, "colour", `unknown field "colour" (known fields: site, lan, namespaces, tunnel)`}}},
+			[]wantFieldErr{{8, "colour", `unknown field "colour" (known fields: site, lan, namespaces, tunnel, metrics)`}}},
 		{"unknown peer field", cfgWithPeerLine("endpont: 1.2.3.4:5"),
 			[]wantFieldErr{{8, "tunnel.peers[0].endpont", `unknown field "endpont"`}}},
 		{"lan not a mapping", strings.Replace(cfgMinimal, "{interface: eth0}", "eth0", 1),
@@ -380,7 +380,7 @@ func TestManyErrorsAtOnce(t *testing.T) {
 
 func TestUnknownFieldPosition(t *testing.T) {
 	_, err := ParseConfig("site.yaml", []byte(cfgWithPeerLine("prefix: [10.1.0.0/16]")), cfgHost)
-	const want = `site.yaml:8:7: tunnel.peers[0].prefix: unknown field "prefix" (known fields: name, endpoint, prefixes, keepalive)`
+	const want = `site.yaml:8:7: tunnel.peers[0].prefix: unknown field "prefix" (known fields: name, endpoint, prefixes, keepalive, public_key, preshared_key_file)`
 	if err == nil || err.Error() != want {
 		t.Errorf("error:\n got %v\nwant %s", err, want)
 	}

@@ -17,6 +17,7 @@ func validate(cfg *Config, host HostInfo, ps *problems) {
 		v.namespace(i)
 	}
 	v.endpoints()
+	v.wireguard()
 	if !ps.clean() {
 		return
 	}
@@ -91,6 +92,7 @@ func (v validator) namespace(i int) {
 	}
 	v.namespaceAddresses(path, ns)
 	v.namespaceGateway(path, ns)
+	v.namespace6(path, ns)
 	if ns.Veth.MTU != 0 && ns.Veth.MTU < minIPv6MTU && ns.Address.Addr().Is6() {
 		v.ps.addf(path+".veth.mtu", nil, "MTU %d is below %d, the IPv6 minimum; the kernel would drop the IPv6 address", ns.Veth.MTU, minIPv6MTU)
 	}

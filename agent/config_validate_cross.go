@@ -37,6 +37,7 @@ func (v validator) namespaceClashes() {
 			v.ps.addf(path+".veth.host", nil, "interface %q is already created by %s", ns.Veth.Host, first)
 		}
 		v.subnetClash(i)
+		v.subnetClash6(i)
 	}
 }
 

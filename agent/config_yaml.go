@@ -23,6 +23,7 @@ type (
 		LAN        fileLAN         `yaml:"lan"`
 		Namespaces []fileNamespace `yaml:"namespaces"`
 		Tunnel     fileTunnel      `yaml:"tunnel"`
+		Metrics    fileMetrics     `yaml:"metrics"`
 	}
 	fileLAN struct {
 		Interface yaml.Node `yaml:"interface"`
@@ -35,6 +36,10 @@ type (
 		HostAddress yaml.Node `yaml:"host_address"`
 		Address     yaml.Node `yaml:"address"`
 		Gateway     yaml.Node `yaml:"gateway"`
+		// IPv6 companions (config_ipv6.go).
+		HostAddress6 yaml.Node `yaml:"host_address6"`
+		Address6     yaml.Node `yaml:"address6"`
+		Gateway6     yaml.Node `yaml:"gateway6"`
 	}
 	fileVeth struct {
 		Host     yaml.Node `yaml:"host"`
@@ -47,12 +52,19 @@ type (
 		LocalPrefixes yaml.Node  `yaml:"local_prefixes"`
 		Peers         []filePeer `yaml:"peers"`
 		Blackhole     yaml.Node  `yaml:"blackhole"`
+		Relay         yaml.Node  `yaml:"relay"`
+		// WireGuard mode (config_wireguard.go).
+		Mode           yaml.Node `yaml:"mode"`
+		PrivateKeyFile yaml.Node `yaml:"private_key_file"`
 	}
 	filePeer struct {
 		Name      yaml.Node `yaml:"name"`
 		Endpoint  yaml.Node `yaml:"endpoint"`
 		Prefixes  yaml.Node `yaml:"prefixes"`
 		Keepalive yaml.Node `yaml:"keepalive"`
+		// WireGuard mode (config_wireguard.go).
+		PublicKey        yaml.Node `yaml:"public_key"`
+		PresharedKeyFile yaml.Node `yaml:"preshared_key_file"`
 	}
 )
 

@@ -16,17 +16,20 @@ func Desired(c *Config) netcfg.Desired {
 	for _, ns := range c.Namespaces {
 		d.Namespaces = append(d.Namespaces, ns.Name)
 		d.Veths = append(d.Veths, netcfg.Veth{Name: ns.Veth.Host, Peer: ns.Veth.Peer, PeerNS: ns.Name})
+		peerAddrs, hostAddrs := ns.addrs()
 		host := netcfg.Link{Name: ns.Veth.Host, MTU: ns.Veth.MTU, Features: features(ns.Veth.Offloads),
-			Addrs: []netip.Prefix{ns.HostAddress}, Up: true}
+			Addrs: hostAddrs, Up: true}
 		if ns.Veth.Host == c.LAN.Interface {
 			host = mergeLAN(host, c.LAN)
 			lanDone = true
 		}
 		peer := netcfg.Link{NS: ns.Name, Name: ns.Veth.Peer, MTU: ns.Veth.MTU, Features: features(ns.Veth.Offloads),
-			Addrs: []netip.Prefix{ns.Address}, Up: true}
+			Addrs: peerAddrs, Up: true}
 		d.Links = append(d.Links, host, peer, netcfg.Link{NS: ns.Name, Name: "lo", Up: true})
-		if ns.Gateway.IsValid() {
-			d.Routes = append(d.Routes, netcfg.Route{NS: ns.Name, Dst: defaultRoute(ns.Gateway), Gw: ns.Gateway})
+		for _, gw := range []netip.Addr{ns.Gateway, ns.Gateway6} {
+			if gw.IsValid() {
+				d.Routes = append(d.Routes, netcfg.Route{NS: ns.Name, Dst: defaultRoute(gw), Gw: gw})
+			}
 		}
 	}
 	if !lanDone && (c.LAN.MTU > 0 || len(c.LAN.Offloads) > 0) {

@@ -23,6 +23,8 @@ type Status struct {
 	Listen           netip.AddrPort  `json:"listen"`
 	CaptureTruncated uint64          `json:"capture_truncated"`
 	Dataplane        dataplane.Stats `json:"dataplane"`
+	// WireGuard is set in wireguard mode (status_wireguard.go).
+	WireGuard *dataplane.WireGuardStats `json:"wireguard,omitempty"`
 }
 
 type statusSource struct {
@@ -31,9 +33,13 @@ type statusSource struct {
 	listen  netip.AddrPort
 	eng     *dataplane.Engine
 	capture *dataplane.PacketCapture
+	wg      *dataplane.WireGuard // wireguard mode: instead of eng
 }
 
 func (s *statusSource) snapshot() Status {
+	if s.wg != nil {
+		return s.wireguardSnapshot()
+	}
 	return Status{Site: s.site, PID: os.Getpid(), Started: s.started.UTC(), Listen: s.listen,
 		CaptureTruncated: s.capture.Truncated(), Dataplane: s.eng.Stats()}
 }

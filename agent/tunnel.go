@@ -14,13 +14,17 @@ import (
 // runTunnel opens the capture on the LAN interface, the raw injection
 // socket and the UDP socket, serves the status socket, and runs the
 // dataplane until ctx is done. It runs after the host is configured, so
-// that a LAN interface the file creates exists.
-func runTunnel(ctx context.Context, cfg *Config, o *options) error {
+// that a LAN interface the file creates exists. live (watch.go) keeps the
+// host as configured, reloads on SIGHUP and serves metrics meanwhile.
+func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) error {
 	lanAddrs, err := interfaceAddrs(cfg.LAN.Interface)
 	if err != nil {
 		return err
 	}
 	dcfg := engineConfig(cfg, lanAddrs, o)
+	if cfg.Tunnel.Mode == ModeWireGuard {
+		return runWireGuard(ctx, cfg, dcfg, o)
+	}
 	capture, err := dataplane.OpenCapture(cfg.LAN.Interface, peerPrefixes(cfg))
 	if err != nil {
 		return fmt.Errorf("open capture on %s: %w", cfg.LAN.Interface, err)
@@ -52,18 +56,20 @@ func runTunnel(ctx context.Context, cfg *Config, o *options) error {
 	}
 	o.log.Info("tunnel running", "site", cfg.Site, "lan", cfg.LAN.Interface, "listen", transport.LocalAddr(),
 		"peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes)
+	defer live.started(ctx, eng, capture)()
 	return eng.Run(ctx)
 }
 
 // engineConfig maps the site onto the dataplane's options.
 func engineConfig(cfg *Config, lanAddrs []netip.Prefix, o *options) dataplane.Config {
-	d := dataplane.Config{LocalPrefixes: localPrefixes(cfg, lanAddrs), Logger: o.log}
+	d := dataplane.Config{LocalPrefixes: localPrefixes(cfg, lanAddrs), Logger: o.log, Relay: cfg.Tunnel.Relay}
 	for _, a := range lanAddrs {
 		if a.Addr().Is4() {
 			d.ICMPSource = a.Addr()
 			break
 		}
 	}
+	d.ICMPSource6 = icmpSource6(lanAddrs)
 	for _, p := range cfg.Tunnel.Peers {
 		pc := dataplane.PeerConfig{Name: p.Name, Endpoint: p.Endpoint, Prefixes: p.Prefixes, Keepalive: p.Keepalive}
 		if p.Endpoint.IsValid() {
@@ -97,6 +103,9 @@ func localPrefixes(cfg *Config, lanAddrs []netip.Prefix) []netip.Prefix {
 	}
 	for _, ns := range cfg.Namespaces {
 		add(ns.Address)
+		if ns.Address6.IsValid() {
+			add(ns.Address6)
+		}
 	}
 	return out
 }

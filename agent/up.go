@@ -38,6 +38,12 @@ func runUp(o *options) error {
 	if err != nil {
 		return err
 	}
+	if err := LoadKeys(cfg, o.config); err != nil {
+		return err
+	}
+	if err := resolveEndpoints(cfg, systemLookup); err != nil { // names: resolve.go
+		return err
+	}
 	lock, err := lockSite(o.stateDir, cfg.Site)
 	if err != nil {
 		return err
@@ -55,11 +61,13 @@ func runUp(o *options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	j := netcfg.NewJournal(jp, cfg.Site)
+	live := newLiveSite(cfg, o, h, j) // watcher, reload, metrics: watch.go
+	defer live.close()
 	if err := netcfg.Apply(h, Desired(cfg), j, o.log); err != nil {
 		return fmt.Errorf("configure host: %w", err)
 	}
 	o.log.Info("host configured; tunnel running", "site", cfg.Site, "changes", len(j.Entries), "journal", jp)
-	runErr := runTunnel(ctx, cfg, o)
+	runErr := runTunnel(ctx, cfg, o, live)
 	stop()
 	o.log.Info("stopping: reverting host configuration", "site", cfg.Site)
 	if err := netcfg.Revert(h, j, o.log); err != nil {

@@ -18,16 +18,22 @@ import (
 // packet socket the packet data the filter sees starts at the network
 // header, so all offsets below are relative to the IP header.
 //
-// Layout (IPv4 only for now; IPv6 slots in as a second family):
+// Layout:
 //
 //	ld   #pkttype              ; ancillary load, kernel only
 //	jeq  #PACKET_HOST, 1, 0
 //	ret  #0                    ; not addressed to this host: drop
+//	ld   #proto                ; ancillary: the frame's EtherType
+//	jeq  #ETH_P_IP, 2, 0       ; (the socket is bound to ETH_P_ALL)
+//	jeq  #ETH_P_IPV6, 1, 0
+//	ret  #0                    ; ARP, LLDP, ...: drop
 //	--- match program (runnable in golang.org/x/net/bpf's VM) ---
 //	ldb  [0]
 //	rsh  #4                    ; IP version nibble
 //	jeq  #4, 0, 1
-//	ja   v4                    ; (a later "jeq #6 / ja v6" goes here)
+//	ja   v4
+//	jeq  #6, 0, 1              ; (only when there are IPv6 prefixes)
+//	ja   v6
 //	ret  #0
 //	v4:
 //	ld   [16]                  ; IPv4 destination address
@@ -38,6 +44,15 @@ import (
 //	    (at most captureChunk compares, each chunk followed by "ret #keep"
 //	     so that conditional jumps stay within their 8-bit range)
 //	ret  #0
+//	v6:
+//	ldb  [39]                  ; drops a packet shorter than the header
+//	                           ; per prefix, longest first:
+//	    ld [24+4i] ; and #mask ; jeq #word, 0, ->next prefix   (i < ceil(L/32))
+//	    ret #keep
+//	ret  #0
+//
+// The IPv6 destination is at offset 24 of the fixed header whatever
+// extension headers follow, so they cannot make the filter miss a packet.
 //
 // A packet too short for a load makes the kernel (and the VM) abort the
 // program with 0, i.e. drop it.
@@ -60,29 +75,32 @@ const (
 	// addressed to this host (as opposed to broadcast, multicast, another
 	// host, or outgoing).
 	linuxPacketHost = 0
+
+	// EtherTypes, as the ancillary protocol load returns them (host order).
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
 )
 
 // CaptureFilter returns the assembled classic BPF program for a capture
 // socket: it accepts only frames addressed to this host (pkttype ==
 // PACKET_HOST, an ancillary load that only the Linux kernel implements)
-// that are IPv4 packets whose destination address lies in one of prefixes.
-// An empty prefix list yields a program that accepts nothing. IPv6
-// prefixes are rejected with an error for now.
+// that are IPv4 or IPv6 packets (by EtherType and version) whose
+// destination address lies in one of prefixes. An empty prefix list yields
+// a program that accepts nothing.
+//
+// A list too long for the kernel's limit of 4096 instructions (a hub with
+// thousands of sites) is widened: prefixes longer than a bound are cut to
+// it, the bound lowered until the program fits. The filter then keeps a
+// superset of the packets, which costs only a few wasted copies: the
+// engine's exact longest-prefix match drops the rest as no_route, and the
+// capture is a tap (the kernel handles the original packet regardless).
 func CaptureFilter(prefixes []netip.Prefix) ([]bpf.RawInstruction, error) {
-	match, err := captureMatchProgram(prefixes)
+	prog, err := captureProgram(prefixes)
+	for l4, l6 := 31, 124; err == nil && len(prog) > bpfMaxInstructions; l4, l6 = l4-1, l6-4 {
+		prog, err = captureProgram(widen(prefixes, max(l4, 0), max(l6, 0)))
+	}
 	if err != nil {
 		return nil, err
-	}
-	prog := make([]bpf.Instruction, 0, 3+len(match))
-	prog = append(prog,
-		bpf.LoadExtension{Num: bpf.ExtType},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: linuxPacketHost, SkipTrue: 1},
-		bpf.RetConstant{Val: 0},
-	)
-	prog = append(prog, match...)
-	if len(prog) > bpfMaxInstructions {
-		return nil, fmt.Errorf("capture filter: %d prefixes need %d BPF instructions, more than the kernel's limit of %d",
-			len(prefixes), len(prog), bpfMaxInstructions)
 	}
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
@@ -91,39 +109,146 @@ func CaptureFilter(prefixes []netip.Prefix) ([]bpf.RawInstruction, error) {
 	return raw, nil
 }
 
+// widen returns prefixes with every IPv4 prefix longer than bits4 cut to
+// bits4, and every IPv6 one longer than bits6 to bits6.
+func widen(prefixes []netip.Prefix, bits4, bits6 int) []netip.Prefix {
+	out := make([]netip.Prefix, len(prefixes))
+	for i, p := range prefixes {
+		b := bits6
+		if p.Addr().Is4() {
+			b = bits4
+		}
+		out[i] = p
+		if p.IsValid() && p.Bits() > b {
+			out[i] = netip.PrefixFrom(p.Addr(), b).Masked()
+		}
+	}
+	return out
+}
+
+// captureProgram is the whole filter program for prefixes, unassembled
+// and unchecked against the kernel's length limit.
+func captureProgram(prefixes []netip.Prefix) ([]bpf.Instruction, error) {
+	match, err := captureMatchProgram(prefixes)
+	if err != nil {
+		return nil, err
+	}
+	prog := make([]bpf.Instruction, 0, 7+len(match))
+	prog = append(prog,
+		bpf.LoadExtension{Num: bpf.ExtType},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: linuxPacketHost, SkipTrue: 1},
+		bpf.RetConstant{Val: 0},
+		bpf.LoadExtension{Num: bpf.ExtProto},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeIPv4, SkipTrue: 2},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: etherTypeIPv6, SkipTrue: 1},
+		bpf.RetConstant{Val: 0},
+	)
+	return append(prog, match...), nil
+}
+
 // captureMatchProgram is the part of the capture filter that looks only at
 // packet bytes (no ancillary loads), so it can run in bpf.NewVM in tests.
 func captureMatchProgram(prefixes []netip.Prefix) ([]bpf.Instruction, error) {
-	var v4 []netip.Prefix
+	var v4, v6 []netip.Prefix
 	for _, p := range prefixes {
 		switch {
 		case !p.IsValid():
 			return nil, fmt.Errorf("capture filter: invalid prefix %v", p)
 		case p.Addr().Is4():
 			v4 = append(v4, p.Masked())
+		case p.Addr().Is4In6() || p.Addr().Zone() != "":
+			return nil, fmt.Errorf("capture filter: prefix %v: %w", p, errBadIPv6Prefix)
 		default:
-			return nil, fmt.Errorf("capture filter: prefix %v: %w", p, errIPv6NotSupported)
+			v6 = append(v6, p.Masked())
 		}
 	}
-	if len(v4) == 0 {
+	var blocks [][]bpf.Instruction // one per family present: version, block
+	var versions []uint32
+	if len(v4) > 0 {
+		blocks, versions = append(blocks, ipv4DstBlock(minimalPrefixes(v4))), append(versions, 4)
+	}
+	if len(v6) > 0 {
+		blocks, versions = append(blocks, ipv6DstBlock(minimalPrefixes(v6))), append(versions, 6)
+	}
+	if len(blocks) == 0 {
 		return []bpf.Instruction{bpf.RetConstant{Val: 0}}, nil
 	}
+	return versionDispatch(versions, blocks), nil
+}
 
-	v4block := ipv4DstBlock(minimalPrefixes(v4))
-
-	// Version dispatch. Each family gets "jeq #ver, 0, 1; ja block" so
-	// that blocks of any length can follow; today there is one family.
+// versionDispatch loads the IP version nibble and jumps to the block of
+// that family: "jeq #ver, 0, 1; ja block" per family, so that blocks of
+// any length can follow (ja has a 32-bit offset).
+func versionDispatch(versions []uint32, blocks [][]bpf.Instruction) []bpf.Instruction {
 	prog := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: 0, Size: 1},
 		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 4, SkipFalse: 1},
-		bpf.Jump{Skip: 1}, // to v4block, right after "ret #0"
-		bpf.RetConstant{Val: 0},
 	}
-	return append(prog, v4block...), nil
+	skip := 0 // instructions between the current "ja" and the block it targets
+	for i := range blocks {
+		skip += 2*(len(blocks)-1-i) + 1 // rest of the dispatch, then "ret #0"
+		for j := range i {
+			skip += len(blocks[j])
+		}
+		prog = append(prog,
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: versions[i], SkipFalse: 1},
+			bpf.Jump{Skip: uint32(skip)})
+		skip = 0
+	}
+	prog = append(prog, bpf.RetConstant{Val: 0})
+	for _, b := range blocks {
+		prog = append(prog, b...)
+	}
+	return prog
 }
 
-var errIPv6NotSupported = errors.New("IPv6 is not supported yet")
+var errBadIPv6Prefix = errors.New("IPv4-mapped and zoned IPv6 prefixes cannot be matched")
+
+// ipv6DstBlock matches the IPv6 destination address (offset 24) against
+// prefixes, which must be masked, IPv6 and free of duplicates: per prefix,
+// longest first, one load and compare per 32-bit word the prefix covers
+// (at most 12 instructions plus "ret #keep", so every jump fits in 8 bits).
+func ipv6DstBlock(prefixes []netip.Prefix) []bpf.Instruction {
+	slices.SortFunc(prefixes, func(a, b netip.Prefix) int {
+		if c := cmp.Compare(b.Bits(), a.Bits()); c != 0 {
+			return c
+		}
+		return a.Addr().Compare(b.Addr())
+	})
+	// Load the last byte of the fixed header first: a packet too short to
+	// hold one is dropped whatever the prefixes.
+	prog := []bpf.Instruction{bpf.LoadAbsolute{Off: ipv6HeaderLen - 1, Size: 1}}
+	for _, p := range prefixes {
+		prog = append(prog, ipv6PrefixMatch(p)...)
+	}
+	return append(prog, bpf.RetConstant{Val: 0})
+}
+
+// ipv6PrefixMatch returns the instructions that return #keep when the
+// destination lies in p and fall through to the next prefix otherwise.
+// /0 matches everything.
+func ipv6PrefixMatch(p netip.Prefix) []bpf.Instruction {
+	a := p.Addr().As16()
+	var prog []bpf.Instruction
+	for w := range (p.Bits() + 31) / 32 {
+		prog = append(prog, bpf.LoadAbsolute{Off: uint32(ipv6OffDst + 4*w), Size: 4})
+		val := uint32(a[4*w])<<24 | uint32(a[4*w+1])<<16 | uint32(a[4*w+2])<<8 | uint32(a[4*w+3])
+		if bits := p.Bits() - 32*w; bits < 32 {
+			mask := ^uint32(0) << (32 - bits)
+			prog = append(prog, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: mask})
+			val &= mask
+		}
+		prog = append(prog, bpf.JumpIf{Cond: bpf.JumpEqual, Val: val}) // SkipFalse set below
+	}
+	prog = append(prog, bpf.RetConstant{Val: captureKeep})
+	for i, ins := range prog {
+		if j, ok := ins.(bpf.JumpIf); ok {
+			j.SkipFalse = uint8(len(prog) - 1 - i) // past this prefix's "ret #keep"
+			prog[i] = j
+		}
+	}
+	return prog
+}
 
 // ipv4DstBlock matches the IPv4 destination address (offset 16) against
 // prefixes, which must be masked, IPv4 and free of duplicates.
@@ -193,7 +318,7 @@ func minimalPrefixes(ps []netip.Prefix) []netip.Prefix {
 	})
 	out := sorted[:0]
 	kept := make(map[netip.Prefix]bool, len(sorted))
-	var keptBits [33]bool
+	var keptBits [129]bool
 	for _, p := range sorted { // shorter prefixes first
 		covered := false
 		for bits := range p.Bits() + 1 {

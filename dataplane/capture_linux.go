@@ -59,7 +59,7 @@ func (a captureAddr) Network() string { return "packet" }
 func (a captureAddr) String() string  { return string(a) }
 
 // OpenCapture opens a capture on the interface ifname (in the calling
-// thread's network namespace) for IPv4 packets arriving for this host
+// thread's network namespace) for IPv4 and IPv6 packets arriving for this host
 // whose destination lies in one of prefixes. An empty prefix list
 // captures nothing.
 func OpenCapture(ifname string, prefixes []netip.Prefix) (*PacketCapture, error) {
@@ -96,6 +96,7 @@ func OpenCapture(ifname string, prefixes []netip.Prefix) (*PacketCapture, error)
 	}
 	c := &PacketCapture{f: f, rc: rc, ifname: ifname}
 	c.r.init(rc)
+	c.r.m.ctrlLen = auxControlLen
 	return c, nil
 }
 
@@ -114,11 +115,15 @@ func setupCaptureSocket(fd, ifindex int, filter []bpf.RawInstruction) error {
 		return os.NewSyscallError("setsockopt SO_ATTACH_FILTER", err)
 	}
 	setSocketBuffers(fd, udpSocketBuffer)
+	// Per-packet status (TP_STATUS_CSUMNOTREADY), see completeChecksum.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+		return os.NewSyscallError("setsockopt PACKET_AUXDATA", err)
+	}
 
-	// Bind to IPv4 on this interface. (IPv6 later: bind to ETH_P_ALL and
-	// let the filter, which already dispatches on the version nibble,
-	// choose; or open a second socket bound to ETH_P_IPV6.)
-	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifindex}
+	// Bind to every protocol on this interface: one socket sees IPv4 and
+	// IPv6, and the filter keeps only those two EtherTypes (ancillary
+	// protocol load) before it looks at the version nibble.
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
 	if err := unix.Bind(fd, sa); err != nil {
 		return os.NewSyscallError("bind", err)
 	}
@@ -135,6 +140,27 @@ func setupCaptureSocket(fd, ifindex int, filter []bpf.RawInstruction) error {
 		}
 	}
 	return nil
+}
+
+// auxControlLen is the room for one PACKET_AUXDATA control message.
+var auxControlLen = unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{})))
+
+// auxStatus returns tp_status from the PACKET_AUXDATA message in the
+// ancillary data ctrl, or 0 if there is none. It walks the cmsg headers
+// by hand: unix.ParseSocketControlMessage allocates.
+func auxStatus(ctrl []byte) uint32 {
+	for len(ctrl) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
+		n := int(h.Len)
+		if n < unix.SizeofCmsghdr || n > len(ctrl) {
+			return 0
+		}
+		if h.Level == unix.SOL_PACKET && h.Type == unix.PACKET_AUXDATA && n >= unix.CmsgLen(4) {
+			return *(*uint32)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)]))
+		}
+		ctrl = ctrl[min(unix.CmsgSpace(n-unix.CmsgLen(0)), len(ctrl)):]
+	}
+	return 0
 }
 
 // htons converts a 16-bit value to network byte order, as sll_protocol
@@ -166,6 +192,9 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 			if h.Hdr.Flags&unix.MSG_TRUNC != 0 || size > len(bufs[i]) || !compact(bufs, i, out, size) {
 				c.truncated.Add(1)
 				continue
+			}
+			if auxStatus(c.r.m.control(i))&unix.TP_STATUS_CSUMNOTREADY != 0 {
+				completeChecksum(bufs[out][:size])
 			}
 			sizes[out] = size
 			out++

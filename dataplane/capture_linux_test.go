@@ -361,11 +361,11 @@ func TestCaptureOpenErrors(t *testing.T) {
 		t.Fatalf("OpenCapture(no-such-if) = %v, want a listen *net.OpError naming the interface", err)
 	}
 	err = ns.Do(func() error {
-		_, err := OpenCapture("lo", []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")})
+		_, err := OpenCapture("lo", []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")})
 		return err
 	})
 	if err == nil {
-		t.Fatal("OpenCapture with an IPv6 prefix succeeded; want an error until IPv6 is supported")
+		t.Fatal("OpenCapture with an IPv4-mapped prefix succeeded; want an error")
 	}
 }
 

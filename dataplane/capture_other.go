@@ -24,3 +24,6 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 }
 func (c *PacketCapture) Truncated() uint64 { return 0 }
 func (c *PacketCapture) Close() error      { return nil }
+
+// SetPrefixes is only implemented on Linux.
+func (c *PacketCapture) SetPrefixes(prefixes []netip.Prefix) error { return errors.ErrUnsupported }

@@ -16,7 +16,7 @@ const (
 	DropNone          DropReason = iota
 	DropTooShort                 // shorter than its headers or its total length
 	DropBadHeader                // IHL, total length or header checksum wrong
-	DropNotIPv4                  // version nibble is not 4
+	DropNotIPv4                  // version nibble is neither 4 nor 6 (name kept: "not_ipv4")
 	DropNotFromPeer              // datagram from an address that is no peer's endpoint
 	DropSrcNotAllowed            // inner source outside the sending peer's prefixes
 	DropDstNotAllowed            // inner destination outside LocalPrefixes

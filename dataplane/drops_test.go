@@ -48,8 +48,8 @@ func udp4(src, dst string, ttl uint8, df bool, size int) []byte {
 	return dptest.UDP(dptest.IPv4{Src: ip(src), Dst: ip(dst), TTL: ttl, DF: df}, 1000, 2000, make([]byte, size-28))
 }
 
-// ipv6 is an IPv6 header with no payload.
-var ipv6 = append([]byte{0x60, 0, 0, 0, 0, 0, 59, 64}, make([]byte, 32)...)
+// notIP is 40 bytes with version nibble 5: neither IPv4 nor IPv6.
+var notIP = append([]byte{0x50, 0, 0, 0, 0, 0, 59, 64}, make([]byte, 32)...)
 
 // badChecksum is a valid-looking packet whose header checksum is off.
 func badChecksum(pkt []byte) []byte {
@@ -69,7 +69,7 @@ func TestCaptureSideDrops(t *testing.T) {
 		want[reason]++
 		waitDrop(t, g, reason, want[reason])
 	}
-	capture("not_ipv4", ipv6)
+	capture("not_ipv4", notIP)
 	capture("too_short", []byte{0x45, 0, 0, 20})
 	capture("too_short", udp4("192.168.1.5", "10.1.0.9", 64, false, 100)[:99])
 	capture("bad_header", badChecksum(udp4("192.168.1.5", "10.1.0.9", 64, false, 100)))
@@ -172,7 +172,7 @@ func TestTransportSideDrops(t *testing.T) {
 	deliver("not_from_peer", "203.0.113.99:1234", nil)                                            // keepalive
 	deliver("not_from_peer", "203.0.113.99:1234", udp4("8.8.8.8", "192.168.1.5", 63, false, 100)) // no peer's
 	deliver("not_from_peer", "203.0.113.99:1234", badChecksum(udp4("10.2.0.9", "192.168.1.5", 63, false, 100)))
-	deliver("not_ipv4", fixed, ipv6)
+	deliver("not_ipv4", fixed, notIP)
 	deliver("too_short", fixed, []byte{0x45})
 	deliver("too_short", fixed, good[:99])
 	deliver("bad_header", fixed, append(bytes.Clone(good), 0)) // total length != datagram length

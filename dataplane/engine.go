@@ -5,21 +5,26 @@
 // LAN→tunnel (capture goroutine, engine_capture.go):
 //
 //	Capture.ReadBatch → dispatch on the version nibble → parse and check
-//	the IPv4 header, trim link-layer padding → longest prefix match of the
-//	destination over all peers' prefixes → the peer's current endpoint →
-//	act as a router hop: TTL <= 1 answers ICMP time exceeded, a DF packet
-//	too big for the peer's path MTU answers ICMP fragmentation needed,
-//	otherwise TTL-1 with an incremental checksum fix → Transport.WriteBatch.
-//	ICMP errors go back to the LAN through the Injector.
+//	the IPv4 header (IPv6: the fixed header and the extension header
+//	chain, engine_ipv6.go), trim link-layer padding → longest prefix match
+//	of the destination over all peers' prefixes → the peer's current
+//	endpoint → act as a router hop: TTL <= 1 answers ICMP time exceeded, a
+//	DF packet too big for the peer's path MTU answers ICMP fragmentation
+//	needed, otherwise TTL-1 with an incremental checksum fix (IPv6: hop
+//	limit, and every packet too big answers ICMPv6 packet too big) →
+//	Transport.WriteBatch. ICMP errors go back to the LAN through the
+//	Injector.
 //
 // tunnel→LAN (transport goroutine, engine_transport.go):
 //
 //	Transport.ReadBatch → sender address → peer (endpoint snapshot, one
 //	atomic load per batch) → zero length: keepalive → parse the inner IPv4
-//	header, total length must equal the datagram length → the inner source
-//	must route back to the sending peer and the inner destination must be
-//	local → (learn the endpoint of a peer configured without one) →
-//	Injector.WriteBatch. No TTL decrement here: the sending gateway did it.
+//	or IPv6 header, total length must equal the datagram length → the
+//	inner source must route back to the sending peer and the inner
+//	destination must be local → (learn the endpoint of a peer configured
+//	without one) → Injector.WriteBatch. No TTL decrement here: the sending
+//	gateway did it. With Config.Relay a destination in another peer's
+//	prefixes is sent on to that peer instead (engine_relay.go).
 //
 // keepalive goroutine (engine_keepalive.go): a zero-length datagram to
 // each configured endpoint every Keepalive, so NAT and firewall state on
@@ -67,6 +72,15 @@ type Config struct {
 	// ICMPSource is the source of the ICMP errors the engine generates,
 	// normally the gateway's LAN address. Zero disables ICMP generation.
 	ICMPSource netip.Addr
+	// ICMPSource6 is the source of the ICMPv6 errors (hop limit exceeded,
+	// packet too big), normally the gateway's IPv6 LAN address. Zero
+	// disables ICMPv6 generation.
+	ICMPSource6 netip.Addr
+	// Relay makes this gateway a hub: a packet from one peer whose
+	// destination is not local but lies in another peer's prefixes is sent
+	// on to that peer instead of being dropped as dst_not_allowed (the
+	// source check still applies). See engine_relay.go.
+	Relay bool
 	// Logger receives rate-limited drop and endpoint logs; nil discards.
 	Logger *slog.Logger
 	// BatchSize is the number of packets per ReadBatch/WriteBatch call;
@@ -77,14 +91,16 @@ type Config struct {
 // Engine moves packets between a Capture/Injector pair and a Transport.
 // Create it with New and start it with Run.
 type Engine struct {
-	peers   []peer
-	routes  *peerTable // peer prefixes, both directions
-	local   *prefixSet
-	icmpSrc netip.Addr
-	batch   int
-	learns  bool // some peer learns its endpoint
-	log     *slog.Logger
-	dropLog [numDropReasons]logSlot
+	peers    []peer
+	routes   *peerTable // peer prefixes, both directions
+	local    *prefixSet
+	icmpSrc  netip.Addr
+	icmpSrc6 netip.Addr
+	batch    int
+	learns   bool // some peer learns its endpoint
+	relay    bool // Config.Relay
+	log      *slog.Logger
+	dropLog  [numDropReasons]logSlot
 
 	eps atomic.Pointer[endpoints]
 	ctr engineCounters
@@ -101,6 +117,7 @@ type Engine struct {
 	epoch      time.Time   // origin of the monotonic times used inside
 	icmpBucket tokenBucket // capture goroutine only
 	started    atomic.Bool
+	rc         reconfState // live reconfiguration, engine_reconfig.go
 }
 
 // peer is a PeerConfig resolved for the hot path, plus its counters.
@@ -165,7 +182,7 @@ func wrapIOErr(what string, err error) error {
 // closeIO closes the three I/O objects. Their errors are only logged: the
 // engine is stopping anyway and the reason it stops matters more.
 func (e *Engine) closeIO() {
-	for _, c := range []interface{ Close() error }{e.capture, e.transport, e.injector} {
+	for _, c := range []interface{ Close() error }{e.takeCapture(), e.transport, e.injector} {
 		if err := c.Close(); err != nil {
 			e.log.Warn("closing dataplane I/O", "err", err)
 		}
@@ -175,6 +192,8 @@ func (e *Engine) closeIO() {
 // Stats returns a snapshot of the counters; safe to call at any time from
 // any goroutine.
 func (e *Engine) Stats() Stats {
+	e.rc.cfgMu.RLock()
+	defer e.rc.cfgMu.RUnlock()
 	eps := e.eps.Load()
 	st := Stats{
 		Peers:           make([]PeerStats, len(e.peers)),

@@ -7,7 +7,7 @@ type captureState struct {
 	bufs     [][]byte // read buffers at full size; never resliced
 	sizes    []int
 	tx       txBatch
-	icmpBufs [][]byte // one icmpMaxLen buffer per packet of a batch
+	icmpBufs [][]byte // one icmpBufLen buffer per packet of a batch
 	icmp     [][]byte // this batch's ICMP errors (prefixes of icmpBufs)
 }
 
@@ -15,7 +15,7 @@ type captureState struct {
 func newCaptureState(n int) *captureState {
 	return &captureState{
 		bufs: newBuffers(n, maxPacketSize), sizes: make([]int, n),
-		tx: newTxBatch(n), icmpBufs: newBuffers(n, icmpMaxLen), icmp: make([][]byte, 0, n),
+		tx: newTxBatch(n), icmpBufs: newBuffers(n, icmpBufLen), icmp: make([][]byte, 0, n),
 	}
 }
 
@@ -23,11 +23,16 @@ func newCaptureState(n int) *captureState {
 // Capture fails or is closed.
 func (e *Engine) captureLoop() error {
 	s := newCaptureState(e.batch)
+	c, gen := e.liveCapture()
 	for {
-		n, err := e.capture.ReadBatch(s.bufs, s.sizes)
+		n, err := c.ReadBatch(s.bufs, s.sizes)
+		e.rc.capMu.Lock()
 		e.encapBatch(s, n) // packets read before an error still count
+		e.rc.capMu.Unlock()
 		if err != nil {
-			return err
+			if c, gen = e.nextCapture(c, gen, err); c == nil {
+				return err
+			}
 		}
 	}
 }
@@ -81,7 +86,8 @@ type verdict struct {
 }
 
 // forward routes one captured packet; see verdict. An ICMP error, when
-// due, is written to icmpBuf (icmpMaxLen bytes).
+// due, is written to icmpBuf (icmpBufLen bytes; icmpMaxLen suffice for
+// IPv4, IPv6 errors need icmpv6MaxLen and are not generated without).
 func (e *Engine) forward(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) verdict {
 	if len(pkt) == 0 {
 		return verdict{reason: DropTooShort}
@@ -89,7 +95,9 @@ func (e *Engine) forward(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) 
 	switch pkt[0] >> 4 {
 	case 4:
 		return e.forward4(pkt, eps, icmpBuf, now)
-	default: // IPv6 will get its own case here
+	case 6:
+		return e.forward6(pkt, eps, icmpBuf, now)
+	default:
 		return verdict{reason: DropNotIPv4}
 	}
 }

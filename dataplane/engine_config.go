@@ -28,7 +28,7 @@ const (
 // newEngine builds an engine without I/O objects from cfg.
 func newEngine(cfg Config) (*Engine, error) {
 	e := &Engine{
-		icmpSrc: cfg.ICMPSource.Unmap(), log: cfg.Logger,
+		icmpSrc: cfg.ICMPSource.Unmap(), icmpSrc6: cfg.ICMPSource6, log: cfg.Logger,
 		epoch: time.Now(), icmpBucket: newTokenBucket(icmpInterval, icmpBurst),
 	}
 	if err := e.configure(cfg); err != nil {
@@ -59,8 +59,12 @@ func (e *Engine) configure(cfg Config) error {
 	if e.batch, err = batchSize(cfg.BatchSize); err != nil {
 		return err
 	}
+	e.relay = cfg.Relay
 	if e.icmpSrc.IsValid() && !e.icmpSrc.Is4() {
 		return fmt.Errorf("ICMP source %v is not an IPv4 address", cfg.ICMPSource)
+	}
+	if e.icmpSrc6.IsValid() && !isUnicast6(e.icmpSrc6) {
+		return fmt.Errorf("ICMPv6 source %v is not an IPv6 unicast address", cfg.ICMPSource6)
 	}
 	return nil
 }

@@ -18,11 +18,11 @@ func TestCaptureSeedOutcomes(t *testing.T) {
 		"non-first-frag": {DropTTLExpired, false}, "options": {DropNone, false},
 		"padded": {DropNone, false}, "no-endpoint": {DropNoEndpoint, false},
 		"ipv6-outer": {DropNone, false}, "truncated": {DropTooShort, false},
-		"ipv6": {DropNotIPv4, false},
+		"ipv6": {DropNoRoute, false}, "not-ip": {DropNotIPv4, false},
 	}
 	for name, pkt := range captureSeeds() {
 		e := newFuzzEngine(t)
-		v := e.forward(pkt, e.eps.Load(), make([]byte, icmpMaxLen), 0)
+		v := e.forward(pkt, e.eps.Load(), make([]byte, icmpBufLen), 0)
 		if w := want[name]; v.reason != w.reason || (v.icmp > 0) != w.icmp {
 			t.Errorf("%s: %v icmp %d, want %v icmp %v", name, v.reason, v.icmp, w.reason, w.icmp)
 		}

@@ -15,10 +15,16 @@ var keepaliveMsg = []byte{}
 // earliest due peer. A lost or failed keepalive is not retried; the next
 // one follows an interval later.
 func (e *Engine) keepaliveLoop(ctx context.Context) {
-	peers := e.keepalivePeers()
-	if len(peers) == 0 {
-		return
+	for e.keepaliveRun(ctx) {
 	}
+}
+
+// keepaliveRun serves the peers of the current configuration until ctx is
+// done (false) or Reconfigure changed it (true: start over).
+func (e *Engine) keepaliveRun(ctx context.Context) bool {
+	e.rc.kaMu.Lock()
+	peers, gen := e.keepalivePeers(), e.rc.gen
+	e.rc.kaMu.Unlock()
 	due := make([]time.Time, len(peers)) // zero: due now
 	b := newTxBatch(len(peers))
 	timer := time.NewTimer(0)
@@ -26,10 +32,19 @@ func (e *Engine) keepaliveLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
+		case <-e.rc.wake():
+			return true
 		case <-timer.C:
 		}
-		timer.Reset(time.Until(e.sendDueKeepalives(peers, due, &b)))
+		e.rc.kaMu.Lock()
+		if e.rc.gen != gen {
+			e.rc.kaMu.Unlock()
+			return true
+		}
+		next := e.sendDueKeepalives(peers, due, &b)
+		e.rc.kaMu.Unlock()
+		timer.Reset(time.Until(next))
 	}
 }
 

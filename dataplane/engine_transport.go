@@ -7,15 +7,16 @@ type transportState struct {
 	bufs  [][]byte // read buffers at full size; never resliced
 	sizes []int
 	from  []netip.AddrPort
-	out   [][]byte // packets to inject this batch (prefixes of bufs)
-	peers []*peer  // the peer of each packet in out
+	out   [][]byte   // packets to inject this batch (prefixes of bufs)
+	peers []*peer    // the peer of each packet in out
+	relay relayState // packets relayed to another peer (Config.Relay)
 }
 
 // newTransportState allocates the buffers for batches of n datagrams.
 func newTransportState(n int) *transportState {
 	return &transportState{
 		bufs: newBuffers(n, maxPacketSize), sizes: make([]int, n), from: make([]netip.AddrPort, n),
-		out: make([][]byte, 0, n), peers: make([]*peer, 0, n),
+		out: make([][]byte, 0, n), peers: make([]*peer, 0, n), relay: newRelayState(n),
 	}
 }
 
@@ -25,7 +26,9 @@ func (e *Engine) transportLoop() error {
 	s := newTransportState(e.batch)
 	for {
 		n, err := e.transport.ReadBatch(s.bufs, s.sizes, s.from)
+		e.rc.tunMu.Lock()
 		e.decapBatch(s, n) // datagrams read before an error still count
+		e.rc.tunMu.Unlock()
 		if err != nil {
 			return err
 		}
@@ -40,11 +43,15 @@ func (e *Engine) decapBatch(s *transportState, n int) {
 	}
 	t, eps := e.now(), e.eps.Load()
 	s.out, s.peers = s.out[:0], s.peers[:0]
+	s.relay.reset()
 	for i := range min(n, len(s.bufs)) {
 		eps = e.receive(s, packetAt(s.bufs, s.sizes, i), unmapAddrPort(s.from[i]), eps, t)
 	}
 	if len(s.out) > 0 {
 		e.inject(s.out, s.peers, t.mono)
+	}
+	if len(s.relay.bufs) > 0 {
+		e.send(&s.relay.txBatch, t.mono)
 	}
 }
 
@@ -62,8 +69,13 @@ func (e *Engine) receive(s *transportState, pkt []byte, from netip.AddrPort, eps
 		return eps
 	}
 	if r, d := e.admit(pkt, p); r != DropNone {
-		d.peer, d.addr = p, from
-		e.drop(r, d, t.mono)
+		if r == DropDstNotAllowed && e.relay {
+			r = e.relayOne(s, p, pkt, d.dst, eps, t)
+		}
+		if r != DropNone {
+			d.peer, d.addr = p, from
+			e.drop(r, d, t.mono)
+		}
 		return eps
 	}
 	e.accept(s, p, pkt, t)
@@ -83,12 +95,19 @@ func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPo
 		return e.receiveUnknownKeepalive(from, eps, t)
 	}
 	r, d := e.admit(pkt, nil)
-	if r != DropNone || d.peer.configured.IsValid() {
+	_, relayed := e.relayTarget(d.dst, d.peer)
+	relayed = relayed && r == DropDstNotAllowed
+	if (r != DropNone && !relayed) || d.peer.configured.IsValid() {
 		e.drop(DropNotFromPeer, dropInfo{addr: from, src: d.src, dst: d.dst}, t.mono)
 		return eps
 	}
 	eps = e.learn(d.peer, from, eps, t)
-	e.accept(s, d.peer, pkt, t)
+	if !relayed {
+		e.accept(s, d.peer, pkt, t)
+	} else if r := e.relayOne(s, d.peer, pkt, d.dst, eps, t); r != DropNone {
+		d.addr = from
+		e.drop(r, d, t.mono)
+	}
 	return eps
 }
 
@@ -108,7 +127,9 @@ func (e *Engine) admit(pkt []byte, from *peer) (DropReason, dropInfo) {
 	switch pkt[0] >> 4 {
 	case 4:
 		return e.admit4(pkt, from)
-	default: // IPv6 will get its own case here
+	case 6:
+		return e.admit6(pkt, from)
+	default:
 		return DropNotIPv4, dropInfo{}
 	}
 }

@@ -17,12 +17,13 @@ import (
 func fuzzConfig() Config {
 	return Config{
 		Peers: []PeerConfig{
-			{Name: "east", Endpoint: netip.MustParseAddrPort("198.51.100.1:50000"), Prefixes: []netip.Prefix{pfx("11.11.11.0/24")}, PathMTU: 1400},
-			{Name: "roaming", Prefixes: []netip.Prefix{pfx("10.2.0.0/16")}},
-			{Name: "v6", Endpoint: netip.MustParseAddrPort("[2001:db8::1]:50000"), Prefixes: []netip.Prefix{pfx("10.3.0.0/16")}},
+			{Name: "east", Endpoint: netip.MustParseAddrPort("198.51.100.1:50000"), Prefixes: []netip.Prefix{pfx("11.11.11.0/24"), pfx("fd00:11::/48")}, PathMTU: 1400},
+			{Name: "roaming", Prefixes: []netip.Prefix{pfx("10.2.0.0/16"), pfx("fd00:2::/48")}},
+			{Name: "v6", Endpoint: netip.MustParseAddrPort("[2001:db8::1]:50000"), Prefixes: []netip.Prefix{pfx("10.3.0.0/16"), pfx("fd00:3::/48")}},
 		},
-		LocalPrefixes: []netip.Prefix{pfx("192.168.111.0/24")},
+		LocalPrefixes: []netip.Prefix{pfx("192.168.111.0/24"), pfx("fd00:111::/64")},
 		ICMPSource:    gatewayLAN,
+		ICMPSource6:   gatewayLAN6,
 	}
 }
 
@@ -47,7 +48,7 @@ func newFuzzEngine(t testing.TB) *Engine {
 func FuzzCapture(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e := newFuzzEngine(t)
-		pkt, icmp := bytes.Clone(data), make([]byte, icmpMaxLen)
+		pkt, icmp := bytes.Clone(data), make([]byte, icmpBufLen)
 		v := e.forward(pkt, e.eps.Load(), icmp, 0)
 		if v.reason >= numDropReasons || (v.reason == DropNone) != (v.pkt != nil) {
 			t.Fatalf("verdict %+v", v)
@@ -63,6 +64,10 @@ func FuzzCapture(f *testing.F) {
 
 // checkForwarded checks a packet the engine decided to send.
 func checkForwarded(t *testing.T, in []byte, v verdict) {
+	if in[0]>>4 == 6 {
+		checkForwarded6(t, in, v)
+		return
+	}
 	h, r := parseIPv4(v.pkt)
 	if r != DropNone || h.totalLen != len(v.pkt) || v.peer == nil || !v.addr.IsValid() {
 		t.Fatalf("forwarded packet invalid: %v %+v", r, h)
@@ -77,6 +82,10 @@ func checkForwarded(t *testing.T, in []byte, v verdict) {
 
 // checkGenerated checks an ICMP error generated about in.
 func checkGenerated(t *testing.T, in, msg []byte, reason DropReason) {
+	if in[0]>>4 == 6 {
+		checkGenerated6(t, in, msg, reason)
+		return
+	}
 	h, r := parseIPv4(msg)
 	if r != DropNone || h.totalLen != len(msg) || len(msg) > icmpMaxLen || checksum(msg[20:], 0) != 0 {
 		t.Fatalf("ICMP error invalid: %v % x", r, msg)
@@ -121,12 +130,12 @@ func outcomes(e *Engine) int {
 
 // checkAccepted checks a packet the engine decided to inject.
 func checkAccepted(t *testing.T, e *Engine, in, out []byte, p *peer, eps *endpoints, from netip.AddrPort) {
-	h, r := parseIPv4(out)
-	if r != DropNone || !bytes.Equal(in, out) || h.totalLen != len(in) {
+	src, dst, total, r := parseAny(out)
+	if r != DropNone || !bytes.Equal(in, out) || total != len(in) {
 		t.Fatalf("accepted invalid or modified packet: %v", r)
 	}
-	if pi, _ := e.routes.lookup(h.src); pi != p.idx || !e.local.contains(h.dst) {
-		t.Fatalf("accepted %v → %v from peer %s", h.src, h.dst, p.name)
+	if pi, _ := e.routes.lookup(src); pi != p.idx || !e.local.contains(dst) {
+		t.Fatalf("accepted %v → %v from peer %s", src, dst, p.name)
 	}
 	if eps.cur[p.idx] != from {
 		t.Fatalf("accepted from %v while peer is at %v", from, eps.cur[p.idx])
@@ -161,6 +170,12 @@ func fuzzSeeds() map[string]string {
 	for name, pkt := range captureSeeds() {
 		seeds["FuzzCapture/"+name] = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", pkt)
 	}
+	for name, pkt := range captureSeeds6() {
+		seeds["FuzzCapture/"+name] = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", pkt)
+	}
+	for name, s := range transportSeeds6() {
+		seeds["FuzzTransport/"+name] = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\nbyte(%q)\n", s.pkt, s.sender)
+	}
 	for name, s := range transportSeeds() {
 		seeds["FuzzTransport/"+name] = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\nbyte(%q)\n", s.pkt, s.sender)
 	}
@@ -186,6 +201,7 @@ func captureSeeds() map[string][]byte {
 		"ipv6-outer":     v4(v6, 1400),
 		"truncated":      bytes.Clone(tutorial[:50]),
 		"ipv6":           append([]byte{0x60, 0, 0, 0, 0, 0, 59, 64}, make([]byte, 32)...),
+		"not-ip":         append([]byte{0x50, 0, 0, 0, 0, 0, 59, 64}, make([]byte, 32)...),
 	}
 }
 

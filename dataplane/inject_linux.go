@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,113 +13,192 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RawInjector is the production Injector: a raw IPv4 socket with protocol
-// IPPROTO_RAW (which implies IP_HDRINCL: the packet is sent with the
-// header we give, the kernel only fills in the total length, the header
-// checksum, and the ID and source address when zero). The kernel routes
-// each packet by its destination as if this host had originated it.
+// RawInjector is the production Injector: a raw IPv4 socket and a raw IPv6
+// socket, both with protocol IPPROTO_RAW and header inclusion (IP_HDRINCL,
+// implied for IPv4; IPV6_HDRINCL, set explicitly for IPv6): the packet is
+// sent with the header we give (the IPv4 kernel only fills in the total
+// length, the header checksum, and the ID and source address when zero).
+// The kernel routes each packet by its destination as if this host had
+// originated it.
 //
-// The kernel never fragments an IP_HDRINCL packet: one larger than the
-// MTU of its route fails with EMSGSIZE (errors.Is(err, syscall.EMSGSIZE)),
-// whatever its DF bit.
+// The kernel never fragments a header-included packet: one larger than
+// the MTU of its route fails with EMSGSIZE (errors.Is(err,
+// syscall.EMSGSIZE)), whatever its DF bit.
 //
-// The socket receives nothing (IPPROTO_RAW sockets are send-only).
+// The sockets receive nothing (IPPROTO_RAW sockets are send-only).
 // WriteBatch calls are serialised.
 type RawInjector struct {
-	f  *os.File
-	rc syscall.RawConn
+	v4, v6 rawSocket
 
-	mu sync.Mutex
-	w  batchWriter
-
+	mu     sync.Mutex
 	closed atomic.Bool
+}
+
+// rawSocket is one family's raw socket; f is nil when the family is not
+// available (err says why) and its packets fail.
+type rawSocket struct {
+	f   *os.File
+	rc  syscall.RawConn
+	w   batchWriter
+	err error
 }
 
 var _ Injector = (*RawInjector)(nil)
 
-// OpenInjector opens the raw socket in the calling thread's network
-// namespace.
+// OpenInjector opens the raw sockets in the calling thread's network
+// namespace. The IPv4 socket is required; without IPv6 in the kernel the
+// injector works for IPv4 and fails IPv6 packets.
 func OpenInjector() (*RawInjector, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
-	if err != nil {
-		return nil, &net.OpError{Op: "listen", Net: "ip4:raw", Err: os.NewSyscallError("socket", err)}
-	}
-	f := os.NewFile(uintptr(fd), "ip4:raw")
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
+	inj := &RawInjector{}
+	if err := inj.v4.open(unix.AF_INET); err != nil {
 		return nil, &net.OpError{Op: "listen", Net: "ip4:raw", Err: err}
 	}
-	inj := &RawInjector{f: f, rc: rc}
-	inj.w.init(rc)
+	if err := inj.v6.open(unix.AF_INET6); err != nil {
+		inj.v6.err = &net.OpError{Op: "listen", Net: "ip6:raw", Err: err}
+	}
 	return inj, nil
 }
 
-// WriteBatch implements Injector: each packet (from the IPv4 header on) is
-// sent to its own destination address. A packet that is too short or not
-// IPv4 stops the batch with an error (IPv6 is not supported yet).
+// open creates the raw socket of family fam.
+func (s *rawSocket) open(fam int) error {
+	fd, err := unix.Socket(fam, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	if fam == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_HDRINCL, 1); err != nil {
+			unix.Close(fd)
+			return os.NewSyscallError("setsockopt IPV6_HDRINCL", err)
+		}
+	}
+	s.f = os.NewFile(uintptr(fd), "ip:raw")
+	if s.rc, err = s.f.SyscallConn(); err != nil {
+		s.f.Close()
+		s.f = nil
+		return err
+	}
+	s.w.init(s.rc)
+	return nil
+}
+
+// WriteBatch implements Injector: each packet (from the IP header on) is
+// sent to its own destination address through the socket of its family. A
+// packet that is too short or not IP stops the batch with an error.
 func (inj *RawInjector) WriteBatch(pkts [][]byte) (int, error) {
 	inj.mu.Lock()
 	defer inj.mu.Unlock()
 	total := 0
 	for len(pkts) > 0 {
-		chunk := min(len(pkts), maxBatch)
-		m := inj.w.prepare(pkts[:chunk])
-		var bad error
-		k := 0
-		for ; k < chunk; k++ {
-			if bad = injectDest(&m.names[k], &m.hdrs[k].Hdr, pkts[k]); bad != nil {
-				break
-			}
-		}
-		sent, err := inj.w.write(k)
+		s, run := inj.socketFor(pkts)
+		sent, err := inj.writeRun(s, pkts[:run])
 		total += sent
-		if err == nil {
-			err = bad
-		}
 		if err != nil {
 			if inj.closed.Load() {
 				err = net.ErrClosed
 			}
-			return total, &net.OpError{Op: "write", Net: "ip4:raw", Err: err}
+			return total, &net.OpError{Op: "write", Net: "ip:raw", Err: err}
 		}
-		pkts = pkts[chunk:]
+		pkts = pkts[run:]
 	}
 	return total, nil
+}
+
+// socketFor returns the socket for pkts[0] and how many packets from the
+// start share its IP version (at most maxBatch). A packet that is not IP
+// gets the IPv4 socket; injectDest then refuses it.
+func (inj *RawInjector) socketFor(pkts [][]byte) (*rawSocket, int) {
+	ver := ipVersion(pkts[0])
+	run := 1
+	for run < len(pkts) && run < maxBatch && ipVersion(pkts[run]) == ver {
+		run++
+	}
+	if ver == 6 {
+		return &inj.v6, run
+	}
+	return &inj.v4, run
+}
+
+// ipVersion is the version nibble of pkt, 0 for an empty packet.
+func ipVersion(pkt []byte) byte {
+	if len(pkt) == 0 {
+		return 0
+	}
+	return pkt[0] >> 4
+}
+
+// writeRun sends pkts (one family, at most maxBatch) through s and returns
+// how many were sent before the first error.
+func (inj *RawInjector) writeRun(s *rawSocket, pkts [][]byte) (int, error) {
+	if s.f == nil {
+		return 0, fmt.Errorf("inject: %w", s.unavailable())
+	}
+	m := s.w.prepare(pkts)
+	var bad error
+	k := 0
+	for ; k < len(pkts); k++ {
+		if bad = injectDest(&m.names[k], &m.hdrs[k].Hdr, pkts[k]); bad != nil {
+			break
+		}
+	}
+	sent, err := s.w.write(k)
+	if err == nil {
+		err = bad
+	}
+	return sent, err
+}
+
+// unavailable says why a socket was not opened.
+func (s *rawSocket) unavailable() error {
+	if s.err != nil {
+		return s.err
+	}
+	return errors.New("no raw socket")
 }
 
 // injectDest sets the destination sockaddr of h from the packet's header,
 // dispatching on the IP version.
 func injectDest(raw *unix.RawSockaddrInet6, h *unix.Msghdr, pkt []byte) error {
-	if len(pkt) == 0 {
-		return fmt.Errorf("inject: empty packet")
-	}
-	switch pkt[0] >> 4 {
+	switch ipVersion(pkt) {
 	case 4:
-		if len(pkt) < 20 {
+		if len(pkt) < ipv4MinHeaderLen {
 			return fmt.Errorf("inject: IPv4 packet of %d bytes is shorter than its header", len(pkt))
 		}
 		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(raw))
-		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte(pkt[16:20])}
-		h.Name = (*byte)(unsafe.Pointer(raw))
+		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte(pkt[ipv4OffDst : ipv4OffDst+4])}
 		h.Namelen = unix.SizeofSockaddrInet4
-		return nil
 	case 6:
-		// Later: a second socket(AF_INET6, SOCK_RAW, IPPROTO_RAW) and a
-		// sockaddr_in6 to the inner destination.
-		return fmt.Errorf("inject: %w", errIPv6NotSupported)
+		if len(pkt) < ipv6HeaderLen {
+			return fmt.Errorf("inject: IPv6 packet of %d bytes is shorter than its header", len(pkt))
+		}
+		*raw = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: [16]byte(pkt[ipv6OffDst : ipv6OffDst+16])}
+		h.Namelen = unix.SizeofSockaddrInet6
+	case 0:
+		if len(pkt) == 0 {
+			return fmt.Errorf("inject: empty packet")
+		}
+		fallthrough
 	default:
 		return fmt.Errorf("inject: not an IP packet (version %d)", pkt[0]>>4)
 	}
+	h.Name = (*byte)(unsafe.Pointer(raw))
+	return nil
 }
 
-// Close closes the socket.
+// Close closes the sockets.
 func (inj *RawInjector) Close() error {
 	if inj.closed.Swap(true) {
-		return &net.OpError{Op: "close", Net: "ip4:raw", Err: net.ErrClosed}
+		return &net.OpError{Op: "close", Net: "ip:raw", Err: net.ErrClosed}
 	}
-	if err := inj.f.Close(); err != nil {
-		return &net.OpError{Op: "close", Net: "ip4:raw", Err: err}
+	var errs []error
+	for _, s := range []*rawSocket{&inj.v4, &inj.v6} {
+		if s.f != nil {
+			if err := s.f.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return &net.OpError{Op: "close", Net: "ip:raw", Err: err}
 	}
 	return nil
 }

@@ -125,7 +125,7 @@ func TestInjectorErrors(t *testing.T) {
 		t.Fatalf("error %v is not a write *net.OpError", err)
 	}
 
-	v6 := make([]byte, 40)
+	v6 := make([]byte, 39) // shorter than an IPv6 header
 	v6[0] = 0x60
 	for _, tc := range []struct {
 		name string
@@ -133,7 +133,7 @@ func TestInjectorErrors(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"short", ok[:19]},
-		{"IPv6", v6},
+		{"short IPv6", v6},
 		{"version 0", make([]byte, 40)},
 	} {
 		n, err := inj.WriteBatch([][]byte{ok, tc.pkt, ok})

@@ -26,12 +26,19 @@ type UDPTransport struct {
 	rc    syscall.RawConn
 	local netip.AddrPort
 	fam   int // unix.AF_INET or unix.AF_INET6: the socket's family
+	// dual: an AF_INET6 socket bound to [::] that also carries IPv4
+	// (IPV6_V6ONLY off); IPv4 peers are addressed as IPv4-mapped.
+	dual bool
 
 	rmu sync.Mutex
 	r   batchReader
 
 	wmu sync.Mutex
 	w   batchWriter
+	// GSO sends (gso_linux.go): on until the kernel refuses them.
+	gso atomic.Bool
+	g   *gsoBatch
+	gw  batchWriter
 
 	truncated atomic.Uint64
 }
@@ -53,6 +60,8 @@ func ListenUDP(addr netip.AddrPort) (*UDPTransport, error) {
 		return nil, &net.OpError{Op: "listen", Net: "udp", Err: fmt.Errorf("invalid address %v", addr)}
 	case addr.Addr().Is4() || addr.Addr().Is4In6():
 		addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	case addr.Addr().IsUnspecified():
+		network, fam = "udp", unix.AF_INET6 // Go's "udp" on [::] is dual-stack
 	default:
 		network, fam = "udp6", unix.AF_INET6
 	}
@@ -60,7 +69,7 @@ func ListenUDP(addr netip.AddrPort) (*UDPTransport, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &UDPTransport{conn: conn, fam: fam}
+	t := &UDPTransport{conn: conn, fam: fam, dual: network == "udp"}
 	fail := func(op string, err error) (*UDPTransport, error) {
 		conn.Close()
 		return nil, &net.OpError{Op: op, Net: network, Source: conn.LocalAddr(), Err: err}
@@ -85,6 +94,9 @@ func ListenUDP(addr netip.AddrPort) (*UDPTransport, error) {
 		// avoid fragmentation are served by the engine from PathMTU.
 		if fam == unix.AF_INET6 {
 			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DONT)
+			if serr == nil && network == "udp" { // the IPv4 side of a dual-stack socket
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
+			}
 		} else {
 			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
 		}
@@ -102,6 +114,9 @@ func ListenUDP(addr netip.AddrPort) (*UDPTransport, error) {
 	t.local = netip.AddrPortFrom(t.local.Addr().Unmap(), t.local.Port())
 	t.r.init(t.rc)
 	t.w.init(t.rc)
+	t.gw.init(t.rc)
+	t.g = newGSOBatch()
+	t.gso.Store(gsoEnabled)
 	return t, nil
 }
 
@@ -178,6 +193,20 @@ func (t *UDPTransport) WriteBatch(bufs [][]byte, to []netip.AddrPort) (int, erro
 	}
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
+	if t.gso.Load() && len(bufs) > 1 {
+		return t.writeGSO(bufs, to)
+	}
+	return t.writePlain(bufs, to)
+}
+
+// errBadDest is the error for a destination of the wrong family.
+func errBadDest(to netip.AddrPort) error {
+	return fmt.Errorf("destination %v: %w", to, unix.EAFNOSUPPORT)
+}
+
+// writePlain is WriteBatch without GSO, one message per datagram; the
+// caller holds t.wmu.
+func (t *UDPTransport) writePlain(bufs [][]byte, to []netip.AddrPort) (int, error) {
 	total := 0
 	for len(bufs) > 0 {
 		chunk := min(len(bufs), maxBatch)
@@ -185,8 +214,8 @@ func (t *UDPTransport) WriteBatch(bufs [][]byte, to []netip.AddrPort) (int, erro
 		var bad error
 		k := 0
 		for ; k < chunk; k++ {
-			if !putSockaddr(&m.names[k], &m.hdrs[k].Hdr, t.fam, to[k]) {
-				bad = fmt.Errorf("destination %v: %w", to[k], unix.EAFNOSUPPORT)
+			if !putSockaddr(&m.names[k], &m.hdrs[k].Hdr, t.fam, t.mapped(to[k])) {
+				bad = errBadDest(to[k])
 				break
 			}
 		}
@@ -201,6 +230,15 @@ func (t *UDPTransport) WriteBatch(bufs [][]byte, to []netip.AddrPort) (int, erro
 		bufs, to = bufs[chunk:], to[chunk:]
 	}
 	return total, nil
+}
+
+// mapped returns ap as the socket addresses it: an IPv4 peer of a
+// dual-stack socket as IPv4-mapped IPv6, anything else unchanged.
+func (t *UDPTransport) mapped(ap netip.AddrPort) netip.AddrPort {
+	if t.dual && ap.Addr().Is4() {
+		return netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port())
+	}
+	return ap
 }
 
 // compact moves datagram i (size bytes, in bufs[i]) to bufs[out] after
@@ -227,6 +265,19 @@ type mmsgBufs struct {
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6 // large enough for IPv4 and IPv6
+	// ctrlLen, when set before the first prepare, gives each header a
+	// control (ancillary data) buffer of that many bytes in ctrl.
+	ctrlLen int
+	ctrl    []byte
+}
+
+// control returns the ancillary data the kernel wrote for message i.
+func (m *mmsgBufs) control(i int) []byte {
+	if m.ctrlLen == 0 {
+		return nil
+	}
+	n := min(int(m.hdrs[i].Hdr.Controllen), m.ctrlLen)
+	return m.ctrl[i*m.ctrlLen : i*m.ctrlLen+n]
 }
 
 // prepare points the first len(bufs) headers at bufs (one iovec each) and
@@ -238,6 +289,7 @@ func (m *mmsgBufs) prepare(bufs [][]byte, withNames bool) int {
 		m.hdrs = make([]unix.Mmsghdr, n)
 		m.iovs = make([]unix.Iovec, n)
 		m.names = make([]unix.RawSockaddrInet6, n)
+		m.ctrl = make([]byte, n*m.ctrlLen)
 	}
 	for i, b := range bufs[:n] {
 		iov := &m.iovs[i]
@@ -250,6 +302,10 @@ func (m *mmsgBufs) prepare(bufs [][]byte, withNames bool) int {
 		if withNames {
 			h.Hdr.Name = (*byte)(unsafe.Pointer(&m.names[i]))
 			h.Hdr.Namelen = unix.SizeofSockaddrInet6
+		}
+		if m.ctrlLen > 0 {
+			h.Hdr.Control = &m.ctrl[i*m.ctrlLen]
+			h.Hdr.SetControllen(m.ctrlLen)
 		}
 	}
 	return n
@@ -371,7 +427,7 @@ func putSockaddr(raw *unix.RawSockaddrInet6, h *unix.Msghdr, fam int, ap netip.A
 		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.Unmap().As4()}
 		putPort(&sa.Port, ap.Port())
 		h.Namelen = unix.SizeofSockaddrInet4
-	case fam == unix.AF_INET6 && a.Is6() && !a.Is4In6():
+	case fam == unix.AF_INET6 && a.Is6(): // IPv4-mapped only from mapped (dual-stack)
 		*raw = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
 		putPort(&raw.Port, ap.Port())
 		h.Namelen = unix.SizeofSockaddrInet6

@@ -23,6 +23,9 @@ type NetlinkHost struct {
 	mu   sync.Mutex
 	self netns.NsHandle // the agent's own namespace, NS ""
 	nss  map[string]*nsHandles
+	// current: self is the calling process's namespace, so NS "" needs
+	// no setns (which takes CAP_SYS_ADMIN even into one's own namespace).
+	current bool
 }
 
 type nsHandles struct {
@@ -38,7 +41,9 @@ func NewNetlinkHost() (*NetlinkHost, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open own network namespace: %w", err)
 	}
-	return NewNetlinkHostAt(self), nil
+	h := NewNetlinkHostAt(self)
+	h.current = true
+	return h, nil
 }
 
 // NewNetlinkHostAt returns a Host whose NS "" is the namespace self (tests
@@ -85,7 +90,7 @@ func (h *NetlinkHost) handles(name string) (*nsHandles, error) {
 			return nil, fmt.Errorf("namespace %s: %w", name, mapErr(err))
 		}
 	}
-	nl, err := netlink.NewHandleAt(ns)
+	nl, err := h.newHandle(name, ns)
 	if err != nil {
 		if name != "" {
 			ns.Close()
@@ -97,6 +102,17 @@ func (h *NetlinkHost) handles(name string) (*nsHandles, error) {
 	return x, nil
 }
 
+// inCurrent reports whether namespace name is the one the process runs in.
+func (h *NetlinkHost) inCurrent(name string) bool { return name == "" && h.current }
+
+// newHandle opens a netlink handle in namespace name (handle ns).
+func (h *NetlinkHost) newHandle(name string, ns netns.NsHandle) (*netlink.Handle, error) {
+	if h.inCurrent(name) {
+		return netlink.NewHandle()
+	}
+	return netlink.NewHandleAt(ns)
+}
+
 // ethtoolIn returns an ethtool socket opened inside namespace name.
 func (h *NetlinkHost) ethtoolIn(name string) (*ethtool.Ethtool, error) {
 	x, err := h.handles(name)
@@ -106,10 +122,15 @@ func (h *NetlinkHost) ethtoolIn(name string) (*ethtool.Ethtool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if x.et == nil {
-		err = nsutil.Do(x.ns, func() (err error) {
+		open := func() (err error) {
 			x.et, err = ethtool.NewEthtool()
 			return err
-		})
+		}
+		if h.inCurrent(name) {
+			err = open()
+		} else {
+			err = nsutil.Do(x.ns, open)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("ethtool socket in namespace %q: %w", name, err)
 		}

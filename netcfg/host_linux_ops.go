@@ -1,3 +1,5 @@
+//go:build linux
+
 package netcfg
 
 import (
@@ -25,7 +27,8 @@ func (h *NetlinkHost) NamespaceExists(name string) (bool, error) {
 	return true, nil
 }
 
-// CreateNamespace creates the named namespace and brings its lo up.
+// CreateNamespace creates the named namespace (its lo is brought up by a
+// separate Link entry of the plan, so that revert restores it too).
 func (h *NetlinkHost) CreateNamespace(name string) error {
 	if ok, _ := h.NamespaceExists(name); ok {
 		return fmt.Errorf("namespace %s: %w", name, ErrExists)
@@ -154,13 +157,21 @@ func (h *NetlinkHost) HasAddr(ns, link string, p netip.Prefix) (bool, error) {
 	return false, nil
 }
 
-// AddAddr adds an address to a link.
+// AddAddr adds an address to a link. An IPv6 address is added without
+// duplicate address detection (IFA_F_NODAD): the links netcfg addresses
+// are the veth pairs it creates, whose two ends validation has given
+// different addresses, and DAD would only leave the address "tentative",
+// unusable as a source, for the first second or two after `up`.
 func (h *NetlinkHost) AddAddr(ns, link string, p netip.Prefix) error {
 	l, x, err := h.link(ns, link)
 	if err != nil {
 		return err
 	}
-	return mapErr(x.nl.AddrAdd(l, &netlink.Addr{IPNet: ipNet(p)}))
+	a := &netlink.Addr{IPNet: ipNet(p)}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return mapErr(x.nl.AddrAdd(l, a))
 }
 
 // DelAddr removes an address from a link.

@@ -9,5 +9,8 @@ import (
 )
 
 func main() {
-	os.Exit(agent.Main(os.Args[1:], os.Stdout, os.Stderr))
+	stop := startProfile()
+	code := agent.Main(os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }

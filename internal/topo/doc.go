@@ -23,9 +23,10 @@
 // exposes the addresses for the callers' configuration files.
 //
 // In every namespace Build creates: lo is up, reverse-path filtering is off
-// (net.ipv4.conf.{all,default,<link>}.rp_filter=0), IPv6 is disabled (the
-// tunnel is IPv4 only; this keeps captures free of neighbour discovery),
-// and GatewayA, NAT and GatewayB forward IPv4. The rx/tx checksum offloads
+// (net.ipv4.conf.{all,default,<link>}.rp_filter=0), IPv6 is disabled
+// unless Options.IPv6 (this keeps captures free of neighbour discovery;
+// with it, see ipv6_linux.go for the IPv6 addresses), and GatewayA, NAT and
+// GatewayB forward IPv4 (and IPv6 with Options.IPv6). The rx/tx checksum offloads
 // of every veth end are off unless Options.Offloads is set, as the tutorial
 // does with `ethtool --offload ... rx off tx off`.
 //

@@ -63,6 +63,9 @@ type Options struct {
 	// Offloads leaves the rx/tx checksum offloads of the veths on (by
 	// default they are switched off, as in the tutorial).
 	Offloads bool
+	// IPv6 keeps IPv6 on in the namespaces and adds IPv6 addresses
+	// (ipv6_linux.go); by default IPv6 is disabled.
+	IPv6 bool
 }
 
 // Topology is a built topology. Its fields are read-only. Close removes it.
@@ -90,6 +93,13 @@ type Topology struct {
 	SiteBGateway   netip.Prefix // GatewayB veth0, 11.11.11.1/24 (made by the agent)
 	SiteBHost      netip.Prefix // SiteBNS veth1, 11.11.11.100/24 (made by the agent)
 	SiteBLAN       netip.Prefix // 11.11.11.0/24
+
+	// With Options.IPv6 (ipv6_linux.go); invalid otherwise. The WAN
+	// addresses are set only without NAT.
+	IPv6                                 bool
+	ClientAddr6, GatewayALAN6, SiteALAN6 netip.Prefix
+	GatewayAWAN6, GatewayBWAN6           netip.Prefix
+	SiteBGateway6, SiteBHost6, SiteBLAN6 netip.Prefix
 
 	mu      sync.Mutex
 	closed  bool
@@ -149,6 +159,7 @@ func Build(o Options) (_ *Topology, err error) {
 		t.GatewayAWAN = GatewayADirect
 		t.GatewayAPublic = GatewayADirect.Addr()
 	}
+	t.fillIPv6(o)
 	defer func() {
 		if err != nil {
 			if cerr := t.Close(); cerr != nil {
@@ -201,12 +212,10 @@ func (t *Topology) build(o Options) error {
 		if err := step("sysctl " + name); err != nil {
 			return err
 		}
-		kv := []sysctl{
+		kv := append([]sysctl{
 			{"net/ipv4/conf/all/rp_filter", "0", false},
 			{"net/ipv4/conf/default/rp_filter", "0", false},
-			{"net/ipv6/conf/all/disable_ipv6", "1", true},
-			{"net/ipv6/conf/default/disable_ipv6", "1", true},
-		}
+		}, ipv6Sysctls(o.IPv6, name != t.Client)...)
 		if name != t.Client {
 			kv = append(kv, sysctl{"net/ipv4/ip_forward", "1", false})
 		}
@@ -252,6 +261,9 @@ func (t *Topology) build(o Options) error {
 		return err
 	}
 	if err := addDefaultRoute(cli, t.GatewayALAN.Addr()); err != nil {
+		return err
+	}
+	if err := t.buildIPv6(); err != nil {
 		return err
 	}
 	if o.NAT {

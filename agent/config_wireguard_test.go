@@ -1,0 +1,134 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// wgSiteYAML is a wireguard-mode site; extra is appended to the peer.
+func wgSiteYAML(pub, extra string) string {
+	return `site: s
+lan:
+  interface: eth0
+tunnel:
+  mode: wireguard
+  listen: 0.0.0.0:51820
+  private_key_file: site.key
+  peers:
+    - name: p
+      public_key: ` + pub + `
+      prefixes: [10.1.0.0/24]
+` + extra
+}
+
+func writeKey(t *testing.T, dir, name string, k wgtypes.Key, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(k.String()+"\n"), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWireGuardConfigLoadsKeys(t *testing.T) {
+	dir := t.TempDir()
+	priv, _ := wgtypes.GeneratePrivateKey()
+	peer, _ := wgtypes.GeneratePrivateKey()
+	psk, _ := wgtypes.GenerateKey()
+	writeKey(t, dir, "site.key", priv, 0o600)
+	writeKey(t, dir, "p.psk", psk, 0o400)
+	file := filepath.Join(dir, "site.yaml")
+	os.WriteFile(file, []byte(wgSiteYAML(peer.PublicKey().String(), "      preshared_key_file: p.psk\n")), 0o644)
+	cfg, err := LoadConfig(file, cfgHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := LoadKeys(cfg, file); err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Tunnel.Peers[0].WireGuard
+	if cfg.Tunnel.Mode != ModeWireGuard || cfg.Tunnel.WireGuard.PrivateKey != [32]byte(priv) ||
+		p.PublicKey != [32]byte(peer.PublicKey()) || p.PresharedKey != [32]byte(psk) {
+		t.Errorf("keys not loaded: %+v %+v", cfg.Tunnel.WireGuard, p)
+	}
+}
+
+func TestWireGuardKeyFileRefusedWhenReadableByOthers(t *testing.T) {
+	dir := t.TempDir()
+	priv, _ := wgtypes.GeneratePrivateKey()
+	peer, _ := wgtypes.GeneratePrivateKey()
+	writeKey(t, dir, "site.key", priv, 0o640)
+	file := filepath.Join(dir, "site.yaml")
+	os.WriteFile(file, []byte(wgSiteYAML(peer.PublicKey().String(), "")), 0o644)
+	cfg, err := LoadConfig(file, cfgHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = LoadKeys(cfg, file)
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Errors[0].Line != 7 || ce.Errors[0].Field != "tunnel.private_key_file" ||
+		!strings.Contains(err.Error(), "mode 0640") {
+		t.Fatalf("want a file:line:field error about mode 0640, got %v", err)
+	}
+}
+
+func TestWireGuardConfigErrors(t *testing.T) {
+	peer, _ := wgtypes.GeneratePrivateKey()
+	pub := peer.PublicKey().String()
+	tests := []struct{ name, yaml, field, msg string }{
+		{"bad key", wgSiteYAML("not-a-key", ""), "tunnel.peers[0].public_key", "invalid key"},
+		{"missing key", strings.Replace(wgSiteYAML(pub, ""), "      public_key: "+pub+"\n", "", 1), "tunnel.peers[0].public_key", "required in wireguard mode"},
+		{"no private key", strings.Replace(wgSiteYAML(pub, ""), "  private_key_file: site.key\n", "", 1), "tunnel.private_key_file", "required in wireguard mode"},
+		{"bad mode", strings.Replace(wgSiteYAML(pub, ""), "mode: wireguard", "mode: ipsec", 1), "tunnel.mode", "want plain or wireguard"},
+		{"key in plain mode", strings.Replace(wgSiteYAML(pub, ""), "mode: wireguard", "mode: plain", 1), "tunnel.private_key_file", "only used in wireguard mode"},
+		{"specific listen address", strings.Replace(wgSiteYAML(pub, ""), "0.0.0.0:51820", "198.18.0.2:51820", 1), "tunnel.listen", "listens on every address"},
+		{"same key twice", wgSiteYAML(pub, "    - name: q\n      public_key: "+pub+"\n      prefixes: [10.2.0.0/24]\n"), "tunnel.peers[1].public_key", "also tunnel.peers[0].public_key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig("site.yaml", []byte(tc.yaml), cfgHost)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("want a ConfigError, got %v", err)
+			}
+			for _, fe := range ce.Errors {
+				if fe.Field == tc.field && strings.Contains(fe.Msg, tc.msg) && fe.Line > 0 {
+					return
+				}
+			}
+			t.Errorf("want %s: ...%s... with a line, got:\n%v", tc.field, tc.msg, err)
+		})
+	}
+}
+
+func TestKeyCommandsMatchWireGuardFormat(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main([]string{"genkey"}, &out, &errb); code != 0 {
+		t.Fatalf("genkey: exit %d: %s", code, errb.String())
+	}
+	priv, err := wgtypes.ParseKey(strings.TrimSuffix(out.String(), "\n"))
+	if err != nil || len(out.String()) != 45 {
+		t.Fatalf("genkey printed %q: %v", out.String(), err)
+	}
+	stdin = strings.NewReader(out.String())
+	t.Cleanup(func() { stdin = os.Stdin })
+	out.Reset()
+	if code := Main([]string{"pubkey"}, &out, &errb); code != 0 || out.String() != priv.PublicKey().String()+"\n" {
+		t.Fatalf("pubkey: exit %d, %q, want %q (%s)", code, out.String(), priv.PublicKey().String(), errb.String())
+	}
+	stdin = strings.NewReader("garbage\n")
+	if code := Main([]string{"pubkey"}, &out, &errb); code != ExitUsage {
+		t.Errorf("pubkey of garbage: exit %d, want %d", code, ExitUsage)
+	}
+	out.Reset()
+	if code := Main([]string{"genpsk"}, &out, &errb); code != 0 || len(out.String()) != 45 {
+		t.Errorf("genpsk: exit %d, %q", code, out.String())
+	}
+}

@@ -1,0 +1,137 @@
+package agent
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"tunnel-agent/dataplane"
+	"tunnel-agent/netcfg"
+)
+
+// metrics are the Prometheus metrics of a running agent. The dataplane's
+// counters are read from Engine.Stats at scrape time (a Collector), so
+// the packet path is not touched; repairs and reloads are counted here.
+type metrics struct {
+	reg     *prometheus.Registry
+	repairs *prometheus.CounterVec
+	reloads *prometheus.CounterVec
+}
+
+const metricPrefix = "tunnel_agent_"
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricPrefix + "host_repairs_total",
+			Help: "Host drifts acted on while running, per item of the host configuration and action (repaired, repair failed, gave up)."},
+			[]string{"item", "action"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricPrefix + "reloads_total",
+			Help: "Configuration reloads (SIGHUP), by result (ok, failed)."}, []string{"result"}),
+	}
+	m.reg.MustRegister(m.repairs, m.reloads, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) repair(ev netcfg.WatchEvent) {
+	m.repairs.WithLabelValues(ev.Item, string(ev.Action)).Inc()
+}
+
+var (
+	descPeerPackets = prometheus.NewDesc(metricPrefix+"peer_packets_total",
+		"Tunneled packets per peer and direction (rx: accepted from the peer, tx: sent to it); keepalives excluded.",
+		[]string{"peer", "direction"}, nil)
+	descPeerBytes = prometheus.NewDesc(metricPrefix+"peer_bytes_total",
+		"Bytes of tunneled packets (inner IP packets) per peer and direction.", []string{"peer", "direction"}, nil)
+	descPeerKeepalives = prometheus.NewDesc(metricPrefix+"peer_keepalives_total",
+		"Keepalives per peer and direction.", []string{"peer", "direction"}, nil)
+	descPeerLast = prometheus.NewDesc(metricPrefix+"peer_last_received_timestamp_seconds",
+		"Unix time of the last packet or keepalive received from the peer (absent until the first).", []string{"peer"}, nil)
+	descDrops = prometheus.NewDesc(metricPrefix+"dropped_packets_total",
+		"Packets dropped by the dataplane, per reason.", []string{"reason"}, nil)
+	descICMP = prometheus.NewDesc(metricPrefix+"icmp_errors_total",
+		"ICMP errors generated (sent) or held back by the rate limit (rate_limited).", []string{"result"}, nil)
+	descTruncated = prometheus.NewDesc(metricPrefix+"capture_truncated_total",
+		"Captured frames dropped because they did not fit the read buffer.", nil, nil)
+)
+
+// engineCollector exports the dataplane's Stats.
+type engineCollector struct{ l *liveSite }
+
+func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPeerPackets, descPeerBytes, descPeerKeepalives, descPeerLast, descDrops, descICMP, descTruncated} {
+		ch <- d
+	}
+}
+
+func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
+	c.l.mu.Lock()
+	eng := c.l.eng
+	c.l.mu.Unlock()
+	if eng == nil {
+		return
+	}
+	st := eng.Stats()
+	for _, p := range st.Peers {
+		collectPeer(ch, p)
+	}
+	for reason, n := range st.Drops {
+		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(n), reason)
+	}
+	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPSent), "sent")
+	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPRateLimited), "rate_limited")
+	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(c.l.truncated()))
+}
+
+func collectPeer(ch chan<- prometheus.Metric, p dataplane.PeerStats) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(descPeerPackets, p.RxPackets, p.Name, "rx")
+	counter(descPeerPackets, p.TxPackets, p.Name, "tx")
+	counter(descPeerBytes, p.RxBytes, p.Name, "rx")
+	counter(descPeerBytes, p.TxBytes, p.Name, "tx")
+	counter(descPeerKeepalives, p.KeepalivesReceived, p.Name, "rx")
+	counter(descPeerKeepalives, p.KeepalivesSent, p.Name, "tx")
+	if !p.LastReceived.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descPeerLast, prometheus.GaugeValue,
+			float64(p.LastReceived.UnixNano())/1e9, p.Name)
+	}
+}
+
+// serveMetrics serves /metrics on metrics.listen, if set, and returns the
+// function that stops it. A port that cannot be opened is logged; the
+// tunnel runs on without metrics.
+func (l *liveSite) serveMetrics() (stop func()) {
+	addr := l.cfg.Metrics.Listen
+	if !addr.IsValid() {
+		return func() {}
+	}
+	l.met.reg.MustRegister(engineCollector{l})
+	ln, err := net.Listen("tcp", addr.String())
+	if err != nil {
+		l.o.log.Error("metrics endpoint unavailable", "listen", addr, "err", err)
+		return func() {}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(l.met.reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.o.log.Error("metrics endpoint failed", "err", err)
+		}
+	}()
+	l.o.log.Info("metrics endpoint listening", "url", "http://"+ln.Addr().String()+"/metrics")
+	return func() {
+		_ = srv.Close()
+		<-done
+	}
+}

@@ -1,0 +1,113 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/dptest"
+)
+
+func TestEndpointNameParsed(t *testing.T) {
+	yaml := strings.Replace(validYAML, "    - name: p\n", "    - name: p\n      endpoint: vpn.example.net:50000\n", 1)
+	cfg, err := ParseConfig("site.yaml", []byte(yaml), cfgHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.Tunnel.Peers[0]; p.EndpointName != "vpn.example.net:50000" || p.Endpoint.IsValid() {
+		t.Errorf("peer = %+v", p)
+	}
+	for _, bad := range []string{"vpn.example.net", "vpn.example.net:0", "vpn..net:1", "1.2.3:80", "-x.net:5"} {
+		y := strings.Replace(validYAML, "    - name: p\n", "    - name: p\n      endpoint: "+bad+"\n", 1)
+		if _, err := ParseConfig("site.yaml", []byte(y), cfgHost); err == nil || !strings.Contains(err.Error(), "endpoint") {
+			t.Errorf("endpoint %q: %v", bad, err)
+		}
+	}
+}
+
+// fakeDNS answers from a map it can change; it counts lookups.
+type fakeDNS struct {
+	mu    sync.Mutex
+	addrs map[string][]netip.Addr
+	calls int
+}
+
+func (f *fakeDNS) lookup(_ context.Context, host string) ([]netip.Addr, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if a, ok := f.addrs[host]; ok {
+		return a, nil
+	}
+	return nil, errors.New("no such host")
+}
+
+func (f *fakeDNS) set(host string, a ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.addrs[host] = nil
+	for _, s := range a {
+		f.addrs[host] = append(f.addrs[host], netip.MustParseAddr(s))
+	}
+}
+
+func TestResolveEndpointsPicksListenFamily(t *testing.T) {
+	dns := &fakeDNS{addrs: map[string][]netip.Addr{}}
+	dns.set("vpn.test", "2001:db8::1", "192.0.2.7")
+	cfg := &Config{Tunnel: Tunnel{Listen: netip.MustParseAddrPort("0.0.0.0:1"),
+		Peers: []Peer{{Name: "p", EndpointName: "vpn.test:50000"}}}}
+	if err := resolveEndpoints(cfg, dns.lookup); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Tunnel.Peers[0].Endpoint; got != netip.MustParseAddrPort("192.0.2.7:50000") {
+		t.Errorf("endpoint %v", got)
+	}
+	cfg.Tunnel.Peers[0].EndpointName = "gone.test:1"
+	if err := resolveEndpoints(cfg, dns.lookup); err == nil || !strings.Contains(err.Error(), "tunnel.peers[0].endpoint") {
+		t.Errorf("unresolvable name: %v", err)
+	}
+}
+
+// TestReresolveWhenUnanswered: a named peer heard of recently is left
+// alone; one silent for 3 keepalive intervals is re-resolved (once per 3
+// intervals) and the dataplane moved to its new address.
+func TestReresolveWhenUnanswered(t *testing.T) {
+	dns := &fakeDNS{addrs: map[string][]netip.Addr{}}
+	dns.set("vpn.test", "192.0.2.7")
+	cfg := &Config{LAN: LAN{Interface: "lo"}, Tunnel: Tunnel{Listen: netip.MustParseAddrPort("0.0.0.0:1"),
+		LocalPrefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")},
+		Peers: []Peer{{Name: "p", EndpointName: "vpn.test:50000", Keepalive: time.Second,
+			Prefixes: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}}}}}
+	if err := resolveEndpoints(cfg, dns.lookup); err != nil {
+		t.Fatal(err)
+	}
+	o := &options{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	nw := dptest.NewNetwork()
+	eng, err := dataplane.New(engineConfig(cfg, nil, o), dptest.NewCapture(), nw.Listen(netip.MustParseAddrPort("192.0.2.1:1")), dptest.NewInjector())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &liveSite{o: o, cfg: cfg, eng: eng, lookup: dns.lookup, met: newMetrics()}
+	start := time.Now()
+	last := map[string]time.Time{}
+	dns.set("vpn.test", "192.0.2.8")
+	l.reresolveDue(last, start, start.Add(2*time.Second))
+	if dns.calls != 1 {
+		t.Fatalf("re-resolved before 3 intervals of silence (%d lookups)", dns.calls)
+	}
+	l.reresolveDue(last, start, start.Add(3*time.Second))
+	if got := eng.Stats().Peers[0].ConfiguredEndpoint; got != netip.MustParseAddrPort("192.0.2.8:50000") {
+		t.Errorf("endpoint after re-resolution %v", got)
+	}
+	l.reresolveDue(last, start, start.Add(4*time.Second))
+	if dns.calls != 2 {
+		t.Errorf("%d lookups; want one per 3 intervals", dns.calls)
+	}
+}

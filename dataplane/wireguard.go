@@ -1,0 +1,196 @@
+// WireGuard mode: the WireGuard protocol (Noise IKpsk2 handshake,
+// ChaCha20-Poly1305, replay window, rekeying, cookies under load,
+// authenticated roaming) without a tunnel interface.
+//
+// The protocol is wireguard-go's (golang.zx2c4.com/wireguard/device), used
+// as a library: nothing cryptographic is implemented here. In place of a
+// TUN interface the device gets wgTUN (wireguard_tun.go), a tun.Device over
+// our Capture and Injector that keeps every LAN-side rule of plain mode by
+// calling the Engine's own checks:
+//
+//	Capture.ReadBatch → Engine.forward (parse, trim, route lookup, router
+//	hop: TTL and ICMP time exceeded, DF and ICMP fragmentation needed with
+//	the path MTU lowered by WireGuard's 32 bytes) → wireguard-go (cryptokey
+//	routing, encryption, UDP through its own bind)
+//
+//	wireguard-go (decryption, replay window, AllowedIPs source check) →
+//	Engine.admit (header, source owner, destination local) → Injector
+//
+// The transport is wireguard-go's conn.StdNetBind, wrapped
+// (wireguard_bind.go) to drop and count datagrams that are not WireGuard
+// messages at all.
+package dataplane
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"golang.org/x/crypto/curve25519"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+)
+
+// WireGuardKey is a Curve25519 key or a preshared key, 32 raw bytes.
+type WireGuardKey [32]byte
+
+// IsZero reports whether k is all zeros (no preshared key).
+func (k WireGuardKey) IsZero() bool { return k == WireGuardKey{} }
+
+// WireGuard overhead on top of the outer IP and UDP headers: the 16-byte
+// transport header and the 16-byte Poly1305 tag. Padding to 16 bytes is
+// capped at the MTU the device reports, so it never adds to this.
+const wgOverhead = device.MessageTransportHeaderSize + 16
+
+// WireGuardPeerKeys are one peer's keys.
+type WireGuardPeerKeys struct {
+	Public    WireGuardKey
+	Preshared WireGuardKey // zero: none
+}
+
+// WireGuardConfig configures a WireGuard-mode tunnel.
+type WireGuardConfig struct {
+	// LAN is the LAN side, exactly as plain mode takes it: peers (names,
+	// prefixes, endpoints, keepalives, path MTUs), local prefixes, ICMP
+	// source, logger, batch size. A peer's Endpoint is only the initial
+	// one: WireGuard moves it to wherever authenticated packets come from.
+	LAN        Config
+	PrivateKey WireGuardKey
+	// ListenPort is the UDP port, bound on all addresses of both families
+	// (wireguard-go's bind takes a port only).
+	ListenPort uint16
+	// PeerKeys holds the keys of LAN.Peers[i] at index i.
+	PeerKeys []WireGuardPeerKeys
+}
+
+// WireGuard is a WireGuard-mode tunnel. Create it with NewWireGuard and
+// start it with Run.
+type WireGuard struct {
+	eng  *Engine // LAN-side tables, checks, counters, drop log, injector
+	tun  *wgTUN
+	bind *countingBind
+	ctr  *wgCounters
+	ipc  string // the device configuration, UAPI text
+	keys map[WireGuardKey]int
+	pub  string // our public key, base64
+	dev  *device.Device
+}
+
+// NewWireGuard checks cfg and returns a tunnel over the capture and the
+// injector, which Run will own (and close when it stops).
+func NewWireGuard(cfg WireGuardConfig, c Capture, inj Injector) (*WireGuard, error) {
+	if c == nil || inj == nil {
+		return nil, errors.New("dataplane: nil Capture or Injector")
+	}
+	if err := checkWireGuard(cfg); err != nil {
+		return nil, fmt.Errorf("dataplane: wireguard: %w", err)
+	}
+	eng, err := newEngine(lanSide(cfg.LAN))
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	eng.capture, eng.injector = c, inj
+	ctr := &wgCounters{}
+	w := &WireGuard{eng: eng, ctr: ctr, bind: &countingBind{Bind: conn.NewStdNetBind(), ctr: ctr},
+		ipc: uapiConfig(cfg), keys: make(map[WireGuardKey]int, len(cfg.PeerKeys))}
+	for i, k := range cfg.PeerKeys {
+		w.keys[k.Public] = i
+	}
+	if pub, err := curve25519.X25519(cfg.PrivateKey[:], curve25519.Basepoint); err == nil {
+		w.pub = base64.StdEncoding.EncodeToString(pub)
+	}
+	w.tun = newWGTUN(eng, ctr, c, inj)
+	return w, nil
+}
+
+// checkWireGuard checks what the Engine does not: keys and port.
+func checkWireGuard(cfg WireGuardConfig) error {
+	if cfg.PrivateKey.IsZero() {
+		return errors.New("no private key")
+	}
+	if len(cfg.PeerKeys) != len(cfg.LAN.Peers) {
+		return fmt.Errorf("%d peer keys for %d peers", len(cfg.PeerKeys), len(cfg.LAN.Peers))
+	}
+	seen := make(map[WireGuardKey]bool, len(cfg.PeerKeys))
+	for i, k := range cfg.PeerKeys {
+		if k.Public.IsZero() || seen[k.Public] {
+			return fmt.Errorf("peer %d: public key missing or not unique", i)
+		}
+		seen[k.Public] = true
+	}
+	return nil
+}
+
+// lanSide is cfg for the Engine's checks: each path MTU lowered by
+// WireGuard's overhead, so that the Engine's hop check (path MTU minus
+// outer IP and UDP headers) yields the inner MTU, 1440 on a 1500-byte
+// IPv4 path.
+func lanSide(cfg Config) Config {
+	peers := make([]PeerConfig, len(cfg.Peers))
+	for i, p := range cfg.Peers {
+		p.PathMTU = cmp.Or(p.PathMTU, DefaultPathMTU) - wgOverhead
+		p.Keepalive = 0 // WireGuard's persistent keepalive does this
+		peers[i] = p
+	}
+	cfg.Peers = peers
+	return cfg
+}
+
+// uapiConfig renders cfg in wireguard-go's configuration protocol.
+func uapiConfig(cfg WireGuardConfig) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "private_key=%s\nlisten_port=%d\nreplace_peers=true\n", hex.EncodeToString(cfg.PrivateKey[:]), cfg.ListenPort)
+	for i, p := range cfg.LAN.Peers {
+		k := cfg.PeerKeys[i]
+		fmt.Fprintf(&b, "public_key=%s\n", hex.EncodeToString(k.Public[:]))
+		if !k.Preshared.IsZero() {
+			fmt.Fprintf(&b, "preshared_key=%s\n", hex.EncodeToString(k.Preshared[:]))
+		}
+		if ep := unmapAddrPort(p.Endpoint); ep.IsValid() {
+			fmt.Fprintf(&b, "endpoint=%s\n", ep)
+		}
+		fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", int((p.Keepalive+999_999_999)/1e9))
+		for _, pfx := range p.Prefixes {
+			fmt.Fprintf(&b, "allowed_ip=%s\n", pfx.Masked())
+		}
+	}
+	return b.String()
+}
+
+// Run starts the WireGuard device and moves packets until ctx is done
+// (then it returns nil) or the device stops on its own (capture or bind
+// failure: then it returns an error). It closes the I/O objects before
+// returning. Run may be called only once.
+func (w *WireGuard) Run(ctx context.Context) error {
+	if !w.eng.started.CompareAndSwap(false, true) {
+		return errors.New("dataplane: Run called twice")
+	}
+	w.dev = device.NewDevice(w.tun, w.bind, w.ctr.logger(w.eng))
+	defer w.dev.Close()
+	if err := w.dev.IpcSet(w.ipc); err != nil {
+		return fmt.Errorf("dataplane: configure wireguard device: %w", err)
+	}
+	if err := w.dev.Up(); err != nil {
+		return fmt.Errorf("dataplane: start wireguard device (bind port): %w", err)
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-w.dev.Wait():
+		return errors.New("dataplane: wireguard device stopped (capture, injection or UDP socket failed; see the log)")
+	}
+}
+
+// ListenPort is the UDP port the device is bound to (0 before Run).
+func (w *WireGuard) ListenPort() uint16 {
+	return uint16(w.bind.port.Load())
+}
+
+// wgEndpointPlaceholder stands for a peer's endpoint in the hop checks
+// while WireGuard has not learned one: IPv4, the common outer family.
+var wgEndpointPlaceholder = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)

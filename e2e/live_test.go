@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"tunnel-agent/internal/nsutil"
+	"tunnel-agent/internal/probe"
+	"tunnel-agent/internal/topo"
+)
+
+// TestLiveOperations runs the two sites through NAT and, with traffic,
+// re-creates the server's LAN veth behind its agent's back, reloads it
+// with a new peer while a TCP transfer to the old one runs, feeds it an
+// invalid file, and scrapes its metrics; then SIGINT must restore both
+// hosts exactly.
+func TestLiveOperations(t *testing.T) {
+	s := newTwoSite(t, topo.Options{NAT: true})
+	const metricsAddr = "127.0.0.1:9110"
+	base := s.SiteBYAML("server") + "metrics: {listen: " + metricsAddr + "}\n"
+	if err := os.WriteFile(s.cfgB, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.start(t)
+	ns1 := s.siteBHost(t)
+	hostB, hostA := s.SiteBHost.Addr(), s.ClientAddr.Addr()
+	mustPingEventually(t, "client -> VPS host", s.client(), hostB)
+
+	t.Run("metrics move with traffic", func(t *testing.T) {
+		m0 := s.scrape(t, metricsAddr)
+		r, err := probe.Ping(s.client(), hostB, 5, 20*time.Millisecond, 2*time.Second, 84)
+		mustPing(t, "client -> VPS host", r, err)
+		m1 := s.scrape(t, metricsAddr)
+		for _, k := range []string{`tunnel_agent_peer_packets_total{direction="rx",peer="client"}`,
+			`tunnel_agent_peer_packets_total{direction="tx",peer="client"}`} {
+			if m1[k] < m0[k]+5 {
+				t.Errorf("%s went from %v to %v, want +5", k, m0[k], m1[k])
+			}
+		}
+		var keys []string
+		for k := range m1 {
+			if strings.HasPrefix(k, "tunnel_agent_") {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			t.Logf("%s %v", k, m1[k])
+		}
+		if m1[`tunnel_agent_peer_last_received_timestamp_seconds{peer="client"}`] < float64(time.Now().Add(-time.Minute).Unix()) {
+			t.Errorf("last received time missing or old: %v", m1)
+		}
+	})
+	t.Run("LAN veth deleted: re-created, capture re-bound, traffic flows", func(t *testing.T) {
+		nl := s.Netlink(s.GatewayB)
+		l, err := nl.LinkByName(topo.SiteBGatewayLink)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := nl.LinkDel(l); err != nil {
+			t.Fatal(err)
+		}
+		waitLog(t, s.agentB, "capture re-bound", "lan="+topo.SiteBGatewayLink)
+		mustPingEventually(t, "VPS host -> client after re-creation", ns1, hostA)
+		mustPingEventually(t, "client -> VPS host after re-creation", s.client(), hostB)
+		m := s.scrape(t, metricsAddr)
+		if m[`tunnel_agent_host_repairs_total{action="repaired",item="create veth pair veth0 <-> veth1 (veth1 in `+s.SiteBNS+`)"}`] != 1 {
+			t.Errorf("repair of the veth pair not counted once")
+		}
+	})
+	t.Run("SIGHUP adds a peer; a running TCP transfer is not disturbed", func(t *testing.T) {
+		north := northSink(t, s, "127.0.0.1:40000")
+		done := make(chan error, 1)
+		var res probe.TransferResult
+		go func() {
+			var err error
+			res, err = probe.TCPTransfer(s.client(), ns1, netip.AddrPortFrom(hostB, 5201), 30<<20, 60*time.Second)
+			done <- err
+		}()
+		time.Sleep(300 * time.Millisecond)
+		added := strings.Replace(base, "  blackhole: [192.168.111.0/30]\n", `    - name: north
+      endpoint: 127.0.0.1:40000
+      prefixes: [10.77.0.0/24]
+      keepalive: 1s
+  blackhole: [192.168.111.0/30, 10.77.0.0/24]
+`, 1)
+		if err := os.WriteFile(s.cfgB, []byte(added), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runAgent(t, s.GatewayB, s.args("reload", "server")...)
+		if code != 0 {
+			t.Fatalf("reload: exit %d:\n%s", code, out)
+		}
+		waitLog(t, s.agentB, "configuration reloaded", "added=north")
+		mustTransfer(t, "client -> VPS host across the reload", res, <-done)
+		// The new peer gets what ns1 sends to its prefix.
+		sendUDP(t, ns1, netip.MustParseAddrPort(s.SiteBHost.Addr().String()+":5555"), netip.MustParseAddrPort("10.77.0.5:7"), []byte("hello north"))
+		select {
+		case pkt := <-north:
+			if len(pkt) < 20 || netip.AddrFrom4([4]byte(pkt[16:20])) != netip.MustParseAddr("10.77.0.5") {
+				t.Errorf("north got % x", pkt)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("north got no tunneled packet:\n%s", s.agentB.out.String())
+		}
+	})
+	t.Run("reload with an invalid file is refused; the old config runs on", func(t *testing.T) {
+		good, _ := os.ReadFile(s.cfgB)
+		bad := strings.Replace(string(good), "10.77.0.0/24]", "10.77.0.0/33]", 1)
+		if err := os.WriteFile(s.cfgB, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, code := runAgent(t, s.GatewayB, s.args("reload", "server")...)
+		if code != 2 || !strings.Contains(out, "10.77.0.0/33") {
+			t.Errorf("reload of an invalid file: exit %d, want 2 with the reason:\n%s", code, out)
+		}
+		_ = s.agentB.cmd.Process.Signal(syscall.SIGHUP) // the agent must refuse it too
+		waitLog(t, s.agentB, "reload rejected")
+		if err := os.WriteFile(s.cfgB, good, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r, err := probe.Ping(s.client(), hostB, 3, 50*time.Millisecond, 2*time.Second, 84)
+		mustPing(t, "client -> VPS host after a refused reload", r, err)
+	})
+	t.Run("SIGINT restores both hosts", func(t *testing.T) { s.stopAndCompare(t) })
+}
+
+// northSink is a UDP socket in GatewayB standing in for the new peer; it
+// passes on every non-empty datagram (keepalives are empty).
+func northSink(t *testing.T, s *twoSite, addr string) <-chan []byte {
+	t.Helper()
+	var c *net.UDPConn
+	if err := nsutil.Do(s.Handle(s.GatewayB), func() (err error) {
+		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch := make(chan []byte, 16)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			if n > 0 {
+				select {
+				case ch <- append([]byte(nil), buf[:n]...):
+				default:
+				}
+			}
+		}
+	}()
+	return ch
+}
+
+// scrape reads the server agent's metrics (in GatewayB) into a map from
+// "name{labels}" to value.
+func (s *twoSite) scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	var body string
+	var conn net.Conn
+	err := nsutil.Do(s.Handle(s.GatewayB), func() (err error) { // dial here: the client's goroutines are elsewhere
+		conn, err = net.DialTimeout("tcp", addr, 5*time.Second)
+		return err
+	})
+	if err == nil {
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		c := &http.Client{Transport: &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}}
+		var resp *http.Response
+		if resp, err = c.Get("http://" + addr + "/metrics"); err == nil {
+			defer resp.Body.Close()
+			var b []byte
+			b, err = io.ReadAll(resp.Body)
+			body = string(b)
+		}
+	}
+	if err != nil {
+		t.Fatalf("scrape %s: %v", addr, err)
+	}
+	m := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			v, _ := strconv.ParseFloat(line[i+1:], 64)
+			m[line[:i]] = v
+		}
+	}
+	return m
+}

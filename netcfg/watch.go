@@ -1,0 +1,313 @@
+package netcfg
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// WatchAction says what the Watcher did about one item.
+type WatchAction string
+
+// Watcher actions, as reported in WatchEvent.Action.
+const (
+	Repaired     WatchAction = "repaired"      // the item had drifted and was put back
+	RepairFailed WatchAction = "repair failed" // putting it back failed; retried on the next change
+	GaveUp       WatchAction = "gave up"       // repaired too often: left alone until the next reload
+)
+
+// WatchEvent reports one repair (or refusal to repair) of one item: an
+// entry of the plan, named as in the journal ("set MTU of veth0 to 1420").
+type WatchEvent struct {
+	Item     string
+	Kind     Kind
+	NS, Link string
+	Action   WatchAction
+	From, To string // the drifted value and the value put back
+	Err      error  // RepairFailed: why
+}
+
+// WatchOptions tune a Watcher. Zero fields take the defaults.
+type WatchOptions struct {
+	// MaxRepairs repairs of one item within Window are allowed; the next
+	// drift of it is reported as GaveUp and the item is no longer
+	// repaired until SetDesired/Reconfigure (a reload). Default 5.
+	MaxRepairs int
+	// Window is the anti-fight window. Default 60s.
+	Window time.Duration
+	// Debounce is how long Run waits after a change notification for more
+	// to arrive before it checks (a deleted link brings a burst of
+	// address and route deletions). Default 50ms.
+	Debounce time.Duration
+	// OnEvent receives every event; called with the Watcher's lock held,
+	// so it must not call back into the Watcher.
+	OnEvent func(WatchEvent)
+	// OnChecked is called after every check pass (without the lock).
+	OnChecked func()
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// ChangeSource tells the Watcher that something changed in a namespace.
+// NetlinkHost implements it with netlink subscriptions.
+type ChangeSource interface {
+	// Subscribe calls kick on every link, address or route change in the
+	// named namespace ("" = the agent's) until done is closed. lost is
+	// called if the subscription ends early (after which kick is no
+	// longer called).
+	Subscribe(ns string, kick func(), lost func(error), done <-chan struct{}) error
+}
+
+// namespaceForgetter is implemented by hosts that cache per-namespace
+// handles: a namespace deleted behind the agent's back must be reopened
+// once re-created.
+type namespaceForgetter interface{ ForgetNamespace(name string) }
+
+// Watcher keeps the host as a Desired state says: on every change
+// notification it reads each entry of the plan with the same read ops
+// Apply uses and re-applies the ones that drifted. It never writes the
+// journal: the prior values recorded by the first Apply stay what Revert
+// restores, and an object Apply created and someone deleted is re-created
+// under the same entry, which Revert still removes.
+type Watcher struct {
+	h   Host
+	opt WatchOptions
+
+	mu      sync.Mutex // serialises checks, reconfiguration and Host use
+	d       Desired
+	history map[string][]time.Time // item → recent repair times
+	stopped map[string]bool        // items given up on
+
+	kick chan struct{}
+}
+
+// NewWatcher returns a Watcher of d on h. Nothing happens until Check or
+// Run is called.
+func NewWatcher(h Host, d Desired, o WatchOptions) *Watcher {
+	if o.MaxRepairs <= 0 {
+		o.MaxRepairs = 5
+	}
+	if o.Window <= 0 {
+		o.Window = time.Minute
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = 50 * time.Millisecond
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	w := &Watcher{h: h, opt: o, d: d, kick: make(chan struct{}, 1)}
+	w.resetLocked()
+	return w
+}
+
+func (w *Watcher) resetLocked() {
+	w.history = map[string][]time.Time{}
+	w.stopped = map[string]bool{}
+}
+
+// Kick asks Run for a check pass soon; it never blocks.
+func (w *Watcher) Kick() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// SetDesired replaces the desired state and forgets the anti-fight state
+// (items given up on are repaired again).
+func (w *Watcher) SetDesired(d Desired) {
+	w.mu.Lock()
+	w.d = d
+	w.resetLocked()
+	w.mu.Unlock()
+	w.Kick()
+}
+
+// Reconfigure applies the difference between the watched desired state and
+// d to the host (see Reconfigure), then watches d. The Watcher's lock
+// keeps it from running concurrently with a check.
+func (w *Watcher) Reconfigure(d Desired, j *Journal, log *slog.Logger) error {
+	w.mu.Lock()
+	err := Reconfigure(w.h, w.d, d, j, log)
+	w.d = d
+	w.resetLocked()
+	w.mu.Unlock()
+	w.Kick()
+	return err
+}
+
+// Locked runs f with the Watcher's lock held, so that f may use the Host
+// without racing a check.
+func (w *Watcher) Locked(f func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f()
+}
+
+// Check makes one pass over the plan and repairs what drifted. It returns
+// the events of the pass (also passed to OnEvent).
+func (w *Watcher) Check() []WatchEvent {
+	w.mu.Lock()
+	var out []WatchEvent
+	for _, e := range Entries(w.d) {
+		if ev, ok := w.checkEntry(e); ok {
+			out = append(out, ev)
+			if w.opt.OnEvent != nil {
+				w.opt.OnEvent(ev)
+			}
+		}
+	}
+	w.mu.Unlock()
+	if w.opt.OnChecked != nil {
+		w.opt.OnChecked()
+	}
+	return out
+}
+
+// checkEntry reads one entry and repairs it if it drifted. A target that
+// cannot be read (a LAN interface that is gone, say) is left for a later
+// pass: the change that brings it back triggers one.
+func (w *Watcher) checkEntry(e Entry) (WatchEvent, bool) {
+	item := e.String()
+	if w.stopped[item] {
+		return WatchEvent{}, false
+	}
+	o := ops[e.Kind]
+	cur := e
+	matches, err := o.read(w.h, &cur)
+	if err != nil || matches {
+		return WatchEvent{}, false
+	}
+	ev := WatchEvent{Item: item, Kind: e.Kind, NS: e.NS, Link: e.Link, From: priorText(&cur), To: wantText(&cur)}
+	if e.Kind == KindRoute || e.Kind == KindVeth || e.Kind == KindAddr || e.Kind == KindNamespace {
+		ev.From = "absent"
+		if cur.Prior.Route != nil {
+			ev.From = cur.Prior.Route.String()
+		}
+	}
+	if !w.allow(item) {
+		w.stopped[item] = true
+		ev.Action = GaveUp
+		return ev, true
+	}
+	if e.Kind == KindNamespace {
+		if f, ok := w.h.(namespaceForgetter); ok {
+			f.ForgetNamespace(e.NS)
+		}
+	}
+	if err := o.apply(w.h, &cur); err != nil {
+		ev.Action, ev.Err = RepairFailed, err
+		return ev, true
+	}
+	ev.Action = Repaired
+	return ev, true
+}
+
+// allow records a repair of item now, unless MaxRepairs happened within
+// the window already.
+func (w *Watcher) allow(item string) bool {
+	now := w.opt.Now()
+	h := slices.DeleteFunc(w.history[item], func(t time.Time) bool { return now.Sub(t) >= w.opt.Window })
+	if len(h) >= w.opt.MaxRepairs {
+		w.history[item] = h
+		return false
+	}
+	w.history[item] = append(h, now)
+	return true
+}
+
+// namespaces lists the namespaces the desired state touches ("" first).
+func (w *Watcher) namespaces() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := []string{""}
+	for _, e := range Entries(w.d) {
+		if e.NS != "" && !slices.Contains(out, e.NS) {
+			out = append(out, e.NS)
+		}
+	}
+	return out
+}
+
+// Run subscribes to changes in every namespace of the desired state
+// (including ones a reload adds), checks once at start and then after
+// every burst of changes, until ctx is done. A lost subscription is
+// re-established on the next pass (and the pass is made, since changes
+// may have been missed).
+func (w *Watcher) Run(ctx context.Context, src ChangeSource, log *slog.Logger) {
+	subs := map[string]chan struct{}{}
+	defer func() {
+		for _, done := range subs {
+			close(done)
+		}
+	}()
+	lost := make(chan string, 16)
+	w.Kick()
+	for {
+		w.subscribe(src, subs, lost, log)
+		select {
+		case <-ctx.Done():
+			return
+		case ns := <-lost:
+			if done, ok := subs[ns]; ok {
+				close(done)
+				delete(subs, ns)
+			}
+			w.Kick()
+			continue
+		case <-w.kick:
+		}
+		if !sleepCtx(ctx, w.opt.Debounce) {
+			return
+		}
+		w.drainKick()
+		w.Check()
+	}
+}
+
+func (w *Watcher) drainKick() {
+	select {
+	case <-w.kick:
+	default:
+	}
+}
+
+// subscribe subscribes to the namespaces not yet subscribed.
+func (w *Watcher) subscribe(src ChangeSource, subs map[string]chan struct{}, lost chan string, log *slog.Logger) {
+	for _, ns := range w.namespaces() {
+		if _, ok := subs[ns]; ok {
+			continue
+		}
+		done := make(chan struct{})
+		onLost := func(err error) {
+			log.Warn("netlink subscription lost; resubscribing", "namespace", ns, "err", err)
+			select {
+			case lost <- ns:
+			case <-done:
+			}
+		}
+		if err := src.Subscribe(ns, w.Kick, onLost, done); err != nil {
+			if !errors.Is(err, ErrNotFound) {
+				log.Warn("cannot watch namespace for changes", "namespace", ns, "err", err)
+			}
+			close(done)
+			continue
+		}
+		subs[ns] = done
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,221 @@
+package netcfg
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// These tests run the Watcher's repair and anti-fight logic, and
+// Reconfigure, against fakeHost (fakehost_test.go), without root.
+
+// appliedVPS applies vpsDesired("ns1") to a VPS-like fake host and returns
+// the host, its dump before Apply and the journal.
+func appliedVPS(t *testing.T) (*fakeHost, string, *Journal) {
+	t.Helper()
+	h := vpsHost(t)
+	before := h.dump()
+	j := newTestJournal(t)
+	if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
+		t.Fatal(err)
+	}
+	return h, before, j
+}
+
+// fakeClock is a settable clock for the anti-fight window.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func actions(evs []WatchEvent) string {
+	var s []string
+	for _, e := range evs {
+		s = append(s, string(e.Action)+": "+e.Item+" ("+e.From+" -> "+e.To+")")
+	}
+	return strings.Join(s, "\n")
+}
+
+func TestWatchNoDriftNoRepair(t *testing.T) {
+	h, _, _ := appliedVPS(t)
+	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{})
+	h.must(t)
+	if evs := w.Check(); len(evs) != 0 {
+		t.Errorf("events on an unchanged host:\n%s", actions(evs))
+	}
+	if c := h.mutatingCalls(); len(c) != 0 {
+		t.Errorf("mutating calls on an unchanged host: %v", c)
+	}
+}
+
+// TestWatchRepairs: each drift the issue names is put back with one event
+// saying what changed, and the host ends up exactly as Apply left it.
+func TestWatchRepairs(t *testing.T) {
+	bh := netip.MustParsePrefix("192.168.111.0/30")
+	cases := []struct {
+		name  string
+		drift func(h *fakeHost) error
+		want  string
+	}{
+		{"blackhole deleted", func(h *fakeHost) error {
+			return h.DelRoute("", RouteSpec{Dst: bh, Type: rtnBlackhole, Protocol: RouteProtocol})
+		}, "repaired: add route blackhole 192.168.111.0/30 (absent -> blackhole 192.168.111.0/30)"},
+		{"LAN MTU", func(h *fakeHost) error { return h.SetMTU("", "veth0", 1500) },
+			"repaired: set MTU of veth0 to 1420 (1500 -> 1420)"},
+		{"LAN down", func(h *fakeHost) error { return h.SetUp("", "veth0", false) },
+			"repaired: bring up veth0 (down -> up)"},
+		{"rx checksum on", func(h *fakeHost) error { return h.SetFeatures("", "veth0", map[string]bool{"rx-checksum": true}) },
+			"repaired: set features of veth0: rx off, tx off (rx-checksum on -> rx-checksum off)"},
+		{"namespace address", func(h *fakeHost) error {
+			return h.DelAddr("ns1", "veth1", netip.MustParsePrefix("11.11.11.100/24"))
+		}, "repaired: add address 11.11.11.100/24 to veth1 in ns1 (absent -> present)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h, _, _ := appliedVPS(t)
+			applied := h.dump()
+			w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{})
+			h.must(t, c.drift(h))
+			evs := w.Check()
+			if got := actions(evs); !strings.Contains(got, c.want) {
+				t.Errorf("events:\n%s\nwant a line %q", got, c.want)
+			}
+			checkDump(t, "after repair", h, applied)
+		})
+	}
+}
+
+// TestWatchVethRecreated: the veth pair deleted (the namespace end, its
+// address and default route go with it) comes back whole in one pass.
+func TestWatchVethRecreated(t *testing.T) {
+	h, before, j := appliedVPS(t)
+	applied := h.dump()
+	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{})
+	h.must(t, h.DeleteLink("", "veth0"))
+	evs := w.Check()
+	if len(evs) == 0 || evs[0].Item != "create veth pair veth0 <-> veth1 (veth1 in ns1)" {
+		t.Errorf("first event should re-create the pair:\n%s", actions(evs))
+	}
+	checkDump(t, "after repair", h, applied)
+	if err := Revert(h, j, discard); err != nil {
+		t.Fatal(err)
+	}
+	checkDump(t, "after revert", h, before)
+}
+
+// TestWatchJournalUntouched: repairs never change the journal, so Revert
+// restores the values from before Apply, not the drifted ones.
+func TestWatchJournalUntouched(t *testing.T) {
+	h, before, j := appliedVPS(t)
+	saved, err := LoadJournal(j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{})
+	h.must(t, h.SetMTU("", "veth0", 9000), h.DeleteLink("", "veth0"))
+	w.Check()
+	again, err := LoadJournal(j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Entries) != len(saved.Entries) {
+		t.Fatalf("journal changed by repairs: %d entries, was %d", len(again.Entries), len(saved.Entries))
+	}
+	if err := Revert(h, j, discard); err != nil {
+		t.Fatal(err)
+	}
+	checkDump(t, "after revert", h, before)
+}
+
+// TestWatchAntiFight: after MaxRepairs repairs of one item within the
+// window the watcher reports GaveUp once and leaves that item alone, other
+// items are still repaired, and SetDesired (a reload) resets it.
+func TestWatchAntiFight(t *testing.T) {
+	h, _, _ := appliedVPS(t)
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{MaxRepairs: 3, Window: 10 * time.Second, Now: clk.now})
+	bh := RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: rtnBlackhole, Protocol: RouteProtocol}
+	var got []WatchAction
+	for range 10 {
+		_ = h.DelRoute("", bh) // fails once the watcher no longer puts it back
+		for _, e := range w.Check() {
+			got = append(got, e.Action)
+		}
+		clk.t = clk.t.Add(100 * time.Millisecond)
+	}
+	want := []WatchAction{Repaired, Repaired, Repaired, GaveUp}
+	if strings.Join(actionStrings(got), ",") != strings.Join(actionStrings(want), ",") {
+		t.Errorf("actions %v, want %v", got, want)
+	}
+	if _, err := h.Route("", bh.Dst); err == nil {
+		t.Error("route repaired after giving up")
+	}
+	h.must(t, h.SetMTU("", "veth0", 1500))
+	if evs := w.Check(); len(evs) != 1 || evs[0].Action != Repaired {
+		t.Errorf("other items must still be repaired: %s", actions(evs))
+	}
+	w.SetDesired(vpsDesired("ns1"))
+	if evs := w.Check(); len(evs) != 1 || evs[0].Action != Repaired || evs[0].Kind != KindRoute {
+		t.Errorf("after a reload the route must be repaired again: %s", actions(evs))
+	}
+}
+
+// TestWatchWindowSlides: repairs spread wider than the window never trip
+// the limit.
+func TestWatchWindowSlides(t *testing.T) {
+	h, _, _ := appliedVPS(t)
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{MaxRepairs: 2, Window: time.Second, Now: clk.now})
+	for i := range 6 {
+		h.must(t, h.SetMTU("", "veth0", 1500))
+		if evs := w.Check(); len(evs) != 1 || evs[0].Action != Repaired {
+			t.Fatalf("repair %d: %s", i, actions(evs))
+		}
+		clk.t = clk.t.Add(600 * time.Millisecond)
+	}
+}
+
+func actionStrings(a []WatchAction) []string {
+	out := make([]string, len(a))
+	for i, x := range a {
+		out[i] = string(x)
+	}
+	return out
+}
+
+// TestReconfigure: a reload that adds a blackhole, drops another, changes
+// an MTU and adds a namespace address changes only that, and Revert still
+// restores the host from before the first Apply.
+func TestReconfigure(t *testing.T) {
+	h, before, j := appliedVPS(t)
+	old := vpsDesired("ns1")
+	nw := vpsDesired("ns1")
+	nw.Routes = []Route{nw.Routes[0], {Dst: netip.MustParsePrefix("10.9.0.0/24"), Blackhole: true}}
+	nw.Links[0].MTU = 1400
+	nw.Links[1].Addrs = append(nw.Links[1].Addrs, netip.MustParsePrefix("11.11.11.101/24"))
+	h.must(t)
+	w := NewWatcher(h, old, WatchOptions{})
+	if err := w.Reconfigure(nw, j, discard); err != nil {
+		t.Fatal(err)
+	}
+	calls := h.mutatingCalls()
+	if len(calls) != 4 {
+		t.Errorf("want 4 changes (del route, MTU, addr, add route), got %d: %v", len(calls), calls)
+	}
+	d := h.dump()
+	for _, l := range []string{"host route 10.9.0.0/24 type=6", "host link veth0 veth mtu=1400", "ns1 addr veth1 11.11.11.101/24"} {
+		if !strings.Contains(d, l) {
+			t.Errorf("dump lacks %q:\n%s", l, d)
+		}
+	}
+	if strings.Contains(d, "192.168.111.0/30") {
+		t.Errorf("dropped blackhole still there:\n%s", d)
+	}
+	if evs := w.Check(); len(evs) != 0 {
+		t.Errorf("drift right after reconfigure: %s", actions(evs))
+	}
+	if err := Revert(h, j, discard); err != nil {
+		t.Fatal(err)
+	}
+	checkDump(t, "after revert", h, before)
+}
