@@ -53,6 +53,9 @@ func (l *liveSite) reload() error {
 	if err := restartOnly(l.cfg, cfg); err != nil {
 		return err
 	}
+	if l.eng == nil {
+		return errors.New("reload is not supported in wireguard mode yet: restart the agent (systemctl restart)")
+	}
 	lanAddrs, err := interfaceAddrs(cfg.LAN.Interface)
 	if err != nil {
 		return err

@@ -96,6 +96,9 @@ func (l *liveSite) reresolveDue(last map[string]time.Time, start, now time.Time)
 	l.mu.Lock()
 	cfg, eng := l.cfg, l.eng
 	l.mu.Unlock()
+	if eng == nil {
+		return // wireguard mode: wireguard-go roams by itself
+	}
 	heard := map[string]time.Time{}
 	for _, ps := range eng.Stats().Peers {
 		heard[ps.Name] = ps.LastReceived

@@ -23,6 +23,7 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 	}
 	dcfg := engineConfig(cfg, lanAddrs, o)
 	if cfg.Tunnel.Mode == ModeWireGuard {
+		defer live.started(ctx, nil, nil)() // host repairs only; no live reload of wireguard-go yet
 		return runWireGuard(ctx, cfg, dcfg, o)
 	}
 	capture, err := dataplane.OpenCapture(cfg.LAN.Interface, peerPrefixes(cfg))

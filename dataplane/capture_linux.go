@@ -36,6 +36,10 @@ const CaptureBufferSize = 65535 + 1024
 // requires pkttype == PACKET_HOST (which additionally rejects broadcast,
 // multicast and frames for other hosts in promiscuous mode).
 //
+// Packets from a LAN host with tx checksum offload on arrive with a
+// partial TCP/UDP checksum; PACKET_AUXDATA marks them and ReadBatch
+// completes the checksum (completeChecksum) before returning them.
+//
 // ReadBatch calls are serialised; Close may be called concurrently and
 // unblocks a blocked ReadBatch.
 type PacketCapture struct {

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/crypto/curve25519"
 	"golang.zx2c4.com/wireguard/conn"
@@ -77,8 +78,9 @@ type WireGuard struct {
 	ctr  *wgCounters
 	ipc  string // the device configuration, UAPI text
 	keys map[WireGuardKey]int
-	pub  string // our public key, base64
-	dev  *device.Device
+	pub  string                        // our public key, base64
+	dev  atomic.Pointer[device.Device] // set by Run
+	up   chan struct{}                 // closed once the device is up
 }
 
 // NewWireGuard checks cfg and returns a tunnel over the capture and the
@@ -97,7 +99,7 @@ func NewWireGuard(cfg WireGuardConfig, c Capture, inj Injector) (*WireGuard, err
 	eng.capture, eng.injector = c, inj
 	ctr := &wgCounters{}
 	w := &WireGuard{eng: eng, ctr: ctr, bind: &countingBind{Bind: conn.NewStdNetBind(), ctr: ctr},
-		ipc: uapiConfig(cfg), keys: make(map[WireGuardKey]int, len(cfg.PeerKeys))}
+		ipc: uapiConfig(cfg), keys: make(map[WireGuardKey]int, len(cfg.PeerKeys)), up: make(chan struct{})}
 	for i, k := range cfg.PeerKeys {
 		w.keys[k.Public] = i
 	}
@@ -170,18 +172,20 @@ func (w *WireGuard) Run(ctx context.Context) error {
 	if !w.eng.started.CompareAndSwap(false, true) {
 		return errors.New("dataplane: Run called twice")
 	}
-	w.dev = device.NewDevice(w.tun, w.bind, w.ctr.logger(w.eng))
-	defer w.dev.Close()
-	if err := w.dev.IpcSet(w.ipc); err != nil {
+	dev := device.NewDevice(w.tun, w.bind, w.ctr.logger(w.eng))
+	defer dev.Close()
+	if err := dev.IpcSet(w.ipc); err != nil {
 		return fmt.Errorf("dataplane: configure wireguard device: %w", err)
 	}
-	if err := w.dev.Up(); err != nil {
+	if err := dev.Up(); err != nil {
 		return fmt.Errorf("dataplane: start wireguard device (bind port): %w", err)
 	}
+	w.dev.Store(dev)
+	close(w.up)
 	select {
 	case <-ctx.Done():
 		return nil
-	case <-w.dev.Wait():
+	case <-dev.Wait():
 		return errors.New("dataplane: wireguard device stopped (capture, injection or UDP socket failed; see the log)")
 	}
 }

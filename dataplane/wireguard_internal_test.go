@@ -53,6 +53,11 @@ func startWG(t *testing.T, bind conn.Bind, key wgtypes.Key, peer WireGuardPeerKe
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
+	select { // a packet captured before the device is up would be lost
+	case <-w.up:
+	case <-time.After(5 * time.Second):
+		t.Fatal("device not up within 5s")
+	}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

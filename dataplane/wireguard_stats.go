@@ -64,10 +64,11 @@ func (w *WireGuard) WireGuardStats() WireGuardStats {
 	for k, i := range w.keys {
 		st.Peers[i] = WireGuardPeerStats{Name: w.eng.peers[i].name, PublicKey: base64.StdEncoding.EncodeToString(k[:])}
 	}
-	if w.dev == nil {
+	dev := w.dev.Load()
+	if dev == nil {
 		return st
 	}
-	if text, err := w.dev.IpcGet(); err == nil {
+	if text, err := dev.IpcGet(); err == nil {
 		w.parseIPC(text, &st)
 	}
 	return st

@@ -1,8 +1,10 @@
 package netcfg
 
 import (
+	"context"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -218,4 +220,58 @@ func TestReconfigure(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDump(t, "after revert", h, before)
+}
+
+// fakeSource is a ChangeSource whose kicks the test fires.
+type fakeSource struct {
+	mu    sync.Mutex
+	kicks map[string]func()
+}
+
+func (s *fakeSource) Subscribe(ns string, kick func(), lost func(error), done <-chan struct{}) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kicks[ns] = kick
+	return nil
+}
+
+func (s *fakeSource) kick(ns string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.kicks[ns]
+	if ok {
+		k()
+	}
+	return ok
+}
+
+// TestWatchRun: Run subscribes to every namespace of the plan and checks
+// after a change notification, not before.
+func TestWatchRun(t *testing.T) {
+	h, _, _ := appliedVPS(t)
+	events := make(chan WatchEvent, 16)
+	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{Debounce: time.Millisecond,
+		OnEvent: func(e WatchEvent) { events <- e }})
+	src := &fakeSource{kicks: map[string]func(){}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx, src, discard) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !src.kick("ns1") || !src.kick("") {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not subscribe to both namespaces")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	w.Locked(func() { h.must(t, h.SetMTU("ns1", "veth1", 1500)) }) // the fake's call log is not goroutine-safe
+	src.kick("ns1")
+	select {
+	case e := <-events:
+		if e.Action != Repaired || e.Item != "set MTU of veth1 in ns1 to 1420" {
+			t.Errorf("event %+v", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no repair after a kick")
+	}
 }
