@@ -110,14 +110,7 @@ func (e *Engine) forward4(pkt []byte, eps *endpoints, icmpBuf []byte, now int64)
 	}
 	pkt = pkt[:h.totalLen] // drop link-layer padding (short Ethernet frames)
 	v := verdict{dropInfo: dropInfo{src: h.src, dst: h.dst}}
-	pi, ok := e.routes.lookup(h.dst)
-	if !ok {
-		v.reason = DropNoRoute
-		return v
-	}
-	v.peer, v.addr = &e.peers[pi], eps.cur[pi]
-	if !v.addr.IsValid() {
-		v.reason = DropNoEndpoint
+	if !e.routeTo(&v, h.dst, eps) {
 		return v
 	}
 	if v.reason, v.icmp = e.hopChecks4(pkt, &h, v.peer, v.addr, icmpBuf, now); v.reason == DropNone {
@@ -125,6 +118,22 @@ func (e *Engine) forward4(pkt []byte, eps *endpoints, icmpBuf []byte, now int64)
 		v.pkt = pkt
 	}
 	return v
+}
+
+// routeTo picks the peer for dst by longest prefix match and its current
+// endpoint; when there is none it sets v.reason and returns false.
+func (e *Engine) routeTo(v *verdict, dst netip.Addr, eps *endpoints) bool {
+	pi, ok := e.routes.lookup(dst)
+	if !ok {
+		v.reason = DropNoRoute
+		return false
+	}
+	v.peer, v.addr = &e.peers[pi], eps.cur[pi]
+	if !v.addr.IsValid() {
+		v.reason = DropNoEndpoint
+		return false
+	}
+	return true
 }
 
 // hopChecks4 applies the rules of a router hop (RFC 1812) before a packet

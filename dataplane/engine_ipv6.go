@@ -11,14 +11,7 @@ func (e *Engine) forward6(pkt []byte, eps *endpoints, icmpBuf []byte, now int64)
 	}
 	pkt = pkt[:h.totalLen] // drop link-layer padding
 	v := verdict{dropInfo: dropInfo{src: h.src, dst: h.dst}}
-	pi, ok := e.routes.lookup(h.dst)
-	if !ok {
-		v.reason = DropNoRoute
-		return v
-	}
-	v.peer, v.addr = &e.peers[pi], eps.cur[pi]
-	if !v.addr.IsValid() {
-		v.reason = DropNoEndpoint
+	if !e.routeTo(&v, h.dst, eps) {
 		return v
 	}
 	if v.reason, v.icmp = e.hopChecks6(pkt, &h, v.peer, v.addr, icmpBuf, now); v.reason == DropNone {
