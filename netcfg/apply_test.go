@@ -21,8 +21,7 @@ import (
 
 var discard = slog.New(slog.DiscardHandler)
 
-// vpsDesired is the tutorial's VPS-side setup (tutorialDesired in
-// host_linux_test.go, which only builds on Linux).
+// vpsDesired is the tutorial's VPS-side setup, with the namespace ns1.
 func vpsDesired(ns1 string) Desired {
 	return Desired{
 		Namespaces: []string{ns1},

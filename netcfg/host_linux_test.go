@@ -2,7 +2,6 @@ package netcfg
 
 import (
 	"log/slog"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,26 +11,6 @@ import (
 	"tunnel-agent/internal/hostdump"
 	"tunnel-agent/internal/nstest"
 )
-
-// tutorialDesired is the tutorial's VPS-side setup, with a unique name for
-// the namespace it creates.
-func tutorialDesired(ns1 string) Desired {
-	return Desired{
-		Namespaces: []string{ns1},
-		Veths:      []Veth{{Name: "veth0", Peer: "veth1", PeerNS: ns1}},
-		Links: []Link{
-			{Name: "veth0", MTU: 1420, Features: []Feature{{"rx", false}, {"tx", false}},
-				Addrs: []netip.Prefix{netip.MustParsePrefix("11.11.11.1/24")}, Up: true},
-			{NS: ns1, Name: "veth1", MTU: 1420, Features: []Feature{{"rx", false}, {"tx", false}},
-				Addrs: []netip.Prefix{netip.MustParsePrefix("11.11.11.100/24")}, Up: true},
-			{NS: ns1, Name: "lo", Up: true},
-		},
-		Routes: []Route{
-			{NS: ns1, Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("11.11.11.1")},
-			{Dst: netip.MustParsePrefix("192.168.111.0/30"), Blackhole: true},
-		},
-	}
-}
 
 func dump(t *testing.T, h netns.NsHandle) string {
 	t.Helper()
@@ -58,7 +37,7 @@ func TestNetlinkApplyRevert(t *testing.T) {
 	before := dump(t, host.Handle)
 
 	j := NewJournal(filepath.Join(t.TempDir(), "s.json"), "s")
-	if err := Apply(h, tutorialDesired(ns1), j, slog.Default()); err != nil {
+	if err := Apply(h, vpsDesired(ns1), j, slog.Default()); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
 	during := dump(t, host.Handle)
@@ -75,7 +54,7 @@ func TestNetlinkApplyRevert(t *testing.T) {
 	}
 	// Applying the same state again changes nothing.
 	j2 := NewJournal(filepath.Join(t.TempDir(), "s2.json"), "s")
-	if err := Apply(h, tutorialDesired(ns1), j2, slog.Default()); err != nil {
+	if err := Apply(h, vpsDesired(ns1), j2, slog.Default()); err != nil {
 		t.Fatalf("second apply: %v", err)
 	}
 	for _, e := range j2.Entries {
