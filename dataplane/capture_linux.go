@@ -38,7 +38,9 @@ const CaptureBufferSize = 65535 + 1024
 //
 // Packets from a LAN host with tx checksum offload on arrive with a
 // partial TCP/UDP checksum; PACKET_AUXDATA marks them and ReadBatch
-// completes the checksum (completeChecksum) before returning them.
+// completes the checksum (completeChecksum) before returning them. TCP
+// super-packets (TSO/GRO, larger than the MTU) are cut into segments that
+// fit it (gsoSplitter), so one frame may fill several entries of a batch.
 //
 // ReadBatch calls are serialised; Close may be called concurrently and
 // unblocks a blocked ReadBatch.
@@ -49,6 +51,7 @@ type PacketCapture struct {
 
 	mu sync.Mutex // serialises ReadBatch (r holds per-call state)
 	r  batchReader
+	g  *gsoSplitter // TCP super-packets cut to the MTU (gso_batch.go)
 
 	truncated atomic.Uint64
 	closed    atomic.Bool
@@ -98,7 +101,7 @@ func OpenCapture(ifname string, prefixes []netip.Prefix) (*PacketCapture, error)
 		f.Close()
 		return nil, opErr(err)
 	}
-	c := &PacketCapture{f: f, rc: rc, ifname: ifname}
+	c := &PacketCapture{f: f, rc: rc, ifname: ifname, g: newGSOSplitter(ifi.MTU)}
 	c.r.init(rc)
 	c.r.m.ctrlLen = auxControlLen
 	return c, nil
@@ -181,8 +184,11 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if k := c.g.drain(bufs[:n], sizes); k > 0 {
+		return k, nil
+	}
 	for {
-		got, err := c.r.read(bufs[:n], false)
+		got, err := c.r.read(bufs[:c.g.readLimit(n)], false)
 		if err != nil {
 			if c.closed.Load() {
 				err = net.ErrClosed
@@ -204,7 +210,7 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 			out++
 		}
 		if out > 0 {
-			return out, nil
+			return c.g.expand(bufs[:n], sizes, out), nil
 		}
 	}
 }
