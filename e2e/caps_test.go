@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"os/exec"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"tunnel-agent/internal/topo"
 )
@@ -29,27 +26,5 @@ func startAgentCaps(t *testing.T, ns, caps string, args ...string) *agentProc {
 	t.Helper()
 	full := append([]string{"--net=/run/netns/" + ns, "setpriv", "--bounding-set=-all," + caps,
 		"--inh-caps=-all", agentBin}, args...)
-	a := &agentProc{cmd: exec.Command("nsenter", full...), out: &syncBuf{}, done: make(chan struct{})}
-	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start agent: %v", err)
-	}
-	go func() {
-		_ = a.cmd.Wait()
-		a.exitCd = a.cmd.ProcessState.ExitCode()
-		close(a.done)
-	}()
-	t.Cleanup(func() { a.kill() })
-	deadline := time.After(30 * time.Second)
-	for !strings.Contains(a.out.String(), "tunnel running") {
-		select {
-		case <-a.done:
-			t.Fatalf("agent with caps %s exited early (code %d):\n%s", caps, a.exitCd, a.out.String())
-		case <-deadline:
-			a.stop(t, syscall.SIGKILL)
-			t.Fatalf("agent not ready after 30s:\n%s", a.out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return a
+	return startCmd(t, exec.Command("nsenter", full...))
 }

@@ -105,7 +105,14 @@ func runAgent(t *testing.T, ns string, args ...string) (string, int) {
 // stop it.
 func startAgent(t *testing.T, ns string, args ...string) *agentProc {
 	t.Helper()
-	a := &agentProc{cmd: agentCmd(ns, args...), out: &syncBuf{}, done: make(chan struct{})}
+	return startCmd(t, agentCmd(ns, args...))
+}
+
+// startCmd starts cmd, an agent's `up` however it is wrapped, and waits
+// (bounded) until it logs that the tunnel runs.
+func startCmd(t *testing.T, cmd *exec.Cmd) *agentProc {
+	t.Helper()
+	a := &agentProc{cmd: cmd, out: &syncBuf{}, done: make(chan struct{})}
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	if err := a.cmd.Start(); err != nil {
 		t.Fatalf("start agent: %v", err)
@@ -120,7 +127,7 @@ func startAgent(t *testing.T, ns string, args ...string) *agentProc {
 	for !strings.Contains(a.out.String(), "tunnel running") {
 		select {
 		case <-a.done:
-			t.Fatalf("agent exited early (code %d):\n%s", a.exitCd, a.out.String())
+			t.Fatalf("agent %v exited early (code %d):\n%s", cmd.Args, a.exitCd, a.out.String())
 		case <-deadline:
 			t.Fatalf("agent not ready after 30s:\n%s", a.out.String())
 		case <-time.After(20 * time.Millisecond):
