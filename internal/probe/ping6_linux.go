@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -9,15 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
-
-	"tunnel-agent/internal/nsutil"
 )
 
 const ipv6HeaderLen = 40
@@ -48,24 +44,7 @@ func Ping6(ns netns.NsHandle, dst netip.Addr, count int, interval, timeout time.
 	case size < ipv6HeaderLen+icmpHeaderLen || size > 65535:
 		return res, fmt.Errorf("ping6 %s: size %d out of range (48..65535)", dst, size)
 	}
-	var conn *net.IPConn
-	err := nsutil.Do(ns, func() error {
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}}
-		pc, err := lc.ListenPacket(context.Background(), "ip6:ipv6-icmp", "::")
-		if err != nil {
-			return err
-		}
-		conn = pc.(*net.IPConn)
-		return nil
-	})
+	conn, err := openRawICMP(ns, "ip6:ipv6-icmp", "::", unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO)
 	if err != nil {
 		return res, fmt.Errorf("ping6 %s: open raw ICMPv6 socket: %w", dst, err)
 	}

@@ -158,24 +158,7 @@ func PingWith(ns netns.NsHandle, dst netip.Addr, o PingOptions) (PingResult, err
 	if o.Src.IsValid() {
 		laddr = o.Src.String()
 	}
-	var conn *net.IPConn
-	err := nsutil.Do(ns, func() error {
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}}
-		pc, err := lc.ListenPacket(context.Background(), "ip4:icmp", laddr)
-		if err != nil {
-			return err
-		}
-		conn = pc.(*net.IPConn)
-		return nil
-	})
+	conn, err := openRawICMP(ns, "ip4:icmp", laddr, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu)
 	if err != nil {
 		return res, fmt.Errorf("ping %s: open raw ICMP socket: %w", dst, err)
 	}
@@ -429,4 +412,28 @@ func pathMTU(ns netns.NsHandle, dst netip.Addr) int {
 		return nil
 	})
 	return mtu
+}
+
+// openRawICMP opens a raw ICMP socket (network "ip4:icmp" or
+// "ip6:ipv6-icmp") bound to laddr inside namespace ns, with the socket
+// option level/opt set to val before it is used (the path-MTU discovery
+// mode, which decides DF).
+func openRawICMP(ns netns.NsHandle, network, laddr string, level, opt, val int) (*net.IPConn, error) {
+	var conn *net.IPConn
+	err := nsutil.Do(ns, func() error {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, val) }); err != nil {
+				return err
+			}
+			return serr
+		}}
+		pc, err := lc.ListenPacket(context.Background(), network, laddr)
+		if err != nil {
+			return err
+		}
+		conn = pc.(*net.IPConn)
+		return nil
+	})
+	return conn, err
 }
