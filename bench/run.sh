@@ -30,6 +30,7 @@
 #
 # Usage: sudo bench/run.sh [--duration S] [--rounds N] [--modes "a b"] [--offloads] [--out FILE]
 #                          [--profile DIR]   (CPU profiles of the agents, for go tool pprof)
+#                          [--perf DIR]      (system-wide perf record -a -g during each mode's tcp_up)
 set -euo pipefail
 
 DURATION=5
@@ -39,6 +40,7 @@ MODES=$ALL_MODES
 OFFLOADS=0
 OUT=""
 PROFILE="" # directory for the agents' CPU profiles (go tool pprof)
+PERF=""    # directory for system-wide perf profiles (perf report -i)
 while [ $# -gt 0 ]; do
 	case $1 in
 	--duration) DURATION=$2; shift 2 ;;
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
 	--offloads) OFFLOADS=1; shift ;;
 	--out) OUT=$2; shift 2 ;;
 	--profile) PROFILE=$2; shift 2 ;;
+	--perf) PERF=$2; shift 2 ;;
 	-h | --help) sed -n 2,30p "$0"; exit 0 ;;
 	*) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -309,8 +312,14 @@ measure() { # MODE ROUND
 	record "$m" "$r" rtt_p99_ms "$(awk '{a[NR]=$1} END{i=int(NR*0.99+0.999); print a[i]}' "$WORK/rtt")"
 	t0=$(cpu_ticks "${MODE_PIDS[@]}")
 	for spec in "tcp_up:" "tcp_down:-R" "tcp_4:-P 4"; do
+		local perf_pid=""
+		if [ -n "$PERF" ] && [ "${spec%%:*}" = tcp_up ]; then
+			perf record -q -a -g -o "$PERF/$m-$r-tcp_up.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+			perf_pid=$!
+		fi
 		# shellcheck disable=SC2086
 		j=$(iperf ${spec#*:})
+		[ -z "$perf_pid" ] || wait "$perf_pid" || true
 		b=$(jq '.end.sum_received.bytes' <<<"$j")
 		bytes=$((bytes + ${b%.*}))
 		record "$m" "$r" "${spec%%:*}_mbps" "$(jq '.end.sum_received.bits_per_second/1e6' <<<"$j")"
