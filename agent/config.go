@@ -36,6 +36,9 @@ type LAN struct {
 	Interface string   // interface name; exists on the host or is a Namespaces[].Veth.Host
 	MTU       int      // set on up, restored on down; 0 = leave as is
 	Offloads  Offloads // ethtool features set on up, restored on down
+	// Capture is how the capture receives: socket (the zero value) or
+	// ring (config_capture.go).
+	Capture CaptureMode
 }
 
 // Namespace is a network namespace joined to the host by a veth pair.

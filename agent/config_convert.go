@@ -38,6 +38,7 @@ func (c converter) lan(path string, f *fileLAN) LAN {
 		Interface: c.requiredString(path+".interface", &f.Interface),
 		MTU:       parseField(c, path+".mtu", &f.MTU, false, parseMTU),
 		Offloads:  c.offloads(path+".offloads", &f.Offloads),
+		Capture:   parseField(c, path+".capture", &f.Capture, false, parseCaptureMode),
 	}
 }
 

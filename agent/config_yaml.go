@@ -29,6 +29,7 @@ type (
 		Interface yaml.Node `yaml:"interface"`
 		MTU       yaml.Node `yaml:"mtu"`
 		Offloads  yaml.Node `yaml:"offloads"`
+		Capture   yaml.Node `yaml:"capture"` // config_capture.go
 	}
 	fileNamespace struct {
 		Name        yaml.Node `yaml:"name"`

@@ -59,13 +59,17 @@ var (
 		"ICMP errors generated (sent) or held back by the rate limit (rate_limited).", []string{"result"}, nil)
 	descTruncated = prometheus.NewDesc(metricPrefix+"capture_truncated_total",
 		"Captured frames dropped because they did not fit the read buffer.", nil, nil)
+	descGSODropped = prometheus.NewDesc(metricPrefix+"capture_gso_dropped_total",
+		"Captured packets dropped because the segments of a TCP super-packet before them filled the read batch.", nil, nil)
+	descKernelDrops = prometheus.NewDesc(metricPrefix+"capture_kernel_drops_total",
+		"Frames the kernel dropped before the capture read them (receive buffer or ring full).", nil, nil)
 )
 
 // engineCollector exports the dataplane's Stats.
 type engineCollector struct{ l *liveSite }
 
 func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeerPackets, descPeerBytes, descPeerKeepalives, descPeerLast, descDrops, descICMP, descTruncated} {
+	for _, d := range []*prometheus.Desc{descPeerPackets, descPeerBytes, descPeerKeepalives, descPeerLast, descDrops, descICMP, descTruncated, descGSODropped, descKernelDrops} {
 		ch <- d
 	}
 }
@@ -86,7 +90,13 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPSent), "sent")
 	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPRateLimited), "rate_limited")
-	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(c.l.truncated()))
+	collectCapture(ch, c.l.captureCounters())
+}
+
+func collectCapture(ch chan<- prometheus.Metric, cc captureCounters) {
+	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(cc.truncated))
+	ch <- prometheus.MustNewConstMetric(descGSODropped, prometheus.CounterValue, float64(cc.gsoDropped))
+	ch <- prometheus.MustNewConstMetric(descKernelDrops, prometheus.CounterValue, float64(cc.kernelDrops))
 }
 
 func collectPeer(ch chan<- prometheus.Metric, p dataplane.PeerStats) {

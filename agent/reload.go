@@ -85,6 +85,8 @@ func restartOnly(old, nw *Config) error {
 		return fmt.Errorf("lan.interface changed from %s to %s: restart the agent for that", old.LAN.Interface, nw.LAN.Interface)
 	case nw.Tunnel.Listen != old.Tunnel.Listen:
 		return fmt.Errorf("tunnel.listen changed from %s to %s: restart the agent for that", old.Tunnel.Listen, nw.Tunnel.Listen)
+	case nw.LAN.Capture != old.LAN.Capture:
+		return fmt.Errorf("lan.capture changed: restart the agent for that")
 	case nw.Metrics != old.Metrics:
 		return fmt.Errorf("metrics.listen changed: restart the agent for that")
 	}

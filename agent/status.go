@@ -17,14 +17,21 @@ import (
 // Status is what the running agent reports on its status socket and what
 // `tunnel-agent status --json` prints.
 type Status struct {
-	Site             string          `json:"site"`
-	PID              int             `json:"pid"`
-	Started          time.Time       `json:"started"`
-	Listen           netip.AddrPort  `json:"listen"`
-	CaptureTruncated uint64          `json:"capture_truncated"`
-	Dataplane        dataplane.Stats `json:"dataplane"`
+	Site             string         `json:"site"`
+	PID              int            `json:"pid"`
+	Started          time.Time      `json:"started"`
+	Listen           netip.AddrPort `json:"listen"`
+	CaptureTruncated uint64         `json:"capture_truncated"`
+	// CaptureGSODropped and CaptureKernelDrops are the capture's other
+	// drops (status_capture.go).
+	CaptureGSODropped  uint64          `json:"capture_gso_dropped"`
+	CaptureKernelDrops uint64          `json:"capture_kernel_drops"`
+	Dataplane          dataplane.Stats `json:"dataplane"`
 	// WireGuard is set in wireguard mode (status_wireguard.go).
 	WireGuard *dataplane.WireGuardStats `json:"wireguard,omitempty"`
+	// Transport is the tunnel socket's counters in plain mode
+	// (status_transport.go).
+	Transport *TransportStatus `json:"transport,omitempty"`
 }
 
 type statusSource struct {
@@ -34,6 +41,8 @@ type statusSource struct {
 	eng     *dataplane.Engine
 	capture *dataplane.PacketCapture
 	wg      *dataplane.WireGuard // wireguard mode: instead of eng
+	// transport is the tunnel socket in plain mode (nil in wireguard mode).
+	transport *dataplane.UDPTransport
 }
 
 func (s *statusSource) snapshot() Status {
@@ -41,7 +50,7 @@ func (s *statusSource) snapshot() Status {
 		return s.wireguardSnapshot()
 	}
 	return Status{Site: s.site, PID: os.Getpid(), Started: s.started.UTC(), Listen: s.listen,
-		CaptureTruncated: s.capture.Truncated(), Dataplane: s.eng.Stats()}
+		Dataplane: s.eng.Stats()}.withCapture(s.capture).withTransport(s.transport)
 }
 
 func statusPath(stateDir, site string) string {

@@ -26,7 +26,7 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 		defer live.started(ctx, nil, nil)() // host repairs only; no live reload of wireguard-go yet
 		return runWireGuard(ctx, cfg, dcfg, o)
 	}
-	capture, err := dataplane.OpenCapture(cfg.LAN.Interface, peerPrefixes(cfg))
+	capture, err := dataplane.OpenCaptureWith(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
 	if err != nil {
 		return fmt.Errorf("open capture on %s: %w", cfg.LAN.Interface, err)
 	}
@@ -48,7 +48,8 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 		transport.Close()
 		return fmt.Errorf("start dataplane: %w", err)
 	}
-	st := &statusSource{site: cfg.Site, started: time.Now(), listen: transport.LocalAddr(), eng: eng, capture: capture}
+	st := &statusSource{site: cfg.Site, started: time.Now(), listen: transport.LocalAddr(), eng: eng, capture: capture,
+		transport: transport}
 	srv, err := serveStatus(statusPath(o.stateDir, cfg.Site), st.snapshot, o.log)
 	if err != nil {
 		o.log.Warn("status socket unavailable; `tunnel-agent status` will not work", "err", err)

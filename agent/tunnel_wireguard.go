@@ -14,7 +14,7 @@ import (
 // injection, wireguard-go's protocol and UDP socket in place of the plain
 // transport.
 func runWireGuard(ctx context.Context, cfg *Config, dcfg dataplane.Config, o *options) error {
-	capture, err := dataplane.OpenCapture(cfg.LAN.Interface, peerPrefixes(cfg))
+	capture, err := dataplane.OpenCaptureWith(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
 	if err != nil {
 		return fmt.Errorf("open capture on %s: %w", cfg.LAN.Interface, err)
 	}
@@ -58,5 +58,5 @@ func (s *statusSource) wireguardSnapshot() Status {
 		listen = netip.AddrPortFrom(listen.Addr(), wg.ListenPort)
 	}
 	return Status{Site: s.site, PID: os.Getpid(), Started: s.started.UTC(), Listen: listen,
-		CaptureTruncated: s.capture.Truncated(), Dataplane: s.wg.Stats(), WireGuard: &wg}
+		Dataplane: s.wg.Stats(), WireGuard: &wg}.withCapture(s.capture)
 }

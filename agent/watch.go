@@ -89,7 +89,7 @@ func (l *liveSite) rebindCapture() {
 	if l.eng == nil || idx == 0 || idx == l.capIdx {
 		return
 	}
-	c, err := dataplane.OpenCapture(lan, peerPrefixes(l.cfg))
+	c, err := dataplane.OpenCaptureWith(lan, peerPrefixes(l.cfg), captureOptions(l.cfg))
 	if err != nil {
 		l.o.log.Error("LAN interface re-created, but the capture cannot be re-opened", "lan", lan, "err", err)
 		return
@@ -102,14 +102,11 @@ func (l *liveSite) rebindCapture() {
 	l.met.repairs.WithLabelValues("re-bind capture to "+lan, string(netcfg.Repaired)).Inc()
 }
 
-// truncated is the capture's truncated-frame count, for status.
-func (l *liveSite) truncated() uint64 {
+// captureCounters are the current capture's drop counters, for metrics.
+func (l *liveSite) captureCounters() captureCounters {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.capture == nil {
-		return 0
-	}
-	return l.capture.Truncated()
+	return readCaptureCounters(l.capture)
 }
 
 // ifindex returns the index of a link in the agent's namespace, 0 if none.

@@ -13,9 +13,13 @@ import (
 // packets over with only the pseudo-header sum in the checksum field
 // (CHECKSUM_PARTIAL); the capture must deliver them with a complete one.
 func TestCaptureCompletesPartialChecksum(t *testing.T) {
+	forCaptureModes(t, testCaptureCompletesPartialChecksum)
+}
+
+func testCaptureCompletesPartialChecksum(t *testing.T, opt CaptureOptions) {
 	nstest.RequireRoot(t)
 	topo := newVethTopo(t, 1500)
-	c := openCaptureIn(t, topo.A, topo.IfA, topoRemote.String())
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, topoRemote.String())
 	conn := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	bufs, sizes := makeBufs(4, CaptureBufferSize)
 	for _, payload := range []string{"partial checksum", "odd"} {

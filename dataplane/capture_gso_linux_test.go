@@ -14,10 +14,14 @@ import (
 // stream reaches the capture as super-packets; ReadBatch must return them
 // cut to the MTU with valid checksums.
 func TestCaptureSegmentsTCPSuperPackets(t *testing.T) {
+	forCaptureModes(t, testCaptureSegmentsTCPSuperPackets)
+}
+
+func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt CaptureOptions) {
 	nstest.RequireRoot(t)
 	const mtu = 1500
 	topo := newVethTopo(t, mtu)
-	c := openCaptureIn(t, topo.A, topo.IfA, netip.PrefixFrom(topo.AddrA, 32).String())
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, netip.PrefixFrom(topo.AddrA, 32).String())
 	dst := netip.AddrPortFrom(topo.AddrA, 5201)
 	var ln net.Listener
 	if err := topo.A.Do(func() (err error) { ln, err = net.Listen("tcp4", dst.String()); return err }); err != nil {

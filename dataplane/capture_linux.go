@@ -42,6 +42,10 @@ const CaptureBufferSize = 65535 + 1024
 // super-packets (TSO/GRO, larger than the MTU) are cut into segments that
 // fit it (gsoSplitter), so one frame may fill several entries of a batch.
 //
+// With CaptureOptions.Ring the frames are read from a TPACKET_V3 ring
+// mapped into the process instead (ring_linux.go); filter, checksum
+// completion, super-packet cutting and counters are the same.
+//
 // ReadBatch calls are serialised; Close may be called concurrently and
 // unblocks a blocked ReadBatch.
 type PacketCapture struct {
@@ -52,9 +56,11 @@ type PacketCapture struct {
 	mu sync.Mutex // serialises ReadBatch (r holds per-call state)
 	r  batchReader
 	g  *gsoSplitter // TCP super-packets cut to the MTU (gso_batch.go)
+	rx *rxRing      // the receive ring, nil on the socket path (ring_linux.go)
 
 	truncated atomic.Uint64
 	closed    atomic.Bool
+	ks        kernelStats // capture_stats_linux.go
 }
 
 var _ Capture = (*PacketCapture)(nil)
@@ -68,10 +74,20 @@ func (a captureAddr) String() string  { return string(a) }
 // OpenCapture opens a capture on the interface ifname (in the calling
 // thread's network namespace) for IPv4 and IPv6 packets arriving for this host
 // whose destination lies in one of prefixes. An empty prefix list
-// captures nothing.
+// captures nothing. It receives on the socket path: OpenCaptureWith with
+// the zero CaptureOptions.
 func OpenCapture(ifname string, prefixes []netip.Prefix) (*PacketCapture, error) {
+	return OpenCaptureWith(ifname, prefixes, CaptureOptions{})
+}
+
+// OpenCaptureWith is OpenCapture receiving as opt says (socket or ring).
+func OpenCaptureWith(ifname string, prefixes []netip.Prefix, opt CaptureOptions) (*PacketCapture, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "listen", Net: "packet", Addr: captureAddr(ifname), Err: err}
+	}
+	opt, err := opt.withDefaults()
+	if err != nil {
+		return nil, opErr(err)
 	}
 	filter, err := CaptureFilter(prefixes)
 	if err != nil {
@@ -88,7 +104,8 @@ func OpenCapture(ifname string, prefixes []netip.Prefix) (*PacketCapture, error)
 	if err != nil {
 		return nil, opErr(os.NewSyscallError("socket", err))
 	}
-	if err := setupCaptureSocket(fd, ifi.Index, filter); err != nil {
+	rx, err := setupCaptureSocket(fd, ifi.Index, filter, opt)
+	if err != nil {
 		unix.Close(fd)
 		return nil, opErr(err)
 	}
@@ -99,15 +116,39 @@ func OpenCapture(ifname string, prefixes []netip.Prefix) (*PacketCapture, error)
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
+		rx.unmap()
 		return nil, opErr(err)
 	}
-	c := &PacketCapture{f: f, rc: rc, ifname: ifname, g: newGSOSplitter(ifi.MTU)}
+	c := &PacketCapture{f: f, rc: rc, ifname: ifname, g: newGSOSplitter(ifi.MTU), rx: rx}
 	c.r.init(rc)
 	c.r.m.ctrlLen = auxControlLen
+	if rx != nil {
+		rx.init(rc, c.g, &c.truncated)
+	}
 	return c, nil
 }
 
-func setupCaptureSocket(fd, ifindex int, filter []bpf.RawInstruction) error {
+// setupCaptureSocket attaches the filter, maps the ring if opt asks for
+// one, and only then binds fd to the interface.
+func setupCaptureSocket(fd, ifindex int, filter []bpf.RawInstruction, opt CaptureOptions) (*rxRing, error) {
+	if err := filterCaptureSocket(fd, filter); err != nil {
+		return nil, err
+	}
+	var rx *rxRing
+	if opt.Ring {
+		var err error
+		if rx, err = setupRing(fd, opt); err != nil {
+			return nil, err
+		}
+	}
+	if err := bindCaptureSocket(fd, ifindex); err != nil {
+		rx.unmap()
+		return nil, err
+	}
+	return rx, nil
+}
+
+func filterCaptureSocket(fd int, filter []bpf.RawInstruction) error {
 	// Inbound only. Kernels before 4.20 lack the option; the filter's
 	// pkttype check still drops outgoing frames there.
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil &&
@@ -126,7 +167,10 @@ func setupCaptureSocket(fd, ifindex int, filter []bpf.RawInstruction) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
 		return os.NewSyscallError("setsockopt PACKET_AUXDATA", err)
 	}
+	return nil
+}
 
+func bindCaptureSocket(fd, ifindex int) error {
 	// Bind to every protocol on this interface: one socket sees IPv4 and
 	// IPv6, and the filter keeps only those two EtherTypes (ancillary
 	// protocol load) before it looks at the version nibble.
@@ -153,21 +197,9 @@ func setupCaptureSocket(fd, ifindex int, filter []bpf.RawInstruction) error {
 var auxControlLen = unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{})))
 
 // auxStatus returns tp_status from the PACKET_AUXDATA message in the
-// ancillary data ctrl, or 0 if there is none. It walks the cmsg headers
-// by hand: unix.ParseSocketControlMessage allocates.
+// ancillary data ctrl, or 0 if there is none.
 func auxStatus(ctrl []byte) uint32 {
-	for len(ctrl) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
-		n := int(h.Len)
-		if n < unix.SizeofCmsghdr || n > len(ctrl) {
-			return 0
-		}
-		if h.Level == unix.SOL_PACKET && h.Type == unix.PACKET_AUXDATA && n >= unix.CmsgLen(4) {
-			return *(*uint32)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)]))
-		}
-		ctrl = ctrl[min(unix.CmsgSpace(n-unix.CmsgLen(0)), len(ctrl)):]
-	}
-	return 0
+	return cmsgUint32(ctrl, unix.SOL_PACKET, unix.PACKET_AUXDATA)
 }
 
 // htons converts a 16-bit value to network byte order, as sll_protocol
@@ -186,6 +218,9 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	defer c.mu.Unlock()
 	if k := c.g.drain(bufs[:n], sizes); k > 0 {
 		return k, nil
+	}
+	if c.rx != nil {
+		return c.readRing(bufs[:n], sizes)
 	}
 	for {
 		got, err := c.r.read(bufs[:c.g.readLimit(n)], false)
@@ -225,7 +260,12 @@ func (c *PacketCapture) Close() error {
 	if c.closed.Swap(true) {
 		return &net.OpError{Op: "close", Net: "packet", Addr: captureAddr(c.ifname), Err: net.ErrClosed}
 	}
-	if err := c.f.Close(); err != nil {
+	c.KernelStats()    // the kernel's counters die with the socket
+	err := c.f.Close() // wakes a ReadBatch waiting in the poller
+	c.mu.Lock()        // and waits for it to leave before the ring goes
+	c.rx.unmap()
+	c.mu.Unlock()
+	if err != nil {
 		return &net.OpError{Op: "close", Net: "packet", Addr: captureAddr(c.ifname), Err: err}
 	}
 	return nil

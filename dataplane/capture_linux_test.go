@@ -115,7 +115,25 @@ func udpIn(t testing.TB, ns *nstest.NS, addr netip.AddrPort) *net.UDPConn {
 	return conn
 }
 
+// captureModes are the receive paths the capture tests run on.
+var captureModes = []struct {
+	name string
+	opt  CaptureOptions
+}{{"socket", CaptureOptions{}}, {"ring", CaptureOptions{Ring: true}}}
+
+// forCaptureModes runs test once per receive path.
+func forCaptureModes(t *testing.T, test func(t *testing.T, opt CaptureOptions)) {
+	for _, m := range captureModes {
+		t.Run(m.name, func(t *testing.T) { test(t, m.opt) })
+	}
+}
+
 func openCaptureIn(t testing.TB, ns *nstest.NS, ifname string, prefixes ...string) *PacketCapture {
+	t.Helper()
+	return openCaptureWithIn(t, ns, ifname, CaptureOptions{}, prefixes...)
+}
+
+func openCaptureWithIn(t testing.TB, ns *nstest.NS, ifname string, opt CaptureOptions, prefixes ...string) *PacketCapture {
 	t.Helper()
 	var pfx []netip.Prefix
 	for _, s := range prefixes {
@@ -123,11 +141,11 @@ func openCaptureIn(t testing.TB, ns *nstest.NS, ifname string, prefixes ...strin
 	}
 	var c *PacketCapture
 	err := ns.Do(func() (err error) {
-		c, err = OpenCapture(ifname, pfx)
+		c, err = OpenCaptureWith(ifname, pfx, opt)
 		return err
 	})
 	if err != nil {
-		t.Fatalf("OpenCapture(%s, %v): %v", ifname, pfx, err)
+		t.Fatalf("OpenCaptureWith(%s, %v, %+v): %v", ifname, pfx, opt, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -195,9 +213,11 @@ func sendTo(t testing.TB, conn *net.UDPConn, dst string, payload []byte) {
 	}
 }
 
-func TestCaptureInboundMatchedOnly(t *testing.T) {
+func TestCaptureInboundMatchedOnly(t *testing.T) { forCaptureModes(t, testCaptureInboundMatchedOnly) }
+
+func testCaptureInboundMatchedOnly(t *testing.T, opt CaptureOptions) {
 	topo := newVethTopo(t, 1500)
-	c := openCaptureIn(t, topo.A, topo.IfA, "198.19.1.0/24", "198.19.7.7/32")
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.1.0/24", "198.19.7.7/32")
 	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 
 	// Unmatched first: if the filter let it through it would be read first.
@@ -228,10 +248,12 @@ func TestCaptureInboundMatchedOnly(t *testing.T) {
 	}
 }
 
-func TestCaptureIgnoresOutgoing(t *testing.T) {
+func TestCaptureIgnoresOutgoing(t *testing.T) { forCaptureModes(t, testCaptureIgnoresOutgoing) }
+
+func testCaptureIgnoresOutgoing(t *testing.T, opt CaptureOptions) {
 	topo := newVethTopo(t, 1500)
 	// 198.18.0.2/32 (B) matches the packets A sends out on veth-a.
-	c := openCaptureIn(t, topo.A, topo.IfA, "198.18.0.2/32", "198.19.1.0/24")
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.18.0.2/32", "198.19.1.0/24")
 	fromA := udpIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	inB := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 5000))
 
@@ -251,8 +273,12 @@ func TestCaptureIgnoresOutgoing(t *testing.T) {
 }
 
 func TestCaptureJumboWholeAndTruncated(t *testing.T) {
+	forCaptureModes(t, testCaptureJumboWholeAndTruncated)
+}
+
+func testCaptureJumboWholeAndTruncated(t *testing.T, opt CaptureOptions) {
 	topo := newVethTopo(t, 9000)
-	c := openCaptureIn(t, topo.A, topo.IfA, "198.19.0.0/16")
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 
 	jumbo := make([]byte, 9000-28)
@@ -288,9 +314,11 @@ func TestCaptureJumboWholeAndTruncated(t *testing.T) {
 	}
 }
 
-func TestCaptureBatch(t *testing.T) {
+func TestCaptureBatch(t *testing.T) { forCaptureModes(t, testCaptureBatch) }
+
+func testCaptureBatch(t *testing.T, opt CaptureOptions) {
 	topo := newVethTopo(t, 1500)
-	c := openCaptureIn(t, topo.A, topo.IfA, "198.19.0.0/16")
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	const count = 50
 	for i := range count {
@@ -314,9 +342,11 @@ func TestCaptureBatch(t *testing.T) {
 	}
 }
 
-func TestCaptureCloseUnblocksRead(t *testing.T) {
+func TestCaptureCloseUnblocksRead(t *testing.T) { forCaptureModes(t, testCaptureCloseUnblocksRead) }
+
+func testCaptureCloseUnblocksRead(t *testing.T, opt CaptureOptions) {
 	topo := newVethTopo(t, 1500)
-	c := openCaptureIn(t, topo.A, topo.IfA, "198.19.0.0/16")
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	done := make(chan error, 1)
 	go func() {
 		bufs, sizes := makeBufs(2, CaptureBufferSize)
@@ -371,9 +401,11 @@ func TestCaptureOpenErrors(t *testing.T) {
 
 // TestCaptureZeroAllocs checks that a steady-state capture read allocates
 // nothing (the sender, a plain UDP socket, is alloc-free too).
-func TestCaptureZeroAllocs(t *testing.T) {
+func TestCaptureZeroAllocs(t *testing.T) { forCaptureModes(t, testCaptureZeroAllocs) }
+
+func testCaptureZeroAllocs(t *testing.T, opt CaptureOptions) {
 	topo := newVethTopo(t, 1500)
-	c := openCaptureIn(t, topo.A, topo.IfA, "198.19.0.0/16")
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	dst := netip.MustParseAddrPort("198.19.1.1:4000")
 	payload := make([]byte, 100)

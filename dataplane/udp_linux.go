@@ -32,6 +32,7 @@ type UDPTransport struct {
 
 	rmu sync.Mutex
 	r   batchReader
+	gro *groReader // UDP_GRO receives (gro_linux.go); nil when off
 
 	wmu sync.Mutex
 	w   batchWriter
@@ -80,6 +81,9 @@ func ListenUDP(addr netip.AddrPort) (*UDPTransport, error) {
 	var serr error
 	err = t.rc.Control(func(fd uintptr) {
 		setSocketBuffers(int(fd), udpSocketBuffer)
+		if enableGRO(int(fd)) {
+			t.gro = newGROReader()
+		}
 		// Outer datagrams leave with DF cleared (IP_PMTUDISC_DONT). An
 		// outer datagram is the inner packet plus 28 bytes of IPv4/UDP
 		// header, so a full-size inner packet does not fit a path of the
@@ -113,6 +117,9 @@ func ListenUDP(addr netip.AddrPort) (*UDPTransport, error) {
 	t.local = conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	t.local = netip.AddrPortFrom(t.local.Addr().Unmap(), t.local.Port())
 	t.r.init(t.rc)
+	if t.gro != nil {
+		t.r.m.ctrlLen = groCtrlLen
+	}
 	t.w.init(t.rc)
 	t.gw.init(t.rc)
 	t.g = newGSOBatch()
@@ -159,6 +166,9 @@ func (t *UDPTransport) ReadBatch(bufs [][]byte, sizes []int, from []netip.AddrPo
 	}
 	t.rmu.Lock()
 	defer t.rmu.Unlock()
+	if t.gro != nil {
+		return t.readGRO(bufs[:n], sizes[:n], from[:n])
+	}
 	for {
 		got, err := t.r.read(bufs[:n], true)
 		if err != nil {

@@ -1,0 +1,187 @@
+package dataplane
+
+import (
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// UDP generic receive offload (UDP_GRO, Linux 5.0+) on the tunnel socket.
+//
+// Without it, a UDP_SEGMENT super-datagram that reaches the socket whole
+// (over a veth, or from the loopback) is cut back into its datagrams by
+// the kernel, each queued with its own wakeup and returned in its own
+// recvmmsg slot. With it the kernel queues such a message whole, and on a
+// real NIC also coalesces consecutive datagrams of one flow; recvmmsg then
+// returns it in one slot with a UDP_GRO control message giving the segment
+// size, and ReadBatch splits it (gro_split.go). If the kernel refuses the
+// option, the socket reads datagram by datagram as before.
+//
+// Caller buffers of at least groBufSize bytes (the engine's) receive the
+// messages directly and are split in place; with smaller buffers a GRO
+// message would be truncated, so one message at a time is received into
+// the reader's own buffer and copied out.
+
+// groEnabled is whether new transports ask for UDP_GRO: on unless
+// $TUNNEL_AGENT_UDP_GRO holds a false value as strconv.ParseBool reads it
+// ("0", "false"), for measuring; tests switch it to compare.
+var groEnabled = envBool("TUNNEL_AGENT_UDP_GRO", true)
+
+// envBool is the boolean in $name, or def when it is unset or not a bool.
+func envBool(name string, def bool) bool {
+	if v, err := strconv.ParseBool(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// groCtrlLen is the control buffer of each received message: room for the
+// UDP_GRO message (an int) and a spare one, so that another option set on
+// the socket later cannot crowd it out.
+var groCtrlLen = 2 * unix.CmsgSpace(int(unsafe.Sizeof(int32(0))))
+
+// groReader is the receive state of a transport with UDP_GRO on; guarded
+// by UDPTransport.rmu except the counters.
+type groReader struct {
+	q    groQueue
+	msgs []groMsg  // the messages of the last recvmmsg that are kept
+	one  [1][]byte // the buffer list for one message into q
+	// counters
+	messages, segments atomic.Uint64
+}
+
+func newGROReader() *groReader {
+	return &groReader{q: newGROQueue(), msgs: make([]groMsg, maxBatch)}
+}
+
+var groRefused sync.Once
+
+// enableGRO asks for UDP_GRO on fd and reports whether the kernel took it.
+// Kernels without it answer ENOPROTOOPT (before 5.0) or EINVAL; any error
+// leaves the socket reading datagram by datagram, noted once at debug level.
+func enableGRO(fd int) bool {
+	if !groEnabled {
+		return false
+	}
+	err := unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_GRO, 1)
+	if err != nil {
+		groRefused.Do(func() {
+			slog.Debug("udp: kernel refused UDP_GRO; receiving datagram by datagram", "err", err)
+		})
+	}
+	return err == nil
+}
+
+// GROStats returns the transport's UDP_GRO counters.
+func (t *UDPTransport) GROStats() GROStats {
+	if t.gro == nil {
+		return GROStats{}
+	}
+	return GROStats{Enabled: true, Messages: t.gro.messages.Load(), Segments: t.gro.segments.Load()}
+}
+
+// groSegmentSize returns the segment size from the UDP_GRO message in the
+// ancillary data ctrl (an int), or 0 if there is none.
+func groSegmentSize(ctrl []byte) int {
+	return int(int32(cmsgUint32(ctrl, unix.SOL_UDP, unix.UDP_GRO)))
+}
+
+// readGRO is ReadBatch with UDP_GRO; the caller holds t.rmu. Staged
+// datagrams are returned first, without reading the socket.
+func (t *UDPTransport) readGRO(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
+	g := t.gro
+	for {
+		if g.q.pending() {
+			out, dropped := g.q.drain(bufs, sizes, from)
+			t.countTruncated(dropped)
+			if out > 0 {
+				return out, nil
+			}
+			continue
+		}
+		if !largeBuffers(bufs) {
+			if err := t.receiveStaged(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if out, err := t.receiveInPlace(bufs, sizes, from); out > 0 || err != nil {
+			return out, err
+		}
+	}
+}
+
+// largeBuffers reports whether every buffer holds any GRO message.
+func largeBuffers(bufs [][]byte) bool {
+	for _, b := range bufs {
+		if len(b) < groBufSize {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *UDPTransport) countTruncated(n int) {
+	if n > 0 {
+		t.truncated.Add(uint64(n))
+	}
+}
+
+// receiveInPlace reads messages into bufs and splits them there; the
+// datagrams beyond the batch are staged. After a batch with coalesced
+// messages it reads only as many as should fit.
+func (t *UDPTransport) receiveInPlace(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
+	g := t.gro
+	got, err := t.r.read(bufs[:g.q.readLimit(len(bufs))], true)
+	if err != nil {
+		return 0, t.opError("read", err)
+	}
+	k, most := t.collect(bufs, got)
+	g.q.adapt(len(bufs), most)
+	return g.q.expand(bufs, sizes, from, g.msgs[:k]), nil
+}
+
+// receiveStaged reads one message into the queue's own buffer.
+func (t *UDPTransport) receiveStaged() error {
+	g := t.gro
+	g.one[0] = g.q.recvArea()
+	got, err := t.r.read(g.one[:], true)
+	if err != nil {
+		return t.opError("read", err)
+	}
+	if k, _ := t.collect(g.one[:], got); k == 1 {
+		g.q.pushReceived(g.msgs[0])
+	}
+	return nil
+}
+
+// collect describes the got messages the last read left in bufs as g.msgs,
+// dropping (and counting) truncated ones; message j ends up in bufs[j]. It
+// returns how many were kept and the most datagrams one carried.
+func (t *UDPTransport) collect(bufs [][]byte, got int) (k, most int) {
+	g, m := t.gro, &t.r.m
+	for i := range got {
+		h := &m.hdrs[i]
+		size, seg := int(h.Len), groSegmentSize(m.control(i))
+		// A truncated control buffer may have lost the segment size.
+		if h.Hdr.Flags&unix.MSG_TRUNC != 0 || (seg == 0 && h.Hdr.Flags&unix.MSG_CTRUNC != 0) ||
+			!compact(bufs, i, k, size) {
+			t.truncated.Add(1)
+			continue
+		}
+		g.msgs[k] = groMsg{n: size, seg: seg, from: addrPortFromRaw(&m.names[i])}
+		if c := g.msgs[k].segments(); c > 1 {
+			g.messages.Add(1)
+			g.segments.Add(uint64(c))
+			most = max(most, c)
+		}
+		k++
+	}
+	return k, most
+}
