@@ -19,6 +19,7 @@
 #   vxlan        kernel VXLAN between the gateways, routed
 #   wggo         wireguard-go (newest from the Go module proxy) on a TUN, set up with wg
 #   ta_plain     tunnel-agent, plain mode
+#   ta_ring      tunnel-agent, plain mode, capture through a TPACKET_V3 ring (lan.capture: ring)
 #   ta_wg        tunnel-agent, wireguard mode
 #
 # Metrics per mode and round: iperf3 TCP 1 stream client→server, server→client
@@ -35,7 +36,7 @@ set -euo pipefail
 
 DURATION=5
 ROUNDS=3
-ALL_MODES="direct vxlan wggo ta_plain ta_wg"
+ALL_MODES="direct vxlan wggo ta_plain ta_ring ta_wg"
 MODES=$ALL_MODES
 OFFLOADS=0
 OUT=""
@@ -215,6 +216,7 @@ agent_site() {
 site: $1
 lan:
   interface: lan0
+${LAN_EXTRA:-}
 tunnel:
   listen: 0.0.0.0:$2
 ${5:-}
@@ -246,6 +248,8 @@ agent_mode() {
 }
 
 mode_ta_plain() { agent_mode "$1" ""; } # plain is the default mode
+# plain mode with the TPACKET_V3 capture ring (lan.capture: ring)
+mode_ta_ring() { LAN_EXTRA="  capture: ring" agent_mode "$1" ""; }
 # The agent's wireguard mode: keys made with the agent's own genkey/pubkey,
 # each site file given the mode, its key file and the far end's public key.
 mode_ta_wg() {

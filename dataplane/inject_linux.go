@@ -60,8 +60,16 @@ func OpenInjector() (*RawInjector, error) {
 }
 
 // open creates the raw socket of family fam.
+//
+// The socket is blocking and stays out of the runtime poller (os.NewFile
+// registers only non-blocking descriptors): it is never read, and a
+// socket in an epoll set has every sent packet's release (sock_wfree, when
+// the packet reaches the next stack) run the epoll callback and wake the
+// runtime's poller thread for write space nobody waits for, a wakeup per
+// packet. A full send buffer blocks the injecting thread in sendmmsg, as
+// it should: the LAN cannot take more.
 func (s *rawSocket) open(fam int) error {
-	fd, err := unix.Socket(fam, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	fd, err := unix.Socket(fam, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 	if err != nil {
 		return os.NewSyscallError("socket", err)
 	}
@@ -77,7 +85,7 @@ func (s *rawSocket) open(fam int) error {
 		s.f = nil
 		return err
 	}
-	s.w.init(s.rc)
+	s.w.initBlocking(s.rc)
 	return nil
 }
 

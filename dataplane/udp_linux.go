@@ -377,11 +377,22 @@ type batchWriter struct {
 	sent int
 	err  error
 	fn   func(fd uintptr) bool
+	// flags are sendmmsg's: MSG_DONTWAIT for a socket in the runtime
+	// poller (init), 0 for a blocking one outside it (initBlocking).
+	flags uintptr
 }
 
 func (w *batchWriter) init(rc syscall.RawConn) {
 	w.rc = rc
 	w.fn = w.send
+	w.flags = unix.MSG_DONTWAIT
+}
+
+// initBlocking is init for a blocking socket that is not in the runtime
+// poller: sendmmsg waits in the kernel while the send buffer is full.
+func (w *batchWriter) initBlocking(rc syscall.RawConn) {
+	w.init(rc)
+	w.flags = 0
 }
 
 // prepare sets up the headers for bufs (at most maxBatch); the caller then
@@ -408,7 +419,7 @@ func (w *batchWriter) write(k int) (int, error) {
 func (w *batchWriter) send(fd uintptr) bool {
 	for w.sent < w.vlen {
 		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.m.hdrs[w.sent])),
-			uintptr(w.vlen-w.sent), unix.MSG_DONTWAIT, 0, 0)
+			uintptr(w.vlen-w.sent), w.flags, 0, 0)
 		switch e {
 		case 0:
 			if n == 0 {
