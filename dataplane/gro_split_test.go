@@ -246,11 +246,11 @@ func TestGROSplitExactFit(t *testing.T) {
 }
 
 // TestGROSplitReadLimit: after a coalesced batch the reader reads only as
-// many messages as fit; after a plain one, a whole batch again.
+// many messages as fit; after a plain one, up to groPlainRead again.
 func TestGROSplitReadLimit(t *testing.T) {
 	var q groQueue
 	for _, tc := range []struct{ n, most, want int }{
-		{32, 0, 32}, {32, 1, 32}, {32, 45, 1}, {32, 8, 4}, {64, 20, 3}, {1, 64, 1},
+		{32, 0, 8}, {32, 1, 8}, {4, 1, 4}, {32, 45, 1}, {32, 8, 4}, {64, 20, 3}, {1, 64, 1},
 	} {
 		q.adapt(tc.n, tc.most)
 		if got := q.readLimit(tc.n); got != tc.want {
