@@ -23,7 +23,8 @@
 #   ta_wg        tunnel-agent, wireguard mode
 #
 # Metrics per mode and round: iperf3 TCP 1 stream client→server, server→client
-# and 4 streams; iperf3 UDP at unlimited rate with 64- and 1372-byte payloads
+# and 4 streams (and the sender's retransmits; the machine's idle CPU share over
+# the three TCP tests); iperf3 UDP at unlimited rate with 64- and 1372-byte payloads
 # (received packets/s, loss); ping RTT average and p99 (200 pings at 10 ms);
 # CPU seconds per GB of the tunnel processes over the TCP tests; their peak
 # RSS. Rounds alternate the order of the modes; the report gives medians with
@@ -304,6 +305,10 @@ cpu_ticks() {
 	echo $t
 }
 
+# host_idle: idle and total jiffies of the whole machine (all CPUs), from
+# /proc/stat: how much CPU the TCP tests left unused (idle + iowait).
+host_idle() { awk '/^cpu /{t=0; for (i=2; i<=NF; i++) t+=$i; print $5+$6, t}' /proc/stat; }
+
 # iperf JSON, bytes received: TCP from sum_received, UDP from the receiver's sum.
 iperf() { in_ns "$CLI" iperf3 -c 11.11.11.100 -t "$DURATION" -J "$@" 2>>"$WORK/iperf.err"; }
 
@@ -315,6 +320,8 @@ measure() { # MODE ROUND
 	record "$m" "$r" rtt_avg_ms "$(awk '{s+=$1} END{print s/NR}' "$WORK/rtt")"
 	record "$m" "$r" rtt_p99_ms "$(awk '{a[NR]=$1} END{i=int(NR*0.99+0.999); print a[i]}' "$WORK/rtt")"
 	t0=$(cpu_ticks "${MODE_PIDS[@]}")
+	local idle0 idle1
+	idle0=$(host_idle)
 	for spec in "tcp_up:" "tcp_down:-R" "tcp_4:-P 4"; do
 		local perf_pid=""
 		if [ -n "$PERF" ] && [ "${spec%%:*}" = tcp_up ]; then
@@ -327,8 +334,11 @@ measure() { # MODE ROUND
 		b=$(jq '.end.sum_received.bytes' <<<"$j")
 		bytes=$((bytes + ${b%.*}))
 		record "$m" "$r" "${spec%%:*}_mbps" "$(jq '.end.sum_received.bits_per_second/1e6' <<<"$j")"
+		record "$m" "$r" "${spec%%:*}_retr" "$(jq '.end.sum_sent.retransmits // 0' <<<"$j")"
 	done
 	t1=$(cpu_ticks "${MODE_PIDS[@]}")
+	idle1=$(host_idle)
+	record "$m" "$r" tcp_idle_pct "$(awk -v a="$idle0" -v b="$idle1" 'BEGIN{split(a,x," "); split(b,y," "); print 100*(y[1]-x[1])/(y[2]-x[2])}')"
 	if [ ${#MODE_PIDS[@]} -gt 0 ]; then
 		record "$m" "$r" cpu_s_per_gb "$(awk -v c=$((t1 - t0)) -v hz="$hz" -v b="$bytes" 'BEGIN{print c/hz/(b/1e9)}')"
 	fi
@@ -358,7 +368,7 @@ run_mode() { # MODE ROUND
 
 # ---- report: median (min–max) of each metric per mode ----
 report() {
-	local metrics="tcp_up_mbps tcp_down_mbps tcp_4_mbps udp64_kpps udp64_loss_pct udp1372_kpps udp1372_loss_pct rtt_avg_ms rtt_p99_ms cpu_s_per_gb rss_mb"
+	local metrics="tcp_up_mbps tcp_down_mbps tcp_4_mbps tcp_up_retr tcp_down_retr tcp_4_retr tcp_idle_pct udp64_kpps udp64_loss_pct udp1372_kpps udp1372_loss_pct rtt_avg_ms rtt_p99_ms cpu_s_per_gb rss_mb"
 	printf '| metric |'; for m in $MODES; do printf ' %s |' "$m"; done; echo
 	printf '|---|'; for _ in $MODES; do printf -- '---|'; done; echo
 	for k in $metrics; do
