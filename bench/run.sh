@@ -105,6 +105,7 @@ install_tools() {
 	command -v ethtool >/dev/null || missing+=(ethtool)
 	command -v jq >/dev/null || missing+=(jq)
 	command -v ping >/dev/null || missing+=(iputils-ping)
+	[ -z "$PERF" ] || command -v perf >/dev/null || missing+=(linux-perf)
 	command -v go >/dev/null || PATH=$PATH:/usr/local/go/bin
 	if [ ${#missing[@]} -gt 0 ]; then
 		log "installing ${missing[*]}"
