@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/safchain/ethtool"
 	"golang.org/x/sys/unix"
+	"tunnel-agent/internal/ethfeat"
 )
 
 func TestRunLen(t *testing.T) {
@@ -113,7 +113,7 @@ func TestUDPTransportGSO(t *testing.T) {
 func TestUDPTransportGSOChecksumOffloadOff(t *testing.T) {
 	topo := newVethTopo(t, 1500)
 	err := topo.A.Do(func() error {
-		et, err := ethtool.NewEthtool()
+		et, err := ethfeat.Open()
 		if err != nil {
 			return err
 		}

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+	"tunnel-agent/internal/ethfeat"
 
 	"tunnel-agent/internal/nsutil"
 )
@@ -80,7 +80,7 @@ func rxChecksum(t *testing.T, ns netns.NsHandle, set *bool) bool {
 	t.Helper()
 	var on bool
 	err := nsutil.Do(ns, func() error {
-		et, err := ethtool.NewEthtool()
+		et, err := ethfeat.Open()
 		if err != nil {
 			return err
 		}
@@ -91,7 +91,7 @@ func rxChecksum(t *testing.T, ns netns.NsHandle, set *bool) bool {
 			}
 		}
 		f, err := et.Features("veth0")
-		on = f["rx-checksum"]
+		on = f["rx-checksum"].Active
 		return err
 	})
 	if err != nil {

@@ -8,10 +8,10 @@ import (
 	"net/netip"
 	"sync"
 
-	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+	"tunnel-agent/internal/ethfeat"
 
 	"tunnel-agent/internal/nsutil"
 )
@@ -31,7 +31,7 @@ type NetlinkHost struct {
 type nsHandles struct {
 	ns netns.NsHandle
 	nl *netlink.Handle
-	et *ethtool.Ethtool
+	et *ethfeat.Socket
 }
 
 // NewNetlinkHost returns a Host for the namespace the process runs in and
@@ -114,7 +114,7 @@ func (h *NetlinkHost) newHandle(name string, ns netns.NsHandle) (*netlink.Handle
 }
 
 // ethtoolIn returns an ethtool socket opened inside namespace name.
-func (h *NetlinkHost) ethtoolIn(name string) (*ethtool.Ethtool, error) {
+func (h *NetlinkHost) ethtoolIn(name string) (*ethfeat.Socket, error) {
 	x, err := h.handles(name)
 	if err != nil {
 		return nil, err
@@ -123,7 +123,7 @@ func (h *NetlinkHost) ethtoolIn(name string) (*ethtool.Ethtool, error) {
 	defer h.mu.Unlock()
 	if x.et == nil {
 		open := func() (err error) {
-			x.et, err = ethtool.NewEthtool()
+			x.et, err = ethfeat.Open()
 			return err
 		}
 		if h.inCurrent(name) {

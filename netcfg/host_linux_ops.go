@@ -115,7 +115,7 @@ func (h *NetlinkHost) Features(ns, name string) (map[string]FeatureInfo, error) 
 	if err != nil {
 		return nil, err
 	}
-	st, err := et.FeaturesWithState(name)
+	st, err := et.Features(name)
 	if err != nil {
 		return nil, fmt.Errorf("read features of %s: %w", name, mapErr(err))
 	}

@@ -11,10 +11,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+	"tunnel-agent/internal/ethfeat"
 
 	"tunnel-agent/internal/nsutil"
 )
@@ -84,7 +84,7 @@ func routeLines(h *netlink.Handle, links []netlink.Link) ([]string, error) {
 func featureLines(ns netns.NsHandle, links []netlink.Link) ([]string, error) {
 	var out []string
 	err := nsutil.Do(ns, func() error {
-		et, err := ethtool.NewEthtool()
+		et, err := ethfeat.Open()
 		if err != nil {
 			return err
 		}
@@ -95,7 +95,7 @@ func featureLines(ns netns.NsHandle, links []netlink.Link) ([]string, error) {
 				continue // some links have no ethtool support
 			}
 			for k, v := range f {
-				out = append(out, fmt.Sprintf("feature %s %s=%v", l.Attrs().Name, k, v))
+				out = append(out, fmt.Sprintf("feature %s %s=%v", l.Attrs().Name, k, v.Active))
 			}
 		}
 		return nil

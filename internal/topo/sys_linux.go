@@ -7,8 +7,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netns"
+	"tunnel-agent/internal/ethfeat"
 
 	"tunnel-agent/internal/nsutil"
 )
@@ -56,12 +56,12 @@ func isChecksumFeature(name string) bool {
 // through an ethtool socket opened inside namespace h.
 func checksumOffloadsOff(h netns.NsHandle, link string) error {
 	return nsutil.Do(h, func() error {
-		et, err := ethtool.NewEthtool()
+		et, err := ethfeat.Open()
 		if err != nil {
 			return fmt.Errorf("ethtool socket: %w", err)
 		}
 		defer et.Close()
-		st, err := et.FeaturesWithState(link)
+		st, err := et.Features(link)
 		if err != nil {
 			return fmt.Errorf("read features: %w", err)
 		}
@@ -83,12 +83,12 @@ func checksumOffloadsOff(h netns.NsHandle, link string) error {
 func (t *Topology) ChecksumOffloads(ns, link string) (map[string]bool, error) {
 	out := map[string]bool{}
 	err := t.Do(ns, func() error {
-		et, err := ethtool.NewEthtool()
+		et, err := ethfeat.Open()
 		if err != nil {
 			return err
 		}
 		defer et.Close()
-		st, err := et.FeaturesWithState(link)
+		st, err := et.Features(link)
 		if err != nil {
 			return err
 		}
