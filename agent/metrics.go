@@ -90,7 +90,8 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPSent), "sent")
 	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPRateLimited), "rate_limited")
-	collectCapture(ch, c.l.captureCounters())
+	cc, _ := c.l.captureCounters()
+	collectCapture(ch, cc)
 }
 
 func collectCapture(ch chan<- prometheus.Metric, cc captureCounters) {

@@ -39,8 +39,9 @@ type statusSource struct {
 	started time.Time
 	listen  netip.AddrPort
 	eng     *dataplane.Engine
-	capture *dataplane.PacketCapture
-	wg      *dataplane.WireGuard // wireguard mode: instead of eng
+	capture *dataplane.PacketCapture // as opened at start
+	live    *liveSite                // re-binds the capture (status_capture.go); nil in tests
+	wg      *dataplane.WireGuard     // wireguard mode: instead of eng
 	// transport is the tunnel socket in plain mode (nil in wireguard mode).
 	transport *dataplane.UDPTransport
 }
@@ -50,7 +51,7 @@ func (s *statusSource) snapshot() Status {
 		return s.wireguardSnapshot()
 	}
 	return Status{Site: s.site, PID: os.Getpid(), Started: s.started.UTC(), Listen: s.listen,
-		Dataplane: s.eng.Stats()}.withCapture(s.capture).withTransport(s.transport)
+		Dataplane: s.eng.Stats()}.withCapture(s.captureCounters()).withTransport(s.transport)
 }
 
 func statusPath(stateDir, site string) string {

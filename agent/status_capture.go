@@ -17,9 +17,27 @@ func readCaptureCounters(c *dataplane.PacketCapture) captureCounters {
 	return captureCounters{truncated: c.Truncated(), gsoDropped: c.GSODropped(), kernelDrops: c.KernelStats().Drops}
 }
 
-// withCapture returns st with the counters of capture c.
-func (st Status) withCapture(c *dataplane.PacketCapture) Status {
-	cc := readCaptureCounters(c)
+// plus adds the counters of another capture.
+func (c captureCounters) plus(o captureCounters) captureCounters {
+	return captureCounters{truncated: c.truncated + o.truncated, gsoDropped: c.gsoDropped + o.gsoDropped,
+		kernelDrops: c.kernelDrops + o.kernelDrops}
+}
+
+// withCapture returns st with the capture counters cc.
+func (st Status) withCapture(cc captureCounters) Status {
 	st.CaptureTruncated, st.CaptureGSODropped, st.CaptureKernelDrops = cc.truncated, cc.gsoDropped, cc.kernelDrops
 	return st
+}
+
+// captureCounters are the counters of the capture in use: the live site's
+// (a re-bind replaces the capture opened at start when the LAN link is
+// re-created), or the one opened at start (wireguard mode, or before the
+// live site took over).
+func (s *statusSource) captureCounters() captureCounters {
+	if s.live != nil {
+		if cc, ok := s.live.captureCounters(); ok {
+			return cc
+		}
+	}
+	return readCaptureCounters(s.capture)
 }

@@ -49,7 +49,7 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 		return fmt.Errorf("start dataplane: %w", err)
 	}
 	st := &statusSource{site: cfg.Site, started: time.Now(), listen: transport.LocalAddr(), eng: eng, capture: capture,
-		transport: transport}
+		live: live, transport: transport}
 	srv, err := serveStatus(statusPath(o.stateDir, cfg.Site), st.snapshot, o.log)
 	if err != nil {
 		o.log.Warn("status socket unavailable; `tunnel-agent status` will not work", "err", err)

@@ -58,5 +58,5 @@ func (s *statusSource) wireguardSnapshot() Status {
 		listen = netip.AddrPortFrom(listen.Addr(), wg.ListenPort)
 	}
 	return Status{Site: s.site, PID: os.Getpid(), Started: s.started.UTC(), Listen: listen,
-		Dataplane: s.wg.Stats(), WireGuard: &wg}.withCapture(s.capture)
+		Dataplane: s.wg.Stats(), WireGuard: &wg}.withCapture(s.captureCounters())
 }

@@ -29,7 +29,8 @@ type liveSite struct {
 	cfg     *Config
 	eng     *dataplane.Engine
 	capture *dataplane.PacketCapture
-	capIdx  int // ifindex the capture is bound to
+	capIdx  int             // ifindex the capture is bound to
+	capBase captureCounters // counters of the captures re-binds replaced
 }
 
 // newLiveSite prepares the watcher for a host Apply just configured.
@@ -94,19 +95,24 @@ func (l *liveSite) rebindCapture() {
 		l.o.log.Error("LAN interface re-created, but the capture cannot be re-opened", "lan", lan, "err", err)
 		return
 	}
+	old := readCaptureCounters(l.capture)
 	if err := l.eng.ReplaceCapture(c); err != nil {
 		return // stopping
 	}
+	l.capBase = l.capBase.plus(old)
 	l.o.log.Warn("LAN interface re-created; capture re-bound", "lan", lan, "old_ifindex", l.capIdx, "ifindex", idx)
 	l.capture, l.capIdx = c, idx
 	l.met.repairs.WithLabelValues("re-bind capture to "+lan, string(netcfg.Repaired)).Inc()
 }
 
-// captureCounters are the current capture's drop counters, for metrics.
-func (l *liveSite) captureCounters() captureCounters {
+// captureCounters are the drop counters of the captures this site has
+// run (the current one plus those re-binds replaced, so that they never
+// go down), for status and metrics; ok is false before the dataplane
+// started.
+func (l *liveSite) captureCounters() (cc captureCounters, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return readCaptureCounters(l.capture)
+	return l.capBase.plus(readCaptureCounters(l.capture)), l.capture != nil
 }
 
 // ifindex returns the index of a link in the agent's namespace, 0 if none.
