@@ -231,19 +231,24 @@ ${5:-}
 EOF
 }
 
+# start_agents: tunnel-agent up on both gateways with $WORK/{a,b}.yaml.
+start_agents() {
+	mkdir -p "$WORK/state"
+	local site ns
+	for site in a b; do
+		ns=$GWA; [ $site = b ] && ns=$GWB
+		start "$ns" env TUNNEL_AGENT_CPUPROFILE="${PROFILE:+$PROFILE/$site-$(date +%s%N).prof}" \
+			"$WORK/tunnel-agent" up -c "$WORK/$site.yaml" --state-dir "$WORK/state" --log-level warn
+	done
+}
+
 # agent_mode up|down [EXTRA_TUNNEL_YAML]: tunnel-agent on both gateways.
 agent_mode() {
 	case $1 in
 	up)
 		agent_site a 60000 198.18.0.2:50000 11.11.11.0/24 "${2:-}" >"$WORK/a.yaml"
 		agent_site b 50000 198.18.0.3:60000 192.168.111.0/24 "${2:-}" >"$WORK/b.yaml"
-		mkdir -p "$WORK/state"
-		local site
-		for site in a b; do
-			local ns=$GWA; [ $site = b ] && ns=$GWB
-			start "$ns" env TUNNEL_AGENT_CPUPROFILE="${PROFILE:+$PROFILE/$site-$(date +%s%N).prof}" \
-				"$WORK/tunnel-agent" up -c "$WORK/$site.yaml" --state-dir "$WORK/state" --log-level warn
-		done ;;
+		start_agents ;;
 	down)
 		for pid in "${MODE_PIDS[@]}"; do stop "$pid"; done ;;
 	esac
@@ -265,13 +270,7 @@ mode_ta_wg() {
 			wg_peer_key b >"$WORK/a.yaml"
 		agent_site b 50000 198.18.0.3:60000 192.168.111.0/24 "$(wg_tunnel_yaml b)" |
 			wg_peer_key a >"$WORK/b.yaml"
-		mkdir -p "$WORK/state"
-		local site
-		for site in a b; do
-			local ns=$GWA; [ $site = b ] && ns=$GWB
-			start "$ns" env TUNNEL_AGENT_CPUPROFILE="${PROFILE:+$PROFILE/$site-$(date +%s%N).prof}" \
-				"$WORK/tunnel-agent" up -c "$WORK/$site.yaml" --state-dir "$WORK/state" --log-level warn
-		done ;;
+		start_agents ;;
 	down)
 		for pid in "${MODE_PIDS[@]}"; do stop "$pid"; done ;;
 	esac
