@@ -95,11 +95,11 @@ func (l *liveSite) rebindCapture() {
 		l.o.log.Error("LAN interface re-created, but the capture cannot be re-opened", "lan", lan, "err", err)
 		return
 	}
-	old := readCaptureCounters(l.capture)
 	if err := l.eng.ReplaceCapture(c); err != nil {
 		return // stopping
 	}
-	l.capBase = l.capBase.plus(old)
+	// Read after ReplaceCapture closed it: its counters as of Close.
+	l.capBase = l.capBase.plus(readCaptureCounters(l.capture))
 	l.o.log.Warn("LAN interface re-created; capture re-bound", "lan", lan, "old_ifindex", l.capIdx, "ifindex", idx)
 	l.capture, l.capIdx = c, idx
 	l.met.repairs.WithLabelValues("re-bind capture to "+lan, string(netcfg.Repaired)).Inc()

@@ -9,14 +9,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// groCmsg returns a UDP_GRO control message carrying seg.
-func groCmsg(seg int32) []byte {
-	b := make([]byte, unix.CmsgSpace(4))
+// udpCmsg returns a SOL_UDP control message of type typ carrying data.
+func udpCmsg(typ int32, data []byte) []byte {
+	b := make([]byte, unix.CmsgSpace(len(data)))
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-	h.Level, h.Type = unix.SOL_UDP, unix.UDP_GRO
-	h.SetLen(unix.CmsgLen(4))
-	*(*int32)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = seg
+	h.Level, h.Type = unix.SOL_UDP, typ
+	h.SetLen(unix.CmsgLen(len(data)))
+	copy(b[unix.CmsgLen(0):], data)
 	return b
+}
+
+// groCmsg returns a UDP_GRO control message carrying seg (an int).
+func groCmsg(seg int32) []byte {
+	return udpCmsg(unix.UDP_GRO, binary.NativeEndian.AppendUint32(nil, uint32(seg)))
 }
 
 func TestGROSegmentSize(t *testing.T) {

@@ -2,12 +2,12 @@ package dataplane
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -66,12 +66,7 @@ func groUDPIn(t testing.TB, ns *nstest.NS, addr netip.AddrPort) *net.UDPConn {
 
 // segmentCmsg is a UDP_SEGMENT control message for segments of size bytes.
 func segmentCmsg(size uint16) []byte {
-	b := make([]byte, unix.CmsgSpace(2))
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
-	h.SetLen(unix.CmsgLen(2))
-	*(*uint16)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = size
-	return b
+	return udpCmsg(unix.UDP_SEGMENT, binary.NativeEndian.AppendUint16(nil, size))
 }
 
 // groSend is one send of the GRO scenario: payload from one of two
