@@ -56,6 +56,9 @@ func linkLines(h *netlink.Handle, l netlink.Link) []string {
 	out := []string{fmt.Sprintf("link %s type=%s mtu=%d flags=%s", a.Name, l.Type(), a.MTU, flags)}
 	addrs, _ := h.AddrList(l, netlink.FAMILY_ALL)
 	for _, ad := range addrs {
+		if ad.IP.IsLinkLocalUnicast() && ad.IP.To4() == nil {
+			continue // kernel-made IPv6 link-local address: see kernelLinkLocal
+		}
 		out = append(out, fmt.Sprintf("addr %s %s", a.Name, ad.IPNet))
 	}
 	return out
@@ -142,11 +145,21 @@ func Diff(a, b string) string {
 	return strings.Join(d, "\n")
 }
 
-// kernelLinkLocal reports the local-table route the kernel adds for an
-// IPv6 link-local address once duplicate address detection completes,
-// a second or more after the link comes up. Nobody configures it, and its
-// timing would make dumps taken right after `up` flaky; the address itself
-// stays in the dump.
+// kernelLinkLocal reports IPv6 state the kernel makes by itself, on a
+// timing of its own: a link's fe80:: address appears when the link has
+// carrier (for a veth: once its peer is up too), with its /64 prefix route
+// (main table, proto kernel); the local table's routes (the link's
+// ff00::/8 multicast route, and the host route of each of its IPv6
+// addresses, link-local or configured) appear with carrier or once
+// duplicate address detection completes, a second or more later. Nobody
+// configures any of it (the agent never adds link-local addresses; the
+// configured addresses stay in the dump, and their local routes follow
+// from them), and its timing would make dumps taken right after `up`
+// flaky, so dumps leave it out (linkLines drops the fe80:: addresses).
+// IPv4's local routes appear with their address, and stay.
 func kernelLinkLocal(r netlink.Route) bool {
-	return r.Table == unix.RT_TABLE_LOCAL && r.Dst != nil && r.Dst.IP.IsLinkLocalUnicast()
+	if r.Dst == nil || r.Dst.IP.To4() != nil || r.Protocol != unix.RTPROT_KERNEL {
+		return false
+	}
+	return r.Table == unix.RT_TABLE_LOCAL || r.Dst.IP.IsLinkLocalUnicast()
 }
