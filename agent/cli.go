@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"sort"
 	"strings"
@@ -144,14 +145,43 @@ func report(err error, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "tunnel-agent: %v\n", err)
 	var ue usageError
 	var ce *ConfigError
-	if errors.As(err, &ue) || errors.As(err, &ce) {
+	var ee exitError
+	var pe privilegeError
+	switch {
+	case errors.As(err, &ue) || errors.As(err, &ce):
+		fmt.Fprintf(stderr, "tunnel-agent: %v\n", err)
 		return ExitUsage
+	case errors.As(err, &ee):
+		fmt.Fprintf(stderr, "tunnel-agent: %v\n", err)
+		return ee.code
+	case !errors.As(err, &pe) && errors.Is(err, fs.ErrPermission):
+		err = privilegeError{err}
 	}
+	fmt.Fprintf(stderr, "tunnel-agent: %v\n", err)
 	return ExitFailure
 }
+
+// privilegeError is a failure for want of privileges: EACCES or EPERM
+// where the agent opens its state directory, its status socket, or
+// changes the host. Any error that wraps one is reported as this.
+type privilegeError struct{ err error }
+
+func (e privilegeError) Error() string {
+	return "permission denied: run as root or with CAP_NET_ADMIN (" + e.err.Error() + ")"
+}
+
+func (e privilegeError) Unwrap() error { return e.err }
+
+// exitError is an error with its own exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
 
 func runVersion(o *options) error {
 	fmt.Fprintf(o.stdout, "tunnel-agent %s\n", Version)

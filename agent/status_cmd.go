@@ -49,6 +49,13 @@ func printStatus(w io.Writer, st Status, now time.Time) {
 	}
 	fmt.Fprintf(w, "\nicmp errors sent=%d rate-limited=%d, capture truncated=%d gso-dropped=%d kernel-dropped=%d\n",
 		st.Dataplane.ICMPSent, st.Dataplane.ICMPRateLimited, st.CaptureTruncated, st.CaptureGSODropped, st.CaptureKernelDrops)
+	if st.CaptureRebindFailures > 0 || st.CaptureRebindFailing {
+		state := "bound"
+		if st.CaptureRebindFailing {
+			state = "NOT BOUND, retrying: nothing is captured (see the agent's log)"
+		}
+		fmt.Fprintf(w, "capture re-bind to the re-created LAN interface: %s; failed attempts %d\n", state, st.CaptureRebindFailures)
+	}
 	printTransport(w, st.Transport)
 }
 
