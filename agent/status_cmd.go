@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -21,9 +20,7 @@ func runStatus(o *options) error {
 		return err
 	}
 	if o.json {
-		enc := json.NewEncoder(o.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return printJSON(o.stdout, st)
 	}
 	printStatus(o.stdout, st, time.Now())
 	return nil
