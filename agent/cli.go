@@ -121,6 +121,9 @@ packet and byte counters), drops by reason and capture counters.`,
 
 // Main runs the command line args and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == checkChildCommand { // reload_check.go
+		return runCheckChild(args[1:], stdout)
+	}
 	o := &options{stdout: stdout, stderr: stderr}
 	err := dispatch(args, o)
 	return report(err, stderr)

@@ -45,7 +45,7 @@ type FieldError struct {
 	Column int    // 1-based; 0 = unknown
 	Field  string // path of the field, e.g. tunnel.peers[0].prefixes[1]; "" = whole file
 	Msg    string
-	Err    error // underlying cause, if any
+	Err    error `json:"-"` // underlying cause, if any
 }
 
 // Error renders the problem as file:line:col: field: message, leaving out

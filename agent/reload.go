@@ -101,6 +101,9 @@ func (l *liveSite) reloadNow() ReloadVerdict {
 // namespaces) through the watcher, which journals it and watches the new
 // state from then on. It returns what changed.
 func (l *liveSite) reload() (string, error) {
+	if err := checkInChild(context.Background(), l.self, l.o.config); err != nil {
+		return "", err
+	}
 	cfg, err := loadConfig(l.o, hostLinks{})
 	if err != nil {
 		return "", err

@@ -29,6 +29,9 @@ type liveSite struct {
 	hup    chan os.Signal // SIGHUP, registered before Apply so none is lost
 	// reloads are the reloads asked on the status socket (reload.go).
 	reloads chan chan ReloadVerdict
+	// self runs this binary, for checking a file to reload in a child
+	// process (reload_check.go).
+	self []string
 
 	mu      sync.Mutex // guards what follows (reload vs. capture re-bind)
 	cfg     *Config
@@ -46,7 +49,7 @@ type liveSite struct {
 // newLiveSite prepares the watcher for a host Apply just configured.
 func newLiveSite(cfg *Config, o *options, h *netcfg.NetlinkHost, j *netcfg.Journal) *liveSite {
 	l := &liveSite{o: o, h: h, j: j, cfg: cfg, met: newMetrics(), hup: make(chan os.Signal, 1), lookup: systemLookup,
-		reloads: make(chan chan ReloadVerdict), openCapture: dataplane.OpenCaptureWith}
+		reloads: make(chan chan ReloadVerdict), openCapture: dataplane.OpenCaptureWith, self: []string{"/proc/self/exe"}}
 	l.w = netcfg.NewWatcher(h, Desired(cfg), netcfg.WatchOptions{OnEvent: l.onRepair, OnChecked: l.rebindCapture})
 	signal.Notify(l.hup, syscall.SIGHUP)
 	return l

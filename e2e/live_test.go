@@ -143,8 +143,25 @@ func TestLiveOperations(t *testing.T) {
 				t.Errorf("%s: reload exit %d, want %d with %q:\n%s", tc.name, code, tc.code, tc.want, out)
 			}
 		}
+		off := len(s.agentB.out.String())
 		_ = s.agentB.cmd.Process.Signal(syscall.SIGHUP) // SIGHUP (systemd's ExecReload) is refused too
-		waitLog(t, s.agentB, "reload rejected", "tunnel.listen changed")
+		waitLogAfter(t, s.agentB, off, 5*time.Second, "reload rejected", "tunnel.listen changed")
+		// The densest junk the 1 MiB cap lets through (over 100 MB for the
+		// YAML parser) is checked by the agent's child: the agent's peak
+		// memory does not move.
+		hwm0 := peakRSS(t, s.agentB.cmd.Process.Pid)
+		junk := "x: [" + strings.Repeat("a,", 1<<19-4) + "a]\n"
+		if err := os.WriteFile(s.cfgB, []byte(junk), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		off = len(s.agentB.out.String())
+		_ = s.agentB.cmd.Process.Signal(syscall.SIGHUP)
+		waitLogAfter(t, s.agentB, off, time.Minute, "reload rejected", `unknown field \"x\"`) // the race-built child takes seconds
+		if hwm := peakRSS(t, s.agentB.cmd.Process.Pid); hwm > hwm0+16<<10 {
+			t.Errorf("a reload of a 1 MiB junk file raised the agent's peak RSS from %d to %d KB", hwm0, hwm)
+		} else {
+			t.Logf("a reload of a 1 MiB junk file: agent's peak RSS %d KB before, %d KB after", hwm0, hwm)
+		}
 		if err := os.WriteFile(s.cfgB, good, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -155,8 +172,8 @@ func TestLiveOperations(t *testing.T) {
 		r, err := probe.Ping(s.client(), hostB, 3, 50*time.Millisecond, 2*time.Second, 84)
 		mustPing(t, "client -> VPS host after refused reloads", r, err)
 		m := s.scrape(t, metricsAddr)
-		if m[`tunnel_agent_reloads_total{result="failed"}`] != 3 || m[`tunnel_agent_reloads_total{result="ok"}`] != 2 {
-			t.Errorf("reloads counted: failed %v ok %v, want 3 and 2", m[`tunnel_agent_reloads_total{result="failed"}`], m[`tunnel_agent_reloads_total{result="ok"}`])
+		if m[`tunnel_agent_reloads_total{result="failed"}`] != 4 || m[`tunnel_agent_reloads_total{result="ok"}`] != 2 {
+			t.Errorf("reloads counted: failed %v ok %v, want 4 and 2", m[`tunnel_agent_reloads_total{result="failed"}`], m[`tunnel_agent_reloads_total{result="ok"}`])
 		}
 	})
 	t.Run("idle connections to the metrics endpoint do not stop a scrape", func(t *testing.T) {
@@ -175,7 +192,7 @@ func TestLiveOperations(t *testing.T) {
 			conns = append(conns, c)
 		}
 		if m := s.scrape(t, metricsAddr); m[`tunnel_agent_reloads_total{result="ok"}`] != 2 {
-			t.Errorf("scrape with 500 idle connections: %v", m)
+			t.Errorf("scrape with 500 idle connections: reloads_total{result=\"ok\"} = %v", m[`tunnel_agent_reloads_total{result="ok"}`])
 		}
 		if fds := countFDs(t, s.agentB.cmd.Process.Pid); fds > fds0+40 {
 			t.Errorf("agent holds %d descriptors with 500 idle connections, %d before", fds, fds0)
@@ -272,4 +289,22 @@ func countFDs(t *testing.T, pid int) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// peakRSS returns the peak resident set size of process pid in KB
+// (VmHWM).
+func peakRSS(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
 }
