@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -107,18 +108,22 @@ func (l *liveSite) rebindCapture() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.rebind.cancel()
+	if l.stopped || l.eng == nil {
+		return
+	}
 	lan := l.cfg.LAN.Interface
-	idx := ifindex(lan)
-	if l.stopped || l.eng == nil || idx == 0 || idx == l.capIdx {
+	idx, err := lookupIndex(lan)
+	if err != nil { // out of descriptors, say: whether it changed is unknown
+		l.rebindFailed(0, "cannot look up the LAN interface to check the capture's binding", err)
+		return
+	}
+	if idx == 0 || idx == l.capIdx {
 		l.rebind.reset() // gone (a later pass brings it back), or bound already
 		return
 	}
 	c, err := l.openCapture(lan, peerPrefixes(l.cfg), captureOptions(l.cfg))
 	if err != nil {
-		delay := l.rebind.failed(idx, l.rebindCapture)
-		l.met.rebindFailures.Inc()
-		l.o.log.Error("LAN interface re-created, but the capture cannot be re-opened; no packet is captured until it is",
-			"lan", lan, "ifindex", idx, "attempt", l.rebind.attempts, "retry_in", delay, "err", err)
+		l.rebindFailed(idx, "LAN interface re-created, but the capture cannot be re-opened; no packet is captured until it is", err)
 		return
 	}
 	l.rebind.reset()
@@ -132,6 +137,14 @@ func (l *liveSite) rebindCapture() {
 	l.o.log.Warn("LAN interface re-created; capture re-bound", "lan", lan, "old_ifindex", l.capIdx, "ifindex", idx)
 	l.capture, l.capIdx = c, idx
 	l.met.repairs.WithLabelValues("re-bind capture to "+lan, string(netcfg.Repaired)).Inc()
+}
+
+// rebindFailed logs and counts a failed re-bind attempt for the interface
+// idx and schedules the next (l.mu held).
+func (l *liveSite) rebindFailed(idx int, msg string, err error) {
+	delay := l.rebind.failed(idx, l.rebindCapture)
+	l.met.rebindFailures.Inc()
+	l.o.log.Error(msg, "lan", l.cfg.LAN.Interface, "ifindex", idx, "attempt", l.rebind.attempts, "retry_in", delay, "err", err)
 }
 
 // Backoff of the re-bind retries.
@@ -200,9 +213,20 @@ func (l *liveSite) captureCounters() (cc captureCounters, ok bool) {
 
 // ifindex returns the index of a link in the agent's namespace, 0 if none.
 func ifindex(name string) int {
+	idx, _ := lookupIndex(name)
+	return idx
+}
+
+// lookupIndex returns the index of a link in the agent's namespace: 0
+// when there is no such link, an error when it could not be looked up.
+func lookupIndex(name string) (int, error) {
 	link, err := netlink.LinkByName(name)
-	if err != nil {
-		return 0
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("look up %s: %w", name, err)
 	}
-	return link.Attrs().Index
+	return link.Attrs().Index, nil
 }

@@ -284,11 +284,7 @@ func containsAll(s string, parts ...string) bool {
 // countFDs returns how many descriptors process pid has open.
 func countFDs(t *testing.T, pid int) int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
+	return len(openFDs(t, pid))
 }
 
 // peakRSS returns the peak resident set size of process pid in KB
