@@ -7,7 +7,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=dev
+# VERSION overrides the version the binary reports (default: the module version
+# and VCS revision from its build information).
+ARG VERSION=
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X tunnel-agent/agent.Version=${VERSION}" \
     -o /out/tunnel-agent ./cmd/tunnel-agent
 

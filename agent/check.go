@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"tunnel-agent/netcfg"
 )
@@ -33,12 +34,19 @@ func runCheck(o *options) error {
 	rep := planReport{File: o.config, Site: cfg.Site, Journal: journalPath(o.stateDir, cfg.Site),
 		Changes: netcfg.Preview(h, Desired(cfg))}
 	if o.json {
-		enc := json.NewEncoder(o.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(o.stdout, rep)
 	}
 	fmt.Fprintf(o.stdout, "%s: valid. Site %q, %d host changes (journal %s):\n", rep.File, rep.Site, len(rep.Changes), rep.Journal)
 	fmt.Fprint(o.stdout, netcfg.FormatPlan(rep.Changes))
 	fmt.Fprintf(o.stdout, "`up` applies these in order and reverts them in reverse order on exit; `down` reverts after a crash.\n")
 	return nil
+}
+
+// printJSON prints v indented, as it is: "<->" stays "<->" (no HTML
+// escaping; nobody embeds this in a web page).
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }

@@ -5,11 +5,14 @@
 package agent
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"strings"
 )
@@ -21,8 +24,10 @@ const (
 	ExitUsage   = 2 // usage or configuration error
 )
 
-// Version is set at build time with -ldflags "-X tunnel-agent/agent.Version=...".
-var Version = "dev"
+// Version, when set at build time with
+// -ldflags "-X tunnel-agent/agent.Version=...", is printed instead of the
+// module version from the binary's build information.
+var Version string
 
 // DefaultStateDir holds journals, locks and status sockets.
 const DefaultStateDir = "/run/tunnel-agent"
@@ -34,66 +39,131 @@ func (e usageError) Error() string { return e.msg }
 
 // options are the flags shared by the commands.
 type options struct {
-	config   string
-	stateDir string
-	json     bool
-	logLevel string
-	stdout   io.Writer
-	stderr   io.Writer
-	log      *slog.Logger
+	config    string
+	stateDir  string
+	json      bool
+	logLevel  string
+	logFormat string
+	stdout    io.Writer
+	stderr    io.Writer
+	log       *slog.Logger
 }
 
+// command is one subcommand: what `tunnel-agent help` lists (summary) and
+// what `help CMD` and `CMD -h` print (args, about, flags, example).
 type command struct {
 	summary string
+	args    string // after the command name in the usage line
+	about   string // what it does, in a few lines
+	example string
 	run     func(o *options) error
 	flags   func(fs *flag.FlagSet, o *options)
 }
 
 var commands = map[string]command{
-	"up":      {"apply the host configuration, run the tunnel, revert on SIGINT/SIGTERM", runUp, configFlags},
-	"demo":    {"run both sites of the tutorial in throwaway namespaces and show traffic (root)", runDemo, func(*flag.FlagSet, *options) {}},
-	"down":    {"revert what a killed `up` left behind (a no-op when nothing is left)", runDown, configFlags},
-	"reload":  {"check the file and make the running agent re-read it (SIGHUP): applies only the difference", runReload, configFlags},
-	"check":   {"validate the file and print the plan of host changes; touches nothing", runCheck, checkFlags},
-	"status":  {"print the running agent's peers and counters", runStatus, checkFlags},
-	"version": {"print the version", runVersion, func(*flag.FlagSet, *options) {}},
-	"genkey":  {"print a new WireGuard private key (as `wg genkey`)", runGenkey, noFlags},
-	"genpsk":  {"print a new WireGuard preshared key (as `wg genpsk`)", runGenpsk, noFlags},
-	"pubkey":  {"read a private key on stdin, print its public key (as `wg pubkey`)", runPubkey, noFlags},
+	"up": {summary: "apply the host configuration, run the tunnel, revert on SIGINT/SIGTERM",
+		args: "-c FILE [flags]",
+		about: `Applies the site file's host configuration (namespaces, veths, addresses,
+routes, MTUs, offloads, blackhole routes) through netlink, journaling the
+prior value of everything it changes, then runs the tunnel in the
+foreground. While it runs it repairs drift, reloads on SIGHUP or
+` + "`tunnel-agent reload`" + `, and answers ` + "`tunnel-agent status`" + `. On SIGINT or
+SIGTERM it reverts every change and exits 0. Needs root, or CAP_NET_ADMIN
+and CAP_NET_RAW (and CAP_SYS_ADMIN for namespaces:).`,
+		example: "sudo tunnel-agent up -c /etc/tunnel-agent/server.yaml", run: runUp, flags: configFlags},
+	"demo": {summary: "run both sites of the tutorial in throwaway namespaces and show traffic (root)",
+		args: "[flags]",
+		about: `Builds the tutorial's two sites (a client behind NAT, a VPS with its LAN in
+a namespace) in throwaway network namespaces, starts one agent per site
+from a generated site file, pings both ways, sends 64 MiB over TCP, prints
+both agents' status, stops them (they revert the host) and removes every
+namespace. The last line says whether it all worked. Needs root.`,
+		example: "sudo go run ./cmd/tunnel-agent demo", run: runDemo, flags: logFlags},
+	"down": {summary: "revert what a killed `up` left behind (a no-op when nothing is left)",
+		args: "-c FILE [flags]",
+		about: `Reverts the journal <state-dir>/<site>.json that an agent killed before it
+could clean up left behind, in reverse order, and removes it. Nothing to
+revert is success. The file is read only for the site's name.`,
+		example: "sudo tunnel-agent down -c /etc/tunnel-agent/server.yaml", run: runDown, flags: configFlags},
+	"reload": {summary: "make the running agent re-read its file and apply the difference; waits for its verdict",
+		args: "-c FILE [flags]",
+		about: `Asks the agent running the site (through its status socket) to re-read its
+file and apply only the difference, and waits for the verdict: exit 0 when
+the new file runs, 1 when the agent refused it (the reason is printed: a
+change that needs a restart, a failed host change), 2 when the file is
+invalid (the agent's own errors, checked in its namespace, are printed).
+The running configuration stays unless the reload is applied.`,
+		example: "sudo tunnel-agent reload -c /etc/tunnel-agent/server.yaml", run: runReload, flags: configFlags},
+	"check": {summary: "validate the file and print the plan of host changes; touches nothing",
+		args: "-c FILE [flags]",
+		about: `Validates the site file (every problem at once, as FILE:LINE:COLUMN: FIELD:
+MESSAGE, exit 2) and prints the host changes ` + "`up`" + ` would make, with the
+values the host has now. Changes nothing; needs no root.`,
+		example: "tunnel-agent check -c configs/server.yaml --json", run: runCheck, flags: checkFlags},
+	"status": {summary: "print the running agent's peers and counters",
+		args: "-c FILE [flags]",
+		about: `Asks the agent running the site for its peers (endpoints, last packet,
+packet and byte counters), drops by reason and capture counters.`,
+		example: "sudo tunnel-agent status -c /etc/tunnel-agent/server.yaml --json", run: runStatus, flags: checkFlags},
+	"version": {summary: "print the version", args: "",
+		about:   "Prints the module version and the VCS revision the binary was built from (also --version).",
+		example: "tunnel-agent version", run: runVersion, flags: noFlags},
+	"genkey": {summary: "print a new WireGuard private key (as `wg genkey`)", args: "",
+		about:   "Prints a new private key for tunnel.private_key_file (wireguard mode), as `wg genkey` does.",
+		example: "(umask 077; tunnel-agent genkey > /etc/tunnel-agent/site.key)", run: runGenkey, flags: noFlags},
+	"genpsk": {summary: "print a new WireGuard preshared key (as `wg genpsk`)", args: "",
+		about:   "Prints a new preshared key for tunnel.peers[].preshared_key_file, as `wg genpsk` does.",
+		example: "(umask 077; tunnel-agent genpsk > /etc/tunnel-agent/peer.psk)", run: runGenpsk, flags: noFlags},
+	"pubkey": {summary: "read a private key on stdin, print its public key (as `wg pubkey`)", args: "< PRIVATE-KEY-FILE",
+		about:   "Reads a WireGuard private key (as genkey prints it) on stdin and prints its public key, to give to the peers.",
+		example: "tunnel-agent pubkey < /etc/tunnel-agent/site.key", run: runPubkey, flags: noFlags},
 }
 
 // Main runs the command line args and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == checkChildCommand { // reload_check.go
+		return runCheckChild(args[1:], stdout)
+	}
 	o := &options{stdout: stdout, stderr: stderr}
 	err := dispatch(args, o)
 	return report(err, stderr)
 }
 
 func dispatch(args []string, o *options) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	switch {
+	case len(args) == 0:
 		fmt.Fprint(o.stderr, usage())
-		if len(args) == 0 {
-			return usageError{"no command given"}
-		}
+		return usageError{"no command given"}
+	case args[0] == "-h" || args[0] == "--help" || (args[0] == "help" && len(args) == 1):
+		fmt.Fprint(o.stdout, usage())
 		return nil
+	case args[0] == "--version" || args[0] == "-version":
+		return runVersion(o)
+	case args[0] == "help":
+		if _, ok := commands[args[1]]; !ok || len(args) > 2 {
+			return usageError{fmt.Sprintf("help: unknown command %q (run `tunnel-agent help`)", strings.Join(args[1:], " "))}
+		}
+		args = []string{args[1], "-h"}
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
 		return usageError{fmt.Sprintf("unknown command %q (run `tunnel-agent help`)", args[0])}
 	}
 	fs := flag.NewFlagSet("tunnel-agent "+args[0], flag.ContinueOnError)
-	fs.SetOutput(o.stderr)
+	fs.SetOutput(io.Discard) // errors are reported once, below
+	fs.Usage = func() {}
 	cmd.flags(fs, o)
 	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, flag.ErrHelp) { // asked for: on stdout, exit 0
+			fmt.Fprint(o.stdout, commandHelp(args[0], cmd, fs))
 			return nil
 		}
-		return usageError{err.Error()}
+		return usageError{fmt.Sprintf("%s: %v (run `tunnel-agent help %s`)", args[0], err, args[0])}
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+		return usageError{fmt.Sprintf("%s: unexpected argument %q (run `tunnel-agent help %s`)", args[0], fs.Arg(0), args[0])}
 	}
-	log, err := newLogger(o.logLevel, o.stderr)
+	log, err := newLogger(o.logLevel, o.logFormat, o.stderr)
 	if err != nil {
 		return err
 	}
@@ -101,11 +171,32 @@ func dispatch(args []string, o *options) error {
 	return cmd.run(o)
 }
 
+// commandHelp is what `help CMD` and `CMD -h` print.
+func commandHelp(name string, cmd command, fs *flag.FlagSet) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: tunnel-agent %s %s\n\n%s\n", name, cmd.args, cmd.about)
+	var flags strings.Builder
+	fs.SetOutput(&flags)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	if flags.Len() > 0 {
+		fmt.Fprintf(&b, "\nflags:\n%s", flags.String())
+	}
+	fmt.Fprintf(&b, "\nexample:\n  %s\n", cmd.example)
+	return b.String()
+}
+
 func configFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.config, "c", "", "site configuration `file` (YAML)")
 	fs.StringVar(&o.config, "config", "", "site configuration `file` (YAML)")
 	fs.StringVar(&o.stateDir, "state-dir", DefaultStateDir, "`directory` for journals, locks and status sockets")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	logFlags(fs, o)
+}
+
+// logFlags are the flags of every command that logs.
+func logFlags(fs *flag.FlagSet, o *options) {
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text (key=value) or json (one object per line)")
 }
 
 func checkFlags(fs *flag.FlagSet, o *options) {
@@ -113,7 +204,11 @@ func checkFlags(fs *flag.FlagSet, o *options) {
 	fs.BoolVar(&o.json, "json", false, "print JSON")
 }
 
-func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+// noFlags is the flag set of commands without flags.
+func noFlags(*flag.FlagSet, *options) {}
+
+// newLogger returns the log/slog logger the flags ask for, writing to w.
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
 	if level == "" {
 		level = "info"
@@ -121,7 +216,14 @@ func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, usageError{fmt.Sprintf("bad --log-level %q: want debug, info, warn or error", level)}
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageError{fmt.Sprintf("bad --log-format %q: want text or json", format)}
 }
 
 func usage() string {
@@ -135,7 +237,8 @@ func usage() string {
 	for _, n := range names {
 		fmt.Fprintf(&b, "  %-8s %s\n", n, commands[n].summary)
 	}
-	b.WriteString("\nRun `tunnel-agent <command> -h` for a command's flags. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.\n")
+	b.WriteString("\nRun `tunnel-agent help <command>` (or `<command> -h`) for what a command does, its flags and an example.\n" +
+		"Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error. Docs: README.md and docs/.\n")
 	return b.String()
 }
 
@@ -144,18 +247,88 @@ func report(err error, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "tunnel-agent: %v\n", err)
 	var ue usageError
 	var ce *ConfigError
-	if errors.As(err, &ue) || errors.As(err, &ce) {
+	var ee exitError
+	var pe privilegeError
+	switch {
+	case errors.As(err, &ue) || errors.As(err, &ce):
+		fmt.Fprintf(stderr, "tunnel-agent: %v\n", err)
 		return ExitUsage
+	case errors.As(err, &ee):
+		fmt.Fprintf(stderr, "tunnel-agent: %v\n", err)
+		return ee.code
+	case !errors.As(err, &pe) && errors.Is(err, fs.ErrPermission):
+		err = privilegeError{err}
 	}
+	fmt.Fprintf(stderr, "tunnel-agent: %v\n", err)
 	return ExitFailure
 }
 
+// privilegeError is a failure for want of privileges: EACCES or EPERM
+// where the agent opens its state directory, its status socket, or
+// changes the host. Any error that wraps one is reported as this.
+type privilegeError struct{ err error }
+
+func (e privilegeError) Error() string {
+	return "permission denied: run as root or with CAP_NET_ADMIN (" + e.err.Error() + ")"
+}
+
+func (e privilegeError) Unwrap() error { return e.err }
+
+// exitError is an error with its own exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
 func runVersion(o *options) error {
-	fmt.Fprintf(o.stdout, "tunnel-agent %s\n", Version)
+	info, _ := debug.ReadBuildInfo()
+	fmt.Fprintln(o.stdout, versionLine(Version, info))
 	return nil
+}
+
+// versionLine says which build this is: the -ldflags version if set, else
+// the module version, with the VCS revision and time the binary was built
+// from (runtime/debug build information) and the Go version.
+func versionLine(ldflags string, info *debug.BuildInfo) string {
+	if info == nil {
+		return "tunnel-agent " + cmp.Or(ldflags, "(unknown version)")
+	}
+	v := cmp.Or(ldflags, info.Main.Version, "(devel)")
+	var rev, when string
+	modified := false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	var extra []string
+	if rev != "" {
+		r := "revision " + rev[:min(len(rev), 12)]
+		if when != "" {
+			r += " of " + when
+		}
+		if modified {
+			r += " (modified)"
+		}
+		extra = append(extra, r)
+	}
+	if info.GoVersion != "" {
+		extra = append(extra, info.GoVersion)
+	}
+	if len(extra) == 0 {
+		return "tunnel-agent " + v
+	}
+	return "tunnel-agent " + v + " (" + strings.Join(extra, ", ") + ")"
 }
 
 func requireConfig(o *options) error {

@@ -45,7 +45,7 @@ type FieldError struct {
 	Column int    // 1-based; 0 = unknown
 	Field  string // path of the field, e.g. tunnel.peers[0].prefixes[1]; "" = whole file
 	Msg    string
-	Err    error // underlying cause, if any
+	Err    error `json:"-"` // underlying cause, if any
 }
 
 // Error renders the problem as file:line:col: field: message, leaving out
@@ -75,6 +75,7 @@ type problem struct {
 	path string     // field path
 	node *yaml.Node // where it is; nil = look it up by path
 	line int        // used when node is nil and path gives nothing better
+	col  int        // with line
 	err  error
 }
 
@@ -85,6 +86,9 @@ type problems struct {
 	// shape, duplicate keys). Later findings under them are dropped: they
 	// would only echo the first one.
 	broken []string
+	// unplaced counts findings left out to bound the work
+	// (decodeProblems); they count in "and N more".
+	unplaced int
 }
 
 // add records err for the field at path; node, if not nil, is where.
@@ -134,11 +138,13 @@ func isUnder(path, root string) bool {
 }
 
 // fieldErrors places the findings in the file (doc is its parsed tree,
-// possibly nil) and returns them in file order, without repeats.
+// possibly nil) and returns them in file order, without repeats, at most
+// maxListedErrors of them and then one saying how many more there are.
+// Quoted values are shortened (config_bounds.go).
 func (ps *problems) fieldErrors(file string, doc *yaml.Node) []FieldError {
 	var out []FieldError
 	for _, p := range ps.list {
-		fe := FieldError{File: file, Field: p.path, Msg: p.err.Error(), Err: errors.Unwrap(p.err), Line: p.line}
+		fe := FieldError{File: file, Field: p.path, Msg: clipQuoted(p.err.Error()), Err: errors.Unwrap(p.err), Line: p.line, Column: p.col}
 		if n := cmp.Or(p.node, locate(doc, p.path)); n != nil && p.line == 0 {
 			fe.Line, fe.Column = n.Line, n.Column
 		}
@@ -147,7 +153,8 @@ func (ps *problems) fieldErrors(file string, doc *yaml.Node) []FieldError {
 	slices.SortStableFunc(out, func(a, b FieldError) int {
 		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
 	})
-	return slices.CompactFunc(out, func(a, b FieldError) bool {
+	out = slices.CompactFunc(out, func(a, b FieldError) bool {
 		return a.Line == b.Line && a.Column == b.Column && a.Field == b.Field && a.Msg == b.Msg
 	})
+	return capErrors(file, out, ps.unplaced)
 }

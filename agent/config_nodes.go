@@ -145,19 +145,6 @@ func parentPath(path string) string {
 	return path[:i]
 }
 
-// findKey returns the first mapping key named name on line.
-func findKey(doc *yaml.Node, line int, name string) (path string, key, val *yaml.Node) {
-	if doc == nil {
-		return "", nil, nil
-	}
-	walk(doc, "", func(p string, k, v *yaml.Node) {
-		if key == nil && k != nil && k.Line == line && k.Value == name {
-			path, key, val = p, k, v
-		}
-	})
-	return path, key, val
-}
-
 // findLastKey returns the last mapping key named name on line (a repeated
 // key is the later one).
 func findLastKey(doc *yaml.Node, line int, name string) (path string, key, val *yaml.Node) {

@@ -45,11 +45,21 @@ func checkName(s string) error {
 	return nil
 }
 
-// checkIfName checks an interface name as the kernel does (dev_valid_name).
+// checkIfName checks an interface name. It refuses what the kernel
+// refuses (dev_valid_name: empty, 16 bytes or more, "." and "..", '/', ':'
+// and white space; "all" and "default", which name sysctl directories)
+// and what it rewrites: a '%' makes the name a template ("cv%d" becomes
+// "cv0"), so the agent would create a link it cannot find again. Bytes
+// outside printable ASCII are refused too (the kernel takes some of them
+// for white space).
 func checkIfName(s string) error {
-	bad := len(s) > 15 || s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n\v\f\r\x00")
+	bad := len(s) > 15 || s == "." || s == ".." || s == "all" || s == "default"
+	for i := 0; i < len(s) && !bad; i++ {
+		bad = s[i] <= ' ' || s[i] >= 0x7f || strings.IndexByte("%/:", s[i]) >= 0
+	}
 	if bad {
-		return fmt.Errorf("invalid interface name %q: use 1 to 15 bytes, without '/', ':' or spaces (not \".\" or \"..\")", s)
+		return fmt.Errorf("invalid interface name %q: use 1 to 15 printable ASCII characters without '%%', '/', ':' or spaces"+
+			" (not \".\", \"..\", \"all\" or \"default\")", s)
 	}
 	return nil
 }

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 
+	yaml4 "go.yaml.in/yaml/v4"
 	"gopkg.in/yaml.v3"
 )
 
@@ -69,9 +71,11 @@ type (
 	}
 )
 
-// decodeFile parses data into a node tree (for positions) and into the
-// schema with unknown fields rejected. raw is nil when there is nothing
-// to convert.
+// decodeFile parses data into a node tree (for positions) and decodes the
+// schema from that tree, so the file is parsed once. Unknown fields are
+// found by walking the tree along the schema. A file with YAML aliases is
+// refused before anything is decoded (config_bounds.go). raw is nil when
+// there is nothing to convert.
 func decodeFile(data []byte, ps *problems) (doc *yaml.Node, raw *fileConfig) {
 	defer func() { // yaml.v3 has panicked on hostile input before
 		if r := recover(); r != nil {
@@ -79,23 +83,26 @@ func decodeFile(data []byte, ps *problems) (doc *yaml.Node, raw *fileConfig) {
 			raw = nil
 		}
 	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	doc = &yaml.Node{}
-	if err := yaml.Unmarshal(data, doc); err != nil {
-		ps.structural(withIPv6Hint(syntaxProblem(err), data), "")
+	if err := dec.Decode(doc); err != nil && !errors.Is(err, io.EOF) {
+		ps.structural(withIPv6Hint(syntaxProblem(err, data), data), "")
 		return nil, nil
 	}
 	if isAbsent(docRoot(doc)) {
 		ps.structural(problem{err: errors.New("the file is empty; see docs/config.md")}, "")
 		return nil, nil
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	raw = &fileConfig{}
-	if err := dec.Decode(raw); err != nil {
-		decodeProblems(doc, err, ps)
+	if refuseAliases(doc, ps) {
+		return doc, nil
 	}
+	raw = &fileConfig{}
+	if err := doc.Decode(raw); err != nil {
+		decodeProblems(doc, err, data, ps)
+	}
+	unknownFields(docRoot(doc), reflect.TypeFor[fileConfig](), "", ps)
 	checkEmptyItems(doc, ps)
-	checkSingleDocument(dec, ps)
+	checkSingleDocument(dec, data, ps)
 	return doc, raw
 }
 
@@ -117,7 +124,7 @@ func checkEmptyItems(doc *yaml.Node, ps *problems) {
 }
 
 // checkSingleDocument reports a second YAML document after the first.
-func checkSingleDocument(dec *yaml.Decoder, ps *problems) {
+func checkSingleDocument(dec *yaml.Decoder, data []byte, ps *problems) {
 	var extra yaml.Node
 	err := dec.Decode(&extra)
 	if errors.Is(err, io.EOF) {
@@ -125,38 +132,101 @@ func checkSingleDocument(dec *yaml.Decoder, ps *problems) {
 	}
 	p := problem{line: extra.Line, err: errors.New("only one YAML document is allowed (found another after ---)")}
 	if err != nil {
-		p.line = syntaxProblem(err).line
+		sp := syntaxProblem(err, data)
+		p.line, p.col = sp.line, sp.col
 	}
 	ps.list = append(ps.list, p) // the first document is still checked
 }
 
+// unknownFields reports the keys of the mapping n that the schema type t
+// (a file* struct) does not have, and descends into the ones it has.
+// Keys under a part that did not decode are left alone, as yaml.v3 did
+// with Decoder.KnownFields.
+func unknownFields(n *yaml.Node, t reflect.Type, path string, ps *problems) {
+	switch {
+	case n == nil || ps.isBroken(path):
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, item := range n.Content {
+			unknownFields(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), ps)
+		}
+	case t.Kind() == reflect.Struct && t != reflect.TypeFor[yaml.Node]() && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i]
+			p := joinPath(path, key.Value)
+			if ft := schemaChild(t, key.Value); ft != nil {
+				unknownFields(n.Content[i+1], ft, p, ps)
+				continue
+			}
+			err := fmt.Errorf("unknown field %q", key.Value)
+			if known := knownFields(path); known != "" {
+				err = fmt.Errorf("unknown field %q (known fields: %s)", key.Value, known)
+			}
+			ps.list = append(ps.list, problem{path: p, node: key, err: err})
+		}
+	}
+}
+
 // decodeProblems turns the errors of yaml.v3's Decode into problems.
-func decodeProblems(doc *yaml.Node, err error, ps *problems) {
+func decodeProblems(doc *yaml.Node, err error, data []byte, ps *problems) {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		ps.structural(syntaxProblem(err), "")
+		ps.structural(syntaxProblem(err, data), "")
 		return
 	}
-	for _, msg := range te.Errors {
+	for i, msg := range te.Errors {
+		if i == maxListedErrors { // each lookup walks the tree: bound the work
+			ps.unplaced += len(te.Errors) - i
+			break
+		}
 		typeProblem(doc, msg, ps)
 	}
 }
 
 var (
-	reSyntax   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-	reUnknown  = regexp.MustCompile(`^line (\d+): field (.*) not found in type (\S+)$`)
+	reSyntax   = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
 	reDupKey   = regexp.MustCompile(`^line (\d+): mapping key (".*") already defined at line (\d+)$`)
 	reDupField = regexp.MustCompile(`^line (\d+): field (.*) already set in type (\S+)$`)
 	reShape    = regexp.MustCompile(`^line (\d+): cannot unmarshal (\S+)(?: ` + "`.*`" + `)? into (\S+)$`)
 	reLine     = regexp.MustCompile(`^line (\d+): (.*)$`)
 )
 
-// syntaxProblem rewords a yaml.v3 parse error ("yaml: line 3: ...").
-func syntaxProblem(err error) problem {
-	if m := reSyntax.FindStringSubmatch(err.Error()); m != nil {
-		return problem{line: atoi(m[1]), err: fmt.Errorf("invalid YAML: %s", m[2])}
+// syntaxProblem rewords a yaml.v3 parse error ("yaml: line 3: ...") of
+// data. yaml.v3 gives the line where the enclosing block starts, which
+// can be far above the mistake; the line and column come from the
+// parser's own mark of the problem, which go.yaml.in/yaml/v4 (the same
+// libyaml-derived parser, maintained) reports.
+func syntaxProblem(err error, data []byte) problem {
+	m := reSyntax.FindStringSubmatch(err.Error())
+	if m == nil {
+		return problem{err: fmt.Errorf("invalid YAML: %w", err)}
 	}
-	return problem{err: fmt.Errorf("invalid YAML: %w", err)}
+	p := problem{line: atoi(m[1]), err: fmt.Errorf("invalid YAML: %s", m[2])}
+	if mark, ok := syntaxMark(data); ok {
+		p.line, p.col = mark.Line, mark.Column
+	}
+	return p
+}
+
+// syntaxMark returns where the YAML parser found the first syntax error
+// in data, in any of its documents.
+func syntaxMark(data []byte) (yaml4.Mark, bool) {
+	l, err := yaml4.NewLoader(bytes.NewReader(data))
+	if err != nil {
+		return yaml4.Mark{}, false
+	}
+	for {
+		var n yaml4.Node
+		err := l.Load(&n)
+		var le *yaml4.LoadError
+		switch {
+		case err == nil:
+			continue
+		case errors.As(err, &le) && le.Mark.Line > 0:
+			return le.Mark, true
+		default: // io.EOF, or an error without a position
+			return yaml4.Mark{}, false
+		}
+	}
 }
 
 // reBareIPv6Port matches a line whose value is an unquoted [IPv6]:port,
@@ -177,9 +247,7 @@ func withIPv6Hint(p problem, data []byte) problem {
 // typeProblem rewords one message of a *yaml.TypeError into a problem
 // with a field path and a column.
 func typeProblem(doc *yaml.Node, msg string, ps *problems) {
-	if m := reUnknown.FindStringSubmatch(msg); m != nil {
-		unknownField(doc, atoi(m[1]), m[2], ps)
-	} else if m := reDupKey.FindStringSubmatch(msg); m != nil {
+	if m := reDupKey.FindStringSubmatch(msg); m != nil {
 		name, _ := strconv.Unquote(m[2])
 		duplicateKey(doc, atoi(m[1]), name, m[3], ps)
 	} else if m := reDupField.FindStringSubmatch(msg); m != nil {
@@ -191,15 +259,6 @@ func typeProblem(doc *yaml.Node, msg string, ps *problems) {
 	} else {
 		ps.structural(problem{err: errors.New(msg)}, "")
 	}
-}
-
-func unknownField(doc *yaml.Node, line int, name string, ps *problems) {
-	path, key, _ := findKey(doc, line, name)
-	err := fmt.Errorf("unknown field %q", name)
-	if known := knownFields(parentPath(path)); key != nil && known != "" {
-		err = fmt.Errorf("unknown field %q (known fields: %s)", name, known)
-	}
-	ps.list = append(ps.list, problem{path: path, node: key, line: lineIfNil(key, line), err: err})
 }
 
 func duplicateKey(doc *yaml.Node, line int, name, first string, ps *problems) {

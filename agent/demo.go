@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"tunnel-agent/internal/probe"
 	"tunnel-agent/internal/topo"
 )
 
@@ -24,20 +25,42 @@ func runDemo(o *options) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d := &demo{out: o.stdout}
+	d := &demo{out: o.stdout, agentArgs: []string{"--log-level", o.logLevel, "--log-format", o.logFormat}}
 	err := d.run(ctx)
-	d.cleanup()
 	if ctx.Err() != nil && err != nil {
-		return errors.New("demo interrupted; everything it created is removed")
+		err = errors.New("interrupted")
 	}
-	return err
+	cleanErr := d.cleanup()
+	line := demoResult(err, cleanErr, d.tcp)
+	fmt.Fprintln(o.stdout, line)
+	if err != nil || cleanErr != nil {
+		return exitError{ExitFailure, errors.New(line)}
+	}
+	return nil
 }
 
 type demo struct {
-	out    io.Writer
-	dir    string
-	t      *topo.Topology
-	agents []*demoAgent
+	out       io.Writer
+	agentArgs []string // log flags passed on to the agents
+	dir       string
+	t         *topo.Topology
+	agents    []*demoAgent
+	tcp       *probe.TransferResult // the TCP transfer, once done
+}
+
+// demoResult is the demo's last line: what worked, or the first thing
+// that did not (err from the traffic, cleanErr from stopping the agents
+// and removing the namespaces).
+func demoResult(err, cleanErr error, tcp *probe.TransferResult) string {
+	switch {
+	case err != nil && cleanErr != nil:
+		return fmt.Sprintf("demo: FAILED: %v; cleaning up: %v", err, cleanErr)
+	case err != nil:
+		return fmt.Sprintf("demo: FAILED: %v (host restored)", err)
+	case cleanErr != nil:
+		return fmt.Sprintf("demo: FAILED: cleaning up: %v", cleanErr)
+	}
+	return fmt.Sprintf("demo: OK: ping both ways, TCP %d MiB at %.0f Mbit/s, host restored", tcp.Bytes>>20, tcp.Throughput/1e6)
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -78,7 +101,7 @@ func (d *demo) startAgents(ctx context.Context) error {
 			return err
 		}
 		d.say("starting the %s site's agent: tunnel-agent up -c %s (in ns %s)", s.site, path, s.ns)
-		a, err := startDemoAgent(ctx, s.ns, s.site, path, filepath.Join(d.dir, s.site+"-state"), d.out)
+		a, err := startDemoAgent(ctx, s.ns, s.site, path, filepath.Join(d.dir, s.site+"-state"), d.agentArgs, d.out)
 		if err != nil {
 			return err
 		}
@@ -88,20 +111,23 @@ func (d *demo) startAgents(ctx context.Context) error {
 }
 
 // cleanup stops the agents (they revert their host changes) and removes
-// the topology.
-func (d *demo) cleanup() {
+// the topology. It returns what went wrong.
+func (d *demo) cleanup() error {
+	var errs []error
 	for i := len(d.agents) - 1; i >= 0; i-- {
-		d.agents[i].stop()
+		errs = append(errs, d.agents[i].stop())
 	}
 	if d.t != nil {
 		d.say("removing the namespaces")
 		if err := d.t.Close(); err != nil {
 			d.say("cleanup: %v", err)
+			errs = append(errs, err)
 		}
 	}
 	if d.dir != "" {
 		os.RemoveAll(d.dir)
 	}
+	return errors.Join(errs...)
 }
 
 func randHex(n int) string {

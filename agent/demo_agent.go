@@ -20,13 +20,13 @@ type demoAgent struct {
 	done     chan struct{}
 }
 
-func startDemoAgent(ctx context.Context, ns, site, cfg, stateDir string, out io.Writer) (*demoAgent, error) {
+func startDemoAgent(ctx context.Context, ns, site, cfg, stateDir string, args []string, out io.Writer) (*demoAgent, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	// nsenter --net only: the agent must see the named namespaces it creates.
-	cmd := exec.Command("nsenter", "--net=/run/netns/"+ns, self, "up", "-c", cfg, "--state-dir", stateDir)
+	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns, self, "up", "-c", cfg, "--state-dir", stateDir}, args...)...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -62,13 +62,19 @@ func (a *demoAgent) waitReady(ctx context.Context) error {
 }
 
 // stop sends SIGINT (the agent reverts its host changes) and waits,
-// killing it after 20 s.
-func (a *demoAgent) stop() {
+// killing it after 20 s. It returns an error unless the agent exited 0
+// (which it does only when it reverted everything).
+func (a *demoAgent) stop() error {
 	_ = a.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-a.done:
 	case <-time.After(20 * time.Second):
 		_ = a.cmd.Process.Kill()
 		<-a.done
+		return fmt.Errorf("the %s agent did not stop in 20 s and was killed", a.site)
 	}
+	if code := a.cmd.ProcessState.ExitCode(); code != 0 {
+		return fmt.Errorf("the %s agent exited with code %d (see its log above)", a.site, code)
+	}
+	return nil
 }

@@ -39,6 +39,10 @@ func (d *demo) showTraffic(ctx context.Context) error {
 	}
 	d.say("TCP: %d bytes in %s = %.0f Mbit/s, checksums match: %v", res.Bytes, res.Duration.Round(time.Millisecond),
 		res.Throughput/1e6, res.OK())
+	if !res.OK() {
+		return fmt.Errorf("TCP transfer: %d of %d bytes arrived or their SHA-256 differs", res.Bytes, size)
+	}
+	d.tcp = &res
 	for _, a := range d.agents {
 		if st, err := readStatus(a.stateDir, a.site); err == nil {
 			d.say("tunnel-agent status of the %s site:", a.site)

@@ -2,19 +2,16 @@ package agent
 
 import (
 	"bufio"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // stdin is what `pubkey` reads; tests replace it.
 var stdin io.Reader = os.Stdin
-
-// noFlags is the flag set of commands without flags.
-func noFlags(*flag.FlagSet, *options) {}
 
 // runGenkey prints a new private key, as `wg genkey` does.
 func runGenkey(o *options) error {
@@ -40,12 +37,16 @@ func printKey(o *options, gen func() (wgtypes.Key, error)) error {
 func runPubkey(o *options) error {
 	line, err := bufio.NewReader(io.LimitReader(stdin, 256)).ReadString('\n')
 	if err != nil && err != io.EOF {
-		return fmt.Errorf("read private key from stdin: %w", err)
+		return fmt.Errorf("pubkey: read the private key from stdin: %w", err)
 	}
-	k, err := parseKey(line)
+	if strings.TrimSpace(line) == "" {
+		return usageError{"pubkey reads a WireGuard private key on stdin and got none: tunnel-agent pubkey < site.key"}
+	}
+	k, err := wgtypes.ParseKey(strings.TrimSpace(line))
 	if err != nil {
-		return usageError{"pubkey: stdin: " + err.Error()}
+		return usageError{"pubkey reads a WireGuard private key on stdin (44 characters of base64, as " +
+			"`tunnel-agent genkey` or `wg genkey` print it), and this is not one: " + err.Error()}
 	}
-	_, err = fmt.Fprintln(o.stdout, wgtypes.Key(publicKey(k)).String())
+	_, err = fmt.Fprintln(o.stdout, k.PublicKey().String())
 	return err
 }

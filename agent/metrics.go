@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -21,6 +22,9 @@ type metrics struct {
 	reg     *prometheus.Registry
 	repairs *prometheus.CounterVec
 	reloads *prometheus.CounterVec
+	// rebindFailures counts failed attempts to re-open the capture on a
+	// re-created LAN interface (watch.go).
+	rebindFailures prometheus.Counter
 }
 
 const metricPrefix = "tunnel_agent_"
@@ -32,9 +36,11 @@ func newMetrics() *metrics {
 			Help: "Host drifts acted on while running, per item of the host configuration and action (repaired, repair failed, gave up)."},
 			[]string{"item", "action"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricPrefix + "reloads_total",
-			Help: "Configuration reloads (SIGHUP), by result (ok, failed)."}, []string{"result"}),
+			Help: "Configuration reloads (SIGHUP or `tunnel-agent reload`), by result (ok, failed)."}, []string{"result"}),
+		rebindFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: metricPrefix + "capture_rebind_failures_total",
+			Help: "Failed attempts to re-open the capture on a re-created LAN interface (retried with backoff; nothing is captured meanwhile)."}),
 	}
-	m.reg.MustRegister(m.repairs, m.reloads, collectors.NewGoCollector(),
+	m.reg.MustRegister(m.repairs, m.reloads, m.rebindFailures, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -116,6 +122,16 @@ func collectPeer(ch chan<- prometheus.Metric, p dataplane.PeerStats) {
 	}
 }
 
+// Bounds of the metrics endpoint: any local user can connect to it.
+const (
+	metricsMaxConns          = 32
+	metricsReadHeaderTimeout = 5 * time.Second
+	metricsReadTimeout       = 10 * time.Second
+	metricsWriteTimeout      = 30 * time.Second
+	metricsIdleTimeout       = 60 * time.Second
+	metricsMaxHeaderBytes    = 8 << 10
+)
+
 // serveMetrics serves /metrics on metrics.listen, if set, and returns the
 // function that stops it. A port that cannot be opened is logged; the
 // tunnel runs on without metrics.
@@ -130,13 +146,11 @@ func (l *liveSite) serveMetrics() (stop func()) {
 		l.o.log.Error("metrics endpoint unavailable", "listen", addr, "err", err)
 		return func() {}
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(l.met.reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv, lim := newMetricsServer(ln, l.met.reg, l.o.log)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(lim); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			l.o.log.Error("metrics endpoint failed", "err", err)
 		}
 	}()
@@ -145,4 +159,20 @@ func (l *liveSite) serveMetrics() (stop func()) {
 		_ = srv.Close()
 		<-done
 	}
+}
+
+// newMetricsServer is the HTTP server of the metrics endpoint on ln: only
+// GET /metrics (404 elsewhere), with timeouts, a header size limit and at
+// most metricsMaxConns connections (connlimit.go). Serve it on the
+// returned listener.
+func newMetricsServer(ln net.Listener, reg *prometheus.Registry, log *slog.Logger) (*http.Server, *connLimiter) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn), Timeout: metricsWriteTimeout / 2}))
+	lim := newConnLimiter(ln, metricsMaxConns)
+	srv := &http.Server{Handler: mux, ConnState: lim.ConnState,
+		ReadHeaderTimeout: metricsReadHeaderTimeout, ReadTimeout: metricsReadTimeout,
+		WriteTimeout: metricsWriteTimeout, IdleTimeout: metricsIdleTimeout, MaxHeaderBytes: metricsMaxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	return srv, lim
 }

@@ -1,79 +1,146 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
+	"time"
 )
 
-// handleReloads reloads the file on every SIGHUP until ctx is done.
+// ReloadVerdict is the running agent's answer to a reload asked on its
+// status socket (`tunnel-agent reload`).
+type ReloadVerdict struct {
+	Result string `json:"result"` // ReloadApplied, ReloadRefused or ReloadInvalid
+	PID    int    `json:"pid"`
+	File   string `json:"file"` // the file the agent read (its -c)
+	// Summary says what changed (applied).
+	Summary string `json:"summary,omitempty"`
+	// Reason says why the running configuration stays (refused).
+	Reason string `json:"reason,omitempty"`
+	// Errors are the file's problems as the agent found them in its own
+	// namespace (invalid): FILE:LINE:COLUMN: FIELD: MESSAGE.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// Results of a reload.
+const (
+	ReloadApplied = "applied" // the new file runs
+	ReloadRefused = "refused" // valid, but the agent could not or would not apply it
+	ReloadInvalid = "invalid" // the file has errors
+)
+
+// handleReloads reloads the file on every SIGHUP and every reload asked
+// on the status socket, one at a time, until ctx is done.
 func (l *liveSite) handleReloads(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-l.hup:
-			notifyReloading(l.o.log)
-			if err := l.reload(); err != nil {
-				l.met.reloads.WithLabelValues("failed").Inc()
-				l.o.log.Error("reload rejected; the running configuration stays", "file", l.o.config, "err", err)
-			} else {
-				l.met.reloads.WithLabelValues("ok").Inc()
-			}
-			notifyReady(l.o.log)
+			l.reloadNow()
+		case reply := <-l.reloads:
+			reply <- l.reloadNow()
 		}
 	}
+}
+
+// requestReload asks handleReloads for a reload and waits for its verdict
+// (the status socket's "reload" command).
+func (l *liveSite) requestReload(ctx context.Context) ReloadVerdict {
+	stopping := ReloadVerdict{Result: ReloadRefused, PID: os.Getpid(), File: l.o.config,
+		Reason: "the agent is starting or stopping; try again"}
+	reply := make(chan ReloadVerdict, 1) // handleReloads never blocks on it
+	select {
+	case l.reloads <- reply:
+	case <-ctx.Done():
+		return stopping
+	}
+	select {
+	case v := <-reply:
+		return v
+	case <-ctx.Done():
+		stopping.Reason = "gave up waiting for the reload to finish; the agent's log says how it ended"
+		return stopping
+	}
+}
+
+// reloadNow reloads the file, logs and counts the result, and returns the
+// verdict. The memory the parse took is handed back to the system.
+func (l *liveSite) reloadNow() ReloadVerdict {
+	notifyReloading(l.o.log)
+	defer notifyReady(l.o.log)
+	defer debug.FreeOSMemory()
+	summary, err := l.reload()
+	v := ReloadVerdict{Result: ReloadApplied, PID: os.Getpid(), File: l.o.config, Summary: summary}
+	var ce *ConfigError
+	switch {
+	case err == nil:
+		l.met.reloads.WithLabelValues("ok").Inc()
+		return v
+	case errors.As(err, &ce):
+		v.Result = ReloadInvalid
+		for _, fe := range ce.Errors {
+			v.Errors = append(v.Errors, fe.Error())
+		}
+	default:
+		v.Result, v.Reason = ReloadRefused, err.Error()
+	}
+	l.met.reloads.WithLabelValues("failed").Inc()
+	l.o.log.Error("reload rejected; the running configuration stays", "file", l.o.config, "err", err)
+	return v
 }
 
 // reload re-reads the file and applies only the difference: the dataplane
 // first (peers, prefixes, keepalives; an invalid set changes nothing), then
 // the capture filter, then the host (blackholes, MTUs, offloads, addresses,
 // namespaces) through the watcher, which journals it and watches the new
-// state from then on.
-func (l *liveSite) reload() error {
+// state from then on. It returns what changed.
+func (l *liveSite) reload() (string, error) {
+	if err := checkInChild(context.Background(), l.self, l.o.config); err != nil {
+		return "", err
+	}
 	cfg, err := loadConfig(l.o, hostLinks{})
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := LoadKeys(cfg, l.o.config); err != nil {
-		return err
+		return "", err
 	}
 	if err := resolveEndpoints(cfg, l.lookup); err != nil {
-		return err
+		return "", err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := restartOnly(l.cfg, cfg); err != nil {
-		return err
+		return "", err
 	}
 	if l.eng == nil {
-		return errors.New("reload is not supported in wireguard mode yet: restart the agent (systemctl restart)")
+		return "", errors.New("reload is not supported in wireguard mode yet: restart the agent (systemctl restart)")
 	}
 	lanAddrs, err := interfaceAddrs(cfg.LAN.Interface)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := l.eng.Reconfigure(engineConfig(cfg, lanAddrs, l.o)); err != nil {
-		return err
+		return "", err
 	}
 	if err := l.capture.SetPrefixes(peerPrefixes(cfg)); err != nil {
-		return err
+		return "", err
 	}
 	if err := l.w.Reconfigure(Desired(cfg), l.j, l.o.log); err != nil {
-		return fmt.Errorf("change host configuration (the dataplane runs the new file; what was changed is journaled): %w", err)
+		return "", fmt.Errorf("change host configuration (the dataplane runs the new file; what was changed is journaled): %w", err)
 	}
 	added, removed := peerDiff(l.cfg, cfg)
 	l.cfg = cfg
 	l.o.log.Info("configuration reloaded", "file", l.o.config, "peers", len(cfg.Tunnel.Peers),
 		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","))
-	return nil
+	return fmt.Sprintf("%d peers, added: %s, removed: %s", len(cfg.Tunnel.Peers),
+		cmp.Or(strings.Join(added, ","), "none"), cmp.Or(strings.Join(removed, ","), "none")), nil
 }
 
 // restartOnly rejects changes a reload cannot make.
@@ -115,42 +182,34 @@ func peerDiff(old, nw *Config) (added, removed []string) {
 	return added, removed
 }
 
-// runReload validates the file and sends SIGHUP to the agent running the
-// site, whose PID is in <state-dir>/<site>.lock. An invalid file is
-// refused here already (exit 2), and the agent re-checks it.
+// runReload asks the agent running the site for a reload through its
+// status socket and waits for the verdict: exit 0 when the new file runs,
+// 1 when the agent refused it (the reason is printed), 2 when the file is
+// invalid (the agent's own check, in its namespace, is printed). Here the
+// file is read only for the site's name.
 func runReload(o *options) error {
-	cfg, err := loadConfig(o, hostLinks{})
+	cfg, err := loadConfig(o, nil)
 	if err != nil {
 		return err
 	}
-	pid, err := runningPID(o.stateDir, cfg.Site)
-	if err != nil {
+	var v ReloadVerdict
+	if err := statusCall(o.stateDir, cfg.Site, statusRequest{Command: "reload"}, statusReloadWait+10*time.Second, &v); err != nil {
 		return err
 	}
-	if err := unix.Kill(pid, unix.SIGHUP); err != nil {
-		return fmt.Errorf("signal the agent of site %q (pid %d): %w", cfg.Site, pid, err)
-	}
-	fmt.Fprintf(o.stdout, "site %s: asked agent pid %d to reload %s; its log says what changed\n", cfg.Site, pid, o.config)
-	return nil
+	return reloadResult(o, cfg.Site, v)
 }
 
-// runningPID returns the PID of the agent holding the site's lock, or an
-// error if none holds it.
-func runningPID(stateDir, site string) (int, error) {
-	path := filepath.Join(stateDir, site+".lock")
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("no agent is running for site %q (%w)", site, err)
+// reloadResult prints a verdict and turns it into the exit status.
+func reloadResult(o *options, site string, v ReloadVerdict) error {
+	switch v.Result {
+	case ReloadApplied:
+		fmt.Fprintf(o.stdout, "site %s: agent pid %d reloaded %s: %s\n", site, v.PID, v.File, v.Summary)
+		return nil
+	case ReloadInvalid:
+		return exitError{ExitUsage, fmt.Errorf("site %s: agent pid %d refused %s, the running configuration stays:\n%s",
+			site, v.PID, v.File, strings.Join(v.Errors, "\n"))}
+	case ReloadRefused:
+		return fmt.Errorf("site %s: agent pid %d refused the reload of %s, the running configuration stays: %s", site, v.PID, v.File, v.Reason)
 	}
-	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err == nil {
-		return 0, fmt.Errorf("no agent is running for site %q (lock %s is free)", site, path)
-	} else if !errors.Is(err, unix.EWOULDBLOCK) {
-		return 0, fmt.Errorf("check lock %s: %w", path, err)
-	}
-	pid, err := strconv.Atoi(readPID(f))
-	if err != nil || pid <= 1 {
-		return 0, fmt.Errorf("lock %s does not hold a PID", path)
-	}
-	return pid, nil
+	return fmt.Errorf("site %s: the agent answered the reload with %q: is it an older version? Restart it", site, v.Result)
 }

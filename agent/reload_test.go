@@ -2,9 +2,6 @@ package agent
 
 import (
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -72,31 +69,6 @@ func TestPeerDiff(t *testing.T) {
 	added, removed := peerDiff(mk("a", "b"), mk("b", "c"))
 	if strings.Join(added, ",") != "c" || strings.Join(removed, ",") != "a" {
 		t.Errorf("added %v removed %v", added, removed)
-	}
-}
-
-func TestRunningPID(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := runningPID(dir, "s"); err == nil {
-		t.Error("no lock file: want an error")
-	}
-	lock, err := lockSite(dir, "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := runningPID(dir, "s")
-	if err != nil || pid != os.Getpid() {
-		t.Errorf("runningPID = %d, %v; want %d", pid, err, os.Getpid())
-	}
-	lock.release()
-	if _, err := runningPID(dir, "s"); err == nil || !strings.Contains(err.Error(), "free") {
-		t.Errorf("released lock: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "x.lock"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := runningPID(dir, "x"); err == nil {
-		t.Error("a lock file nobody holds must not name a running agent")
 	}
 }
 

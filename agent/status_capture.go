@@ -8,6 +8,10 @@ type captureCounters struct {
 	truncated   uint64 // frames larger than the read buffer
 	gsoDropped  uint64 // packets after a TCP super-packet whose segments filled the batch
 	kernelDrops uint64 // frames the kernel dropped: receive buffer or ring full
+	// Re-binds of the capture to a re-created LAN interface (watch.go):
+	// failed attempts, and whether one is being retried now.
+	rebindFailures uint64
+	rebindFailing  bool
 }
 
 func readCaptureCounters(c *dataplane.PacketCapture) captureCounters {
@@ -26,6 +30,7 @@ func (c captureCounters) plus(o captureCounters) captureCounters {
 // withCapture returns st with the capture counters cc.
 func (st Status) withCapture(cc captureCounters) Status {
 	st.CaptureTruncated, st.CaptureGSODropped, st.CaptureKernelDrops = cc.truncated, cc.gsoDropped, cc.kernelDrops
+	st.CaptureRebindFailures, st.CaptureRebindFailing = cc.rebindFailures, cc.rebindFailing
 	return st
 }
 

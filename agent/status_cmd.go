@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -21,9 +20,7 @@ func runStatus(o *options) error {
 		return err
 	}
 	if o.json {
-		enc := json.NewEncoder(o.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return printJSON(o.stdout, st)
 	}
 	printStatus(o.stdout, st, time.Now())
 	return nil
@@ -49,6 +46,13 @@ func printStatus(w io.Writer, st Status, now time.Time) {
 	}
 	fmt.Fprintf(w, "\nicmp errors sent=%d rate-limited=%d, capture truncated=%d gso-dropped=%d kernel-dropped=%d\n",
 		st.Dataplane.ICMPSent, st.Dataplane.ICMPRateLimited, st.CaptureTruncated, st.CaptureGSODropped, st.CaptureKernelDrops)
+	if st.CaptureRebindFailures > 0 || st.CaptureRebindFailing {
+		state := "bound"
+		if st.CaptureRebindFailing {
+			state = "NOT BOUND, retrying: nothing is captured (see the agent's log)"
+		}
+		fmt.Fprintf(w, "capture re-bind to the re-created LAN interface: %s; failed attempts %d\n", state, st.CaptureRebindFailures)
+	}
 	printTransport(w, st.Transport)
 }
 

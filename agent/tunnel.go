@@ -24,7 +24,7 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 	dcfg := engineConfig(cfg, lanAddrs, o)
 	if cfg.Tunnel.Mode == ModeWireGuard {
 		defer live.started(ctx, nil, nil)() // host repairs only; no live reload of wireguard-go yet
-		return runWireGuard(ctx, cfg, dcfg, o)
+		return runWireGuard(ctx, cfg, dcfg, o, live.requestReload)
 	}
 	capture, err := dataplane.OpenCaptureWith(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
 	if err != nil {
@@ -50,7 +50,7 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 	}
 	st := &statusSource{site: cfg.Site, started: time.Now(), listen: transport.LocalAddr(), eng: eng, capture: capture,
 		live: live, transport: transport}
-	srv, err := serveStatus(statusPath(o.stateDir, cfg.Site), st.snapshot, o.log)
+	srv, err := serveStatus(statusPath(o.stateDir, cfg.Site), statusHandlers{st.snapshot, live.requestReload}, o.log)
 	if err != nil {
 		o.log.Warn("status socket unavailable; `tunnel-agent status` will not work", "err", err)
 	} else {

@@ -13,7 +13,8 @@ import (
 // runWireGuard is runTunnel in wireguard mode: the same capture and
 // injection, wireguard-go's protocol and UDP socket in place of the plain
 // transport.
-func runWireGuard(ctx context.Context, cfg *Config, dcfg dataplane.Config, o *options) error {
+func runWireGuard(ctx context.Context, cfg *Config, dcfg dataplane.Config, o *options,
+	reload func(context.Context) ReloadVerdict) error {
 	capture, err := dataplane.OpenCaptureWith(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
 	if err != nil {
 		return fmt.Errorf("open capture on %s: %w", cfg.LAN.Interface, err)
@@ -30,7 +31,7 @@ func runWireGuard(ctx context.Context, cfg *Config, dcfg dataplane.Config, o *op
 		return fmt.Errorf("start wireguard dataplane: %w", err)
 	}
 	st := &statusSource{site: cfg.Site, started: time.Now(), listen: cfg.Tunnel.Listen, capture: capture, wg: w}
-	srv, err := serveStatus(statusPath(o.stateDir, cfg.Site), st.snapshot, o.log)
+	srv, err := serveStatus(statusPath(o.stateDir, cfg.Site), statusHandlers{st.snapshot, reload}, o.log)
 	if err != nil {
 		o.log.Warn("status socket unavailable; `tunnel-agent status` will not work", "err", err)
 	} else {

@@ -2,10 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -24,6 +28,11 @@ type liveSite struct {
 	met    *metrics
 	lookup lookupFunc     // resolves peer endpoint names (resolve.go)
 	hup    chan os.Signal // SIGHUP, registered before Apply so none is lost
+	// reloads are the reloads asked on the status socket (reload.go).
+	reloads chan chan ReloadVerdict
+	// self runs this binary, for checking a file to reload in a child
+	// process (reload_check.go).
+	self []string
 
 	mu      sync.Mutex // guards what follows (reload vs. capture re-bind)
 	cfg     *Config
@@ -31,11 +40,17 @@ type liveSite struct {
 	capture *dataplane.PacketCapture
 	capIdx  int             // ifindex the capture is bound to
 	capBase captureCounters // counters of the captures re-binds replaced
+	rebind  rebindRetry     // a failed re-bind of the capture, retried
+	stopped bool            // started's stop ran: no more re-binds
+	// openCapture opens the capture (dataplane.OpenCaptureWith; tests
+	// replace it).
+	openCapture func(string, []netip.Prefix, dataplane.CaptureOptions) (*dataplane.PacketCapture, error)
 }
 
 // newLiveSite prepares the watcher for a host Apply just configured.
 func newLiveSite(cfg *Config, o *options, h *netcfg.NetlinkHost, j *netcfg.Journal) *liveSite {
-	l := &liveSite{o: o, h: h, j: j, cfg: cfg, met: newMetrics(), hup: make(chan os.Signal, 1), lookup: systemLookup}
+	l := &liveSite{o: o, h: h, j: j, cfg: cfg, met: newMetrics(), hup: make(chan os.Signal, 1), lookup: systemLookup,
+		reloads: make(chan chan ReloadVerdict), openCapture: dataplane.OpenCaptureWith, self: []string{"/proc/self/exe"}}
 	l.w = netcfg.NewWatcher(h, Desired(cfg), netcfg.WatchOptions{OnEvent: l.onRepair, OnChecked: l.rebindCapture})
 	signal.Notify(l.hup, syscall.SIGHUP)
 	return l
@@ -76,33 +91,112 @@ func (l *liveSite) started(ctx context.Context, eng *dataplane.Engine, c *datapl
 		notifyStopping(l.o.log)
 		cancel()
 		wg.Wait()
+		l.mu.Lock()
+		l.stopped = true
+		l.rebind.cancel()
+		l.mu.Unlock()
 		stopMetrics()
 	}
 }
 
 // rebindCapture re-opens the capture when the LAN interface was re-created
 // (its ifindex changed): the old socket is bound to an index that is gone.
+// It runs after every check pass of the watcher and, after a failure, on
+// the retry timer (rebindRetry): a failed re-bind is logged, counted, and
+// retried with backoff until it succeeds or the interface changes again.
 func (l *liveSite) rebindCapture() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.rebind.cancel()
+	if l.stopped || l.eng == nil {
+		return
+	}
 	lan := l.cfg.LAN.Interface
-	idx := ifindex(lan)
-	if l.eng == nil || idx == 0 || idx == l.capIdx {
+	idx, err := lookupIndex(lan)
+	if err != nil { // out of descriptors, say: whether it changed is unknown
+		l.rebindFailed(0, "cannot look up the LAN interface to check the capture's binding", err)
 		return
 	}
-	c, err := dataplane.OpenCaptureWith(lan, peerPrefixes(l.cfg), captureOptions(l.cfg))
+	if idx == 0 || idx == l.capIdx {
+		l.rebind.reset() // gone (a later pass brings it back), or bound already
+		return
+	}
+	c, err := l.openCapture(lan, peerPrefixes(l.cfg), captureOptions(l.cfg))
 	if err != nil {
-		l.o.log.Error("LAN interface re-created, but the capture cannot be re-opened", "lan", lan, "err", err)
+		l.rebindFailed(idx, "LAN interface re-created, but the capture cannot be re-opened; no packet is captured until it is", err)
 		return
 	}
-	if err := l.eng.ReplaceCapture(c); err != nil {
-		return // stopping
+	l.rebind.reset()
+	if err := l.eng.ReplaceCapture(c); errors.Is(err, dataplane.ErrStopped) {
+		return // stopping; ReplaceCapture closed c
+	} else if err != nil {
+		l.o.log.Warn("closing the capture of the old LAN interface", "lan", lan, "err", err)
 	}
 	// Read after ReplaceCapture closed it: its counters as of Close.
 	l.capBase = l.capBase.plus(readCaptureCounters(l.capture))
 	l.o.log.Warn("LAN interface re-created; capture re-bound", "lan", lan, "old_ifindex", l.capIdx, "ifindex", idx)
 	l.capture, l.capIdx = c, idx
 	l.met.repairs.WithLabelValues("re-bind capture to "+lan, string(netcfg.Repaired)).Inc()
+}
+
+// rebindFailed logs and counts a failed re-bind attempt for the interface
+// idx and schedules the next (l.mu held).
+func (l *liveSite) rebindFailed(idx int, msg string, err error) {
+	delay := l.rebind.failed(idx, l.rebindCapture)
+	l.met.rebindFailures.Inc()
+	l.o.log.Error(msg, "lan", l.cfg.LAN.Interface, "ifindex", idx, "attempt", l.rebind.attempts, "retry_in", delay, "err", err)
+}
+
+// Backoff of the re-bind retries.
+const (
+	rebindFirstRetry = 200 * time.Millisecond
+	rebindMaxRetry   = 30 * time.Second
+)
+
+// rebindRetry is the state of a failing capture re-bind (guarded by
+// liveSite.mu).
+type rebindRetry struct {
+	failures uint64        // failed attempts since start: status and metrics
+	attempts int           // failed attempts for the current interface
+	idx      int           // the ifindex they were for
+	delay    time.Duration // before the next retry
+	timer    *time.Timer
+	after    func(time.Duration, func()) *time.Timer // time.AfterFunc; tests replace it
+}
+
+// failed records a failed attempt for the interface idx and schedules
+// retry; it returns the delay. A new interface starts the backoff over.
+func (r *rebindRetry) failed(idx int, retry func()) time.Duration {
+	r.failures++
+	if idx != r.idx || r.delay == 0 {
+		r.idx, r.attempts, r.delay = idx, 0, rebindFirstRetry
+	}
+	r.attempts++
+	d := r.delay
+	r.delay = min(2*r.delay, rebindMaxRetry)
+	after := r.after
+	if after == nil {
+		after = time.AfterFunc
+	}
+	r.timer = after(d, retry)
+	return d
+}
+
+// failing reports whether a re-bind failed and is being retried.
+func (r *rebindRetry) failing() bool { return r.attempts > 0 }
+
+// reset forgets the current failure (the failures count stays).
+func (r *rebindRetry) reset() {
+	r.cancel()
+	r.idx, r.attempts, r.delay = 0, 0, 0
+}
+
+// cancel stops a scheduled retry.
+func (r *rebindRetry) cancel() {
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
 }
 
 // captureCounters are the drop counters of the captures this site has
@@ -112,14 +206,27 @@ func (l *liveSite) rebindCapture() {
 func (l *liveSite) captureCounters() (cc captureCounters, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.capBase.plus(readCaptureCounters(l.capture)), l.capture != nil
+	cc = l.capBase.plus(readCaptureCounters(l.capture))
+	cc.rebindFailures, cc.rebindFailing = l.rebind.failures, l.rebind.failing()
+	return cc, l.capture != nil
 }
 
 // ifindex returns the index of a link in the agent's namespace, 0 if none.
 func ifindex(name string) int {
+	idx, _ := lookupIndex(name)
+	return idx
+}
+
+// lookupIndex returns the index of a link in the agent's namespace: 0
+// when there is no such link, an error when it could not be looked up.
+func lookupIndex(name string) (int, error) {
 	link, err := netlink.LinkByName(name)
-	if err != nil {
-		return 0
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("look up %s: %w", name, err)
 	}
-	return link.Attrs().Index
+	return link.Attrs().Index, nil
 }

@@ -115,23 +115,88 @@ func TestLiveOperations(t *testing.T) {
 			t.Fatalf("north got no tunneled packet:\n%s", s.agentB.out.String())
 		}
 	})
-	t.Run("reload with an invalid file is refused; the old config runs on", func(t *testing.T) {
+	t.Run("reload: an invalid file exits 2, a refused change 1, and the old config runs on", func(t *testing.T) {
 		good, _ := os.ReadFile(s.cfgB)
-		bad := strings.Replace(string(good), "10.77.0.0/24]", "10.77.0.0/33]", 1)
-		if err := os.WriteFile(s.cfgB, []byte(bad), 0o600); err != nil {
+		for _, tc := range []struct {
+			name, from, to string
+			code           int
+			want           []string
+		}{
+			// Found by the caller already: the file is invalid anywhere.
+			{"bad prefix", "10.77.0.0/24]", "10.77.0.0/33]", 2, []string{"10.77.0.0/33"}},
+			// Found only by the agent, in its namespace: the caller checks no host.
+			{"LAN interface missing in the agent's namespace", "interface: " + topo.SiteBGatewayLink, "interface: nosuch0", 2,
+				[]string{"refused " + s.cfgB + ", the running configuration stays", s.cfgB + ":", `lan.interface: interface "nosuch0" does not exist on this host`}},
+			// Valid, but not something a reload can change.
+			{"listen port changed", "0.0.0.0:50000", "0.0.0.0:50001", 1,
+				[]string{"refused the reload", "tunnel.listen changed from 0.0.0.0:50000 to 0.0.0.0:50001: restart the agent"}},
+		} {
+			bad := strings.Replace(string(good), tc.from, tc.to, 1)
+			if bad == string(good) {
+				t.Fatalf("%s: %q not in the file", tc.name, tc.from)
+			}
+			if err := os.WriteFile(s.cfgB, []byte(bad), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, code := runAgent(t, s.GatewayB, s.args("reload", "server")...)
+			if code != tc.code || !containsAll(out, tc.want...) {
+				t.Errorf("%s: reload exit %d, want %d with %q:\n%s", tc.name, code, tc.code, tc.want, out)
+			}
+		}
+		off := len(s.agentB.out.String())
+		_ = s.agentB.cmd.Process.Signal(syscall.SIGHUP) // SIGHUP (systemd's ExecReload) is refused too
+		waitLogAfter(t, s.agentB, off, 5*time.Second, "reload rejected", "tunnel.listen changed")
+		// The densest junk the 1 MiB cap lets through (over 100 MB for the
+		// YAML parser) is checked by the agent's child: the agent's peak
+		// memory does not move.
+		hwm0 := peakRSS(t, s.agentB.cmd.Process.Pid)
+		junk := "x: [" + strings.Repeat("a,", 1<<19-4) + "a]\n"
+		if err := os.WriteFile(s.cfgB, []byte(junk), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		out, code := runAgent(t, s.GatewayB, s.args("reload", "server")...)
-		if code != 2 || !strings.Contains(out, "10.77.0.0/33") {
-			t.Errorf("reload of an invalid file: exit %d, want 2 with the reason:\n%s", code, out)
+		off = len(s.agentB.out.String())
+		_ = s.agentB.cmd.Process.Signal(syscall.SIGHUP)
+		waitLogAfter(t, s.agentB, off, time.Minute, "reload rejected", `unknown field \"x\"`) // the race-built child takes seconds
+		if hwm := peakRSS(t, s.agentB.cmd.Process.Pid); hwm > hwm0+16<<10 {
+			t.Errorf("a reload of a 1 MiB junk file raised the agent's peak RSS from %d to %d KB", hwm0, hwm)
+		} else {
+			t.Logf("a reload of a 1 MiB junk file: agent's peak RSS %d KB before, %d KB after", hwm0, hwm)
 		}
-		_ = s.agentB.cmd.Process.Signal(syscall.SIGHUP) // the agent must refuse it too
-		waitLog(t, s.agentB, "reload rejected")
 		if err := os.WriteFile(s.cfgB, good, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		out, code := runAgent(t, s.GatewayB, s.args("reload", "server")...)
+		if code != 0 || !strings.Contains(out, "reloaded "+s.cfgB+": 2 peers, added: none, removed: none") {
+			t.Errorf("reload of the good file: exit %d:\n%s", code, out)
+		}
 		r, err := probe.Ping(s.client(), hostB, 3, 50*time.Millisecond, 2*time.Second, 84)
-		mustPing(t, "client -> VPS host after a refused reload", r, err)
+		mustPing(t, "client -> VPS host after refused reloads", r, err)
+		m := s.scrape(t, metricsAddr)
+		if m[`tunnel_agent_reloads_total{result="failed"}`] != 4 || m[`tunnel_agent_reloads_total{result="ok"}`] != 2 {
+			t.Errorf("reloads counted: failed %v ok %v, want 4 and 2", m[`tunnel_agent_reloads_total{result="failed"}`], m[`tunnel_agent_reloads_total{result="ok"}`])
+		}
+	})
+	t.Run("idle connections to the metrics endpoint do not stop a scrape", func(t *testing.T) {
+		var conns []net.Conn
+		t.Cleanup(func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		})
+		fds0 := countFDs(t, s.agentB.cmd.Process.Pid)
+		for range 500 {
+			var c net.Conn
+			if err := nsutil.Do(s.Handle(s.GatewayB), func() (err error) { c, err = net.Dial("tcp", metricsAddr); return err }); err != nil {
+				t.Fatalf("connection %d: %v", len(conns), err)
+			}
+			conns = append(conns, c)
+		}
+		if m := s.scrape(t, metricsAddr); m[`tunnel_agent_reloads_total{result="ok"}`] != 2 {
+			t.Errorf("scrape with 500 idle connections: reloads_total{result=\"ok\"} = %v", m[`tunnel_agent_reloads_total{result="ok"}`])
+		}
+		if fds := countFDs(t, s.agentB.cmd.Process.Pid); fds > fds0+40 {
+			t.Errorf("agent holds %d descriptors with 500 idle connections, %d before", fds, fds0)
+		}
 	})
 	t.Run("SIGINT restores both hosts", func(t *testing.T) { s.stopAndCompare(t) })
 }
@@ -205,4 +270,37 @@ func (s *twoSite) scrape(t *testing.T, addr string) map[string]float64 {
 		}
 	}
 	return m
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// countFDs returns how many descriptors process pid has open.
+func countFDs(t *testing.T, pid int) int {
+	t.Helper()
+	return len(openFDs(t, pid))
+}
+
+// peakRSS returns the peak resident set size of process pid in KB
+// (VmHWM).
+func peakRSS(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
 }

@@ -236,8 +236,16 @@ func TestWatchRepairsDrift(t *testing.T) {
 // waitLog waits up to 5 s for a log line containing every one of parts.
 func waitLog(t *testing.T, a *agentProc, parts ...string) {
 	t.Helper()
+	waitLogAfter(t, a, 0, 5*time.Second, parts...)
+}
+
+// waitLogAfter waits up to d for a line with every one of parts among the
+// lines the agent wrote after the first off bytes of its output (what it
+// logged after some action).
+func waitLogAfter(t *testing.T, a *agentProc, off int, d time.Duration, parts ...string) {
+	t.Helper()
 	has := func() bool {
-		for _, line := range strings.Split(a.out.String(), "\n") {
+		for _, line := range strings.Split(a.out.String()[off:], "\n") {
 			all := true
 			for _, p := range parts {
 				all = all && strings.Contains(line, p)
@@ -248,7 +256,7 @@ func waitLog(t *testing.T, a *agentProc, parts ...string) {
 		}
 		return false
 	}
-	if _, ok := within(5*time.Second, has); !ok {
+	if _, ok := within(d, has); !ok {
 		t.Fatalf("no log line with %q:\n%s", parts, a.out.String())
 	}
 }
