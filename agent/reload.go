@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"tunnel-agent/internal/fstrust"
 )
 
 // handleReloads reloads the file on every SIGHUP until ctx is done.
@@ -137,8 +139,14 @@ func runReload(o *options) error {
 // runningPID returns the PID of the agent holding the site's lock, or an
 // error if none holds it.
 func runningPID(stateDir, site string) (int, error) {
+	if err := checkStateDir(stateDir); err != nil {
+		return 0, err
+	}
 	path := filepath.Join(stateDir, site+".lock")
-	f, err := os.Open(path)
+	f, err := fstrust.OpenFile("lock", path, os.O_RDONLY, 0, privateFile)
+	if errors.Is(err, fstrust.ErrUntrusted) {
+		return 0, err // its PID is not to be signalled
+	}
 	if err != nil {
 		return 0, fmt.Errorf("no agent is running for site %q (%w)", site, err)
 	}

@@ -9,7 +9,36 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"tunnel-agent/internal/fstrust"
 )
+
+// The state directory holds each site's journal, lock and status socket.
+// The agent trusts what it finds there (a journal says what `down`
+// deletes), so it refuses a directory anyone else could write to, and
+// opens its files there without following symbolic links (fstrust).
+
+// stateDirWhat names the state directory in messages.
+const stateDirWhat = "state directory"
+
+// privateFile is the mode bits refused on a journal or lock: group or
+// others could change it.
+const privateFile = 0o022
+
+// prepareStateDir creates the state directory (0700) when it is missing
+// and refuses one that others could write to (fstrust.CheckDir).
+func prepareStateDir(dir string) error {
+	return fstrust.EnsureDir(stateDirWhat, dir)
+}
+
+// checkStateDir refuses a state directory others could write to; a
+// missing one is fine (nothing in it to trust).
+func checkStateDir(dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return fstrust.CheckDir(stateDirWhat, dir)
+}
 
 // siteLock is an exclusive flock on <state-dir>/<site>.lock, held for as
 // long as an agent (or a `down`) works on the site. The kernel drops it
@@ -17,11 +46,11 @@ import (
 type siteLock struct{ f *os.File }
 
 func lockSite(stateDir, site string) (*siteLock, error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state directory: %w", err)
+	if err := prepareStateDir(stateDir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(stateDir, site+".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := fstrust.OpenFile("lock", path, os.O_RDWR|os.O_CREATE, 0o600, privateFile)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/internal/fstrust"
 )
 
 // Status is what the running agent reports on its status socket and what
@@ -107,6 +108,12 @@ func (s *statusServer) Close() {
 func readStatus(stateDir, site string) (Status, error) {
 	var st Status
 	path := statusPath(stateDir, site)
+	if err := checkStateDir(stateDir); err != nil {
+		return st, err
+	}
+	if err := fstrust.CheckSocket("status socket", path); err != nil {
+		return st, err
+	}
 	c, err := net.DialTimeout("unix", path, 2*time.Second)
 	if err != nil {
 		return st, fmt.Errorf("no running agent for site %q answers on %s: %w", site, path, err)
