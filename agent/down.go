@@ -20,6 +20,7 @@ func runDown(o *options) error {
 	}
 	defer lock.release()
 	jp := journalPath(o.stateDir, cfg.Site)
+	removeTemporaries(jp, o.log)
 	j, err := netcfg.LoadJournal(jp)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tunnel-agent/internal/fstrust"
+	"tunnel-agent/netcfg"
 )
 
 // The state directory holds each site's journal, lock and status socket.
@@ -81,4 +83,17 @@ func (l *siteLock) release() { l.f.Close() }
 
 func journalPath(stateDir, site string) string {
 	return filepath.Join(stateDir, site+".json")
+}
+
+// removeTemporaries removes the temporary journal files a killed save
+// left (netcfg.RemoveTemporaries); `up` and `down` call it under the
+// site's lock.
+func removeTemporaries(jp string, log *slog.Logger) {
+	removed, err := netcfg.RemoveTemporaries(jp)
+	for _, p := range removed {
+		log.Info("removed a temporary journal file a killed run left", "file", p)
+	}
+	if err != nil {
+		log.Warn("cannot remove a temporary journal file", "err", err)
+	}
 }

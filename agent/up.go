@@ -55,6 +55,7 @@ func runUp(o *options) error {
 	}
 	defer h.Close()
 	jp := journalPath(o.stateDir, cfg.Site)
+	removeTemporaries(jp, o.log)
 	if err := revertLeftover(h, jp, o.log); err != nil {
 		return fmt.Errorf("revert what a previous run left (journal %s): %w; fix the cause, then run `tunnel-agent down`", jp, err)
 	}
