@@ -23,7 +23,10 @@ type Journal struct {
 	Site    string    `json:"site"`
 	PID     int       `json:"pid"`
 	Started time.Time `json:"started"`
-	Entries []Entry   `json:"entries"`
+	// NetNS is the network namespace the changes were made in (the
+	// Host's NS ""); nil in a journal written before it was recorded.
+	NetNS   *NetNSID `json:"netns,omitempty"`
+	Entries []Entry  `json:"entries"`
 
 	path string
 }
