@@ -29,7 +29,7 @@ func runDown(o *options) error {
 		fmt.Fprintf(o.stdout, "site %s: nothing to revert (no journal at %s)\n", cfg.Site, jp)
 		return nil
 	}
-	h, err := netcfg.NewNetlinkHost()
+	h, err := journalHost(j, o.log)
 	if err != nil {
 		return err
 	}

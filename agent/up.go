@@ -56,7 +56,7 @@ func runUp(o *options) error {
 	defer h.Close()
 	jp := journalPath(o.stateDir, cfg.Site)
 	removeTemporaries(jp, o.log)
-	if err := revertLeftover(h, jp, o.log); err != nil {
+	if err := revertLeftover(jp, o.log); err != nil {
 		return fmt.Errorf("revert what a previous run left (journal %s): %w; fix the cause, then run `tunnel-agent down`", jp, err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -78,13 +78,19 @@ func runUp(o *options) error {
 	return runErr
 }
 
-// revertLeftover reverts the journal of a run that did not exit cleanly.
-func revertLeftover(h netcfg.Host, path string, log *slog.Logger) error {
+// revertLeftover reverts the journal of a run that did not exit cleanly,
+// in the network namespace it was made in (journalHost).
+func revertLeftover(path string, log *slog.Logger) error {
 	j, err := netcfg.LoadJournal(path)
 	if err != nil || j == nil {
 		return err
 	}
 	log.Warn("found the journal of a run that did not exit cleanly; reverting it first",
 		"pid", j.PID, "started", j.Started, "changes", len(j.Entries))
+	h, err := journalHost(j, log)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
 	return netcfg.Revert(h, j, log)
 }
