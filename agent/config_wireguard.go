@@ -158,11 +158,12 @@ func LoadKeys(cfg *Config, file string) error {
 			ps.addf(path+".public_key", nil, "this is the site's own public key (from tunnel.private_key_file); give the peer's")
 		}
 	}
-	return keyErrors(ps, file)
+	return fileProblems(ps, file)
 }
 
-// keyErrors places the problems in the file, or returns nil.
-func keyErrors(ps *problems, file string) error {
+// fileProblems places the problems found after LoadConfig in the file
+// (read again for their lines), or returns nil.
+func fileProblems(ps *problems, file string) error {
 	if len(ps.list) == 0 {
 		return nil
 	}

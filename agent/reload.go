@@ -40,7 +40,8 @@ func (l *liveSite) handleReloads(ctx context.Context) {
 // namespaces) through the watcher, which journals it and watches the new
 // state from then on.
 func (l *liveSite) reload() error {
-	cfg, err := loadConfig(l.o, hostLinks{})
+	host := l.o.host()
+	cfg, err := loadConfig(l.o, host)
 	if err != nil {
 		return err
 	}
@@ -48,6 +49,17 @@ func (l *liveSite) reload() error {
 		return err
 	}
 	if err := resolveEndpoints(cfg, l.lookup); err != nil {
+		return err
+	}
+	if err := checkResolved(cfg, l.o.config); err != nil {
+		return err
+	}
+	dir, err := lockStateDir(l.o.stateDir, l.o.log)
+	if err != nil {
+		return err
+	}
+	defer dir.release()
+	if err := checkClaims(cfg, l.o.config, host); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -121,7 +133,7 @@ func peerDiff(old, nw *Config) (added, removed []string) {
 // site, whose PID is in <state-dir>/<site>.lock. An invalid file is
 // refused here already (exit 2), and the agent re-checks it.
 func runReload(o *options) error {
-	cfg, err := loadConfig(o, hostLinks{})
+	cfg, err := loadConfig(o, o.host())
 	if err != nil {
 		return err
 	}

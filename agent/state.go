@@ -97,3 +97,35 @@ func removeTemporaries(jp string, log *slog.Logger) {
 		log.Warn("cannot remove a temporary journal file", "err", err)
 	}
 }
+
+// dirLock is an exclusive flock on the state directory itself. `up`
+// holds it from its last look at the other sites' journals until its own
+// journal lists everything it changes (and a reload while it re-checks
+// and applies), so that two sites starting at once see each other's
+// claims. The kernel drops it when the process dies.
+type dirLock struct{ f *os.File }
+
+func lockStateDir(dir string, log *slog.Logger) (*dirLock, error) {
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s %s: %w", stateDirWhat, dir, err)
+	}
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		log.Info("another agent is configuring the host; waiting for it to finish", "state_dir", dir)
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s %s: %w", stateDirWhat, dir, err)
+	}
+	return &dirLock{f: f}, nil
+}
+
+// release unlocks; safe to call twice.
+func (l *dirLock) release() {
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}
