@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // TestTwoSitesOverlappingClaimsRefused: with site one running, a second
@@ -18,10 +17,7 @@ import (
 // journal, and the host is left exactly as site one made it. Stopping
 // site one then restores the host.
 func TestTwoSitesOverlappingClaimsRefused(t *testing.T) {
-	s := newVPSSite(t)
-	nsOne, nsTwo := s.prefix+"one", s.prefix+"two"
-	t.Cleanup(func() { _ = netns.DeleteNamed(nsOne); _ = netns.DeleteNamed(nsTwo) })
-	state := filepath.Join(s.dir, "state")
+	s, nsOne, nsTwo, state := newSharedHost(t)
 	cfgOne := writeFile(t, s.dir, "one.yaml", siteYAML("one", nsOne, "va", 1, 50001))
 	before := s.state(t)
 	one := startAgent(t, s.host.Name, "up", "-c", cfgOne, "--state-dir", state)
@@ -54,10 +50,7 @@ func TestTwoSitesOverlappingClaimsRefused(t *testing.T) {
 // whichever stops first leaves the other's configuration in place, and
 // when both have stopped the host is as before.
 func TestTwoSitesStopInEitherOrder(t *testing.T) {
-	s := newVPSSite(t)
-	nsOne, nsTwo := s.prefix+"one", s.prefix+"two"
-	t.Cleanup(func() { _ = netns.DeleteNamed(nsOne); _ = netns.DeleteNamed(nsTwo) })
-	state := filepath.Join(s.dir, "state")
+	s, nsOne, nsTwo, state := newSharedHost(t)
 	cfg := map[string]string{
 		"one": writeFile(t, s.dir, "one.yaml", siteYAML("one", nsOne, "va", 1, 50001)),
 		"two": writeFile(t, s.dir, "two.yaml", siteYAML("two", nsTwo, "vb", 2, 50002)),
