@@ -37,6 +37,7 @@ type options struct {
 	config   string
 	stateDir string
 	json     bool
+	force    bool // down --force: remove by the agent's marks when the journal cannot be used
 	logLevel string
 	stdout   io.Writer
 	stderr   io.Writer
@@ -52,7 +53,7 @@ type command struct {
 var commands = map[string]command{
 	"up":      {"apply the host configuration, run the tunnel, revert on SIGINT/SIGTERM", runUp, configFlags},
 	"demo":    {"run both sites of the tutorial in throwaway namespaces and show traffic (root)", runDemo, func(*flag.FlagSet, *options) {}},
-	"down":    {"revert what a killed `up` left behind (a no-op when nothing is left)", runDown, configFlags},
+	"down":    {"revert what a killed `up` left behind (a no-op when nothing is left)", runDown, downFlags},
 	"reload":  {"check the file and make the running agent re-read it (SIGHUP): applies only the difference", runReload, configFlags},
 	"check":   {"validate the file and print the plan of host changes; touches nothing", runCheck, checkFlags},
 	"status":  {"print the running agent's peers and counters", runStatus, checkFlags},
@@ -106,6 +107,11 @@ func configFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.config, "config", "", "site configuration `file` (YAML)")
 	fs.StringVar(&o.stateDir, "state-dir", DefaultStateDir, "`directory` for journals, locks and status sockets")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+}
+
+func downFlags(fs *flag.FlagSet, o *options) {
+	configFlags(fs, o)
+	fs.BoolVar(&o.force, "force", false, "when the journal is damaged or missing, remove what the site file names and carries the agent's marks (docs/operations.md)")
 }
 
 func checkFlags(fs *flag.FlagSet, o *options) {
