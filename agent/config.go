@@ -153,6 +153,10 @@ type SiteJournal struct {
 	Path    string
 	Journal *netcfg.Journal // nil when Err is set
 	Err     error
+	// Elsewhere reports that its changes were made in another network
+	// namespace than the agent's: only the named namespaces it claims
+	// (which all namespaces see) can clash with this site's.
+	Elsewhere bool
 }
 
 // LoadConfig reads, parses and validates the YAML file at path, and

@@ -101,7 +101,9 @@ func (o otherSite) String() string {
 }
 
 // journalClaims lists what a journal's entries claim, in the terms of
-// ownClaims; unchanged entries count (the other site relies on them).
+// ownClaims; unchanged entries count (the other site relies on them). Of
+// a journal made in another network namespace, only the named namespaces
+// count: its interfaces and routes are not in this one.
 func journalClaims(sj SiteJournal) otherSite {
 	j := sj.Journal
 	o := otherSite{site: j.Site, path: sj.Path, keys: map[string]bool{}}
@@ -111,7 +113,7 @@ func journalClaims(sj SiteJournal) otherSite {
 				o.keys[claimKey("namespace", ns)] = true
 			}
 		}
-		if e.NS != "" {
+		if e.NS != "" || sj.Elsewhere {
 			continue
 		}
 		if e.Link != "" {

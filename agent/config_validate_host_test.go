@@ -71,6 +71,20 @@ func TestOtherSitesClaims(t *testing.T) {
 	checkConfigErrors(t, loadConfigString(t, compatible, host), nil)
 }
 
+// TestOtherSiteInAnotherNetNS: a site whose changes were made in another
+// network namespace clashes only through the named namespaces, which
+// every namespace sees; its interfaces and routes are elsewhere.
+func TestOtherSiteInAnotherNetNS(t *testing.T) {
+	one := siteJournal(t, t.TempDir(), "one", cfgNSBase)
+	one.Elsewhere = true
+	host := fakeHostInfo{cfgLinks: cfgHost, journals: []SiteJournal{one}}
+	checkConfigErrors(t, loadConfigString(t, withSite(cfgNSBase, "two"), host), []wantFieldErr{
+		{4, "namespaces[0].name", `namespace "ns1" is also claimed by site "one"`},
+	})
+	other := withSite(strings.NewReplacer("ns1", "ns2").Replace(cfgNSBase), "two")
+	checkConfigErrors(t, loadConfigString(t, other, host), nil)
+}
+
 // TestOtherSitesLinkSettings: two sites setting the MTU of one LAN
 // interface clash (the first to stop restores it under the second).
 func TestOtherSitesLinkSettings(t *testing.T) {

@@ -97,6 +97,10 @@ func (h hostLinks) Journals() ([]SiteJournal, error) {
 	case err != nil:
 		return nil, err
 	}
+	here, err := netcfg.SelfNetNS()
+	if err != nil {
+		return nil, err
+	}
 	var out []SiteJournal
 	for _, e := range ents {
 		name := e.Name()
@@ -108,7 +112,8 @@ func (h hostLinks) Journals() ([]SiteJournal, error) {
 		if j == nil && err == nil {
 			continue // removed meanwhile
 		}
-		out = append(out, SiteJournal{Path: p, Journal: j, Err: err})
+		elsewhere := j != nil && j.NetNS != nil && !j.NetNS.Same(here)
+		out = append(out, SiteJournal{Path: p, Journal: j, Err: err, Elsewhere: elsewhere})
 	}
 	return out, nil
 }

@@ -27,6 +27,16 @@ func (h *NetlinkHost) NetNS() (NetNSID, error) {
 	return id, nil
 }
 
+// SelfNetNS identifies the network namespace the process runs in.
+func SelfNetNS() (NetNSID, error) {
+	id := statID("/proc/self/ns/net")
+	if id == (NetNSID{}) {
+		return id, fmt.Errorf("stat /proc/self/ns/net: cannot identify this process's network namespace")
+	}
+	id.Name = namedNetNS(id)
+	return id, nil
+}
+
 // namedNetNS returns the name under /run/netns of the namespace id, or
 // "" when it has none (or it cannot be seen).
 func namedNetNS(id NetNSID) string {
