@@ -85,7 +85,7 @@ func runUp(o *options) error {
 	jp := journalPath(o.stateDir, cfg.Site)
 	removeTemporaries(jp, o.log)
 	if err := revertLeftover(jp, o.log); err != nil {
-		return fmt.Errorf("revert what a previous run left (journal %s): %w; fix the cause, then run `tunnel-agent down`", jp, err)
+		return fmt.Errorf("revert what a previous run left (journal %s): %w; fix the cause, then run `tunnel-agent down` (`down --force` if the journal is damaged)", jp, err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
