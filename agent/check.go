@@ -19,7 +19,13 @@ type planReport struct {
 // runCheck validates the file and prints the plan of host changes with
 // the current values read from the host. It changes nothing.
 func runCheck(o *options) error {
-	cfg, err := loadConfig(o, hostLinks{})
+	if err := requireConfig(o); err != nil {
+		return err
+	}
+	if err := checkStateDir(o.stateDir); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(o, o.host())
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,7 @@ type options struct {
 	config    string
 	stateDir  string
 	json      bool
+	force     bool // down --force: remove by the agent's marks when the journal cannot be used
 	logLevel  string
 	logFormat string
 	stdout    io.Writer
@@ -83,8 +84,14 @@ namespace. The last line says whether it all worked. Needs root.`,
 		args: "-c FILE [flags]",
 		about: `Reverts the journal <state-dir>/<site>.json that an agent killed before it
 could clean up left behind, in reverse order, and removes it. Nothing to
-revert is success. The file is read only for the site's name.`,
-		example: "sudo tunnel-agent down -c /etc/tunnel-agent/server.yaml", run: runDown, flags: configFlags},
+revert is success. The file is read only for the site's name. The journal
+must be trusted (owned by this user, not writable by others) and made in
+this network namespace (or one still named under /run/netns, where the
+revert then happens). With --force, a damaged or missing journal is
+replaced by what the site file names: routes with the agent's protocol
+227, its veth pairs and its namespaces (when they hold nothing else) are
+removed, and what was removed is printed (docs/operations.md).`,
+		example: "sudo tunnel-agent down -c /etc/tunnel-agent/server.yaml", run: runDown, flags: downFlags},
 	"reload": {summary: "make the running agent re-read its file and apply the difference; waits for its verdict",
 		args: "-c FILE [flags]",
 		about: `Asks the agent running the site (through its status socket) to re-read its
@@ -197,6 +204,11 @@ func configFlags(fs *flag.FlagSet, o *options) {
 func logFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `format`: text (key=value) or json (one object per line)")
+}
+
+func downFlags(fs *flag.FlagSet, o *options) {
+	configFlags(fs, o)
+	fs.BoolVar(&o.force, "force", false, "when the journal is damaged or missing, remove what the site file names and carries the agent's marks (docs/operations.md)")
 }
 
 func checkFlags(fs *flag.FlagSet, o *options) {

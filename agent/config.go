@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"tunnel-agent/netcfg"
 )
 
 // Config is one site's configuration, as read from its YAML file by
@@ -121,6 +123,40 @@ type HostInfo interface {
 	// LinkExists reports whether a network interface with this name
 	// exists in the agent's namespace.
 	LinkExists(name string) bool
+	// Addrs lists the addresses of every interface in the agent's
+	// namespace.
+	Addrs() ([]HostAddr, error)
+	// DefaultRoutes lists the default routes (IPv4 and IPv6) of the main
+	// table in the agent's namespace.
+	DefaultRoutes() ([]HostRoute, error)
+	// Journals lists the journals in the state directory: what each site
+	// running (or killed) on this host has claimed. An unreadable journal
+	// comes back with Err set.
+	Journals() ([]SiteJournal, error)
+}
+
+// HostAddr is an address on one of the host's interfaces.
+type HostAddr struct {
+	Link   string
+	Prefix netip.Prefix // interface form, e.g. 198.18.0.2/24
+}
+
+// HostRoute is one of the host's default routes.
+type HostRoute struct {
+	Dst netip.Prefix // 0.0.0.0/0 or ::/0
+	Gw  netip.Addr   // zero for a route without a gateway
+	Dev string
+}
+
+// SiteJournal is a journal found in the state directory.
+type SiteJournal struct {
+	Path    string
+	Journal *netcfg.Journal // nil when Err is set
+	Err     error
+	// Elsewhere reports that its changes were made in another network
+	// namespace than the agent's: only the named namespaces it claims
+	// (which all namespaces see) can clash with this site's.
+	Elsewhere bool
 }
 
 // LoadConfig reads, parses and validates the YAML file at path, and

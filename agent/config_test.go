@@ -19,6 +19,11 @@ type cfgLinks map[string]bool
 
 func (h cfgLinks) LinkExists(name string) bool { return h[name] }
 
+// The host of cfgLinks has no addresses, default routes or other sites.
+func (h cfgLinks) Addrs() ([]HostAddr, error)          { return nil, nil }
+func (h cfgLinks) DefaultRoutes() ([]HostRoute, error) { return nil, nil }
+func (h cfgLinks) Journals() ([]SiteJournal, error)    { return nil, nil }
+
 var cfgHost = cfgLinks{"eth0": true, "enp6s0": true}
 
 func cfgPrefix(s string) netip.Prefix     { return netip.MustParsePrefix(s) }

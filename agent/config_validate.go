@@ -26,6 +26,9 @@ func validate(cfg *Config, host HostInfo, ps *problems) {
 	v.peerClashes()
 	v.localPrefixes()
 	v.blackhole()
+	if host != nil {
+		v.hostChecks(host) // config_validate_host.go
+	}
 }
 
 type validator struct {

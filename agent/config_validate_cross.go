@@ -214,13 +214,27 @@ func (v validator) blackholeUseful() {
 }
 
 // blackholeEndpoints reports a blackhole route that would swallow the
-// tunnel's own datagrams to a peer.
+// tunnel's own datagrams to a peer (an endpoint given as a name counts
+// once `up` has resolved it: checkResolved).
 func (v validator) blackholeEndpoints(path string, b netip.Prefix, note string) {
 	for _, p := range v.cfg.Tunnel.Peers {
 		ep := p.Endpoint.Addr().WithZone("")
 		if b.IsValid() && ep.IsValid() && !ep.IsUnspecified() && b.Contains(ep) {
-			v.ps.addf(path, nil, "%s contains the endpoint %s of peer %q: its blackhole route would drop the tunnel's own datagrams%s",
-				b, ep, p.Name, note)
+			from := ""
+			if p.EndpointName != "" {
+				from = " (resolved from " + p.EndpointName + ")"
+			}
+			v.ps.addf(path, nil, "%s contains the endpoint %s%s of peer %q: its blackhole route would drop the tunnel's own datagrams%s",
+				b, ep, from, p.Name, note)
 		}
 	}
+}
+
+// checkResolved checks the blackholes against the peer endpoints that
+// `up` or a reload has just resolved from names. Problems come back as a
+// *ConfigError placed in file.
+func checkResolved(cfg *Config, file string) error {
+	ps := &problems{}
+	validator{cfg: cfg, ps: ps}.blackhole()
+	return fileProblems(ps, file)
 }

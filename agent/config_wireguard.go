@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/internal/fstrust"
 )
 
 // TunnelMode is tunnel.mode; the zero value is plain mode.
@@ -156,11 +158,12 @@ func LoadKeys(cfg *Config, file string) error {
 			ps.addf(path+".public_key", nil, "this is the site's own public key (from tunnel.private_key_file); give the peer's")
 		}
 	}
-	return keyErrors(ps, file)
+	return fileProblems(ps, file)
 }
 
-// keyErrors places the problems in the file, or returns nil.
-func keyErrors(ps *problems, file string) error {
+// fileProblems places the problems found after LoadConfig in the file
+// (read again for their lines), or returns nil.
+func fileProblems(ps *problems, file string) error {
 	if len(ps.list) == 0 {
 		return nil
 	}
@@ -172,22 +175,24 @@ func keyErrors(ps *problems, file string) error {
 	return &ConfigError{Errors: ps.fieldErrors(file, doc)}
 }
 
-// readKeyFile reads one base64 key from name (relative to dir), refusing
-// a file that group or others may read or write.
+// readKeyFile reads one base64 key from name (relative to dir). The file
+// is opened without following a symbolic link and without blocking (a
+// FIFO would hang `check` and `up`), and refused unless it is a regular
+// file owned by the agent's user that group and others cannot access.
 func readKeyFile(dir, name string) (dataplane.WireGuardKey, error) {
 	var k dataplane.WireGuardKey
 	path := name
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dir, path)
 	}
-	f, err := os.Open(path)
+	f, err := fstrust.OpenFile("key file", path, os.O_RDONLY, 0, 0o077)
+	if errors.Is(err, fstrust.ErrUntrusted) {
+		return k, fmt.Errorf("%w; make it with `(umask 077; tunnel-agent genkey > %s)` or fix it with `chown` and `chmod 600`", err, path)
+	}
 	if err != nil {
 		return k, fmt.Errorf("cannot read key file %s: %w", path, pathCause(err))
 	}
 	defer f.Close()
-	if err := checkKeyPerm(f, path); err != nil {
-		return k, err
-	}
 	data, err := io.ReadAll(io.LimitReader(f, 256))
 	if err != nil {
 		return k, fmt.Errorf("cannot read key file %s: %w", path, pathCause(err))
@@ -196,21 +201,6 @@ func readKeyFile(dir, name string) (dataplane.WireGuardKey, error) {
 		return k, fmt.Errorf("%s: %w", path, err)
 	}
 	return k, nil
-}
-
-// checkKeyPerm refuses a key file with any group or other permission.
-func checkKeyPerm(f *os.File, path string) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("cannot stat key file %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("key file %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("key file %s has mode %04o: group or others may read it; run `chmod 600 %s`", path, perm, path)
-	}
-	return nil
 }
 
 // publicKey is the public key of a private key.

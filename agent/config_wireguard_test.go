@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
@@ -76,6 +78,66 @@ func TestWireGuardKeyFileRefusedWhenReadableByOthers(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Errors[0].Line != 7 || ce.Errors[0].Field != "tunnel.private_key_file" ||
 		!strings.Contains(err.Error(), "mode 0640") {
 		t.Fatalf("want a file:line:field error about mode 0640, got %v", err)
+	}
+}
+
+// TestWireGuardKeyFileRefusals: a key file that is a FIFO (which made
+// `check` and `up` hang), a symbolic link, or another user's file is
+// refused at once, with the field and line of the file.
+func TestWireGuardKeyFileRefusals(t *testing.T) {
+	peer, _ := wgtypes.GeneratePrivateKey()
+	priv, _ := wgtypes.GeneratePrivateKey()
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, key string)
+		want  string
+	}{
+		{"fifo", func(t *testing.T, key string) {
+			if err := unix.Mkfifo(key, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "not a regular file (a FIFO)"},
+		{"symlink", func(t *testing.T, key string) {
+			writeKey(t, filepath.Dir(key), "real.key", priv, 0o600)
+			if err := os.Symlink(filepath.Join(filepath.Dir(key), "real.key"), key); err != nil {
+				t.Fatal(err)
+			}
+		}, "symbolic link"},
+		{"other owner", func(t *testing.T, key string) {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to give the key to another user")
+			}
+			writeKey(t, filepath.Dir(key), "site.key", priv, 0o600)
+			if err := os.Chown(key, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}, "owned by uid 65534"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.setup(t, filepath.Join(dir, "site.key"))
+			file := filepath.Join(dir, "site.yaml")
+			if err := os.WriteFile(file, []byte(wgSiteYAML(peer.PublicKey().String(), "")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := LoadConfig(file, cfgHost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- LoadKeys(cfg, file) }()
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("LoadKeys blocked")
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Errors[0].Line != 7 || ce.Errors[0].Field != "tunnel.private_key_file" ||
+				!strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want a file:line:field error saying %q, got %v", tc.want, err)
+			}
+		})
 	}
 }
 

@@ -1,14 +1,20 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 
 	"tunnel-agent/netcfg"
 )
 
 // runDown reverts the journal a killed `up` left behind. It reads only the
 // site name and state directory from the file: the host check is skipped,
-// since the LAN interface may be gone. Nothing to revert is success.
+// since the LAN interface may be gone. Nothing to revert is success. With
+// --force, a journal that cannot be used (damaged, missing, or made in a
+// namespace that is gone) is replaced by the agent's marks (forceDown).
 func runDown(o *options) error {
 	cfg, err := loadConfig(o, nil)
 	if err != nil {
@@ -20,16 +26,27 @@ func runDown(o *options) error {
 	}
 	defer lock.release()
 	jp := journalPath(o.stateDir, cfg.Site)
+	removeTemporaries(jp, o.log)
 	j, err := netcfg.LoadJournal(jp)
 	if err != nil {
-		return err
+		if o.force {
+			return forceDown(o, cfg, jp, err)
+		}
+		return fmt.Errorf("%w\nIf the journal is damaged, `tunnel-agent down --force -c %s` removes what the site file names and carries the agent's marks (docs/operations.md, \"A damaged journal\")",
+			err, o.config)
 	}
 	if j == nil {
+		if o.force {
+			return forceDown(o, cfg, jp, errors.New("no journal"))
+		}
 		fmt.Fprintf(o.stdout, "site %s: nothing to revert (no journal at %s)\n", cfg.Site, jp)
 		return nil
 	}
-	h, err := netcfg.NewNetlinkHost()
+	h, err := journalHost(j, o.log)
 	if err != nil {
+		if o.force && errors.Is(err, netcfg.ErrNotFound) {
+			return forceDown(o, cfg, jp, err)
+		}
 		return err
 	}
 	defer h.Close()
@@ -39,4 +56,65 @@ func runDown(o *options) error {
 	}
 	fmt.Fprintf(o.stdout, "site %s: reverted %d recorded changes of pid %d\n", cfg.Site, n, j.PID)
 	return nil
+}
+
+// forceDown removes, in the agent's namespace and without the journal,
+// what the site file names and carries the agent's marks (route protocol
+// 227, the file's veth pairs and then-empty namespaces:
+// netcfg.ForceRemove), leaves what other sites' journals claim, prints
+// both, and then removes the unusable journal.
+func forceDown(o *options, cfg *Config, jp string, cause error) error {
+	fmt.Fprintf(o.stdout, "site %s: journal %s not used (%v); removing what %s names and carries the agent's marks\n",
+		cfg.Site, jp, cause, o.config)
+	h, err := netcfg.NewNetlinkHost()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	removed, left, err := h.ForceRemove(Desired(cfg), otherOwners(o, cfg))
+	for _, r := range removed {
+		fmt.Fprintf(o.stdout, "  removed %s\n", r)
+	}
+	for _, l := range left {
+		fmt.Fprintf(o.stdout, "  left as found: %s\n", l)
+	}
+	if !slices.ContainsFunc(cfg.Namespaces, func(ns Namespace) bool { return ns.Veth.Host == cfg.LAN.Interface }) &&
+		(cfg.LAN.MTU > 0 || len(cfg.LAN.Offloads) > 0) {
+		fmt.Fprintf(o.stdout, "  not restored: the MTU and offloads of %s (their earlier values were only in the journal)\n", cfg.LAN.Interface)
+	}
+	if err != nil {
+		return fmt.Errorf("remove by the agent's marks (journal %s kept): %w", jp, err)
+	}
+	if err := os.Remove(jp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove journal %s: %w", jp, err)
+	}
+	fmt.Fprintf(o.stdout, "site %s: done; no journal left at %s\n", cfg.Site, jp)
+	return nil
+}
+
+// otherOwners names, for ForceRemove, the other site whose journal
+// claims an object. Journals that cannot be read are logged.
+func otherOwners(o *options, cfg *Config) func(kind, name string) string {
+	journals, err := o.host().Journals()
+	if err != nil {
+		o.log.Warn("cannot read the other sites' journals; objects they claim are not known", "err", err)
+	}
+	var others []otherSite
+	for _, sj := range journals {
+		switch {
+		case filepath.Base(sj.Path) == cfg.Site+".json":
+		case sj.Err != nil:
+			o.log.Warn("cannot read another site's journal; objects it claims are not known", "journal", sj.Path, "err", sj.Err)
+		default:
+			others = append(others, journalClaims(sj))
+		}
+	}
+	return func(kind, name string) string {
+		for _, s := range others {
+			if s.keys[claimKey(kind, name)] {
+				return s.String()
+			}
+		}
+		return ""
+	}
 }

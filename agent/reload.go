@@ -104,7 +104,8 @@ func (l *liveSite) reload() (string, error) {
 	if err := checkInChild(context.Background(), l.self, l.o.config); err != nil {
 		return "", err
 	}
-	cfg, err := loadConfig(l.o, hostLinks{})
+	host := l.o.host()
+	cfg, err := loadConfig(l.o, host)
 	if err != nil {
 		return "", err
 	}
@@ -112,6 +113,17 @@ func (l *liveSite) reload() (string, error) {
 		return "", err
 	}
 	if err := resolveEndpoints(cfg, l.lookup); err != nil {
+		return "", err
+	}
+	if err := checkResolved(cfg, l.o.config); err != nil {
+		return "", err
+	}
+	dir, err := lockStateDir(l.o.stateDir, l.o.log)
+	if err != nil {
+		return "", err
+	}
+	defer dir.release()
+	if err := checkClaims(cfg, l.o.config, host); err != nil {
 		return "", err
 	}
 	l.mu.Lock()

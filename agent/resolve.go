@@ -133,6 +133,11 @@ func (l *liveSite) reresolve(p Peer, listen netip.AddrPort) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if b := blackholeOf(l.cfg, ap.Addr()); b.IsValid() {
+		l.o.log.Error("peer unanswered and its endpoint name resolves elsewhere now, inside a blackhole prefix; not switching",
+			"peer", p.Name, "name", p.EndpointName, "new", ap, "blackhole", b)
+		return
+	}
 	cfg := *l.cfg
 	cfg.Tunnel.Peers = slices.Clone(cfg.Tunnel.Peers)
 	for i := range cfg.Tunnel.Peers {
@@ -151,4 +156,16 @@ func (l *liveSite) reresolve(p Peer, listen netip.AddrPort) {
 	l.cfg = &cfg
 	l.o.log.Warn("peer unanswered and its endpoint name resolves elsewhere now; switched", "peer", p.Name,
 		"name", p.EndpointName, "old", p.Endpoint, "new", ap)
+}
+
+// blackholeOf returns the blackhole prefix of cfg that contains a, if
+// any: datagrams to a would be dropped by the host.
+func blackholeOf(cfg *Config, a netip.Addr) netip.Prefix {
+	a = a.Unmap().WithZone("")
+	for _, b := range cfg.Tunnel.Blackhole {
+		if b.Contains(a) {
+			return b
+		}
+	}
+	return netip.Prefix{}
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -109,5 +111,43 @@ func TestReresolveWhenUnanswered(t *testing.T) {
 	l.reresolveDue(last, start, start.Add(4*time.Second))
 	if dns.calls != 2 {
 		t.Errorf("%d lookups; want one per 3 intervals", dns.calls)
+	}
+}
+
+// TestResolvedEndpointInBlackhole: an endpoint name that resolves into a
+// blackhole prefix is refused like a literal one (the tunnel's own
+// datagrams would be dropped), and a re-resolution does not move there.
+func TestResolvedEndpointInBlackhole(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "site.yaml")
+	yaml := "site: s\nlan: {interface: eth0}\ntunnel:\n  listen: 0.0.0.0:1\n  peers:\n    - name: p\n" +
+		"      endpoint: vpn.test:50000\n      prefixes: [10.1.0.0/24]\n  blackhole: [10.1.0.0/16]\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path, cfgHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns := &fakeDNS{addrs: map[string][]netip.Addr{}}
+	dns.set("vpn.test", "10.1.200.1")
+	if err := resolveEndpoints(cfg, dns.lookup); err != nil {
+		t.Fatal(err)
+	}
+	checkConfigErrors(t, checkResolved(cfg, path), []wantFieldErr{{9, "tunnel.blackhole[0]",
+		`10.1.0.0/16 contains the endpoint 10.1.200.1 (resolved from vpn.test:50000) of peer "p"`}})
+
+	dns.set("vpn.test", "192.0.2.7")
+	if err := resolveEndpoints(cfg, dns.lookup); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkResolved(cfg, path); err != nil {
+		t.Fatalf("endpoint outside the blackhole: %v", err)
+	}
+	var logged strings.Builder
+	l := &liveSite{o: &options{log: slog.New(slog.NewTextHandler(&logged, nil))}, cfg: cfg, lookup: dns.lookup, met: newMetrics()}
+	dns.set("vpn.test", "10.1.9.9")
+	l.reresolve(cfg.Tunnel.Peers[0], cfg.Tunnel.Listen)
+	if got := l.cfg.Tunnel.Peers[0].Endpoint; got != netip.MustParseAddrPort("192.0.2.7:50000") || !strings.Contains(logged.String(), "not switching") {
+		t.Errorf("re-resolved into a blackhole: endpoint %v, log:\n%s", got, logged.String())
 	}
 }

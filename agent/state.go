@@ -3,13 +3,44 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"tunnel-agent/internal/fstrust"
+	"tunnel-agent/netcfg"
 )
+
+// The state directory holds each site's journal, lock and status socket.
+// The agent trusts what it finds there (a journal says what `down`
+// deletes), so it refuses a directory anyone else could write to, and
+// opens its files there without following symbolic links (fstrust).
+
+// stateDirWhat names the state directory in messages.
+const stateDirWhat = "state directory"
+
+// privateFile is the mode bits refused on a journal or lock: group or
+// others could change it.
+const privateFile = 0o022
+
+// prepareStateDir creates the state directory (0700) when it is missing
+// and refuses one that others could write to (fstrust.CheckDir).
+func prepareStateDir(dir string) error {
+	return fstrust.EnsureDir(stateDirWhat, dir)
+}
+
+// checkStateDir refuses a state directory others could write to; a
+// missing one is fine (nothing in it to trust).
+func checkStateDir(dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return fstrust.CheckDir(stateDirWhat, dir)
+}
 
 // siteLock is an exclusive flock on <state-dir>/<site>.lock, held for as
 // long as an agent (or a `down`) works on the site. The kernel drops it
@@ -17,11 +48,11 @@ import (
 type siteLock struct{ f *os.File }
 
 func lockSite(stateDir, site string) (*siteLock, error) {
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state directory: %w", err)
+	if err := prepareStateDir(stateDir); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(stateDir, site+".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := fstrust.OpenFile("lock", path, os.O_RDWR|os.O_CREATE, 0o600, privateFile)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
 	}
@@ -52,4 +83,49 @@ func (l *siteLock) release() { l.f.Close() }
 
 func journalPath(stateDir, site string) string {
 	return filepath.Join(stateDir, site+".json")
+}
+
+// removeTemporaries removes the temporary journal files a killed save
+// left (netcfg.RemoveTemporaries); `up` and `down` call it under the
+// site's lock.
+func removeTemporaries(jp string, log *slog.Logger) {
+	removed, err := netcfg.RemoveTemporaries(jp)
+	for _, p := range removed {
+		log.Info("removed a temporary journal file a killed run left", "file", p)
+	}
+	if err != nil {
+		log.Warn("cannot remove a temporary journal file", "err", err)
+	}
+}
+
+// dirLock is an exclusive flock on the state directory itself. `up`
+// holds it from its last look at the other sites' journals until its own
+// journal lists everything it changes (and a reload while it re-checks
+// and applies), so that two sites starting at once see each other's
+// claims. The kernel drops it when the process dies.
+type dirLock struct{ f *os.File }
+
+func lockStateDir(dir string, log *slog.Logger) (*dirLock, error) {
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s %s: %w", stateDirWhat, dir, err)
+	}
+	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		log.Info("another agent is configuring the host; waiting for it to finish", "state_dir", dir)
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s %s: %w", stateDirWhat, dir, err)
+	}
+	return &dirLock{f: f}, nil
+}
+
+// release unlocks; safe to call twice.
+func (l *dirLock) release() {
+	if l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
 }

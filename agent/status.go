@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/internal/fstrust"
 )
 
 // Status is what the running agent reports on its status socket and what
@@ -207,6 +208,12 @@ func readStatus(stateDir, site string) (Status, error) {
 // ans, all within timeout.
 func statusCall(stateDir, site string, req statusRequest, timeout time.Duration, ans any) error {
 	path := statusPath(stateDir, site)
+	if err := checkStateDir(stateDir); err != nil {
+		return err
+	}
+	if err := fstrust.CheckSocket("status socket", path); err != nil {
+		return err
+	}
 	c, err := net.DialTimeout("unix", path, 2*time.Second)
 	if err != nil {
 		return statusDialError(path, site, err)

@@ -13,14 +13,24 @@ import (
 	"tunnel-agent/netcfg"
 )
 
-// hostLinks answers the config validator's question "does this interface
-// exist?" from the namespace the agent runs in (read-only, no root).
-type hostLinks struct{}
+// hostLinks answers the config validator's questions about the host
+// from the namespace the agent runs in (read-only, no root): does this
+// interface exist, which addresses and default routes are there
+// (hostinfo.go), and what other sites' journals in the state directory
+// claim.
+type hostLinks struct {
+	stateDir string       // "" = no journals to read
+	log      *slog.Logger // notes what could not be checked; nil = none
+}
 
 func (hostLinks) LinkExists(name string) bool {
 	_, err := netlink.LinkByName(name)
 	return err == nil
 }
+
+// host is the HostInfo of the commands that check a file against the
+// host and the other sites in the state directory.
+func (o *options) host() hostLinks { return hostLinks{stateDir: o.stateDir, log: o.log} }
 
 func loadConfig(o *options, host HostInfo) (*Config, error) {
 	if err := requireConfig(o); err != nil {
@@ -34,7 +44,14 @@ func loadConfig(o *options, host HostInfo) (*Config, error) {
 // reverted first (as `down` would), so `up` always starts from the host as
 // it was before any agent touched it.
 func runUp(o *options) error {
-	cfg, err := loadConfig(o, hostLinks{})
+	if err := requireConfig(o); err != nil {
+		return err
+	}
+	if err := checkStateDir(o.stateDir); err != nil {
+		return err
+	}
+	host := o.host()
+	cfg, err := loadConfig(o, host)
 	if err != nil {
 		return err
 	}
@@ -44,26 +61,40 @@ func runUp(o *options) error {
 	if err := resolveEndpoints(cfg, systemLookup); err != nil { // names: resolve.go
 		return err
 	}
+	if err := checkResolved(cfg, o.config); err != nil {
+		return err
+	}
 	lock, err := lockSite(o.stateDir, cfg.Site)
 	if err != nil {
 		return err
 	}
 	defer lock.release()
+	dir, err := lockStateDir(o.stateDir, o.log)
+	if err != nil {
+		return err
+	}
+	defer dir.release()
+	if err := checkClaims(cfg, o.config, host); err != nil { // another site may have started meanwhile
+		return err
+	}
 	h, err := netcfg.NewNetlinkHost()
 	if err != nil {
 		return err
 	}
 	defer h.Close()
 	jp := journalPath(o.stateDir, cfg.Site)
-	if err := revertLeftover(h, jp, o.log); err != nil {
-		return fmt.Errorf("revert what a previous run left (journal %s): %w; fix the cause, then run `tunnel-agent down`", jp, err)
+	removeTemporaries(jp, o.log)
+	if err := revertLeftover(jp, o.log); err != nil {
+		return fmt.Errorf("revert what a previous run left (journal %s): %w; fix the cause, then run `tunnel-agent down` (`down --force` if the journal is damaged)", jp, err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	j := netcfg.NewJournal(jp, cfg.Site)
 	live := newLiveSite(cfg, o, h, j) // watcher, reload, metrics: watch.go
 	defer live.close()
-	if err := netcfg.Apply(h, Desired(cfg), j, o.log); err != nil {
+	err = netcfg.Apply(h, Desired(cfg), j, o.log)
+	dir.release() // the journal lists every claim now
+	if err != nil {
 		return fmt.Errorf("configure host: %w", err)
 	}
 	o.log.Info("host configured; tunnel running", "site", cfg.Site, "changes", len(j.Entries), "journal", jp)
@@ -77,13 +108,19 @@ func runUp(o *options) error {
 	return runErr
 }
 
-// revertLeftover reverts the journal of a run that did not exit cleanly.
-func revertLeftover(h netcfg.Host, path string, log *slog.Logger) error {
+// revertLeftover reverts the journal of a run that did not exit cleanly,
+// in the network namespace it was made in (journalHost).
+func revertLeftover(path string, log *slog.Logger) error {
 	j, err := netcfg.LoadJournal(path)
 	if err != nil || j == nil {
 		return err
 	}
 	log.Warn("found the journal of a run that did not exit cleanly; reverting it first",
 		"pid", j.PID, "started", j.Started, "changes", len(j.Entries))
+	h, err := journalHost(j, log)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
 	return netcfg.Revert(h, j, log)
 }

@@ -30,13 +30,20 @@ tunnel:
 `, site, ns, veth, n, port)
 }
 
+// newSharedHost is a VPS host for two sites: the names of their
+// namespaces (removed in t.Cleanup if a test fails half-way) and the
+// state directory they share.
+func newSharedHost(t *testing.T) (s *vpsSite, nsOne, nsTwo, state string) {
+	s = newVPSSite(t)
+	nsOne, nsTwo = s.prefix+"one", s.prefix+"two"
+	t.Cleanup(func() { _ = netns.DeleteNamed(nsOne); _ = netns.DeleteNamed(nsTwo) })
+	return s, nsOne, nsTwo, filepath.Join(s.dir, "state")
+}
+
 // TestTwoAgentsOnOneHost runs two sites side by side: stopping one leaves
 // the other's configuration intact, and stopping both restores the host.
 func TestTwoAgentsOnOneHost(t *testing.T) {
-	s := newVPSSite(t)
-	nsOne, nsTwo := s.prefix+"one", s.prefix+"two"
-	t.Cleanup(func() { _ = netns.DeleteNamed(nsOne); _ = netns.DeleteNamed(nsTwo) })
-	state := filepath.Join(s.dir, "state")
+	s, nsOne, nsTwo, state := newSharedHost(t)
 	cfgOne := writeFile(t, s.dir, "one.yaml", siteYAML("one", nsOne, "va", 1, 50001))
 	cfgTwo := writeFile(t, s.dir, "two.yaml", siteYAML("two", nsTwo, "vb", 2, 50002))
 	before := s.state(t)

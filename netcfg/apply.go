@@ -11,6 +11,9 @@ import (
 // the journal when that revert succeeds) and returns an error naming the
 // step, e.g. "set MTU of veth0 to 1420: ...".
 func Apply(h Host, d Desired, j *Journal, log *slog.Logger) error {
+	if err := recordNetNS(h, j); err != nil {
+		return err
+	}
 	for _, e := range Entries(d) {
 		if err := applyEntry(h, j, e, log); err != nil {
 			if rerr := Revert(h, j, log); rerr != nil {
@@ -49,12 +52,18 @@ func applyEntry(h Host, j *Journal, e Entry, log *slog.Logger) error {
 }
 
 // Revert undoes the journal's entries in reverse order, restoring each
-// prior value, and removes the journal file when all succeeded. Entries
+// prior value, and removes the journal file when all succeeded and none
+// of the changes is found still in place afterwards (verify). Entries
 // that fail stay in the journal (so that `down` can try again) and their
 // errors are returned together. Earlier entries for the same target as a
 // failed one stay too, untried: restoring their older value now would be
-// overwritten by the failed entry's prior when it is retried.
+// overwritten by the failed entry's prior when it is retried. A journal
+// made in another network namespace than h's is refused untouched
+// (ErrOtherNetNS).
 func Revert(h Host, j *Journal, log *slog.Logger) error {
+	if err := sameNetNS(h, j); err != nil {
+		return err
+	}
 	var failed []Entry
 	var errs []error
 	blocked := map[string]bool{} // targets of entries that failed
@@ -74,6 +83,9 @@ func Revert(h Host, j *Journal, log *slog.Logger) error {
 			continue
 		}
 		log.Info("reverted", "change", e.String())
+	}
+	if len(errs) == 0 {
+		failed, errs = verify(h, j.Entries)
 	}
 	j.Entries = failed
 	if len(errs) > 0 {

@@ -59,7 +59,13 @@ type fakeHost struct {
 
 	mutations int    // mutating calls so far
 	calls     []call // every call, in order
+
+	// netns is what NetNS reports; the zero value reports fakeNetNS.
+	netns NetNSID
 }
+
+// fakeNetNS is the fake's namespace identity unless a test sets another.
+var fakeNetNS = NetNSID{Dev: 4, Ino: 4026531840}
 
 // call is one Host method call, as recorded and as seen by failIf.
 type call struct {
@@ -446,6 +452,16 @@ func (f *fakeHost) linkLocked(ns, name string) (*fakeNS, *fakeLink, error) {
 // ---- Host ----
 
 var _ Host = (*fakeHost)(nil)
+
+// NetNS identifies the fake's own namespace.
+func (f *fakeHost) NetNS() (NetNSID, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.netns == (NetNSID{}) {
+		return fakeNetNS, nil
+	}
+	return f.netns, nil
+}
 
 func (f *fakeHost) NamespaceExists(name string) (bool, error) {
 	var ok bool

@@ -63,4 +63,8 @@ type Host interface {
 	Route(ns string, dst netip.Prefix) (RouteSpec, error)
 	ReplaceRoute(ns string, r RouteSpec) error
 	DelRoute(ns string, r RouteSpec) error
+
+	// NetNS identifies the namespace that is NS "" (netns.go): a journal
+	// records it, and Revert refuses a journal of another namespace.
+	NetNS() (NetNSID, error)
 }

@@ -21,19 +21,28 @@ func dump(t *testing.T, h netns.NsHandle) string {
 	return d
 }
 
-// TestNetlinkApplyRevert applies the tutorial's setup to a throwaway
-// namespace standing in for the host, checks the result, reverts, and
-// compares full dumps.
-func TestNetlinkApplyRevert(t *testing.T) {
-	host := nstest.New(t, "tanc")
-	ns1 := nstest.UniqueName("tanc1")
+// netlinkTestHost returns a throwaway namespace standing in for the
+// host, a NetlinkHost on it, and a unique name for the tutorial's ns1
+// (removed in t.Cleanup if the test leaves it).
+func netlinkTestHost(t *testing.T, prefix string) (*nstest.NS, *NetlinkHost, string) {
+	t.Helper()
+	host := nstest.New(t, prefix)
+	ns1 := nstest.UniqueName(prefix + "1")
 	t.Cleanup(func() { _ = netns.DeleteNamed(ns1) })
 	self, err := netns.GetFromName(host.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := NewNetlinkHostAt(self)
-	defer h.Close()
+	t.Cleanup(h.Close)
+	return host, h, ns1
+}
+
+// TestNetlinkApplyRevert applies the tutorial's setup to a throwaway
+// namespace standing in for the host, checks the result, reverts, and
+// compares full dumps.
+func TestNetlinkApplyRevert(t *testing.T) {
+	host, h, ns1 := netlinkTestHost(t, "tanc")
 	before := dump(t, host.Handle)
 
 	j := NewJournal(filepath.Join(t.TempDir(), "s.json"), "s")

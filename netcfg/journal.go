@@ -4,10 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"tunnel-agent/internal/fstrust"
 )
 
 // JournalVersion is the format version written into every journal.
@@ -19,7 +23,10 @@ type Journal struct {
 	Site    string    `json:"site"`
 	PID     int       `json:"pid"`
 	Started time.Time `json:"started"`
-	Entries []Entry   `json:"entries"`
+	// NetNS is the network namespace the changes were made in (the
+	// Host's NS ""); nil in a journal written before it was recorded.
+	NetNS   *NetNSID `json:"netns,omitempty"`
+	Entries []Entry  `json:"entries"`
 
 	path string
 }
@@ -33,14 +40,24 @@ func NewJournal(path, site string) *Journal {
 func (j *Journal) Path() string { return j.path }
 
 // LoadJournal reads the journal at path. A missing file returns
-// (nil, nil): nothing to revert.
+// (nil, nil): nothing to revert. A journal says what a revert deletes,
+// so one that is not a regular file owned by this user, or that group
+// or others may write, is refused (fstrust), as is a symbolic link.
 func LoadJournal(path string) (*Journal, error) {
-	b, err := os.ReadFile(path)
+	f, err := fstrust.OpenFile("journal", path, os.O_RDONLY, 0, 0o022)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if errors.Is(err, fstrust.ErrUntrusted) {
+		return nil, fmt.Errorf("%w; a journal decides what a revert removes, so only a private one written by this user is used: find out who wrote it, then remove it", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read journal: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("read journal %s: %w", path, err)
 	}
 	j := &Journal{path: path}
 	if err := json.Unmarshal(b, j); err != nil {
@@ -73,12 +90,43 @@ func (j *Journal) Remove() error {
 	return nil
 }
 
+// tempPrefix starts the names of writeAtomic's temporary files for path.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + "." }
+
+// RemoveTemporaries removes the temporary files a Save of the journal at
+// path left behind when the process was killed mid-write (the journal
+// itself is whole: the rename is atomic). Call it only while no one else
+// saves that journal (under the site's lock). It returns the paths
+// removed.
+func RemoveTemporaries(path string) ([]string, error) {
+	dir := filepath.Dir(path)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	var removed []string
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), tempPrefix(path)) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("remove temporary journal %s: %w", p, err)
+		}
+		removed = append(removed, p)
+	}
+	return removed, nil
+}
+
 func writeAtomic(path string, b []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
 	if err != nil {
 		return err
 	}

@@ -6,8 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // sampleEntries has one entry of every kind, with every Prior field and
@@ -138,7 +141,12 @@ func TestLoadJournalErrors(t *testing.T) {
 		{"empty", write("empty.json", ""), []string{"parse journal", filepath.Join(dir, "empty.json")}},
 		{"wrong version", write("v2.json", `{"version":2,"site":"s","entries":[]}`), []string{"version 2", filepath.Join(dir, "v2.json")}},
 		{"no version", write("v0.json", `{"site":"s","entries":[]}`), []string{"version 0"}},
-		{"directory", dir, []string{"read journal", dir}},
+		{"directory", dir, []string{"not a regular file", dir}},
+		{"symlink", symlink(t, write("real.json", `{"version":1,"site":"s","entries":[]}`), filepath.Join(dir, "link.json")),
+			[]string{"symbolic link", filepath.Join(dir, "link.json")}},
+		{"group-writable", chmod(t, write("gw.json", `{"version":1,"site":"s","entries":[]}`), 0o620),
+			[]string{"mode 0620", "may write", "who wrote it"}},
+		{"fifo", fifo(t, filepath.Join(dir, "fifo.json")), []string{"not a regular file (a FIFO)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -170,5 +178,84 @@ func TestJournalSaveError(t *testing.T) {
 	err := NewJournal(path, "s").Save()
 	if err == nil || !strings.Contains(err.Error(), "write journal "+path) {
 		t.Errorf("Save under a file: %v, want an error naming %s", err, path)
+	}
+}
+
+func symlink(t *testing.T, target, link string) string {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	return link
+}
+
+func chmod(t *testing.T, path string, mode os.FileMode) string {
+	t.Helper()
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func fifo(t *testing.T, path string) string {
+	t.Helper()
+	if err := unix.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestLoadJournalOfAnotherUser is the reproduced attack: a journal
+// planted by nobody made root's `down` delete an unrelated namespace.
+func TestLoadJournalOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the journal to another user")
+	}
+	path := filepath.Join(t.TempDir(), "site.json")
+	j := NewJournal(path, "site")
+	j.Entries = sampleEntries()
+	if err := j.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadJournal(path)
+	if got != nil || err == nil || !strings.Contains(err.Error(), "owned by uid 65534") {
+		t.Errorf("LoadJournal of nobody's journal = %v, %v; want a refusal naming the owner", got, err)
+	}
+}
+
+// TestRemoveTemporaries: the temporary files a killed Save leaves are
+// removed; the journal and other sites' files stay.
+func TestRemoveTemporaries(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "site.json")
+	keep := []string{"site.json", "site.lock", "other.json", ".other.json.123", "site.json.bak"}
+	drop := []string{".site.json.4242", ".site.json.99"}
+	for _, n := range append(keep, drop...) {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := RemoveTemporaries(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != len(drop) {
+		t.Errorf("removed %v, want %v", removed, drop)
+	}
+	ents, _ := os.ReadDir(dir)
+	var left []string
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	slices.Sort(left)
+	slices.Sort(keep)
+	if !slices.Equal(left, keep) {
+		t.Errorf("left %v, want %v", left, keep)
+	}
+	if r, err := RemoveTemporaries(filepath.Join(dir, "missing", "x.json")); err != nil || len(r) != 0 {
+		t.Errorf("missing directory: %v, %v", r, err)
 	}
 }
