@@ -63,13 +63,15 @@ var (
 		"Captured packets dropped because the segments of a TCP super-packet before them filled the read batch.", nil, nil)
 	descKernelDrops = prometheus.NewDesc(metricPrefix+"capture_kernel_drops_total",
 		"Frames the kernel dropped before the capture read them (receive buffer or ring full).", nil, nil)
+	descUnreadable = prometheus.NewDesc(metricPrefix+"capture_unreadable_total",
+		"Captured frames dropped because the capture could not take them apart (a super-packet the kernel cannot describe, an unexpected link-layer header).", nil, nil)
 )
 
 // engineCollector exports the dataplane's Stats.
 type engineCollector struct{ l *liveSite }
 
 func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeerPackets, descPeerBytes, descPeerKeepalives, descPeerLast, descDrops, descICMP, descTruncated, descGSODropped, descKernelDrops} {
+	for _, d := range []*prometheus.Desc{descPeerPackets, descPeerBytes, descPeerKeepalives, descPeerLast, descDrops, descICMP, descTruncated, descGSODropped, descKernelDrops, descUnreadable} {
 		ch <- d
 	}
 }
@@ -98,6 +100,7 @@ func collectCapture(ch chan<- prometheus.Metric, cc captureCounters) {
 	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(cc.truncated))
 	ch <- prometheus.MustNewConstMetric(descGSODropped, prometheus.CounterValue, float64(cc.gsoDropped))
 	ch <- prometheus.MustNewConstMetric(descKernelDrops, prometheus.CounterValue, float64(cc.kernelDrops))
+	ch <- prometheus.MustNewConstMetric(descUnreadable, prometheus.CounterValue, float64(cc.unreadable))
 }
 
 func collectPeer(ch chan<- prometheus.Metric, p dataplane.PeerStats) {

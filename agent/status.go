@@ -22,10 +22,11 @@ type Status struct {
 	Started          time.Time      `json:"started"`
 	Listen           netip.AddrPort `json:"listen"`
 	CaptureTruncated uint64         `json:"capture_truncated"`
-	// CaptureGSODropped and CaptureKernelDrops are the capture's other
-	// drops (status_capture.go).
+	// CaptureGSODropped, CaptureKernelDrops and CaptureUnreadable are the
+	// capture's other drops (status_capture.go).
 	CaptureGSODropped  uint64          `json:"capture_gso_dropped"`
 	CaptureKernelDrops uint64          `json:"capture_kernel_drops"`
+	CaptureUnreadable  uint64          `json:"capture_unreadable"`
 	Dataplane          dataplane.Stats `json:"dataplane"`
 	// WireGuard is set in wireguard mode (status_wireguard.go).
 	WireGuard *dataplane.WireGuardStats `json:"wireguard,omitempty"`
