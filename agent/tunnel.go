@@ -64,7 +64,8 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 
 // engineConfig maps the site onto the dataplane's options.
 func engineConfig(cfg *Config, lanAddrs []netip.Prefix, o *options) dataplane.Config {
-	d := dataplane.Config{LocalPrefixes: localPrefixes(cfg, lanAddrs), Logger: o.log, Relay: cfg.Tunnel.Relay}
+	d := dataplane.Config{LocalPrefixes: localPrefixes(cfg, lanAddrs), Logger: o.log, Relay: cfg.Tunnel.Relay,
+		LANMTU: lanMTU(cfg.LAN.Interface), LANPrefixes: lanAddrs}
 	for _, a := range lanAddrs {
 		if a.Addr().Is4() {
 			d.ICMPSource = a.Addr()

@@ -36,7 +36,7 @@ type liveSite struct {
 // newLiveSite prepares the watcher for a host Apply just configured.
 func newLiveSite(cfg *Config, o *options, h *netcfg.NetlinkHost, j *netcfg.Journal) *liveSite {
 	l := &liveSite{o: o, h: h, j: j, cfg: cfg, met: newMetrics(), hup: make(chan os.Signal, 1), lookup: systemLookup}
-	l.w = netcfg.NewWatcher(h, Desired(cfg), netcfg.WatchOptions{OnEvent: l.onRepair, OnChecked: l.rebindCapture})
+	l.w = netcfg.NewWatcher(h, Desired(cfg), netcfg.WatchOptions{OnEvent: l.onRepair, OnChecked: l.onChecked})
 	signal.Notify(l.hup, syscall.SIGHUP)
 	return l
 }
