@@ -56,7 +56,14 @@ var (
 	descDrops = prometheus.NewDesc(metricPrefix+"dropped_packets_total",
 		"Packets dropped by the dataplane, per reason.", []string{"reason"}, nil)
 	descICMP = prometheus.NewDesc(metricPrefix+"icmp_errors_total",
-		"ICMP errors generated (sent) or held back by the rate limit (rate_limited).", []string{"result"}, nil)
+		"ICMP errors generated (sent), held back by the rate limit (rate_limited), or never generated because the packet's source is not one host (bad_source: broadcast, multicast, a local subnet's broadcast, ...).",
+		[]string{"result"}, nil)
+	descFragmented = prometheus.NewDesc(metricPrefix+"fragmented_packets_total",
+		"IPv4 packets from the tunnel larger than the LAN MTU, DF clear, fragmented before injection.", nil, nil)
+	descFragments = prometheus.NewDesc(metricPrefix+"fragments_injected_total",
+		"Fragments injected for those packets.", nil, nil)
+	descTransportDrops = prometheus.NewDesc(metricPrefix+"transport_kernel_drops_total",
+		"Datagrams for the tunnel socket that the kernel dropped before the agent read them (receive buffer full, bad checksum); plain mode.", nil, nil)
 	descTruncated = prometheus.NewDesc(metricPrefix+"capture_truncated_total",
 		"Captured frames dropped because they did not fit the read buffer.", nil, nil)
 	descGSODropped = prometheus.NewDesc(metricPrefix+"capture_gso_dropped_total",
@@ -71,14 +78,15 @@ var (
 type engineCollector struct{ l *liveSite }
 
 func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeerPackets, descPeerBytes, descPeerKeepalives, descPeerLast, descDrops, descICMP, descTruncated, descGSODropped, descKernelDrops, descUnreadable} {
+	for _, d := range []*prometheus.Desc{descPeerPackets, descPeerBytes, descPeerKeepalives, descPeerLast, descDrops, descICMP,
+		descFragmented, descFragments, descTruncated, descGSODropped, descKernelDrops, descUnreadable, descTransportDrops} {
 		ch <- d
 	}
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	c.l.mu.Lock()
-	eng := c.l.eng
+	eng, tr := c.l.eng, c.l.transport
 	c.l.mu.Unlock()
 	if eng == nil {
 		return
@@ -92,8 +100,14 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPSent), "sent")
 	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPRateLimited), "rate_limited")
+	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPBadSource), "bad_source")
+	ch <- prometheus.MustNewConstMetric(descFragmented, prometheus.CounterValue, float64(st.Fragmented))
+	ch <- prometheus.MustNewConstMetric(descFragments, prometheus.CounterValue, float64(st.Fragments))
 	cc, _ := c.l.captureCounters()
 	collectCapture(ch, cc)
+	if tr != nil {
+		ch <- prometheus.MustNewConstMetric(descTransportDrops, prometheus.CounterValue, float64(tr.KernelDrops()))
+	}
 }
 
 func collectCapture(ch chan<- prometheus.Metric, cc captureCounters) {

@@ -31,6 +31,9 @@ type liveSite struct {
 	capture *dataplane.PacketCapture
 	capIdx  int             // ifindex the capture is bound to
 	capBase captureCounters // counters of the captures re-binds replaced
+	// transport is the tunnel socket in plain mode (nil in wireguard
+	// mode), for its counters in the metrics.
+	transport *dataplane.UDPTransport
 }
 
 // newLiveSite prepares the watcher for a host Apply just configured.
@@ -61,9 +64,9 @@ func (l *liveSite) onRepair(ev netcfg.WatchEvent) {
 // started is called by runTunnel once the dataplane exists; it starts the
 // watcher, the reload handler and the metrics endpoint. The returned
 // function stops them (and waits) before the host is reverted.
-func (l *liveSite) started(ctx context.Context, eng *dataplane.Engine, c *dataplane.PacketCapture) (stop func()) {
+func (l *liveSite) started(ctx context.Context, eng *dataplane.Engine, c *dataplane.PacketCapture, t *dataplane.UDPTransport) (stop func()) {
 	l.mu.Lock()
-	l.eng, l.capture, l.capIdx = eng, c, ifindex(l.cfg.LAN.Interface)
+	l.eng, l.capture, l.capIdx, l.transport = eng, c, ifindex(l.cfg.LAN.Interface), t
 	l.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -103,14 +104,19 @@ func testCaptureCompletesPartialChecksum6(t *testing.T, opt CaptureOptions) {
 			t.Errorf("%q: UDP checksum %#04x does not verify", payload, binary.BigEndian.Uint16(pkt[46:]))
 		}
 	}
-	// A TCP SYN to the tunnelled range (nobody answers: the dial times out).
+	// A TCP SYN to the tunnelled range (nobody answers: the dial is
+	// cancelled once the SYN is captured, and waited for).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	dialed := make(chan struct{})
 	go topo.B.Do(func() error {
-		c, err := net.DialTimeout("tcp6", "[fd00:19::9]:80", time.Second)
+		defer close(dialed)
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp6", "[fd00:19::9]:80")
 		if err == nil {
 			c.Close()
 		}
 		return nil
 	})
+	t.Cleanup(func() { cancel(); <-dialed })
 	n := readCapture(t, c, bufs, sizes, 5*time.Second)
 	pkt := bufs[0][:sizes[0]]
 	if n < 1 || pkt[6] != unix.IPPROTO_TCP || pkt[40+13]&dptest.TCPSyn == 0 {

@@ -42,6 +42,7 @@ type UDPTransport struct {
 	gw  batchWriter
 
 	truncated atomic.Uint64
+	kd        kernelDrops // udp_drops_linux.go
 }
 
 var _ Transport = (*UDPTransport)(nil)
@@ -148,7 +149,10 @@ func (t *UDPTransport) Truncated() uint64 { return t.truncated.Load() }
 
 // Close closes the socket; blocked ReadBatch/WriteBatch calls return an
 // error wrapping net.ErrClosed.
-func (t *UDPTransport) Close() error { return t.conn.Close() }
+func (t *UDPTransport) Close() error {
+	t.KernelDrops() // the kernel's counter dies with the socket
+	return t.conn.Close()
+}
 
 func (t *UDPTransport) opError(op string, err error) error {
 	var oe *net.OpError
