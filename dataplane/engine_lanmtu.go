@@ -45,14 +45,48 @@ const (
 	lanArenaLen  = 2 * maxPacketSize
 )
 
-// lanState is the transport goroutine's room for fragments.
+// lanState is the room for fragments of an injectQueue.
 type lanState struct {
 	mtu   int    // the LAN MTU for this batch; 0: no check
 	arena []byte // the fragments of the batch
 	used  int
 }
 
-func newLANState() lanState { return lanState{arena: make([]byte, lanArenaLen)} }
+// injectQueue is a batch of packets to inject, each with the peer it came
+// from, with room for the fragments of packets too big for the LAN: the
+// transport goroutine's (transportState), and wireguard mode's (wgTUN).
+type injectQueue struct {
+	out   [][]byte
+	peers []*peer
+	lan   lanState
+}
+
+// newInjectQueue returns a queue for batches of n packets.
+func newInjectQueue(n int) injectQueue {
+	return injectQueue{out: make([][]byte, 0, n+lanFragSlots), peers: make([]*peer, 0, n+lanFragSlots),
+		lan: lanState{arena: make([]byte, lanArenaLen)}}
+}
+
+// reset empties q for a batch checked against the LAN MTU mtu (0: none).
+func (q *injectQueue) reset(mtu int) {
+	q.out, q.peers = q.out[:0], q.peers[:0]
+	q.lan.mtu, q.lan.used = mtu, 0
+}
+
+// add counts pkt as received from p and queues it.
+func (q *injectQueue) add(p *peer, pkt []byte, t batchTime) {
+	p.ctr.rxPackets.Add(1)
+	p.ctr.rxBytes.Add(uint64(len(pkt)))
+	p.ctr.lastRx.Store(t.wall)
+	q.out = append(q.out, pkt)
+	q.peers = append(q.peers, p)
+}
+
+// fitsLAN reports whether pkt can be injected whole; if not, tooBigForLAN
+// handles it.
+func (q *injectQueue) fitsLAN(pkt []byte) bool {
+	return q.lan.mtu == 0 || len(pkt) <= q.lan.mtu
+}
 
 // minLANMTU is the smallest MTU an IPv4 link may have (RFC 791).
 const minLANMTU = 68
@@ -76,32 +110,28 @@ func (e *Engine) SetLANMTU(mtu int) error {
 	return nil
 }
 
-// fitsLAN reports whether pkt can be injected whole; if not, tooBigForLAN
-// handles it.
-func (s *transportState) fitsLAN(pkt []byte) bool {
-	return s.lan.mtu == 0 || len(pkt) <= s.lan.mtu
-}
-
 // tooBigForLAN handles pkt, admitted from peer p at from but larger than
-// the LAN MTU: fragments a DF-clear IPv4 packet into the injection queue,
-// drops anything else and answers it through the tunnel.
-func (e *Engine) tooBigForLAN(s *transportState, p *peer, pkt []byte, from netip.AddrPort, t batchTime) {
+// the LAN MTU: fragments a DF-clear IPv4 packet into q, drops anything
+// else and, with errs (nil in wireguard mode, which cannot send one),
+// answers it through the tunnel.
+func (e *Engine) tooBigForLAN(q *injectQueue, errs *relayState, p *peer, pkt []byte, from netip.AddrPort, t batchTime) {
 	if pkt[0]>>4 == 4 {
 		h, _ := parseIPv4(pkt) // valid: admitted
 		if !h.df() {
-			e.fragmentToLAN(s, p, pkt, &h, t)
+			e.fragmentToLAN(q, p, pkt, &h, t)
 			return
 		}
 	}
-	d := dropInfo{peer: p, addr: from}
-	e.drop(DropTooBigLAN, d, t.mono)
-	e.errorToPeer(s, p, from, pkt, DropTooBig, s.lan.mtu, t.mono)
+	e.drop(DropTooBigLAN, dropInfo{peer: p, addr: from}, t.mono)
+	if errs != nil {
+		e.errorToPeer(errs, p, from, pkt, DropTooBig, q.lan.mtu, t.mono)
+	}
 }
 
 // fragmentToLAN queues the fragments of pkt (header h, DF clear) for
 // injection, counted as one packet received from p.
-func (e *Engine) fragmentToLAN(s *transportState, p *peer, pkt []byte, h *ipv4Header, t batchTime) {
-	plan, ok := planFragments(pkt, h, s.lan.mtu)
+func (e *Engine) fragmentToLAN(q *injectQueue, p *peer, pkt []byte, h *ipv4Header, t batchTime) {
+	plan, ok := planFragments(pkt, h, q.lan.mtu)
 	if !ok {
 		r := DropTooBigLAN // an MTU too small for 8 bytes of data
 		if plan.first >= 8 {
@@ -115,9 +145,9 @@ func (e *Engine) fragmentToLAN(s *transportState, p *peer, pkt []byte, h *ipv4He
 	p.ctr.lastRx.Store(t.wall)
 	n := plan.count()
 	for i := range n {
-		buf := e.lanRoom(s, plan.maxLen(), t.mono)
-		s.out = append(s.out, buf[:plan.fragment(buf, pkt, i)])
-		s.peers = append(s.peers, p)
+		buf := e.lanRoom(q, plan.maxLen(), t.mono)
+		q.out = append(q.out, buf[:plan.fragment(buf, pkt, i)])
+		q.peers = append(q.peers, p)
 	}
 	e.ctr.fragmented.Add(1)
 	e.ctr.fragments.Add(uint64(n))
@@ -126,12 +156,12 @@ func (e *Engine) fragmentToLAN(s *transportState, p *peer, pkt []byte, h *ipv4He
 // lanRoom returns size bytes of the fragment arena, with room for one more
 // packet in the injection queue: when either is full, what is queued is
 // injected first (in order) and both are emptied.
-func (e *Engine) lanRoom(s *transportState, size int, now int64) []byte {
-	if len(s.out) == cap(s.out) || s.lan.used+size > len(s.lan.arena) {
-		e.inject(s.out, s.peers, now)
-		s.out, s.peers, s.lan.used = s.out[:0], s.peers[:0], 0
+func (e *Engine) lanRoom(q *injectQueue, size int, now int64) []byte {
+	if len(q.out) == cap(q.out) || q.lan.used+size > len(q.lan.arena) {
+		e.inject(q.out, q.peers, now)
+		q.reset(q.lan.mtu)
 	}
-	buf := s.lan.arena[s.lan.used : s.lan.used+size]
-	s.lan.used += size
+	buf := q.lan.arena[q.lan.used : q.lan.used+size]
+	q.lan.used += size
 	return buf
 }

@@ -67,7 +67,7 @@ func (e *Engine) relayOne(s *transportState, p *peer, pkt []byte, dst netip.Addr
 		return DropNoEndpoint
 	}
 	if r := relayHop(pkt, q, to); r != DropNone {
-		e.errorToPeer(s, p, eps.cur[p.idx], pkt, r, tunnelMTU(pkt, q, to), t.mono)
+		e.errorToPeer(&s.relay, p, eps.cur[p.idx], pkt, r, tunnelMTU(pkt, q, to), t.mono)
 		return r
 	}
 	p.ctr.rxPackets.Add(1)
@@ -89,21 +89,21 @@ func tunnelMTU(pkt []byte, q *peer, to netip.AddrPort) int {
 // errorToPeer queues the ICMP error about a packet from peer p (at to)
 // that failed hop check r (a relayed packet, or one too big for the LAN:
 // engine_lanmtu.go), for p, when one is due and allowed.
-func (e *Engine) errorToPeer(s *transportState, p *peer, to netip.AddrPort, pkt []byte, r DropReason, mtu int, now int64) {
+func (e *Engine) errorToPeer(rs *relayState, p *peer, to netip.AddrPort, pkt []byte, r DropReason, mtu int, now int64) {
 	if !to.IsValid() {
 		return
 	}
-	buf := s.relay.icmpBufs[s.relay.icmpN] // the scratch one when the others are taken
+	buf := rs.icmpBufs[rs.icmpN] // the scratch one when the others are taken
 	n := e.relayICMP(buf, pkt, r, mtu)
 	if n == 0 {
 		return
 	}
-	if s.relay.icmpN == relayICMPPerBatch || !s.relay.limit.allow(now) {
+	if rs.icmpN == relayICMPPerBatch || !rs.limit.allow(now) {
 		e.ctr.icmpLimited.Add(1)
 		return
 	}
-	s.relay.icmpN++
-	s.relay.add(buf[:n], to, p)
+	rs.icmpN++
+	rs.add(buf[:n], to, p)
 	e.ctr.icmpSent.Add(1)
 }
 

@@ -7,18 +7,15 @@ type transportState struct {
 	bufs  [][]byte // read buffers at full size; never resliced
 	sizes []int
 	from  []netip.AddrPort
-	out   [][]byte   // packets to inject this batch (prefixes of bufs, fragments)
-	peers []*peer    // the peer of each packet in out
-	relay relayState // packets relayed to another peer (Config.Relay), ICMP errors to peers
-	lan   lanState   // packets too big for the LAN (engine_lanmtu.go)
+	injectQueue            // packets to inject this batch (prefixes of bufs, fragments: engine_lanmtu.go)
+	relay       relayState // packets relayed to another peer (Config.Relay), ICMP errors to peers
 }
 
 // newTransportState allocates the buffers for batches of n datagrams.
 func newTransportState(n int) *transportState {
 	return &transportState{
 		bufs: newBuffers(n, maxPacketSize), sizes: make([]int, n), from: make([]netip.AddrPort, n),
-		out: make([][]byte, 0, n+lanFragSlots), peers: make([]*peer, 0, n+lanFragSlots), relay: newRelayState(n),
-		lan: newLANState(),
+		injectQueue: newInjectQueue(n), relay: newRelayState(n),
 	}
 }
 
@@ -44,9 +41,8 @@ func (e *Engine) decapBatch(s *transportState, n int) {
 		return
 	}
 	t, eps := e.now(), e.eps.Load()
-	s.out, s.peers = s.out[:0], s.peers[:0]
+	s.injectQueue.reset(int(e.lanMTU.Load()))
 	s.relay.reset()
-	s.lan.mtu, s.lan.used = int(e.lanMTU.Load()), 0
 	for i := range min(n, len(s.bufs)) {
 		eps = e.receive(s, packetAt(s.bufs, s.sizes, i), unmapAddrPort(s.from[i]), eps, t)
 	}
@@ -118,14 +114,10 @@ func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPo
 // injection; one too big for the LAN goes to tooBigForLAN.
 func (e *Engine) accept(s *transportState, p *peer, pkt []byte, from netip.AddrPort, t batchTime) {
 	if !s.fitsLAN(pkt) {
-		e.tooBigForLAN(s, p, pkt, from, t)
+		e.tooBigForLAN(&s.injectQueue, &s.relay, p, pkt, from, t)
 		return
 	}
-	p.ctr.rxPackets.Add(1)
-	p.ctr.rxBytes.Add(uint64(len(pkt)))
-	p.ctr.lastRx.Store(t.wall)
-	s.out = append(s.out, pkt)
-	s.peers = append(s.peers, p)
+	s.add(p, pkt, t)
 }
 
 // admit validates the inner packet of a non-empty datagram sent by peer
