@@ -7,6 +7,7 @@ type transportState struct {
 	bufs  [][]byte // read buffers at full size; never resliced
 	sizes []int
 	from  []netip.AddrPort
+
 	injectQueue            // packets to inject this batch (prefixes of bufs, fragments: engine_lanmtu.go)
 	relay       relayState // packets relayed to another peer (Config.Relay), ICMP errors to peers
 }
