@@ -188,7 +188,8 @@ func bindCaptureSocket(fd, ifindex int) error {
 	// Belt and braces: with protocol 0 and the filter attached before bind
 	// nothing unfiltered can have been queued, but drop whatever is there
 	// so that the first read only returns frames that arrived after open.
-	var scratch [2 * vnetHdrLen]byte // PACKET_VNET_HDR refuses a read shorter than its header
+	// (PACKET_VNET_HDR refuses a read shorter than its header.)
+	var scratch [2 * vnetHdrLen]byte
 	for range 1 << 16 { // bounded even under a flood
 		_, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&scratch[0])), uintptr(len(scratch)),
 			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
