@@ -62,27 +62,37 @@ var (
 	descDrops = prometheus.NewDesc(metricPrefix+"dropped_packets_total",
 		"Packets dropped by the dataplane, per reason.", []string{"reason"}, nil)
 	descICMP = prometheus.NewDesc(metricPrefix+"icmp_errors_total",
-		"ICMP errors generated (sent) or held back by the rate limit (rate_limited).", []string{"result"}, nil)
+		"ICMP errors generated (sent), held back by the rate limit (rate_limited), or never generated because the packet's source is not one host (bad_source: broadcast, multicast, a local subnet's broadcast, ...).",
+		[]string{"result"}, nil)
+	descFragmented = prometheus.NewDesc(metricPrefix+"fragmented_packets_total",
+		"IPv4 packets from the tunnel larger than the LAN MTU, DF clear, fragmented before injection.", nil, nil)
+	descFragments = prometheus.NewDesc(metricPrefix+"fragments_injected_total",
+		"Fragments injected for those packets.", nil, nil)
+	descTransportDrops = prometheus.NewDesc(metricPrefix+"transport_kernel_drops_total",
+		"Datagrams for the tunnel socket that the kernel dropped before the agent read them (receive buffer full, bad checksum); plain mode.", nil, nil)
 	descTruncated = prometheus.NewDesc(metricPrefix+"capture_truncated_total",
 		"Captured frames dropped because they did not fit the read buffer.", nil, nil)
 	descGSODropped = prometheus.NewDesc(metricPrefix+"capture_gso_dropped_total",
 		"Captured packets dropped because the segments of a TCP super-packet before them filled the read batch.", nil, nil)
 	descKernelDrops = prometheus.NewDesc(metricPrefix+"capture_kernel_drops_total",
 		"Frames the kernel dropped before the capture read them (receive buffer or ring full).", nil, nil)
+	descUnreadable = prometheus.NewDesc(metricPrefix+"capture_unreadable_total",
+		"Captured frames dropped because the capture could not take them apart (a super-packet the kernel cannot describe, an unexpected link-layer header).", nil, nil)
 )
 
 // engineCollector exports the dataplane's Stats.
 type engineCollector struct{ l *liveSite }
 
 func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeerPackets, descPeerBytes, descPeerKeepalives, descPeerLast, descDrops, descICMP, descTruncated, descGSODropped, descKernelDrops} {
+	for _, d := range []*prometheus.Desc{descPeerPackets, descPeerBytes, descPeerKeepalives, descPeerLast, descDrops, descICMP,
+		descFragmented, descFragments, descTruncated, descGSODropped, descKernelDrops, descUnreadable, descTransportDrops} {
 		ch <- d
 	}
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	c.l.mu.Lock()
-	eng := c.l.eng
+	eng, tr := c.l.eng, c.l.transport
 	c.l.mu.Unlock()
 	if eng == nil {
 		return
@@ -96,14 +106,21 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPSent), "sent")
 	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPRateLimited), "rate_limited")
+	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPBadSource), "bad_source")
+	ch <- prometheus.MustNewConstMetric(descFragmented, prometheus.CounterValue, float64(st.Fragmented))
+	ch <- prometheus.MustNewConstMetric(descFragments, prometheus.CounterValue, float64(st.Fragments))
 	cc, _ := c.l.captureCounters()
 	collectCapture(ch, cc)
+	if tr != nil {
+		ch <- prometheus.MustNewConstMetric(descTransportDrops, prometheus.CounterValue, float64(tr.KernelDrops()))
+	}
 }
 
 func collectCapture(ch chan<- prometheus.Metric, cc captureCounters) {
 	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(cc.truncated))
 	ch <- prometheus.MustNewConstMetric(descGSODropped, prometheus.CounterValue, float64(cc.gsoDropped))
 	ch <- prometheus.MustNewConstMetric(descKernelDrops, prometheus.CounterValue, float64(cc.kernelDrops))
+	ch <- prometheus.MustNewConstMetric(descUnreadable, prometheus.CounterValue, float64(cc.unreadable))
 }
 
 func collectPeer(ch chan<- prometheus.Metric, p dataplane.PeerStats) {

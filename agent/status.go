@@ -29,10 +29,11 @@ type Status struct {
 	Started          time.Time      `json:"started"`
 	Listen           netip.AddrPort `json:"listen"`
 	CaptureTruncated uint64         `json:"capture_truncated"`
-	// CaptureGSODropped and CaptureKernelDrops are the capture's other
-	// drops (status_capture.go).
+	// CaptureGSODropped, CaptureKernelDrops and CaptureUnreadable are the
+	// capture's other drops (status_capture.go).
 	CaptureGSODropped  uint64 `json:"capture_gso_dropped"`
 	CaptureKernelDrops uint64 `json:"capture_kernel_drops"`
+	CaptureUnreadable  uint64 `json:"capture_unreadable"`
 	// CaptureRebindFailures counts failed attempts to re-open the capture
 	// on a re-created LAN interface; CaptureRebindFailing is true while
 	// one is retried (nothing is captured then).

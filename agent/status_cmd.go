@@ -44,8 +44,10 @@ func printStatus(w io.Writer, st Status, now time.Time) {
 	for _, n := range names {
 		fmt.Fprintf(w, " %s=%d", n, st.Dataplane.Drops[n])
 	}
-	fmt.Fprintf(w, "\nicmp errors sent=%d rate-limited=%d, capture truncated=%d gso-dropped=%d kernel-dropped=%d\n",
-		st.Dataplane.ICMPSent, st.Dataplane.ICMPRateLimited, st.CaptureTruncated, st.CaptureGSODropped, st.CaptureKernelDrops)
+	fmt.Fprintf(w, "\nicmp errors sent=%d rate-limited=%d bad-source=%d, fragmented=%d (into %d fragments)\n",
+		st.Dataplane.ICMPSent, st.Dataplane.ICMPRateLimited, st.Dataplane.ICMPBadSource, st.Dataplane.Fragmented, st.Dataplane.Fragments)
+	fmt.Fprintf(w, "capture truncated=%d gso-dropped=%d kernel-dropped=%d unreadable=%d\n",
+		st.CaptureTruncated, st.CaptureGSODropped, st.CaptureKernelDrops, st.CaptureUnreadable)
 	if st.CaptureRebindFailures > 0 || st.CaptureRebindFailing {
 		state := "bound"
 		if st.CaptureRebindFailing {

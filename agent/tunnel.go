@@ -23,7 +23,7 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 	}
 	dcfg := engineConfig(cfg, lanAddrs, o)
 	if cfg.Tunnel.Mode == ModeWireGuard {
-		defer live.started(ctx, nil, nil)() // host repairs only; no live reload of wireguard-go yet
+		defer live.started(ctx, nil, nil, nil)() // host repairs only; no live reload of wireguard-go yet
 		return runWireGuard(ctx, cfg, dcfg, o, live.requestReload)
 	}
 	capture, err := dataplane.OpenCaptureWith(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
@@ -58,13 +58,14 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 	}
 	o.log.Info("tunnel running", "site", cfg.Site, "lan", cfg.LAN.Interface, "listen", transport.LocalAddr(),
 		"peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes)
-	defer live.started(ctx, eng, capture)()
+	defer live.started(ctx, eng, capture, transport)()
 	return eng.Run(ctx)
 }
 
 // engineConfig maps the site onto the dataplane's options.
 func engineConfig(cfg *Config, lanAddrs []netip.Prefix, o *options) dataplane.Config {
-	d := dataplane.Config{LocalPrefixes: localPrefixes(cfg, lanAddrs), Logger: o.log, Relay: cfg.Tunnel.Relay}
+	d := dataplane.Config{LocalPrefixes: localPrefixes(cfg, lanAddrs), Logger: o.log, Relay: cfg.Tunnel.Relay,
+		LANMTU: lanMTU(cfg.LAN.Interface), LANPrefixes: lanAddrs}
 	for _, a := range lanAddrs {
 		if a.Addr().Is4() {
 			d.ICMPSource = a.Addr()

@@ -45,13 +45,16 @@ type liveSite struct {
 	// openCapture opens the capture (dataplane.OpenCaptureWith; tests
 	// replace it).
 	openCapture func(string, []netip.Prefix, dataplane.CaptureOptions) (*dataplane.PacketCapture, error)
+	// transport is the tunnel socket in plain mode (nil in wireguard
+	// mode), for its counters in the metrics.
+	transport *dataplane.UDPTransport
 }
 
 // newLiveSite prepares the watcher for a host Apply just configured.
 func newLiveSite(cfg *Config, o *options, h *netcfg.NetlinkHost, j *netcfg.Journal) *liveSite {
 	l := &liveSite{o: o, h: h, j: j, cfg: cfg, met: newMetrics(), hup: make(chan os.Signal, 1), lookup: systemLookup,
 		reloads: make(chan chan ReloadVerdict), openCapture: dataplane.OpenCaptureWith, self: []string{"/proc/self/exe"}}
-	l.w = netcfg.NewWatcher(h, Desired(cfg), netcfg.WatchOptions{OnEvent: l.onRepair, OnChecked: l.rebindCapture})
+	l.w = netcfg.NewWatcher(h, Desired(cfg), netcfg.WatchOptions{OnEvent: l.onRepair, OnChecked: l.onChecked})
 	signal.Notify(l.hup, syscall.SIGHUP)
 	return l
 }
@@ -76,9 +79,9 @@ func (l *liveSite) onRepair(ev netcfg.WatchEvent) {
 // started is called by runTunnel once the dataplane exists; it starts the
 // watcher, the reload handler and the metrics endpoint. The returned
 // function stops them (and waits) before the host is reverted.
-func (l *liveSite) started(ctx context.Context, eng *dataplane.Engine, c *dataplane.PacketCapture) (stop func()) {
+func (l *liveSite) started(ctx context.Context, eng *dataplane.Engine, c *dataplane.PacketCapture, t *dataplane.UDPTransport) (stop func()) {
 	l.mu.Lock()
-	l.eng, l.capture, l.capIdx = eng, c, ifindex(l.cfg.LAN.Interface)
+	l.eng, l.capture, l.capIdx, l.transport = eng, c, ifindex(l.cfg.LAN.Interface), t
 	l.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -14,9 +14,10 @@ import (
 // Classic BPF filter for the capture socket.
 //
 // The program is run by the kernel on every frame the capture socket is
-// bound to, before anything is queued to the socket. With a SOCK_DGRAM
-// packet socket the packet data the filter sees starts at the network
-// header, so all offsets below are relative to the IP header.
+// bound to, before anything is queued to the socket. The packet data the
+// filter sees starts at the link-layer header on a SOCK_RAW socket and at
+// the network header on a SOCK_DGRAM one (captureLink); the program is
+// built for that base, the length of the link-layer header (0 below).
 //
 // Layout:
 //
@@ -28,14 +29,17 @@ import (
 //	jeq  #ETH_P_IPV6, 1, 0
 //	ret  #0                    ; ARP, LLDP, ...: drop
 //	--- match program (runnable in golang.org/x/net/bpf's VM) ---
+//	ld   #len
+//	jge  #20, 1, 0
+//	ret  #keep                 ; a runt: the engine counts it (too_short)
 //	ldb  [0]
 //	rsh  #4                    ; IP version nibble
 //	jeq  #4, 0, 1
 //	ja   v4
-//	jeq  #6, 0, 1              ; (only when there are IPv6 prefixes)
+//	jeq  #6, 0, 1
 //	ja   v6
-//	ret  #0
-//	v4:
+//	ret  #keep                 ; another version: the engine counts it (not_ipv4)
+//	v4:                        ; (ret #0 without IPv4 prefixes)
 //	ld   [16]                  ; IPv4 destination address
 //	tax
 //	per prefix length L (longest first):
@@ -44,8 +48,10 @@ import (
 //	    (at most captureChunk compares, each chunk followed by "ret #keep"
 //	     so that conditional jumps stay within their 8-bit range)
 //	ret  #0
-//	v6:
-//	ldb  [39]                  ; drops a packet shorter than the header
+//	v6:                        ; (ret #0 without IPv6 prefixes)
+//	ld   #len
+//	jge  #40, 1, 0
+//	ret  #keep                 ; shorter than the fixed header: counted
 //	                           ; per prefix, longest first:
 //	    ld [24+4i] ; and #mask ; jeq #word, 0, ->next prefix   (i < ceil(L/32))
 //	    ret #keep
@@ -54,8 +60,10 @@ import (
 // The IPv6 destination is at offset 24 of the fixed header whatever
 // extension headers follow, so they cannot make the filter miss a packet.
 //
-// A packet too short for a load makes the kernel (and the VM) abort the
-// program with 0, i.e. drop it.
+// Runts and IP versions other than 4 and 6 are kept (with an EtherType of
+// IPv4 or IPv6 and addressed to this host), whatever their destination, so
+// that the engine counts what it drops: the filter can only drop silently.
+// An empty prefix list still accepts nothing: the capture is idle.
 
 const (
 	// captureKeep is the filter's "accept" value: the number of bytes to
@@ -95,9 +103,16 @@ const (
 // engine's exact longest-prefix match drops the rest as no_route, and the
 // capture is a tap (the kernel handles the original packet regardless).
 func CaptureFilter(prefixes []netip.Prefix) ([]bpf.RawInstruction, error) {
-	prog, err := captureProgram(prefixes)
+	return captureFilter(prefixes, 0)
+}
+
+// captureFilter is CaptureFilter for a socket whose packet data starts
+// base bytes before the IP header (the link-layer header of a SOCK_RAW
+// socket).
+func captureFilter(prefixes []netip.Prefix, base int) ([]bpf.RawInstruction, error) {
+	prog, err := captureProgram(prefixes, base)
 	for l4, l6 := 31, 124; err == nil && len(prog) > bpfMaxInstructions; l4, l6 = l4-1, l6-4 {
-		prog, err = captureProgram(widen(prefixes, max(l4, 0), max(l6, 0)))
+		prog, err = captureProgram(widen(prefixes, max(l4, 0), max(l6, 0)), base)
 	}
 	if err != nil {
 		return nil, err
@@ -126,10 +141,10 @@ func widen(prefixes []netip.Prefix, bits4, bits6 int) []netip.Prefix {
 	return out
 }
 
-// captureProgram is the whole filter program for prefixes, unassembled
-// and unchecked against the kernel's length limit.
-func captureProgram(prefixes []netip.Prefix) ([]bpf.Instruction, error) {
-	match, err := captureMatchProgram(prefixes)
+// captureProgram is the whole filter program for prefixes and base,
+// unassembled and unchecked against the kernel's length limit.
+func captureProgram(prefixes []netip.Prefix, base int) ([]bpf.Instruction, error) {
+	match, err := captureMatchProgramAt(prefixes, base)
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +162,15 @@ func captureProgram(prefixes []netip.Prefix) ([]bpf.Instruction, error) {
 }
 
 // captureMatchProgram is the part of the capture filter that looks only at
-// packet bytes (no ancillary loads), so it can run in bpf.NewVM in tests.
+// packet bytes and length (no other ancillary loads), so it can run in
+// bpf.NewVM in tests; the IP header at offset 0.
 func captureMatchProgram(prefixes []netip.Prefix) ([]bpf.Instruction, error) {
+	return captureMatchProgramAt(prefixes, 0)
+}
+
+// captureMatchProgramAt is captureMatchProgram with the IP header at
+// offset base.
+func captureMatchProgramAt(prefixes []netip.Prefix, base int) ([]bpf.Instruction, error) {
 	var v4, v6 []netip.Prefix
 	for _, p := range prefixes {
 		switch {
@@ -162,23 +184,52 @@ func captureMatchProgram(prefixes []netip.Prefix) ([]bpf.Instruction, error) {
 			v6 = append(v6, p.Masked())
 		}
 	}
-	var blocks [][]bpf.Instruction // one per family present: version, block
-	var versions []uint32
-	if len(v4) > 0 {
-		blocks, versions = append(blocks, ipv4DstBlock(minimalPrefixes(v4))), append(versions, 4)
-	}
-	if len(v6) > 0 {
-		blocks, versions = append(blocks, ipv6DstBlock(minimalPrefixes(v6))), append(versions, 6)
-	}
-	if len(blocks) == 0 {
+	if len(v4)+len(v6) == 0 {
 		return []bpf.Instruction{bpf.RetConstant{Val: 0}}, nil
 	}
-	return versionDispatch(versions, blocks), nil
+	blocks := [][]bpf.Instruction{{bpf.RetConstant{Val: 0}}, {bpf.RetConstant{Val: 0}}} // IPv4, IPv6
+	if len(v4) > 0 {
+		blocks[0] = ipv4DstBlock(minimalPrefixes(v4))
+	}
+	if len(v6) > 0 {
+		blocks[1] = append(keepShorter(ipv6HeaderLen), ipv6DstBlock(minimalPrefixes(v6))...)
+	}
+	prog := append(keepShorter(ipv4MinHeaderLen), versionDispatch([]uint32{4, 6}, blocks)...)
+	return rebase(prog, base), nil
+}
+
+// keepShorter returns the instructions that keep a packet shorter than n
+// bytes (so that the engine counts it) and fall through otherwise.
+func keepShorter(n uint32) []bpf.Instruction {
+	return []bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: n, SkipTrue: 1},
+		bpf.RetConstant{Val: captureKeep},
+	}
+}
+
+// rebase moves prog's view of the packet base bytes on: every absolute
+// load, and every length compared right after a length load.
+func rebase(prog []bpf.Instruction, base int) []bpf.Instruction {
+	for i, ins := range prog {
+		switch ins := ins.(type) {
+		case bpf.LoadAbsolute:
+			ins.Off += uint32(base)
+			prog[i] = ins
+		case bpf.JumpIf:
+			if i > 0 && prog[i-1] == (bpf.LoadExtension{Num: bpf.ExtLen}) {
+				ins.Val += uint32(base)
+				prog[i] = ins
+			}
+		}
+	}
+	return prog
 }
 
 // versionDispatch loads the IP version nibble and jumps to the block of
 // that family: "jeq #ver, 0, 1; ja block" per family, so that blocks of
-// any length can follow (ja has a 32-bit offset).
+// any length can follow (ja has a 32-bit offset). A packet of another
+// version is kept, for the engine to count.
 func versionDispatch(versions []uint32, blocks [][]bpf.Instruction) []bpf.Instruction {
 	prog := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: 0, Size: 1},
@@ -195,7 +246,7 @@ func versionDispatch(versions []uint32, blocks [][]bpf.Instruction) []bpf.Instru
 			bpf.Jump{Skip: uint32(skip)})
 		skip = 0
 	}
-	prog = append(prog, bpf.RetConstant{Val: 0})
+	prog = append(prog, bpf.RetConstant{Val: captureKeep})
 	for _, b := range blocks {
 		prog = append(prog, b...)
 	}
@@ -215,9 +266,7 @@ func ipv6DstBlock(prefixes []netip.Prefix) []bpf.Instruction {
 		}
 		return a.Addr().Compare(b.Addr())
 	})
-	// Load the last byte of the fixed header first: a packet too short to
-	// hold one is dropped whatever the prefixes.
-	prog := []bpf.Instruction{bpf.LoadAbsolute{Off: ipv6HeaderLen - 1, Size: 1}}
+	var prog []bpf.Instruction // (a packet shorter than the fixed header was kept)
 	for _, p := range prefixes {
 		prog = append(prog, ipv6PrefixMatch(p)...)
 	}

@@ -14,7 +14,7 @@ import (
 // atomically, so no packet is seen unfiltered and none of the unchanged
 // prefixes is missed.
 func (c *PacketCapture) SetPrefixes(prefixes []netip.Prefix) error {
-	filter, err := CaptureFilter(prefixes)
+	filter, err := captureFilter(prefixes, c.link.linkLen)
 	if err != nil {
 		return fmt.Errorf("capture filter for %s: %w", c.ifname, err)
 	}

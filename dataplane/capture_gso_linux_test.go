@@ -14,17 +14,27 @@ import (
 // stream reaches the capture as super-packets; ReadBatch must return them
 // cut to the MTU with valid checksums.
 func TestCaptureSegmentsTCPSuperPackets(t *testing.T) {
-	forCaptureModes(t, testCaptureSegmentsTCPSuperPackets)
+	forCaptureModes(t, func(t *testing.T, opt CaptureOptions) { testCaptureSegmentsTCPSuperPackets(t, opt, false) })
 }
 
-func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt CaptureOptions) {
+// TestCaptureSegmentsTCPSuperPackets6 is the same over IPv6.
+func TestCaptureSegmentsTCPSuperPackets6(t *testing.T) {
+	forCaptureModes(t, func(t *testing.T, opt CaptureOptions) { testCaptureSegmentsTCPSuperPackets(t, opt, true) })
+}
+
+func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt CaptureOptions, v6 bool) {
 	nstest.RequireRoot(t)
 	const mtu = 1500
 	topo := newVethTopo(t, mtu)
-	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, netip.PrefixFrom(topo.AddrA, 32).String())
-	dst := netip.AddrPortFrom(topo.AddrA, 5201)
+	addr, bits, ipLen, protoOff, network := topo.AddrA, 32, 20, ipv4OffProto, "tcp4"
+	if v6 {
+		addIPv6(t, topo)
+		addr, bits, ipLen, protoOff, network = topoAddrA6, 128, 40, ipv6OffNextHeader, "tcp6"
+	}
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, netip.PrefixFrom(addr, bits).String())
+	dst := netip.AddrPortFrom(addr, 5201)
 	var ln net.Listener
-	if err := topo.A.Do(func() (err error) { ln, err = net.Listen("tcp4", dst.String()); return err }); err != nil {
+	if err := topo.A.Do(func() (err error) { ln, err = net.Listen(network, dst.String()); return err }); err != nil {
 		t.Fatalf("listen in %s: %v", topo.A.Name, err)
 	}
 	t.Cleanup(func() { ln.Close() })
@@ -36,7 +46,7 @@ func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt CaptureOptions) {
 		}
 	}()
 	var conn net.Conn
-	if err := topo.B.Do(func() (err error) { conn, err = net.DialTimeout("tcp4", dst.String(), 5*time.Second); return err }); err != nil {
+	if err := topo.B.Do(func() (err error) { conn, err = net.DialTimeout(network, dst.String(), 5*time.Second); return err }); err != nil {
 		t.Fatalf("dial from %s: %v", topo.B.Name, err)
 	}
 	t.Cleanup(func() { conn.Close() })
@@ -56,10 +66,10 @@ func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt CaptureOptions) {
 		seen = seen || c.g.seen
 		for i := range n {
 			pkt := bufs[i][:sizes[i]]
-			if len(pkt) > mtu || pkt[9] != 6 || !validL4Checksum(pkt) {
-				t.Fatalf("captured a %d-byte packet (protocol %d) that is too big or has a bad checksum", len(pkt), pkt[9])
+			if len(pkt) > mtu || pkt[protoOff] != protoTCP || !validTransport(pkt) {
+				t.Fatalf("captured a %d-byte packet that is not TCP, too big or has a bad checksum", len(pkt))
 			}
-			payload += len(pkt) - 20 - int(pkt[32]>>4)*4
+			payload += len(pkt) - ipLen - int(pkt[ipLen+12]>>4)*4
 		}
 	}
 	if !seen {

@@ -21,15 +21,11 @@ import (
 // smaller ones work, but frames that do not fit are dropped (Truncated).
 const CaptureBufferSize = 65535 + 1024
 
-// PacketCapture is the production Capture: an AF_PACKET socket of type
-// SOCK_DGRAM bound to one interface.
-//
-// SOCK_DGRAM rather than SOCK_RAW: the kernel removes the link-layer header
-// (whatever its length: Ethernet, VLAN-tagged with offload, or none at all
-// on a tun, WireGuard or PPP interface), so both the BPF filter and the
-// reader see the IP header at offset 0 on every kind of interface, and the
-// frame is delivered straight into the caller's buffer with no copy or
-// header parsing in Go.
+// PacketCapture is the production Capture: an AF_PACKET socket bound to
+// one interface, SOCK_RAW with PACKET_VNET_HDR on Ethernet-like and
+// header-less interfaces, SOCK_DGRAM on others (see captureLink). Either
+// way the IP packet is delivered straight into the caller's buffer, the
+// link-layer and virtio-net headers stripped, with no copy.
 //
 // Only inbound packets are seen: PACKET_IGNORE_OUTGOING keeps the kernel
 // from even cloning outgoing frames to the socket, and the filter also
@@ -38,9 +34,10 @@ const CaptureBufferSize = 65535 + 1024
 //
 // Packets from a LAN host with tx checksum offload on arrive with a
 // partial TCP/UDP checksum; PACKET_AUXDATA marks them and ReadBatch
-// completes the checksum (completeChecksum) before returning them. TCP
-// super-packets (TSO/GRO, larger than the MTU) are cut into segments that
-// fit it (gsoSplitter), so one frame may fill several entries of a batch.
+// completes the checksum (completeChecksum, IPv4 and IPv6) before returning
+// them. TCP super-packets (TSO/GRO) and UDP GSO super-datagrams are cut
+// into the segments the sender meant (gsoSplitter), so one frame may fill
+// several entries of a batch.
 //
 // With CaptureOptions.Ring the frames are read from a TPACKET_V3 ring
 // mapped into the process instead (ring_linux.go); filter, checksum
@@ -58,9 +55,12 @@ type PacketCapture struct {
 	g  *gsoSplitter // TCP super-packets cut to the MTU (gso_batch.go)
 	rx *rxRing      // the receive ring, nil on the socket path (ring_linux.go)
 
-	truncated atomic.Uint64
-	closed    atomic.Bool
-	ks        kernelStats // capture_stats_linux.go
+	link captureLink // socket type and headers to strip (capture_link_linux.go)
+
+	truncated  atomic.Uint64
+	unreadable atomic.Uint64
+	closed     atomic.Bool
+	ks         kernelStats // capture_stats_linux.go
 }
 
 var _ Capture = (*PacketCapture)(nil)
@@ -89,21 +89,26 @@ func OpenCaptureWith(ifname string, prefixes []netip.Prefix, opt CaptureOptions)
 	if err != nil {
 		return nil, opErr(err)
 	}
-	filter, err := CaptureFilter(prefixes)
+	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, opErr(err)
 	}
-	ifi, err := net.InterfaceByName(ifname)
+	link, err := linkOf(ifname)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	filter, err := captureFilter(prefixes, link.linkLen)
 	if err != nil {
 		return nil, opErr(err)
 	}
 
 	// Protocol 0: the socket receives nothing until bind names a protocol,
 	// so no frame can be queued before the filter is in place.
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_PACKET, link.sockType|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, opErr(os.NewSyscallError("socket", err))
 	}
+	link.enableVnet(fd) // before the ring: the kernel refuses it after
 	rx, err := setupCaptureSocket(fd, ifi.Index, filter, opt)
 	if err != nil {
 		unix.Close(fd)
@@ -119,11 +124,12 @@ func OpenCaptureWith(ifname string, prefixes []netip.Prefix, opt CaptureOptions)
 		rx.unmap()
 		return nil, opErr(err)
 	}
-	c := &PacketCapture{f: f, rc: rc, ifname: ifname, g: newGSOSplitter(ifi.MTU), rx: rx}
+	c := &PacketCapture{f: f, rc: rc, ifname: ifname, g: newGSOSplitter(ifi.MTU), rx: rx, link: link}
 	c.r.init(rc)
 	c.r.m.ctrlLen = auxControlLen
+	c.r.m.headLen = link.headLen()
 	if rx != nil {
-		rx.init(rc, c.g, &c.truncated)
+		rx.init(rc, c)
 	}
 	return c, nil
 }
@@ -182,9 +188,10 @@ func bindCaptureSocket(fd, ifindex int) error {
 	// Belt and braces: with protocol 0 and the filter attached before bind
 	// nothing unfiltered can have been queued, but drop whatever is there
 	// so that the first read only returns frames that arrived after open.
-	var scratch [1]byte
+	// (PACKET_VNET_HDR refuses a read shorter than its header.)
+	var scratch [2 * vnetHdrLen]byte
 	for range 1 << 16 { // bounded even under a flood
-		_, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&scratch[0])), 1,
+		_, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&scratch[0])), uintptr(len(scratch)),
 			unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
 		if e != 0 {
 			break
@@ -196,10 +203,10 @@ func bindCaptureSocket(fd, ifindex int) error {
 // auxControlLen is the room for one PACKET_AUXDATA control message.
 var auxControlLen = unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{})))
 
-// auxStatus returns tp_status from the PACKET_AUXDATA message in the
-// ancillary data ctrl, or 0 if there is none.
-func auxStatus(ctrl []byte) uint32 {
-	return cmsgUint32(ctrl, unix.SOL_PACKET, unix.PACKET_AUXDATA)
+// auxData returns the PACKET_AUXDATA message (a struct tpacket_auxdata) in
+// the ancillary data ctrl, or nil if there is none.
+func auxData(ctrl []byte) []byte {
+	return cmsgData(ctrl, unix.SOL_PACKET, unix.PACKET_AUXDATA)
 }
 
 // htons converts a 16-bit value to network byte order, as sll_protocol
@@ -225,23 +232,28 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	for {
 		got, err := c.r.read(bufs[:c.g.readLimit(n)], false)
 		if err != nil {
+			if c.vnetRefused(err) {
+				continue
+			}
 			if c.closed.Load() {
 				err = net.ErrClosed
 			}
 			return 0, &net.OpError{Op: "read", Net: "packet", Addr: captureAddr(c.ifname), Err: err}
 		}
+		meta := c.g.metaFor(got)
 		out := 0
 		for i := range got {
 			h := &c.r.m.hdrs[i]
-			size := int(h.Len)
+			size, m, ok := c.link.message(c.r.m.head(i), auxData(c.r.m.control(i)), int(h.Len))
+			if !ok {
+				c.unreadable.Add(1)
+				continue
+			}
 			if h.Hdr.Flags&unix.MSG_TRUNC != 0 || size > len(bufs[i]) || !compact(bufs, i, out, size) {
 				c.truncated.Add(1)
 				continue
 			}
-			if auxStatus(c.r.m.control(i))&unix.TP_STATUS_CSUMNOTREADY != 0 {
-				completeChecksum(bufs[out][:size])
-			}
-			sizes[out] = size
+			sizes[out], meta[out] = size, m
 			out++
 		}
 		if out > 0 {
@@ -253,6 +265,25 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 // Truncated is the number of frames dropped because they were larger than
 // the buffer they would have been returned in.
 func (c *PacketCapture) Truncated() uint64 { return c.truncated.Load() }
+
+// Unreadable is the number of frames dropped because the capture could not
+// take them apart: the kernel could not describe a super-packet in a
+// virtio-net header (a GSO type it has no virtio-net name for, SCTP say,
+// or UDP GSO before Linux 6.2: the read fails with EINVAL and the frame is
+// gone), or the link-layer header was not the expected length. On the ring
+// the kernel counts the former as a drop (KernelStats) instead.
+func (c *PacketCapture) Unreadable() uint64 { return c.unreadable.Load() }
+
+// vnetRefused reports whether a failed read lost one frame the kernel
+// could not put a virtio-net header on (EINVAL, from packet_rcv_vnet), and
+// counts it: the read is then simply repeated.
+func (c *PacketCapture) vnetRefused(err error) bool {
+	if c.link.vnetLen == 0 || !errors.Is(err, unix.EINVAL) || c.closed.Load() {
+		return false
+	}
+	c.unreadable.Add(1)
+	return true
+}
 
 // Close closes the socket; a blocked ReadBatch returns an error wrapping
 // net.ErrClosed.

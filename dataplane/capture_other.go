@@ -29,6 +29,7 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 }
 func (c *PacketCapture) Truncated() uint64               { return 0 }
 func (c *PacketCapture) GSODropped() uint64              { return 0 }
+func (c *PacketCapture) Unreadable() uint64              { return 0 }
 func (c *PacketCapture) KernelStats() CaptureKernelStats { return CaptureKernelStats{} }
 func (c *PacketCapture) Close() error                    { return nil }
 

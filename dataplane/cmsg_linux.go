@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -8,19 +9,29 @@ import (
 
 // cmsgUint32 returns the first 4 bytes of data of the control message of
 // the given level and type in the ancillary data ctrl (host byte order),
-// or 0 if there is none. It walks the cmsg headers by hand, bounded by
-// len(ctrl): unix.ParseSocketControlMessage allocates.
+// or 0 if there is none.
 func cmsgUint32(ctrl []byte, level, typ int32) uint32 {
+	if d := cmsgData(ctrl, level, typ); len(d) >= 4 {
+		return binary.NativeEndian.Uint32(d)
+	}
+	return 0
+}
+
+// cmsgData returns the data of the first control message of the given
+// level and type in the ancillary data ctrl, or nil if there is none. It
+// walks the cmsg headers by hand, bounded by len(ctrl):
+// unix.ParseSocketControlMessage allocates.
+func cmsgData(ctrl []byte, level, typ int32) []byte {
 	for len(ctrl) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
 		n := int(h.Len)
 		if n < unix.SizeofCmsghdr || n > len(ctrl) {
-			return 0
+			return nil
 		}
-		if h.Level == level && h.Type == typ && n >= unix.CmsgLen(4) {
-			return *(*uint32)(unsafe.Pointer(&ctrl[unix.CmsgLen(0)]))
+		if h.Level == level && h.Type == typ {
+			return ctrl[unix.CmsgLen(0):n]
 		}
 		ctrl = ctrl[min(unix.CmsgSpace(n-unix.CmsgLen(0)), len(ctrl)):]
 	}
-	return 0
+	return nil
 }

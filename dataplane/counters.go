@@ -26,6 +26,7 @@ const (
 	DropTTLExpired               // TTL would reach zero at this hop
 	DropSendError                // Transport.WriteBatch failed for the datagram
 	DropInjectError              // Injector.WriteBatch failed for the packet
+	DropTooBigLAN                // from the tunnel, larger than the LAN MTU, and DF set or IPv6
 	numDropReasons
 )
 
@@ -43,6 +44,7 @@ var dropNames = [numDropReasons]string{
 	DropTTLExpired:    "ttl_expired",
 	DropSendError:     "send_error",
 	DropInjectError:   "inject_error",
+	DropTooBigLAN:     "too_big_lan",
 }
 
 // String returns the stable snake_case name of r.
@@ -70,10 +72,21 @@ type Stats struct {
 	// Drops has one entry per drop reason name, zeros included, so that
 	// consumers see a stable set of keys.
 	Drops map[string]uint64 `json:"drops"`
-	// ICMPSent counts ICMP errors (time exceeded, fragmentation needed)
-	// handed to the Injector; ICMPRateLimited those the limiter held back.
+	// ICMPSent counts ICMP errors (time exceeded, fragmentation needed,
+	// packet too big) handed to the Injector, or to the Transport for a
+	// sender across the tunnel; ICMPRateLimited those the limiter held
+	// back; ICMPBadSource those never generated because the packet's
+	// source (or destination) is not one host: a broadcast, multicast,
+	// unspecified or loopback address, or the broadcast (IPv6: the
+	// subnet-router anycast) address of a local prefix.
 	ICMPSent        uint64 `json:"icmp_sent"`
 	ICMPRateLimited uint64 `json:"icmp_rate_limited"`
+	ICMPBadSource   uint64 `json:"icmp_bad_source"`
+	// Fragmented counts IPv4 packets from the tunnel larger than the LAN
+	// MTU, with DF clear, that were fragmented before injection, and
+	// Fragments the fragments injected for them.
+	Fragmented uint64 `json:"fragmented"`
+	Fragments  uint64 `json:"fragments"`
 }
 
 // PeerStats are one peer's counters. Rx counts valid packets accepted from
@@ -107,9 +120,12 @@ type peerCounters struct {
 
 // engineCounters are the engine-wide counters.
 type engineCounters struct {
-	drops       [numDropReasons]atomic.Uint64
-	icmpSent    atomic.Uint64
-	icmpLimited atomic.Uint64
+	drops         [numDropReasons]atomic.Uint64
+	icmpSent      atomic.Uint64
+	icmpLimited   atomic.Uint64
+	icmpBadSource atomic.Uint64
+	fragmented    atomic.Uint64
+	fragments     atomic.Uint64
 }
 
 // dropsMap renders the drop counters keyed by reason name.

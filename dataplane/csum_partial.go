@@ -2,48 +2,105 @@ package dataplane
 
 import "encoding/binary"
 
-// completeChecksum finishes the transport checksum of an IPv4 TCP or UDP
-// packet that the sending host left to "hardware" (CHECKSUM_PARTIAL).
+// Transport protocols whose checksums the capture completes and whose
+// super-packets it cuts.
+const (
+	protoTCP = 6
+	protoUDP = 17
+
+	tcpMinHeaderLen = 20
+	udpHeaderLen    = 8
+	tcpOffChecksum  = 16
+	udpOffChecksum  = 6
+)
+
+// l4Loc says where the TCP or UDP header of a whole IP packet is.
+type l4Loc struct {
+	off   int // offset of the transport header: after the IPv4 options or the IPv6 extension headers
+	total int // IP total length (IPv6: 40 + payload length), at most len(pkt)
+	proto uint8
+	v6    bool
+	// routing: an IPv6 routing header is present (the pseudo-header's
+	// destination is then the final one, not the header's).
+	routing bool
+}
+
+// locateL4 finds the transport header of a valid IPv4 or IPv6 packet that
+// is not a fragment: after the IPv4 header and its options, or after the
+// IPv6 extension headers (hop-by-hop, routing, destination options, ...).
+// It reports false for anything else, fragments included: a fragment
+// carries part of a transport segment, never a partial checksum.
+func locateL4(pkt []byte) (l4Loc, bool) {
+	if len(pkt) == 0 {
+		return l4Loc{}, false
+	}
+	switch pkt[0] >> 4 {
+	case 4: // the header checksum is the engine's to check
+		if len(pkt) < ipv4MinHeaderLen {
+			return l4Loc{}, false
+		}
+		ihl := int(pkt[0]&0x0f) * 4
+		total := int(binary.BigEndian.Uint16(pkt[ipv4OffTotalLen:]))
+		if ihl < ipv4MinHeaderLen || total < ihl || total > len(pkt) ||
+			binary.BigEndian.Uint16(pkt[ipv4OffFrag:])&(ipv4FlagMF|ipv4FragOffMask) != 0 {
+			return l4Loc{}, false
+		}
+		return l4Loc{off: ihl, total: total, proto: pkt[ipv4OffProto]}, true
+	case 6:
+		h, why := parseIPv6(pkt)
+		if why != DropNone || h.fragment {
+			return l4Loc{}, false
+		}
+		return l4Loc{off: h.l4Off, total: h.totalLen, proto: h.proto, v6: true, routing: h.routing}, true
+	}
+	return l4Loc{}, false
+}
+
+// checksumField is the offset of the checksum in a transport header of
+// protocol proto and the header's minimum length, or false for a protocol
+// the capture does not complete.
+func checksumField(proto uint8) (off, minLen int, ok bool) {
+	switch proto {
+	case protoTCP:
+		return tcpOffChecksum, tcpMinHeaderLen, true
+	case protoUDP:
+		return udpOffChecksum, udpHeaderLen, true
+	}
+	return 0, 0, false
+}
+
+// completeChecksum finishes the transport checksum of an IPv4 or IPv6 TCP
+// or UDP packet that the sending host left to "hardware"
+// (CHECKSUM_PARTIAL).
 //
 // A LAN host whose tx checksum offload is on (the default on veths and most
 // NICs) hands its packets to the device with only the pseudo-header sum in
 // the TCP/UDP checksum field; the device, or here the capture, must add the
 // ones' complement sum of the transport header and payload and store the
 // complement. AF_PACKET tells which packets are in that state
-// (TP_STATUS_CSUMNOTREADY in PACKET_AUXDATA) but not where the checksum
-// starts, so it is derived from the IPv4 header: the L4 header starts after
-// the IP header and the field is at offset 16 (TCP) or 6 (UDP). Forwarded
-// as they are, such packets would be dropped by the far end's stack.
+// (TP_STATUS_CSUMNOTREADY) but the transport header is found here from the
+// IP headers (locateL4): after the IPv4 options, or behind the IPv6
+// extension headers. The pseudo-header is already in the field, so an
+// IPv6 routing header (whose final destination the pseudo-header names)
+// needs no special case. Forwarded as they are, such packets would be
+// dropped by the far end's stack.
 //
 // It reports whether it changed pkt. Fragments, other protocols and
 // malformed packets are left alone (the engine judges those).
 func completeChecksum(pkt []byte) bool {
-	if len(pkt) < ipv4MinHeaderLen || pkt[0]>>4 != 4 {
+	l, ok := locateL4(pkt)
+	if !ok {
 		return false
 	}
-	ihl := int(pkt[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(pkt[2:]))
-	if ihl < ipv4MinHeaderLen || total < ihl || total > len(pkt) ||
-		binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0 { // MF or an offset: a fragment
+	off, minLen, ok := checksumField(l.proto)
+	seg := pkt[l.off:l.total]
+	if !ok || len(seg) < minLen {
 		return false
 	}
-	var off int
-	switch pkt[9] {
-	case 6: // TCP
-		off = 16
-	case 17: // UDP
-		off = 6
-	default:
-		return false
-	}
-	l4 := pkt[ihl:total]
-	if len(l4) < off+2 {
-		return false
-	}
-	c := checksum(l4, 0) // the field holds the pseudo-header sum already
-	if c == 0 && pkt[9] == 17 {
+	c := checksum(seg, 0) // the field holds the pseudo-header sum already
+	if c == 0 && l.proto == protoUDP {
 		c = 0xffff // UDP: 0 means "no checksum"
 	}
-	binary.BigEndian.PutUint16(l4[off:], c)
+	binary.BigEndian.PutUint16(seg[off:], c)
 	return true
 }

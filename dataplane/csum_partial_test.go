@@ -1,8 +1,11 @@
 package dataplane
 
 import (
+	"bytes"
 	"encoding/binary"
 	"testing"
+
+	"tunnel-agent/dataplane/dptest"
 )
 
 // l4Packet builds an IPv4 packet of protocol proto with a transport header
@@ -77,8 +80,21 @@ func TestCompleteChecksumLeavesOthersAlone(t *testing.T) {
 	}
 }
 
+// FuzzCompleteChecksum: any packet is completed without panicking, and
+// only within its IP total length.
 func FuzzCompleteChecksum(f *testing.F) {
 	_, tcp := l4Packet(6, 20, 16, "seed")
 	f.Add(tcp)
-	f.Fuzz(func(t *testing.T, pkt []byte) { completeChecksum(pkt) })
+	for _, ext := range extHeaders {
+		f.Add(dptest.TCP6(ip6With(ext), dptest.TCP{Flags: dptest.TCPSyn}, nil).Partial())
+		f.Add(dptest.UDP6Segment(ip6With(ext), 1, 2, pattern(9)).Partial())
+	}
+	f.Add(dptest.UDP6Segment(ip6With([]dptest.IPv6Ext{dptest.FragmentHeader(0, true, 7)}), 1, 2, pattern(40)).Partial())
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		padded := append(bytes.Clone(pkt), 0xa5, 0x5a)
+		completeChecksum(padded)
+		if padded[len(pkt)] != 0xa5 || padded[len(pkt)+1] != 0x5a {
+			t.Fatal("wrote past the packet")
+		}
+	})
 }

@@ -20,11 +20,15 @@
 //	Transport.ReadBatch → sender address → peer (endpoint snapshot, one
 //	atomic load per batch) → zero length: keepalive → parse the inner IPv4
 //	or IPv6 header, total length must equal the datagram length → the
-//	inner source must route back to the sending peer and the inner
+//	inner source must route back to the sending peer (or the packet is an
+//	ICMP error about one of ours sent to that peer) and the inner
 //	destination must be local → (learn the endpoint of a peer configured
-//	without one) → Injector.WriteBatch. No TTL decrement here: the sending
-//	gateway did it. With Config.Relay a destination in another peer's
-//	prefixes is sent on to that peer instead (engine_relay.go).
+//	without one) → a packet larger than the LAN MTU is fragmented (IPv4,
+//	DF clear) or answered through the tunnel with fragmentation needed /
+//	packet too big (engine_lanmtu.go) → Injector.WriteBatch. No TTL
+//	decrement here: the sending gateway did it. With Config.Relay a
+//	destination in another peer's prefixes is sent on to that peer instead
+//	(engine_relay.go).
 //
 // keepalive goroutine (engine_keepalive.go): a zero-length datagram to
 // each configured endpoint every Keepalive, so NAT and firewall state on
@@ -76,6 +80,16 @@ type Config struct {
 	// packet too big), normally the gateway's IPv6 LAN address. Zero
 	// disables ICMPv6 generation.
 	ICMPSource6 netip.Addr
+	// LANMTU is the MTU of the LAN interface, by which the packets from the
+	// tunnel leave once injected; 0 disables the check. A larger packet is
+	// fragmented (IPv4, DF clear) or answered through the tunnel with ICMP
+	// fragmentation needed / ICMPv6 packet too big (engine_lanmtu.go).
+	// SetLANMTU changes it while the engine runs.
+	LANMTU int
+	// LANPrefixes are the LAN interface's own subnets (its addresses with
+	// their prefix lengths). Their broadcast addresses, and those of
+	// LocalPrefixes, are never sent an ICMP error (icmp.go, notHosts).
+	LANPrefixes []netip.Prefix
 	// Relay makes this gateway a hub: a packet from one peer whose
 	// destination is not local but lies in another peer's prefixes is sent
 	// on to that peer instead of being dropped as dst_not_allowed (the
@@ -94,6 +108,8 @@ type Engine struct {
 	peers    []peer
 	routes   *peerTable // peer prefixes, both directions
 	local    *prefixSet
+	notHosts notHosts     // local broadcast and anycast addresses (icmp.go)
+	lanMTU   atomic.Int64 // Config.LANMTU, SetLANMTU; read once per batch
 	icmpSrc  netip.Addr
 	icmpSrc6 netip.Addr
 	batch    int
@@ -200,6 +216,9 @@ func (e *Engine) Stats() Stats {
 		Drops:           e.ctr.dropsMap(),
 		ICMPSent:        e.ctr.icmpSent.Load(),
 		ICMPRateLimited: e.ctr.icmpLimited.Load(),
+		ICMPBadSource:   e.ctr.icmpBadSource.Load(),
+		Fragmented:      e.ctr.fragmented.Load(),
+		Fragments:       e.ctr.fragments.Load(),
 	}
 	for i := range e.peers {
 		p := &e.peers[i]

@@ -160,7 +160,7 @@ func (e *Engine) hopChecks4(pkt []byte, h *ipv4Header, p *peer, to netip.AddrPor
 // icmpError writes an ICMP error about pkt to buf when it is allowed
 // (configured source, RFC 1812 rules, rate limit) and returns its length.
 func (e *Engine) icmpError(buf, pkt []byte, h *ipv4Header, typ, code uint8, mtu uint16, now int64) int {
-	if !e.icmpSrc.IsValid() || !mayAnswerICMP(pkt, h) {
+	if !e.icmpSrc.IsValid() || !e.mayAnswer4(pkt, h) {
 		return 0
 	}
 	if !e.icmpBucket.allow(now) {

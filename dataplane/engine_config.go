@@ -59,6 +59,11 @@ func (e *Engine) configure(cfg Config) error {
 	if e.batch, err = batchSize(cfg.BatchSize); err != nil {
 		return err
 	}
+	if err := checkLANMTU(cfg.LANMTU); err != nil {
+		return err
+	}
+	e.lanMTU.Store(int64(min(cfg.LANMTU, maxPacketSize)))
+	e.notHosts = newNotHosts(cfg.LocalPrefixes, cfg.LANPrefixes)
 	e.relay = cfg.Relay
 	if e.icmpSrc.IsValid() && !e.icmpSrc.Is4() {
 		return fmt.Errorf("ICMP source %v is not an IPv4 address", cfg.ICMPSource)

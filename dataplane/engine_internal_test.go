@@ -35,6 +35,7 @@ func TestTransportSeedOutcomes(t *testing.T) {
 		"tutorial-reply": DropNone, "learn-roaming": DropNone, "keepalive": DropNone,
 		"keepalive-unknown": DropNotFromPeer, "trailing-byte": DropBadHeader,
 		"wrong-peer": DropSrcNotAllowed, "truncated": DropTooShort, "total-len-zero": DropBadHeader,
+		"related-icmp": DropNone,
 	}
 	for name, s := range transportSeeds() {
 		e := newFuzzEngine(t)

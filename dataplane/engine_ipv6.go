@@ -50,7 +50,7 @@ func tunnelMTU6(p *peer, to netip.AddrPort) int {
 // (configured source, RFC 4443 rules, rate limit) and returns its length.
 // The limiter is the one ICMPv4 uses: one budget for both families.
 func (e *Engine) icmpError6(buf, pkt []byte, h *ipv6Header, typ, code uint8, param uint32, now int64) int {
-	if !e.icmpSrc6.IsValid() || len(buf) < icmpv6MaxLen || !mayAnswerICMPv6(pkt, h, typ) {
+	if !e.icmpSrc6.IsValid() || len(buf) < icmpv6MaxLen || !e.mayAnswer6(pkt, h, typ) {
 		return 0
 	}
 	if !e.icmpBucket.allow(now) {
@@ -70,5 +70,9 @@ func (e *Engine) admit6(pkt []byte, from *peer) (DropReason, dropInfo) {
 	if h.totalLen != len(pkt) {
 		return DropBadHeader, dropInfo{}
 	}
-	return e.admitAddrs(h.src, h.dst, from)
+	r, d := e.admitAddrs(h.src, h.dst, from)
+	if r == DropSrcNotAllowed && e.relatedError6(pkt, &h, from) {
+		r, d.peer = DropNone, from // an ICMP error about our packet (engine_icmp_related.go)
+	}
+	return r, d
 }

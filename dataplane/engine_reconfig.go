@@ -95,9 +95,9 @@ func (e *Engine) nextCapture(c Capture, gen uint64, err error) (Capture, uint64)
 	return nil, gen
 }
 
-// Reconfigure replaces the engine's peers, prefixes and ICMP sources with
-// those of cfg (and Relay) while it runs; cfg.BatchSize and cfg.Logger
-// are ignored.
+// Reconfigure replaces the engine's peers, prefixes, ICMP sources and LAN
+// MTU with those of cfg (and Relay) while it runs; cfg.BatchSize and
+// cfg.Logger are ignored.
 // Peers are matched by name: one that stays keeps its counters and, if
 // its configured endpoint did not change, its learned endpoint, so that
 // its traffic goes on undisturbed. cfg is checked as New checks it; an
@@ -111,7 +111,8 @@ func (e *Engine) Reconfigure(cfg Config) error {
 	e.lockAll()
 	defer e.unlockAll()
 	eps := carryOver(e.peers, n.peers, e.eps.Load())
-	e.peers, e.routes, e.local = n.peers, n.routes, n.local
+	e.peers, e.routes, e.local, e.notHosts = n.peers, n.routes, n.local, n.notHosts
+	e.lanMTU.Store(n.lanMTU.Load())
 	e.icmpSrc, e.icmpSrc6, e.relay = n.icmpSrc, n.icmpSrc6, n.relay
 	e.learns = false
 	for i := range e.peers {

@@ -15,23 +15,23 @@ import "net/netip"
 // configured ICMP source (the hub's LAN address, which A routes to the
 // hub), with its own rate limit.
 
-// relayICMPPerBatch bounds the ICMP errors the relay path generates per
-// batch (beyond it they count as rate limited), so that its buffers stay
-// small whatever the batch size.
+// relayICMPPerBatch bounds the ICMP errors the transport side generates
+// per batch (beyond it they count as rate limited), so that its buffers
+// stay small whatever the batch size.
 const relayICMPPerBatch = 8
 
 // relayState is the transport goroutine's relay working set: the batch of
 // relayed packets and ICMP errors, and the errors' buffers and limiter.
 type relayState struct {
 	txBatch
-	icmpBufs [][]byte
+	icmpBufs [][]byte // relayICMPPerBatch, and a scratch one for when they are taken
 	icmpN    int
 	limit    tokenBucket
 }
 
 func newRelayState(n int) relayState {
 	return relayState{txBatch: newTxBatch(n + relayICMPPerBatch),
-		icmpBufs: newBuffers(relayICMPPerBatch, icmpBufLen), limit: newTokenBucket(icmpInterval, icmpBurst)}
+		icmpBufs: newBuffers(relayICMPPerBatch+1, icmpBufLen), limit: newTokenBucket(icmpInterval, icmpBurst)}
 }
 
 // reset empties the batch for the next one.
@@ -67,7 +67,7 @@ func (e *Engine) relayOne(s *transportState, p *peer, pkt []byte, dst netip.Addr
 		return DropNoEndpoint
 	}
 	if r := relayHop(pkt, q, to); r != DropNone {
-		e.relayError(s, p, pkt, r, tunnelMTU(pkt, q, to), eps, t.mono)
+		e.errorToPeer(&s.relay, p, eps.cur[p.idx], pkt, r, tunnelMTU(pkt, q, to), t.mono)
 		return r
 	}
 	p.ctr.rxPackets.Add(1)
@@ -86,24 +86,24 @@ func tunnelMTU(pkt []byte, q *peer, to netip.AddrPort) int {
 	return q.pathMTU - outerOverhead(to)
 }
 
-// relayError queues the ICMP error about a relayed packet that failed hop
-// check r for the peer p it came from, when one is due and allowed.
-func (e *Engine) relayError(s *transportState, p *peer, pkt []byte, r DropReason, mtu int, eps *endpoints, now int64) {
-	to := eps.cur[p.idx]
-	if s.relay.icmpN == len(s.relay.icmpBufs) || !to.IsValid() {
+// errorToPeer queues the ICMP error about a packet from peer p (at to)
+// that failed hop check r (a relayed packet, or one too big for the LAN:
+// engine_lanmtu.go), for p, when one is due and allowed.
+func (e *Engine) errorToPeer(rs *relayState, p *peer, to netip.AddrPort, pkt []byte, r DropReason, mtu int, now int64) {
+	if !to.IsValid() {
 		return
 	}
-	buf := s.relay.icmpBufs[s.relay.icmpN]
+	buf := rs.icmpBufs[rs.icmpN] // the scratch one when the others are taken
 	n := e.relayICMP(buf, pkt, r, mtu)
 	if n == 0 {
 		return
 	}
-	if !s.relay.limit.allow(now) {
+	if rs.icmpN == relayICMPPerBatch || !rs.limit.allow(now) {
 		e.ctr.icmpLimited.Add(1)
 		return
 	}
-	s.relay.icmpN++
-	s.relay.add(buf[:n], to, p)
+	rs.icmpN++
+	rs.add(buf[:n], to, p)
 	e.ctr.icmpSent.Add(1)
 }
 
@@ -117,13 +117,13 @@ func (e *Engine) relayICMP(buf, pkt []byte, r DropReason, mtu int) int {
 		if r == DropTooBig {
 			typ = icmpv6TypePacketTooBig
 		}
-		if why != DropNone || !e.icmpSrc6.IsValid() || !mayAnswerICMPv6(pkt, &h, typ) {
+		if why != DropNone || !e.icmpSrc6.IsValid() || !e.mayAnswer6(pkt, &h, typ) {
 			return 0
 		}
 		return buildICMPv6Error(buf, e.icmpSrc6, pkt, typ, 0, uint32(mtu))
 	}
 	h, why := parseIPv4(pkt)
-	if why != DropNone || !e.icmpSrc.IsValid() || !mayAnswerICMP(pkt, &h) {
+	if why != DropNone || !e.icmpSrc.IsValid() || !e.mayAnswer4(pkt, &h) {
 		return 0
 	}
 	if r == DropTooBig {

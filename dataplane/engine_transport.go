@@ -7,16 +7,16 @@ type transportState struct {
 	bufs  [][]byte // read buffers at full size; never resliced
 	sizes []int
 	from  []netip.AddrPort
-	out   [][]byte   // packets to inject this batch (prefixes of bufs)
-	peers []*peer    // the peer of each packet in out
-	relay relayState // packets relayed to another peer (Config.Relay)
+
+	injectQueue            // packets to inject this batch (prefixes of bufs, fragments: engine_lanmtu.go)
+	relay       relayState // packets relayed to another peer (Config.Relay), ICMP errors to peers
 }
 
 // newTransportState allocates the buffers for batches of n datagrams.
 func newTransportState(n int) *transportState {
 	return &transportState{
 		bufs: newBuffers(n, maxPacketSize), sizes: make([]int, n), from: make([]netip.AddrPort, n),
-		out: make([][]byte, 0, n), peers: make([]*peer, 0, n), relay: newRelayState(n),
+		injectQueue: newInjectQueue(n), relay: newRelayState(n),
 	}
 }
 
@@ -42,7 +42,7 @@ func (e *Engine) decapBatch(s *transportState, n int) {
 		return
 	}
 	t, eps := e.now(), e.eps.Load()
-	s.out, s.peers = s.out[:0], s.peers[:0]
+	s.injectQueue.reset(int(e.lanMTU.Load()))
 	s.relay.reset()
 	for i := range min(n, len(s.bufs)) {
 		eps = e.receive(s, packetAt(s.bufs, s.sizes, i), unmapAddrPort(s.from[i]), eps, t)
@@ -78,7 +78,7 @@ func (e *Engine) receive(s *transportState, pkt []byte, from netip.AddrPort, eps
 		}
 		return eps
 	}
-	e.accept(s, p, pkt, t)
+	e.accept(s, p, pkt, from, t)
 	return eps
 }
 
@@ -103,7 +103,7 @@ func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPo
 	}
 	eps = e.learn(d.peer, from, eps, t)
 	if !relayed {
-		e.accept(s, d.peer, pkt, t)
+		e.accept(s, d.peer, pkt, from, t)
 	} else if r := e.relayOne(s, d.peer, pkt, d.dst, eps, t); r != DropNone {
 		d.addr = from
 		e.drop(r, d, t.mono)
@@ -111,13 +111,14 @@ func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPo
 	return eps
 }
 
-// accept counts pkt as received from p and queues it for injection.
-func (e *Engine) accept(s *transportState, p *peer, pkt []byte, t batchTime) {
-	p.ctr.rxPackets.Add(1)
-	p.ctr.rxBytes.Add(uint64(len(pkt)))
-	p.ctr.lastRx.Store(t.wall)
-	s.out = append(s.out, pkt)
-	s.peers = append(s.peers, p)
+// accept counts pkt, from p at from, as received and queues it for
+// injection; one too big for the LAN goes to tooBigForLAN.
+func (e *Engine) accept(s *transportState, p *peer, pkt []byte, from netip.AddrPort, t batchTime) {
+	if !s.fitsLAN(pkt) {
+		e.tooBigForLAN(&s.injectQueue, &s.relay, p, pkt, from, t)
+		return
+	}
+	s.add(p, pkt, t)
 }
 
 // admit validates the inner packet of a non-empty datagram sent by peer
@@ -146,7 +147,11 @@ func (e *Engine) admit4(pkt []byte, from *peer) (DropReason, dropInfo) {
 	if h.totalLen != len(pkt) {
 		return DropBadHeader, dropInfo{}
 	}
-	return e.admitAddrs(h.src, h.dst, from)
+	r, d := e.admitAddrs(h.src, h.dst, from)
+	if r == DropSrcNotAllowed && e.relatedError4(pkt, &h, from) {
+		r, d.peer = DropNone, from // an ICMP error about our packet (engine_icmp_related.go)
+	}
+	return r, d
 }
 
 // admitAddrs applies the address rules. The inner source must route back

@@ -134,12 +134,23 @@ func checkAccepted(t *testing.T, e *Engine, in, out []byte, p *peer, eps *endpoi
 	if r != DropNone || !bytes.Equal(in, out) || total != len(in) {
 		t.Fatalf("accepted invalid or modified packet: %v", r)
 	}
-	if pi, _ := e.routes.lookup(src); pi != p.idx || !e.local.contains(dst) {
+	if pi, owned := e.routes.lookup(src); (!owned || pi != p.idx) && !relatedError(e, out, p) || !e.local.contains(dst) {
 		t.Fatalf("accepted %v → %v from peer %s", src, dst, p.name)
 	}
 	if eps.cur[p.idx] != from {
 		t.Fatalf("accepted from %v while peer is at %v", from, eps.cur[p.idx])
 	}
+}
+
+// relatedError reports whether pkt is an ICMP error about a packet sent to
+// p, which is admitted from any source no peer owns.
+func relatedError(e *Engine, pkt []byte, p *peer) bool {
+	if pkt[0]>>4 == 6 {
+		h, _ := parseIPv6(pkt)
+		return e.relatedError6(pkt, &h, p)
+	}
+	h, _ := parseIPv4(pkt)
+	return e.relatedError4(pkt, &h, p)
 }
 
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz seed corpora")
@@ -223,5 +234,14 @@ func transportSeeds() map[string]transportSeed {
 		"wrong-peer":        {roam, 0},
 		"truncated":         {reply[:83], 2},
 		"total-len-zero":    {append([]byte{0x45, 0, 0, 0}, reply[4:]...), 0},
+		"related-icmp":      {relatedICMPSeed(), 0},
 	}
+}
+
+// relatedICMPSeed is a fragmentation-needed error from a router of east's
+// site whose address is nobody's prefix, about a packet sent to east.
+func relatedICMPSeed() []byte {
+	buf := make([]byte, icmpBufLen)
+	orig := dptest.EchoRequest(lanHost, farHost, 40, 1, 1400)
+	return buf[:buildICMPv4Error(buf, netip.MustParseAddr("198.18.5.5"), orig, icmpTypeDestUnreachable, icmpCodeFragNeeded, 1372)]
 }

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"bytes"
 	"testing"
+
+	"tunnel-agent/dataplane/dptest"
 )
 
 // batchOf copies pkts into n buffers of bufSize bytes.
@@ -89,19 +91,29 @@ func BenchmarkExpand64K(b *testing.B) {
 	}
 }
 
-// FuzzExpand: any batch expands without panicking into entries no larger
-// than the MTU unless they were passed through unchanged.
+// FuzzExpand: any batch, with any GSO information, expands without
+// panicking into entries no larger than the MTU (or, for UDP GSO, than the
+// headers plus gso_size) unless they were passed through unchanged.
 func FuzzExpand(f *testing.F) {
-	f.Add(superPacket(false, 3001), superPacket(true, 10), uint16(1420))
-	f.Add(superPacket(true, 5000), superPacket(false, 3000)[:200], uint16(1280))
-	f.Add([]byte{0x45, 0, 0xff, 0xff}, []byte{0x60}, uint16(60))
+	f.Add(superPacket(false, 3001), superPacket(true, 10), uint16(1420), uint8(0), uint16(0), false)
+	f.Add(superPacket(true, 5000), superPacket(false, 3000)[:200], uint16(1280), uint8(0), uint16(0), false)
+	f.Add([]byte{0x45, 0, 0xff, 0xff}, []byte{0x60}, uint16(60), uint8(0), uint16(0), false)
+	p6, _ := superTCP6(extHeaders["hbh+rt+d"], 4000)
+	f.Add(p6, superPacket(false, 10), uint16(1500), uint8(vnetGSOTCPv6), uint16(1000), true)
+	udp := dptest.UDP6Segment(ip6With(extHeaders["dstopts"]), 1, 2, pattern(5000)).Partial()
+	f.Add(udp, udp[:100], uint16(1500), uint8(vnetGSOUDPL4), uint16(1200), true)
+	udp4 := dptest.UDP4(dptest.IPv4{Src: lanHost4, Dst: farHost4, TTL: 64}, 1, 2, pattern(3000)).Partial()
+	f.Add(udp4, udp4, uint16(1500), uint8(vnetGSOUDPL4), uint16(1), true)
 	g := newGSOSplitter(1420)
 	bufs, sizes := batchOf(4, CaptureBufferSize)
-	f.Fuzz(func(t *testing.T, a, b []byte, mtu uint16) {
+	f.Fuzz(func(t *testing.T, a, b []byte, mtu uint16, gsoType uint8, gsoSize uint16, partial bool) {
 		g.mtu, g.seen, g.staged = int(mtu), false, false
 		sizes[0], sizes[1] = copy(bufs[0], a), copy(bufs[1], b)
+		m := g.metaFor(2)
+		m[0] = frameMeta{partial: partial, gsoType: gsoType, gsoSize: gsoSize}
+		m[1] = frameMeta{partial: partial}
 		n := g.expand(bufs, sizes, 2)
-		for range 1 << 14 { // up to 65535/8 segments, 4 per call
+		for range 1 << 16 { // up to 65535 one-byte datagrams, 4 per call
 			if g.drain(bufs, sizes) == 0 {
 				break
 			}
@@ -110,7 +122,7 @@ func FuzzExpand(f *testing.F) {
 			t.Fatalf("expand returned %d, staged %v", n, g.staged)
 		}
 		for i := range n {
-			if sizes[i] > int(mtu) && sizes[i] != len(a) && sizes[i] != len(b) {
+			if sizes[i] > max(int(mtu), 100+int(gsoSize)) && sizes[i] != len(a) && sizes[i] != len(b) {
 				t.Fatalf("entry %d: %d bytes, more than the MTU %d", i, sizes[i], mtu)
 			}
 		}

@@ -2,91 +2,204 @@ package dataplane
 
 import "encoding/binary"
 
-// Software TCP segmentation of captured "super-packets".
+// Software segmentation of captured "super-packets".
 //
-// A LAN host with TSO/GSO on hands its device TCP packets of up to 64 KB
-// and leaves the cut to the device; an AF_PACKET tap on the receiving side
-// of a veth (or after GRO on a physical NIC) sees them whole. The engine
-// would answer them "too big", so the capture cuts them back into packets
-// that fit the capture interface's MTU, as the kernel's GSO would: headers
-// copied, IP length (and the IPv4 ID and header checksum) adjusted, TCP
-// sequence numbers advanced, FIN/PSH kept on the last segment only and CWR
-// on the first only, and every TCP checksum computed in full.
+// A LAN host with TSO/GSO on hands its device TCP packets of up to 64 KB,
+// and UDP GSO senders (QUIC stacks, UDP_SEGMENT) UDP "super-datagrams"
+// that are a run of datagrams under one header, and leaves the cut to the
+// device; an AF_PACKET tap on the receiving side of a veth (or after GRO
+// on a physical NIC) sees them whole. The engine would answer them "too
+// big" (or send a UDP super-datagram as one huge datagram), so the capture
+// cuts them back into what the sender meant, as the kernel's GSO would:
+// headers (IPv4 options, IPv6 extension headers included) copied, IP length
+// (and the IPv4 ID and header checksum) adjusted; TCP sequence numbers
+// advanced, FIN/PSH kept on the last segment only and CWR on the first
+// only; UDP lengths set; every transport checksum computed in full.
 //
-// Hand-written: no maintained Go library segments packets. The segment size
-// comes from the MTU, not from the sender's gso_size: PACKET_VNET_HDR, which
-// would carry it, is refused (EINVAL) on the SOCK_DGRAM socket the capture
-// uses. IPv6 packets with extension headers, fragments, jumbograms and UDP
-// GSO (whose datagram boundaries only gso_size gives) are left alone.
+// The segment size is the sender's gso_size when the capture knows it
+// (PACKET_VNET_HDR, capture_linux.go), capped for TCP by the capture
+// interface's MTU; without it a TCP packet larger than the MTU is cut to
+// the MTU, and a UDP super-datagram, whose datagram boundaries only
+// gso_size gives, is left alone. Fragments (an IPv4 offset or MF, an IPv6
+// fragment header) and jumbograms are left alone too.
+//
+// The pseudo-header sum comes from the packet's own checksum field when the
+// packet is CHECKSUM_PARTIAL (as every super-packet a GSO sender or GRO
+// hands over is): the sender put it there, for the final destination of an
+// IPv6 routing header too. Otherwise it is computed from the addresses, and
+// an IPv6 packet with a routing header is not cut.
+//
+// Hand-written: no maintained Go library segments packets.
 
-// tcpSuper describes a TCP packet to be cut into segments.
-type tcpSuper struct {
-	ipLen   int // IP header length (IPv4 IHL, or 40 for IPv6)
-	hdrLen  int // IP plus TCP header length
-	payload int // TCP payload length
-	mss     int // payload bytes per segment
-	v6      bool
+// frameMeta is what the capture knows about a frame besides its bytes.
+type frameMeta struct {
+	// partial: the transport checksum field holds only the pseudo-header
+	// sum (CHECKSUM_PARTIAL; TP_STATUS_CSUMNOTREADY).
+	partial bool
+	gsoType uint8  // virtio-net GSO type, ECN bit cleared (vnetGSO*); vnetGSONone if unknown
+	gsoSize uint16 // payload bytes per segment (gso_size); 0 if unknown
 }
 
-// parseSuper reports whether pkt is a well-formed IPv4 or IPv6 TCP packet
-// longer than mtu that can be cut into segments of at most mtu bytes.
-func parseSuper(pkt []byte, mtu int) (s tcpSuper, ok bool) {
-	if len(pkt) <= mtu || len(pkt) < ipv4MinHeaderLen {
+// virtio-net header (struct virtio_net_hdr, linux/virtio_net.h) that
+// PACKET_VNET_HDR puts before each frame. Its 16-bit fields are in host
+// byte order on every architecture the kernel's "legacy" virtio-net
+// header layout applies to (vio_le() in af_packet.c).
+const (
+	vnetHdrLen        = 10
+	vnetFlagNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	vnetGSONone       = 0
+	vnetGSOTCPv4      = 1
+	vnetGSOTCPv6      = 4
+	vnetGSOUDPL4      = 5
+	vnetGSOECN        = 0x80
+	vnetOffGSOSize    = 4
+)
+
+// parseVnet reads the virtio-net header h (vnetHdrLen bytes) of a frame.
+func parseVnet(h []byte) frameMeta {
+	if len(h) < vnetHdrLen {
+		return frameMeta{}
+	}
+	return frameMeta{partial: h[0]&vnetFlagNeedsCsum != 0, gsoType: h[1] &^ vnetGSOECN,
+		gsoSize: binary.NativeEndian.Uint16(h[vnetOffGSOSize:])}
+}
+
+// tcpSize is the TCP segment size the sender asked for, or 0 when the
+// GSO type is not TCP over the packet's family.
+func (m frameMeta) tcpSize(v6 bool) int {
+	if (m.gsoType == vnetGSOTCPv4 && !v6) || (m.gsoType == vnetGSOTCPv6 && v6) {
+		return int(m.gsoSize)
+	}
+	return 0
+}
+
+// udpSize is the UDP datagram payload size of a UDP GSO frame, or 0.
+func (m frameMeta) udpSize() int {
+	if m.gsoType == vnetGSOUDPL4 {
+		return int(m.gsoSize)
+	}
+	return 0
+}
+
+// superPkt describes a TCP or UDP packet to be cut into segments.
+type superPkt struct {
+	l4      int    // offset of the transport header
+	hdrLen  int    // bytes of headers copied into every segment (IP, extensions, TCP/UDP)
+	payload int    // transport payload length
+	mss     int    // payload bytes per segment
+	pseudo  uint32 // pseudo-header sum without the transport length
+	v6, udp bool
+}
+
+// parseSuper reports whether pkt is a well-formed TCP or UDP packet to be
+// cut into segments, given the capture interface's MTU and what the
+// capture knows about the frame.
+func parseSuper(pkt []byte, mtu int, m frameMeta) (s superPkt, ok bool) {
+	if len(pkt) <= mtu && m.gsoSize == 0 {
+		return s, false // the common case: fits, and no GSO
+	}
+	l, ok := locateL4(pkt)
+	if !ok {
 		return s, false
 	}
-	total := 0
-	switch pkt[0] >> 4 {
-	case 4:
-		s.ipLen = int(pkt[0]&0x0f) * 4
-		total = int(binary.BigEndian.Uint16(pkt[2:]))
-		if s.ipLen < ipv4MinHeaderLen || pkt[9] != 6 || binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0 {
-			return s, false // not TCP, or a fragment
+	s.l4, s.v6 = l.off, l.v6
+	switch {
+	case l.proto == protoTCP && l.total-l.off >= tcpMinHeaderLen:
+		s.hdrLen = l.off + int(pkt[l.off+12]>>4)*4
+		s.mss = mtu - s.hdrLen
+		if size := m.tcpSize(l.v6); size > 0 {
+			s.mss = min(s.mss, size)
 		}
-	case 6:
-		if len(pkt) < ipv6HeaderLen || pkt[6] != 6 {
-			return s, false // not TCP right after the fixed header
+		if s.hdrLen < l.off+tcpMinHeaderLen || s.hdrLen > l.total || s.mss < 8 {
+			return s, false
 		}
-		s.ipLen, s.v6 = ipv6HeaderLen, true
-		total = ipv6HeaderLen + int(binary.BigEndian.Uint16(pkt[4:]))
+	case l.proto == protoUDP && l.total-l.off >= udpHeaderLen && m.udpSize() > 0:
+		s.hdrLen, s.mss, s.udp = l.off+udpHeaderLen, m.udpSize(), true
 	default:
 		return s, false
 	}
-	if total > len(pkt) || total <= mtu || total < s.ipLen+20 {
+	s.payload = l.total - s.hdrLen
+	if s.payload <= s.mss {
 		return s, false
 	}
-	s.hdrLen = s.ipLen + int(pkt[s.ipLen+12]>>4)*4
-	s.payload, s.mss = total-s.hdrLen, mtu-s.hdrLen
-	return s, s.hdrLen >= s.ipLen+20 && s.hdrLen <= total && s.mss >= 8
+	return s, s.pseudoSum(pkt, l, m.partial)
+}
+
+// pseudoSum sets s.pseudo: from the checksum field of a CHECKSUM_PARTIAL
+// packet, less the transport length it covers, or else from the
+// addresses (not for an IPv6 packet with a routing header, whose final
+// destination is not in the fixed header).
+func (s *superPkt) pseudoSum(pkt []byte, l l4Loc, partial bool) bool {
+	if partial {
+		field := binary.BigEndian.Uint16(pkt[s.l4+s.csumOff():])
+		s.pseudo = uint32(field) + uint32(^uint16(l.total-l.off)) // ones' complement subtraction
+		return true
+	}
+	if l.routing {
+		return false
+	}
+	addrs := pkt[ipv4OffSrc : ipv4OffDst+4]
+	if s.v6 {
+		addrs = pkt[ipv6OffSrc : ipv6OffDst+16]
+	}
+	s.pseudo = uint32(l.proto)
+	for k := 0; k < len(addrs); k += 2 {
+		s.pseudo += uint32(binary.BigEndian.Uint16(addrs[k:]))
+	}
+	return true
+}
+
+// csumOff is the offset of the checksum in the transport header.
+func (s *superPkt) csumOff() int {
+	if s.udp {
+		return udpOffChecksum
+	}
+	return tcpOffChecksum
 }
 
 // count is the number of segments.
-func (s *tcpSuper) count() int { return (s.payload + s.mss - 1) / s.mss }
+func (s *superPkt) count() int { return (s.payload + s.mss - 1) / s.mss }
+
+// segLen is the size of the largest segment.
+func (s *superPkt) segLen() int { return s.hdrLen + s.mss }
 
 // segment writes segment i of the super-packet src into dst and returns its
 // length. dst may be src itself for segment 0 if that is written last (the
-// other segments read src's headers). dst must hold hdrLen+mss bytes.
-func (s *tcpSuper) segment(dst, src []byte, i int) int {
+// other segments read src's headers). dst must hold segLen bytes.
+func (s *superPkt) segment(dst, src []byte, i int) int {
 	off := i * s.mss
 	n := min(s.mss, s.payload-off)
 	size := s.hdrLen + n
 	copy(dst[:s.hdrLen], src[:s.hdrLen])
 	copy(dst[s.hdrLen:size], src[s.hdrLen+off:])
 	s.fixIP(dst, src, i, size)
-	s.fixTCP(dst[s.ipLen:size], dst, off, i, i == s.count()-1)
+	l4 := dst[s.l4:size]
+	if s.udp {
+		binary.BigEndian.PutUint16(l4[4:], uint16(len(l4)))
+	} else {
+		s.fixTCP(l4, off, i, i == s.count()-1)
+	}
+	c := s.csumOff()
+	l4[c], l4[c+1] = 0, 0
+	sum := checksum(l4, s.pseudo+uint32(len(l4)))
+	if sum == 0 && s.udp {
+		sum = 0xffff // UDP: 0 means "no checksum"
+	}
+	binary.BigEndian.PutUint16(l4[c:], sum)
 	return size
 }
 
 // fixIP sets the length of segment i (size bytes) and, for IPv4, its ID
 // (the original's plus i) and header checksum.
-func (s *tcpSuper) fixIP(dst, src []byte, i, size int) {
+func (s *superPkt) fixIP(dst, src []byte, i, size int) {
 	if s.v6 {
-		binary.BigEndian.PutUint16(dst[4:], uint16(size-ipv6HeaderLen))
+		binary.BigEndian.PutUint16(dst[ipv6OffPayloadLen:], uint16(size-ipv6HeaderLen))
 		return
 	}
-	binary.BigEndian.PutUint16(dst[2:], uint16(size))
+	binary.BigEndian.PutUint16(dst[ipv4OffTotalLen:], uint16(size))
 	binary.BigEndian.PutUint16(dst[4:], binary.BigEndian.Uint16(src[4:])+uint16(i))
-	dst[10], dst[11] = 0, 0
-	binary.BigEndian.PutUint16(dst[10:], checksum(dst[:s.ipLen], 0))
+	dst[ipv4OffChecksum], dst[ipv4OffChecksum+1] = 0, 0
+	binary.BigEndian.PutUint16(dst[ipv4OffChecksum:], checksum(dst[:s.l4], 0))
 }
 
 // TCP flags cleared on some segments.
@@ -96,9 +209,9 @@ const (
 	tcpCWR = 0x80
 )
 
-// fixTCP advances the sequence number of segment tcp by off, adjusts its
-// flags and computes its checksum over the pseudo-header of ip.
-func (s *tcpSuper) fixTCP(tcp, ip []byte, off, i int, last bool) {
+// fixTCP advances the sequence number of segment tcp (number i) by off and
+// adjusts its flags.
+func (s *superPkt) fixTCP(tcp []byte, off, i int, last bool) {
 	binary.BigEndian.PutUint32(tcp[4:], binary.BigEndian.Uint32(tcp[4:])+uint32(off))
 	if !last {
 		tcp[13] &^= tcpFIN | tcpPSH
@@ -106,14 +219,4 @@ func (s *tcpSuper) fixTCP(tcp, ip []byte, off, i int, last bool) {
 	if i > 0 {
 		tcp[13] &^= tcpCWR
 	}
-	addrs := ip[12:20]
-	if s.v6 {
-		addrs = ip[8:40]
-	}
-	pseudo := uint32(6) + uint32(len(tcp))
-	for k := 0; k < len(addrs); k += 2 {
-		pseudo += uint32(binary.BigEndian.Uint16(addrs[k:]))
-	}
-	tcp[16], tcp[17] = 0, 0
-	binary.BigEndian.PutUint16(tcp[16:], checksum(tcp, pseudo))
 }

@@ -121,7 +121,7 @@ func TestSegmentTCP(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			orig := superPacket(tc.v6, tc.payload)
-			s, ok := parseSuper(orig, mtu)
+			s, ok := parseSuper(orig, mtu, frameMeta{})
 			if !ok || s.count() != tc.want {
 				t.Fatalf("parseSuper: ok %v, %d segments, want %d", ok, s.count(), tc.want)
 			}
@@ -156,11 +156,11 @@ func TestParseSuperRejects(t *testing.T) {
 		"v6 ext header": func() []byte { p := superPacket(true, 3000); p[6] = 0; return p }(),
 		"version 5":     mod(func(p []byte) []byte { p[0] = 0x55; return p }),
 	} {
-		if _, ok := parseSuper(pkt, mtu); ok {
+		if _, ok := parseSuper(pkt, mtu, frameMeta{}); ok {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, ok := parseSuper(v4, 56); ok {
+	if _, ok := parseSuper(v4, 56, frameMeta{}); ok {
 		t.Error("accepted an MTU below the headers")
 	}
 }

@@ -54,10 +54,66 @@ func mayAnswerICMP(pkt []byte, h *ipv4Header) bool {
 
 // isUnicast4 reports whether a names a single IPv4 host: not 0/8 ("this
 // network"), loopback, multicast, class E, nor limited broadcast.
-// (Directed broadcasts cannot be recognised without the subnet masks.)
+// (Directed broadcasts need the subnet masks: Engine.isHost.)
 func isUnicast4(a netip.Addr) bool {
 	b := a.As4()
 	return b[0] != 0 && b[0] != 127 && b[0] < 224
+}
+
+// notHosts are the addresses of the local prefixes that name no single
+// host: in each IPv4 prefix of up to /30, its subnet broadcast (host
+// bits all ones) and its network address (all zeros, the old form of the
+// broadcast, RFC 1812 4.2.3.1); in each IPv6 prefix of up to /126, its
+// subnet-router anycast address (RFC 4291 2.6.1), which RFC 4443 2.4(e)
+// forbids answering. A set of the local prefixes only (a few), so a lookup
+// is a map probe without allocation.
+type notHosts map[netip.Addr]struct{}
+
+// newNotHosts collects the not-host addresses of the prefixes of lists.
+func newNotHosts(lists ...[]netip.Prefix) notHosts {
+	m := notHosts{}
+	for _, l := range lists {
+		for _, p := range l {
+			p = p.Masked()
+			a := p.Addr()
+			switch {
+			case a.Is4() && p.Bits() <= 30:
+				b := a.As4()
+				host := uint32(1)<<(32-p.Bits()) - 1
+				v := binary.BigEndian.Uint32(b[:]) | host
+				binary.BigEndian.PutUint32(b[:], v)
+				m[a], m[netip.AddrFrom4(b)] = struct{}{}, struct{}{}
+			case a.Is6() && p.Bits() <= 126:
+				m[a] = struct{}{}
+			}
+		}
+	}
+	return m
+}
+
+// isHost reports whether an ICMP error may be addressed to a: one unicast
+// host of its family, and none of the local prefixes' broadcast or anycast
+// addresses.
+func (e *Engine) isHost(a netip.Addr) bool {
+	if _, no := e.notHosts[a]; no {
+		return false
+	}
+	if a.Is4() {
+		return isUnicast4(a)
+	}
+	return isUnicast6(a)
+}
+
+// mayAnswer4 is mayAnswerICMP with the local prefixes' broadcast
+// addresses taken into account; a packet whose source is not one host is
+// counted (icmp_bad_source), since an error to it would fail or reach
+// many hosts.
+func (e *Engine) mayAnswer4(pkt []byte, h *ipv4Header) bool {
+	if !e.isHost(h.src) {
+		e.ctr.icmpBadSource.Add(1)
+		return false
+	}
+	return e.isHost(h.dst) && mayAnswerICMP(pkt, h)
 }
 
 // buildICMPv4Error writes an ICMP error of type typ and code about orig (a

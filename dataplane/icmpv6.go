@@ -45,6 +45,17 @@ func mayAnswerICMPv6(pkt []byte, h *ipv6Header, typ uint8) bool {
 	return h.l4Off < h.totalLen && pkt[h.l4Off]&icmpv6InfoMask != 0
 }
 
+// mayAnswer6 is mayAnswerICMPv6 with the local prefixes' anycast
+// addresses taken into account, counting a source that is not one host
+// (see mayAnswer4).
+func (e *Engine) mayAnswer6(pkt []byte, h *ipv6Header, typ uint8) bool {
+	if !e.isHost(h.src) {
+		e.ctr.icmpBadSource.Add(1)
+		return false
+	}
+	return mayAnswerICMPv6(pkt, h, typ)
+}
+
 // isUnicast6 reports whether a names a single IPv6 host that an error can
 // be sent to: not unspecified, loopback, multicast nor IPv4-mapped.
 func isUnicast6(a netip.Addr) bool {

@@ -19,6 +19,7 @@ const (
 	ipv4OffDst      = 16
 
 	ipv4FlagDF       = 0x4000
+	ipv4FlagMF       = 0x2000
 	ipv4FragOffMask  = 0x1fff
 	ipv4ProtoICMP    = 1
 	ipv4OuterUDPSize = 20 + 8 // outer IPv4 + UDP headers added by the kernel

@@ -50,6 +50,9 @@ type ipv6Header struct {
 	l4Off    int
 	fragment bool // a fragment header is present
 	fragOff  uint16
+	// routing: a routing header is present, so the destination of the
+	// transport checksum's pseudo-header is not dst but the final one.
+	routing  bool
 	src, dst netip.Addr
 }
 
@@ -125,6 +128,8 @@ func (h *ipv6Header) extension(pkt []byte, typ uint8, off int) (int, bool) {
 		h.fragOff = binary.BigEndian.Uint16(pkt[off+2:]) >> 3
 	case ipv6ExtAH:
 		size = (int(pkt[off+1]) + 2) * 4 // RFC 4302: in 4-octet units, minus 2
+	case ipv6ExtRouting:
+		h.routing = true
 	}
 	return size, off+size <= len(pkt)
 }

@@ -1,9 +1,9 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"net"
 	"os"
-	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -24,15 +24,15 @@ import (
 // same mutex after the socket is closed, so no reader touches the memory
 // once it is unmapped.
 type rxRing struct {
-	mem       []byte // nil once unmapped
-	w         *ringWalker
-	rc        syscall.RawConn
-	g         *gsoSplitter // for the segment count of super-packets
-	truncated *atomic.Uint64
-	fn        func(fd uintptr) bool // fill, bound once: read allocates nothing
+	mem []byte // nil once unmapped
+	w   *ringWalker
+	rc  syscall.RawConn
+	c   *PacketCapture        // link headers, super-packet cutting, counters
+	fn  func(fd uintptr) bool // fill, bound once: read allocates nothing
 
 	bufs  [][]byte // per-call state of read
 	sizes []int
+	meta  []frameMeta
 	out   int
 }
 
@@ -60,21 +60,22 @@ func setupRing(fd int, o CaptureOptions) (*rxRing, error) {
 	return &rxRing{mem: mem, w: newRingWalker(mem, o.RingBlockSize, o.RingBlocks)}, nil
 }
 
-// init binds the ring to the socket's poller and the capture's
-// super-packet cutting and counter.
-func (r *rxRing) init(rc syscall.RawConn, g *gsoSplitter, truncated *atomic.Uint64) {
-	r.rc, r.g, r.truncated = rc, g, truncated
+// init binds the ring to the socket's poller and to its capture (link
+// headers, super-packet cutting, counters).
+func (r *rxRing) init(rc syscall.RawConn, c *PacketCapture) {
+	r.rc, r.c = rc, c
 	r.fn = r.fill
 }
 
-// read copies frames into bufs, blocking until at least one.
-func (r *rxRing) read(bufs [][]byte, sizes []int) (int, error) {
+// read copies frames into bufs, blocking until at least one, and records
+// what their headers say in meta.
+func (r *rxRing) read(bufs [][]byte, sizes []int, meta []frameMeta) (int, error) {
 	if r.mem == nil {
 		return 0, net.ErrClosed
 	}
-	r.bufs, r.sizes, r.out = bufs, sizes, 0
+	r.bufs, r.sizes, r.meta, r.out = bufs, sizes, meta, 0
 	err := r.rc.Read(r.fn)
-	r.bufs, r.sizes = nil, nil
+	r.bufs, r.sizes, r.meta = nil, nil, nil
 	return r.out, err
 }
 
@@ -93,15 +94,16 @@ func (r *rxRing) fill(uintptr) bool {
 		if !ok {
 			break
 		}
+		pkt, m, ok := r.frame(p)
 		k := 1
-		if r.g != nil {
-			_, k = r.g.segments(p.data)
+		if ok {
+			_, k = r.c.g.segments(pkt, m)
 		}
 		if k > room && r.out > 0 {
 			break
 		}
 		r.w.consume()
-		if r.take(p) {
+		if r.take(p, pkt, m, ok) {
 			room -= k
 		}
 	}
@@ -109,19 +111,37 @@ func (r *rxRing) fill(uintptr) bool {
 	return r.out > 0
 }
 
-// take copies one frame into the next buffer, or drops and counts it if
-// the kernel cut it (snaplen < len) or it does not fit.
-func (r *rxRing) take(p ringPacket) bool {
+// frame returns the IP packet of ring frame p (past its link-layer
+// header) and what its headers say; ok is false when the link-layer
+// header is not the expected length or the virtio-net header is missing.
+func (r *rxRing) frame(p ringPacket) (pkt []byte, m frameMeta, ok bool) {
+	l := r.c.link
+	if len(p.head) < ringPktHdrLen+l.vnetLen || len(p.data) < l.linkLen ||
+		int(binary.NativeEndian.Uint16(p.head[ringPktNet:]))-len(p.head) != l.linkLen {
+		return nil, m, false
+	}
+	if l.vnetLen > 0 {
+		m = parseVnet(p.head[len(p.head)-l.vnetLen:])
+	}
+	m.partial = m.partial || p.status&unix.TP_STATUS_CSUMNOTREADY != 0
+	return p.data[l.linkLen:], m, true
+}
+
+// take copies the IP packet pkt of frame p into the next buffer, or drops
+// and counts it if the kernel cut it (snaplen < len), it does not fit, or
+// frame could not take it apart (!ok).
+func (r *rxRing) take(p ringPacket, pkt []byte, m frameMeta, ok bool) bool {
 	buf := r.bufs[r.out]
-	if len(p.data) < p.wireLen || len(p.data) > len(buf) {
-		r.truncated.Add(1)
+	switch {
+	case !ok:
+		r.c.unreadable.Add(1)
+		return false
+	case len(p.data) < p.wireLen || len(pkt) > len(buf):
+		r.c.truncated.Add(1)
 		return false
 	}
-	n := copy(buf, p.data)
-	if p.status&unix.TP_STATUS_CSUMNOTREADY != 0 {
-		completeChecksum(buf[:n])
-	}
-	r.sizes[r.out] = n
+	r.sizes[r.out] = copy(buf, pkt)
+	r.meta[r.out] = m
 	r.out++
 	return true
 }
@@ -139,7 +159,7 @@ func (r *rxRing) unmap() {
 // readRing is ReadBatch on the ring: as many frames as the batch holds
 // once super-packets are cut, then the cutting.
 func (c *PacketCapture) readRing(bufs [][]byte, sizes []int) (int, error) {
-	got, err := c.rx.read(bufs, sizes)
+	got, err := c.rx.read(bufs, sizes, c.g.metaFor(len(bufs)))
 	if err != nil {
 		if c.closed.Load() {
 			err = net.ErrClosed

@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"bytes"
-	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -11,7 +10,7 @@ import (
 // TestRingFillCopiesAndCounts runs the ring's batch fill over a synthetic
 // ring (no socket, no root): frames are copied whole into the caller's
 // buffers in order, cut or oversized ones dropped and counted, partial
-// checksums completed.
+// checksums marked (and completed when the batch is finished).
 func TestRingFillCopiesAndCounts(t *testing.T) {
 	full, partial := l4Packet(17, 8, 6, "partial checksum")
 	r := newSynthRing(4096, 2)
@@ -22,19 +21,22 @@ func TestRingFillCopiesAndCounts(t *testing.T) {
 		synthFrame{data: partial, status: unix.TP_STATUS_CSUMNOTREADY},
 	)
 	r.retire(t, 1, synthFrame{data: []byte("next block")})
-	var truncated atomic.Uint64
-	rx := &rxRing{w: newRingWalker(r.mem, r.bsize, r.nblk), truncated: &truncated}
+	c := &PacketCapture{g: newGSOSplitter(1500)}
+	rx := &rxRing{w: newRingWalker(r.mem, r.bsize, r.nblk), c: c}
 	bufs, sizes := makeBufs(2, 64)
 
-	rx.bufs, rx.sizes = bufs, sizes
+	rx.bufs, rx.sizes, rx.meta = bufs, sizes, c.g.metaFor(2)
 	if !rx.fill(0) || rx.out != 2 {
 		t.Fatalf("fill: %d packets, want 2", rx.out)
+	}
+	if !rx.meta[1].partial || c.g.expand(bufs, sizes, 2) != 2 {
+		t.Fatalf("partial checksum not marked (%+v) or batch expanded", rx.meta)
 	}
 	if string(bufs[0][:sizes[0]]) != "first" || !bytes.Equal(bufs[1][:sizes[1]], full) {
 		t.Errorf("batch 1: %q, %x (want the completed checksum %x)", bufs[0][:sizes[0]], bufs[1][:sizes[1]], full)
 	}
-	if truncated.Load() != 2 || r.status(0) != ringStatusKernel || r.status(1) != ringStatusUser {
-		t.Errorf("truncated %d, status %d %d: want 2, block 0 back, block 1 not yet", truncated.Load(), r.status(0), r.status(1))
+	if c.truncated.Load() != 2 || r.status(0) != ringStatusKernel || r.status(1) != ringStatusUser {
+		t.Errorf("truncated %d, status %d %d: want 2, block 0 back, block 1 not yet", c.truncated.Load(), r.status(0), r.status(1))
 	}
 
 	rx.out = 0

@@ -24,6 +24,7 @@ const (
 	ringPktLen     = 16 // .tp_len (u32): bytes on the wire
 	ringPktStatus  = 20 // .tp_status (u32)
 	ringPktMac     = 24 // .tp_mac (u16): frame offset from the header
+	ringPktNet     = 26 // .tp_net (u16): network header offset from the header
 	ringPktHdrLen  = 48 // sizeof(struct tpacket3_hdr)
 
 	ringStatusKernel = 0 // TP_STATUS_KERNEL
@@ -36,6 +37,9 @@ type ringPacket struct {
 	data    []byte // tp_snaplen bytes at tp_mac
 	wireLen int    // tp_len
 	status  uint32 // tp_status (TP_STATUS_CSUMNOTREADY, ...)
+	// head is the struct tpacket3_hdr and what follows it up to the frame
+	// (with PACKET_VNET_HDR, the virtio-net header ends it).
+	head []byte
 }
 
 // ringWalker reads a TPACKET_V3 ring in order: the retired blocks, and in
@@ -137,6 +141,7 @@ func (w *ringWalker) packet() (ringPacket, bool) {
 		data:    b[start : start+snap],
 		wireLen: int(binary.NativeEndian.Uint32(h[ringPktLen:])),
 		status:  binary.NativeEndian.Uint32(h[ringPktStatus:]),
+		head:    b[w.off:start],
 	}
 	w.skip = int(binary.NativeEndian.Uint32(h[ringPktNext:]))
 	return p, true

@@ -56,6 +56,7 @@ func (r *synthRing) retire(t testing.TB, i int, frames ...synthFrame) {
 		ne.PutUint32(h[ringPktLen:], uint32(max(f.wire, len(f.data))))
 		ne.PutUint32(h[ringPktStatus:], f.status|ringStatusUser)
 		ne.PutUint16(h[ringPktMac:], synthMac)
+		ne.PutUint16(h[ringPktNet:], synthMac) // no link-layer header
 		copy(h[synthMac:], f.data)
 		off += next
 	}

@@ -42,6 +42,7 @@ type UDPTransport struct {
 	gw  batchWriter
 
 	truncated atomic.Uint64
+	kd        kernelDrops // udp_drops_linux.go
 }
 
 var _ Transport = (*UDPTransport)(nil)
@@ -148,7 +149,10 @@ func (t *UDPTransport) Truncated() uint64 { return t.truncated.Load() }
 
 // Close closes the socket; blocked ReadBatch/WriteBatch calls return an
 // error wrapping net.ErrClosed.
-func (t *UDPTransport) Close() error { return t.conn.Close() }
+func (t *UDPTransport) Close() error {
+	t.KernelDrops() // the kernel's counter dies with the socket
+	return t.conn.Close()
+}
 
 func (t *UDPTransport) opError(op string, err error) error {
 	var oe *net.OpError
@@ -279,7 +283,16 @@ type mmsgBufs struct {
 	// control (ancillary data) buffer of that many bytes in ctrl.
 	ctrlLen int
 	ctrl    []byte
+	// headLen, when set before the first prepare, scatters the first
+	// headLen bytes of each received message into that message's own
+	// slot of heads (a header to strip: the capture's virtio-net and
+	// link-layer headers) and the rest into its buffer.
+	headLen int
+	heads   []byte
 }
+
+// head returns the head slot of message i (headLen bytes).
+func (m *mmsgBufs) head(i int) []byte { return m.heads[i*m.headLen : (i+1)*m.headLen] }
 
 // control returns the ancillary data the kernel wrote for message i.
 func (m *mmsgBufs) control(i int) []byte {
@@ -295,19 +308,31 @@ func (m *mmsgBufs) control(i int) []byte {
 // header room for a peer address.
 func (m *mmsgBufs) prepare(bufs [][]byte, withNames bool) int {
 	n := min(len(bufs), maxBatch)
+	iovs := 1 // per message
+	if m.headLen > 0 {
+		iovs = 2
+	}
 	if len(m.hdrs) < n {
 		m.hdrs = make([]unix.Mmsghdr, n)
-		m.iovs = make([]unix.Iovec, n)
+		m.iovs = make([]unix.Iovec, n*iovs)
 		m.names = make([]unix.RawSockaddrInet6, n)
 		m.ctrl = make([]byte, n*m.ctrlLen)
+		m.heads = make([]byte, n*m.headLen)
 	}
 	for i, b := range bufs[:n] {
-		iov := &m.iovs[i]
-		iov.Base = unsafe.SliceData(b)
-		iov.SetLen(len(b))
+		iov := &m.iovs[i*iovs]
+		if m.headLen > 0 {
+			iov.Base = &m.heads[i*m.headLen]
+			iov.SetLen(m.headLen)
+			m.iovs[i*iovs+1].Base = unsafe.SliceData(b)
+			m.iovs[i*iovs+1].SetLen(len(b))
+		} else {
+			iov.Base = unsafe.SliceData(b)
+			iov.SetLen(len(b))
+		}
 		h := &m.hdrs[i]
 		h.Hdr = unix.Msghdr{Iov: iov}
-		h.Hdr.SetIovlen(1)
+		h.Hdr.SetIovlen(iovs)
 		h.Len = 0
 		if withNames {
 			h.Hdr.Name = (*byte)(unsafe.Pointer(&m.names[i]))

@@ -21,4 +21,5 @@ func (t *UDPTransport) WriteBatch(bufs [][]byte, to []netip.AddrPort) (int, erro
 }
 func (t *UDPTransport) LocalAddr() netip.AddrPort { return netip.AddrPort{} }
 func (t *UDPTransport) Truncated() uint64         { return 0 }
+func (t *UDPTransport) KernelDrops() uint64       { return 0 }
 func (t *UDPTransport) Close() error              { return nil }

@@ -129,6 +129,26 @@ func TestWireGuardHopChecks(t *testing.T) {
 	}
 }
 
+// TestWireGuardLANMTU: in wireguard mode too, a DF-clear packet larger
+// than the LAN MTU is fragmented before injection, and a DF one is dropped
+// and counted (no ICMP error: see wgTUN.Write).
+func TestWireGuardLANMTU(t *testing.T) {
+	a, b := wgPair(t)
+	if err := b.w.eng.SetLANMTU(1420); err != nil {
+		t.Fatal(err)
+	}
+	src, dst := netip.MustParseAddr("192.168.111.2"), netip.MustParseAddr("11.11.11.100")
+	a.cap.Send(dptest.IPv4{Src: src, Dst: dst, TTL: 64, Proto: 17, DF: true}.Marshal(make([]byte, 1440-20)))
+	a.cap.Send(dptest.IPv4{Src: src, Dst: dst, TTL: 64, Proto: 17}.Marshal(make([]byte, 1440-20)))
+	f1, f2 := mustRecv(t, b.inj), mustRecv(t, b.inj)
+	if len(f1) != 1420 || len(f2) != 20+1420-1400 || f1[6]&0x20 == 0 || binary.BigEndian.Uint16(f2[6:]) != 1400/8 {
+		t.Errorf("injected %d and %d bytes, want the two fragments of the DF-clear packet", len(f1), len(f2))
+	}
+	if st := b.w.Stats(); st.Drops["too_big_lan"] != 1 || st.Fragmented != 1 || st.Fragments != 2 {
+		t.Errorf("too_big_lan %d, fragmented %d into %d", st.Drops["too_big_lan"], st.Fragmented, st.Fragments)
+	}
+}
+
 func TestWireGuardRefusesNonLocalDestination(t *testing.T) {
 	a, b := wgPair(t)
 	src := netip.MustParseAddr("192.168.111.2")

@@ -31,9 +31,8 @@ type wgTUN struct {
 	icmp     [][]byte
 
 	// Write side: each peer's receive goroutine calls Write.
-	wrMu  sync.Mutex
-	out   [][]byte
-	peers []*peer
+	wrMu sync.Mutex
+	q    injectQueue
 }
 
 // wgMaxBatch bounds the batches wireguard-go hands us: its own bind's
@@ -45,7 +44,7 @@ func newWGTUN(eng *Engine, ctr *wgCounters, c Capture, inj Injector) *wgTUN {
 	t := &wgTUN{eng: eng, ctr: ctr, capture: c, inj: inj, eps: placeholderEndpoints(eng.peers),
 		mtu: innerMTU(eng.peers), events: make(chan tun.Event, 1),
 		sub: make([][]byte, n), icmpBufs: newBuffers(n, icmpMaxLen), icmp: make([][]byte, 0, n),
-		out: make([][]byte, 0, n), peers: make([]*peer, 0, n)}
+		q: newInjectQueue(n)}
 	return t
 }
 
@@ -121,19 +120,23 @@ func (t *wgTUN) forwardOne(pkt []byte, now int64) int {
 
 // Write injects the decrypted packets bufs[i][offset:] that pass the
 // Engine's admission (valid header, source owned by a peer, local
-// destination). It always reports every packet as written: refusals are
-// counted and logged here, as in plain mode.
+// destination), fragmenting a DF-clear IPv4 packet larger than the LAN
+// MTU as plain mode does; a DF or IPv6 one is dropped as too_big_lan, but
+// without the ICMP error plain mode sends back: only wireguard-go's read
+// of this device sends to a peer, and it waits for the LAN. It always
+// reports every packet as written: refusals are counted and logged here,
+// as in plain mode.
 func (t *wgTUN) Write(bufs [][]byte, offset int) (int, error) {
 	t.wrMu.Lock()
 	defer t.wrMu.Unlock()
 	now := t.eng.now()
-	t.out, t.peers = t.out[:0], t.peers[:0]
+	t.q.reset(int(t.eng.lanMTU.Load()))
 	for _, b := range bufs {
 		t.admitOne(b[offset:], now)
 	}
 	t.ctr.delivered.Add(uint64(len(bufs)))
-	if len(t.out) > 0 {
-		t.eng.inject(t.out, t.peers, now.mono)
+	if len(t.q.out) > 0 {
+		t.eng.inject(t.q.out, t.q.peers, now.mono)
 	}
 	return len(bufs), nil
 }
@@ -149,12 +152,11 @@ func (t *wgTUN) admitOne(pkt []byte, now batchTime) {
 		t.eng.drop(r, d, now.mono)
 		return
 	}
-	c := &d.peer.ctr
-	c.rxPackets.Add(1)
-	c.rxBytes.Add(uint64(len(pkt)))
-	c.lastRx.Store(now.wall)
-	t.out = append(t.out, pkt)
-	t.peers = append(t.peers, d.peer)
+	if !t.q.fitsLAN(pkt) {
+		t.eng.tooBigForLAN(&t.q, nil, d.peer, pkt, netip.AddrPort{}, now)
+		return
+	}
+	t.q.add(d.peer, pkt, now)
 }
 
 // File is nil: there is no device file.

@@ -61,6 +61,13 @@ func TestLiveOperations(t *testing.T) {
 		if m1[`tunnel_agent_peer_last_received_timestamp_seconds{peer="client"}`] < float64(time.Now().Add(-time.Minute).Unix()) {
 			t.Errorf("last received time missing or old: %v", m1)
 		}
+		for _, k := range []string{`tunnel_agent_transport_kernel_drops_total`, `tunnel_agent_icmp_errors_total{result="bad_source"}`,
+			`tunnel_agent_dropped_packets_total{reason="too_big_lan"}`, `tunnel_agent_fragmented_packets_total`,
+			`tunnel_agent_fragments_injected_total`, `tunnel_agent_capture_unreadable_total`} {
+			if _, ok := m1[k]; !ok {
+				t.Errorf("metric %s missing", k)
+			}
+		}
 	})
 	t.Run("LAN veth deleted: re-created, capture re-bound, traffic flows", func(t *testing.T) {
 		nl := s.Netlink(s.GatewayB)

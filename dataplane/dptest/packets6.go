@@ -16,6 +16,10 @@ type IPv6 struct {
 	// chains their next-header fields and pads each body to a multiple of
 	// 8 bytes (fragment headers must be given exactly 8 bytes long).
 	Ext []IPv6Ext
+	// FinalDst is the destination the transport builders' pseudo-header
+	// names when a routing header in Ext carries the packet on to it
+	// (zero: Dst).
+	FinalDst netip.Addr
 }
 
 // IPv6Ext is one extension header: Type is its own next-header value;

@@ -170,6 +170,19 @@ func TestProbes(t *testing.T) {
 		}
 	})
 
+	t.Run("udp gso", func(t *testing.T) {
+		r, err := UDPBurstWith(c.a.Handle, c.b.Handle, netip.AddrPortFrom(addrB, 0), UDPOptions{Count: 100, Payload: 1000, GSO: 8, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Sent != 100 || r.Received != 100 || r.Corrupted != 0 || r.SendErrors != 0 {
+			t.Fatalf("udp gso: %+v", r)
+		}
+		if _, err := UDPBurstWith(c.a.Handle, c.b.Handle, netip.AddrPortFrom(addrB, 0), UDPOptions{Payload: 1000, GSO: 66}); err == nil {
+			t.Error("66 segments per write accepted")
+		}
+	})
+
 	t.Run("udp unlimited and lossy", func(t *testing.T) {
 		r, err := UDPBurst(c.a.Handle, c.b.Handle, netip.AddrPortFrom(addrB, 0), 2000, 64, 0, 5*time.Second)
 		if err != nil {

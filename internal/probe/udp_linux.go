@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"tunnel-agent/internal/nsutil"
 )
@@ -33,6 +34,10 @@ type UDPOptions struct {
 	// Src, if valid, is the sender's local address; its port may be 0.
 	// Use it to send from a fixed port (e.g. to watch a NAT mapping).
 	Src netip.AddrPort
+	// GSO, when above 1, sends GSO datagrams per write as one UDP GSO
+	// super-datagram (UDP_SEGMENT of Payload bytes), as QUIC stacks do;
+	// at most 64, and GSO*Payload at most 65000.
+	GSO int
 }
 
 // UDPResult is what a UDP burst measured.
@@ -90,7 +95,10 @@ func UDPBurstWith(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, o UDPOptions)
 		return res, fmt.Errorf("udp burst: invalid destination %s", dst)
 	case o.Count < 0 || o.Payload < udpHeader || o.Payload > 65507 || o.Rate < 0 || o.Timeout < 0 || o.Drain < 0:
 		return res, fmt.Errorf("udp burst to %s: bad options (count %d, payload %d (16..65507), rate %d)", dst, o.Count, o.Payload, o.Rate)
+	case o.GSO < 0 || o.GSO > 64 || o.GSO*o.Payload > 65000:
+		return res, fmt.Errorf("udp burst to %s: bad options (gso %d of %d bytes)", dst, o.GSO, o.Payload)
 	}
+	o.GSO = max(o.GSO, 1)
 	deadline := time.Now().Add(o.Timeout)
 	network := "udp4"
 	if dst.Addr().Is6() && !dst.Addr().Is4In6() {
@@ -133,6 +141,11 @@ func UDPBurstWith(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, o UDPOptions)
 	res.Local = sc.LocalAddr().(*net.UDPAddr).AddrPort()
 	_ = sc.SetWriteBuffer(4 << 20)
 	_ = sc.SetWriteDeadline(deadline)
+	if o.GSO > 1 {
+		if err := setUDPSegment(sc, o.Payload); err != nil {
+			return res, fmt.Errorf("udp burst to %s: %w", target, err)
+		}
+	}
 
 	var runID [8]byte
 	_, _ = rand.Read(runID[:])
@@ -144,10 +157,9 @@ func UDPBurstWith(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, o UDPOptions)
 		r.run(deadline, o.Drain, &sendDone)
 	}()
 
-	buf := make([]byte, o.Payload)
-	copy(buf, runID[:])
+	buf := make([]byte, o.GSO*o.Payload)
 	start := time.Now()
-	for seq := 0; seq < o.Count; seq++ {
+	for seq := 0; seq < o.Count; seq += o.GSO {
 		if o.Rate > 0 {
 			next := start.Add(time.Duration(int64(seq) * int64(time.Second) / int64(o.Rate)))
 			if d := time.Until(next); d > 0 {
@@ -160,16 +172,21 @@ func UDPBurstWith(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, o UDPOptions)
 		if !time.Now().Before(deadline) {
 			break
 		}
-		fillUDP(buf, uint64(seq))
-		if _, err := sc.Write(buf); err != nil {
+		k := min(o.GSO, o.Count-seq) // datagrams in this write
+		for i := range k {
+			d := buf[i*o.Payload : (i+1)*o.Payload]
+			copy(d, runID[:])
+			fillUDP(d, uint64(seq+i))
+		}
+		if _, err := sc.Write(buf[:k*o.Payload]); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				break
 			}
-			res.SendErrors++
+			res.SendErrors += k
 			res.SendError = err
 			continue
 		}
-		res.Sent++
+		res.Sent += k
 	}
 	res.Duration = time.Since(start)
 	sendDone.Store(time.Now().UnixNano())
@@ -178,6 +195,25 @@ func UDPBurstWith(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, o UDPOptions)
 	res.Received, res.Duplicates, res.Reordered, res.Corrupted = r.received, r.dups, r.reordered, r.corrupt
 	res.Sources = r.sources
 	return res, nil
+}
+
+// setUDPSegment makes every write on c a UDP GSO super-datagram cut into
+// datagrams of size bytes (UDP_SEGMENT).
+func setUDPSegment(c *net.UDPConn, size int) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT, size)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return os.NewSyscallError("setsockopt UDP_SEGMENT", serr)
+	}
+	return nil
 }
 
 // fillUDP writes the sequence number and the payload pattern that
