@@ -99,7 +99,7 @@ func (d *Dataplane) Attach(lan, wan string, mode AttachMode) (_ *Attachment, err
 	if err != nil {
 		return nil, err
 	}
-	if err := d.setInterfaces(ifaceIndexes{lan: lanLink.Attrs().Index, wan: wanLink.Attrs().Index}); err != nil {
+	if err := d.setInterfaces(ifaceIndexes{lan: lanLink.Attrs().Index, wan: wanLink.Attrs().Index, lanMTU: lanLink.Attrs().MTU}); err != nil {
 		return nil, err
 	}
 	if mode == AttachAuto {

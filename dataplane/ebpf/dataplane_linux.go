@@ -25,9 +25,14 @@ type Config struct {
 	// Relay makes this gateway a hub: a packet from one peer for another
 	// peer's prefixes is sent on to that peer.
 	Relay bool
-	// LANMTU, when not 0, is the largest inner packet delivered to the LAN
-	// by the program; larger ones go to the userspace path.
+	// LANMTU is the largest inner packet the program delivers to the LAN;
+	// larger ones go to the userspace path. 0: the LAN interface's MTU
+	// when Attach ran.
 	LANMTU int
+	// HostAddrs are this host's own addresses inside LocalPrefixes
+	// (normally the LAN addresses): packets to them are handed to the
+	// local stack instead of being sent out of the LAN.
+	HostAddrs []netip.Addr
 
 	// Sizes of the maps, fixed at Load; 0 means the default.
 	MaxPeers         int // default 256
@@ -54,13 +59,14 @@ type Dataplane struct {
 	peers    map[string]*peerState
 	free     []uint32 // unused peer ids, highest first
 	local    map[netip.Prefix]bool
+	hosts    map[netip.Addr]bool
 	exc      *Exceptions
 	closed   bool
 	maxPeers int
 }
 
 // ifaceIndexes are the interfaces the programs work with, set by Attach.
-type ifaceIndexes struct{ lan, wan int }
+type ifaceIndexes struct{ lan, wan, lanMTU int }
 
 // Load checks cfg, removes the memlock limit where the kernel needs it,
 // and loads the programs and their maps. It attaches nothing.
@@ -72,7 +78,7 @@ func Load(cfg Config) (*Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ebpf: reading the compiled programs: %w", err)
 	}
-	d := &Dataplane{cfg: cfg, peers: map[string]*peerState{}, local: map[netip.Prefix]bool{}}
+	d := &Dataplane{cfg: cfg, peers: map[string]*peerState{}, local: map[netip.Prefix]bool{}, hosts: map[netip.Addr]bool{}}
 	d.maxPeers = orDefault(cfg.MaxPeers, defaultMaxPeers)
 	sizeMaps(spec, d.maxPeers, orDefault(cfg.MaxPrefixes, defaultMaxPrefixes), orDefault(cfg.MaxLocalPrefixes, defaultMaxLocal))
 	if err := rlimit.RemoveMemlock(); err != nil {
@@ -103,7 +109,7 @@ func sizeMaps(spec *cebpf.CollectionSpec, peers, prefixes, local int) {
 	for name, n := range map[string]int{
 		tunnelMapPeers: peers, tunnelMapTraffic: peers, tunnelMapEndpoints: peers,
 		tunnelMapRoutes4: prefixes, tunnelMapRoutes6: prefixes,
-		tunnelMapLocal4: local, tunnelMapLocal6: local,
+		tunnelMapLocal4: local, tunnelMapLocal6: local, tunnelMapHostAddrs: local,
 	} {
 		spec.Maps[name].MaxEntries = uint32(n)
 	}
@@ -127,6 +133,11 @@ func checkConfig(cfg Config) error {
 	for _, p := range cfg.LocalPrefixes {
 		if !p.IsValid() {
 			return fmt.Errorf("invalid local prefix %v", p)
+		}
+	}
+	for _, a := range cfg.HostAddrs {
+		if !a.IsValid() {
+			return errors.New("invalid host address")
 		}
 	}
 	return nil
@@ -175,8 +186,42 @@ func (d *Dataplane) applyConfig(cfg Config) error {
 			delete(d.local, p)
 		}
 	}
+	if err := d.applyHostAddrs(cfg.HostAddrs); err != nil {
+		return err
+	}
 	d.cfg = cfg
 	return nil
+}
+
+// applyHostAddrs makes the host_addrs map hold exactly addrs.
+func (d *Dataplane) applyHostAddrs(addrs []netip.Addr) error {
+	want := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		want[a.Unmap()] = true
+	}
+	for a := range want {
+		if !d.hosts[a] {
+			if err := d.objs.HostAddrs.Put(hostKey(a), uint8(1)); err != nil {
+				return fmt.Errorf("adding host address %v: %w", a, err)
+			}
+			d.hosts[a] = true
+		}
+	}
+	for a := range d.hosts {
+		if !want[a] {
+			if err := deleteIgnoringMissing(d.objs.HostAddrs, hostKey(a)); err != nil {
+				return fmt.Errorf("removing host address %v: %w", a, err)
+			}
+			delete(d.hosts, a)
+		}
+	}
+	return nil
+}
+
+func hostKey(a netip.Addr) tunnelEndpointKey {
+	var k tunnelEndpointKey
+	k.Family, k.Addr = addrBytes(a)
+	return k
 }
 
 // writeSettings writes the config map's only entry.
@@ -185,7 +230,7 @@ func (d *Dataplane) writeSettings(cfg Config, ifs ifaceIndexes) error {
 		ListenPort: htons(cfg.ListenPort),
 		LanIfindex: uint32(ifs.lan),
 		WanIfindex: uint32(ifs.wan),
-		LanMtu:     uint16(cfg.LANMTU),
+		LanMtu:     uint16(orDefault(cfg.LANMTU, ifs.lanMTU)),
 	}
 	if cfg.Relay {
 		s.Relay = 1

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	cebpf "github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,25 +31,63 @@ type Peer struct {
 	Prefixes []netip.Prefix
 	// PathMTU is the MTU of the outer path; 0 means 1500.
 	PathMTU int
-	// Source is the outer source address. Zero: the kernel's choice for
-	// the route to Endpoint (BPF_FIB_LOOKUP_SRC, Linux 6.7 and later; on
-	// older kernels the packets go to the userspace path).
+	// Source is the outer source address. Zero: SetPeers and SetEndpoint
+	// take the preferred source of the route to Endpoint (RouteToEndpoint);
+	// while there is none, the peer's packets go to the userspace path.
 	Source netip.Addr
-	// WANIndex is the interface the outer packets leave by; 0: the WAN
-	// interface given to Attach.
+	// WANIndex is the interface the outer packets leave by. Zero: the
+	// route's, as for Source, or else the WAN interface given to Attach.
 	WANIndex int
+}
+
+// RouteToEndpoint asks the kernel (netlink, in the calling thread's
+// network namespace) how it would send to ep: the preferred source
+// address and the interface, as `ip route get` shows them.
+func RouteToEndpoint(ep netip.Addr) (netip.Addr, int, error) {
+	rs, err := netlink.RouteGet(ep.Unmap().AsSlice())
+	if err != nil {
+		return netip.Addr{}, 0, fmt.Errorf("ebpf: route to %v: %w", ep, err)
+	}
+	if len(rs) == 0 {
+		return netip.Addr{}, 0, fmt.Errorf("ebpf: no route to %v", ep)
+	}
+	src, ok := netip.AddrFromSlice(rs[0].Src)
+	if !ok {
+		return netip.Addr{}, 0, fmt.Errorf("ebpf: route to %v has no source address", ep)
+	}
+	return src.Unmap(), rs[0].LinkIndex, nil
+}
+
+// withRoute fills a zero Source and WANIndex of p from the route to its
+// endpoint; without one they stay zero.
+func withRoute(p Peer) Peer {
+	if !p.Endpoint.IsValid() || p.Source.IsValid() {
+		return p
+	}
+	src, idx, err := RouteToEndpoint(p.Endpoint.Addr())
+	if err != nil {
+		return p
+	}
+	p.Source = src
+	if p.WANIndex == 0 {
+		p.WANIndex = idx
+	}
+	return p
 }
 
 // peerState is what the dataplane wrote for one peer.
 type peerState struct {
 	id       uint32
+	source   netip.Addr // as configured (zero: from the route)
+	wanIndex int        // as configured
 	entry    tunnelPeer
 	endpoint netip.AddrPort
 	prefixes map[netip.Prefix]bool
 }
 
 // SetPeers makes the maps hold exactly peers, as a diff against what they
-// hold: a peer keeps its id (and counters) across calls, only changed
+// hold (a peer without Source gets its route's, looked up in the calling
+// thread's network namespace): a peer keeps its id (and counters) across calls, only changed
 // entries are written, new prefixes and endpoints are added before old
 // ones are removed, and a removed peer's routes go before its entry. So
 // the traffic of a peer that did not change is never disturbed, and a
@@ -105,7 +144,7 @@ func (d *Dataplane) applyPeers(peers []Peer) error {
 	want := map[string]bool{}
 	for _, p := range peers {
 		want[p.Name] = true
-		if err := d.upsertPeer(p); err != nil {
+		if err := d.upsertPeer(p, withRoute(p)); err != nil {
 			return fmt.Errorf("peer %q: %w", p.Name, err)
 		}
 	}
@@ -123,7 +162,7 @@ func (d *Dataplane) applyPeers(peers []Peer) error {
 
 // upsertPeer writes p: its entry, then its endpoint, then its prefixes,
 // then removes what it no longer has.
-func (d *Dataplane) upsertPeer(p Peer) error {
+func (d *Dataplane) upsertPeer(configured, p Peer) error {
 	st, ok := d.peers[p.Name]
 	if !ok {
 		if len(d.free) == 0 {
@@ -137,6 +176,7 @@ func (d *Dataplane) upsertPeer(p Peer) error {
 		d.peers[p.Name] = st
 	}
 	entry := peerEntry(p)
+	st.source, st.wanIndex = configured.Source, configured.WANIndex
 	if !ok || entry != st.entry {
 		if err := d.objs.Peers.Put(st.id, &entry); err != nil {
 			return fmt.Errorf("writing entry: %w", err)
@@ -227,7 +267,9 @@ func (d *Dataplane) removePeer(name string) error {
 }
 
 // SetEndpoint moves a peer to ep (as the userspace engine learned it),
-// leaving its prefixes and every other peer alone. A zero ep forgets the
+// leaving its prefixes and every other peer alone. Like SetPeers, it takes
+// a source address the peer was not configured with from the route to
+// ep, in the calling thread's network namespace. A zero ep forgets the
 // endpoint: the peer's packets go to the userspace path.
 func (d *Dataplane) SetEndpoint(name string, ep netip.AddrPort) error {
 	d.mu.Lock()
@@ -245,8 +287,7 @@ func (d *Dataplane) SetEndpoint(name string, ep netip.AddrPort) error {
 			return fmt.Errorf("ebpf: endpoint %v belongs to peer %q", ep, n)
 		}
 	}
-	entry := st.entry
-	setEndpoint(&entry, ep)
+	entry := peerEntry(withRoute(Peer{Endpoint: ep, PathMTU: int(st.entry.PathMtu), Source: st.source, WANIndex: st.wanIndex}))
 	if err := d.objs.Peers.Put(st.id, &entry); err != nil {
 		return fmt.Errorf("ebpf: peer %q: writing entry: %w", name, err)
 	}

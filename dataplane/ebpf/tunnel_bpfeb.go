@@ -73,6 +73,7 @@ const (
 	tunnelMapCounters    = "counters"
 	tunnelMapEndpoints   = "endpoints"
 	tunnelMapExceptions  = "exceptions"
+	tunnelMapHostAddrs   = "host_addrs"
 	tunnelMapLocal4      = "local4"
 	tunnelMapLocal6      = "local6"
 	tunnelMapPeers       = "peers"
@@ -137,6 +138,7 @@ type tunnelMapSpecs struct {
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Endpoints  *ebpf.MapSpec `ebpf:"endpoints"`
 	Exceptions *ebpf.MapSpec `ebpf:"exceptions"`
+	HostAddrs  *ebpf.MapSpec `ebpf:"host_addrs"`
 	Local4     *ebpf.MapSpec `ebpf:"local4"`
 	Local6     *ebpf.MapSpec `ebpf:"local6"`
 	Peers      *ebpf.MapSpec `ebpf:"peers"`
@@ -175,6 +177,7 @@ type tunnelMaps struct {
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Endpoints  *ebpf.Map `ebpf:"endpoints"`
 	Exceptions *ebpf.Map `ebpf:"exceptions"`
+	HostAddrs  *ebpf.Map `ebpf:"host_addrs"`
 	Local4     *ebpf.Map `ebpf:"local4"`
 	Local6     *ebpf.Map `ebpf:"local6"`
 	Peers      *ebpf.Map `ebpf:"peers"`
@@ -189,6 +192,7 @@ func (m *tunnelMaps) Close() error {
 		m.Counters,
 		m.Endpoints,
 		m.Exceptions,
+		m.HostAddrs,
 		m.Local4,
 		m.Local6,
 		m.Peers,

@@ -99,14 +99,14 @@ struct settings {
 	__be16 listen_port;   // UDP port of the tunnel, network order
 	__u32 lan_ifindex;    // where decapsulated packets leave
 	__u32 wan_ifindex;    // default egress of outer packets
-	__u16 lan_mtu;        // 0: no limit beyond the route's
+	__u16 lan_mtu;        // larger inner packets go to userspace; 0: no limit
 	__u16 _pad;
 };
 
 // peer is one peer's entry in the peers array, indexed by peer id.
 struct peer {
 	__u8 addr[16]; // endpoint address; IPv4 in the first 4 bytes
-	__u8 src[16];  // outer source; all zero: the kernel's choice
+	__u8 src[16];  // outer source; all zero: no route (userspace sends)
 	__u8 family;   // 0: no endpoint known, 4 or 6
 	__u8 _pad;
 	__be16 port;     // endpoint port, network order
@@ -181,6 +181,15 @@ struct {
 	__type(key, struct endpoint_key);
 	__type(value, __u32);
 } endpoints SEC(".maps");
+
+// This host's own addresses (port 0): packets to them are delivered to
+// the local stack, not sent out of the LAN.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct endpoint_key);
+	__type(value, __u8);
+} host_addrs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -388,55 +397,22 @@ static __always_inline __u32 outer_len(const struct peer *p)
 	return p->family == 4 ? OUTER4_LEN : OUTER6_LEN;
 }
 
-// route_outer looks up how to reach p's endpoint with an outer packet of
-// tot_len bytes (0: skip the MTU check) and fills fib. It returns 0 when
-// the packet can go (fib->ifindex and MACs or neighbour to resolve), or
-// a pass reason.
-static __always_inline int route_outer(struct __sk_buff *skb, const struct peer *p,
-				       const struct settings *cfg, struct bpf_fib_lookup *fib,
-				       __u32 tot_len, int *resolve)
+// egress is the interface the outer packets to p leave by, or 0 when the
+// program cannot send them: no source address (the agent found no route
+// to the endpoint yet), or no interface.
+static __always_inline __u32 egress(const struct peer *p, const struct settings *cfg)
 {
-	__u32 flags = BPF_FIB_LOOKUP_OUTPUT;
-	__builtin_memset(fib, 0, sizeof(*fib));
-	fib->ifindex = p->ifindex ? p->ifindex : cfg->wan_ifindex;
-	fib->l4_protocol = PROTO_UDP;
-	fib->sport = cfg->listen_port;
-	fib->dport = p->port;
-	if (p->family == 4) {
-		fib->family = AF_INET;
-		fib->tot_len = tot_len;
-		__builtin_memcpy(&fib->ipv4_dst, p->addr, 4);
-		__builtin_memcpy(&fib->ipv4_src, p->src, 4);
-		if (!fib->ipv4_src)
-			flags |= BPF_FIB_LOOKUP_SRC;
-	} else {
-		fib->family = AF_INET6;
-		fib->tot_len = tot_len;
-		__builtin_memcpy(fib->ipv6_dst, p->addr, 16);
-		__builtin_memcpy(fib->ipv6_src, p->src, 16);
-		if (!(fib->ipv6_src[0] | fib->ipv6_src[1] | fib->ipv6_src[2] | fib->ipv6_src[3]))
-			flags |= BPF_FIB_LOOKUP_SRC;
-	}
-	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), flags);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		*resolve = 0;
+	const __u32 *src = (const __u32 *)p->src;
+	if (!(src[0] | src[1] | src[2] | src[3]))
 		return 0;
-	}
-	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
-		*resolve = 1;
-		return 0;
-	}
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-		return PASS_TOO_BIG;
-	return PASS_NO_ROUTE;
+	return p->ifindex ? p->ifindex : cfg->wan_ifindex;
 }
 
 // write_outer fills the outer IP and UDP headers at ETH_HLEN of a packet
 // whose room is already made, with inner in->len bytes after them, and
-// sets the Ethernet header for the next hop.
+// the EtherType (bpf_redirect_neigh writes the addresses).
 static __always_inline int write_outer(struct __sk_buff *skb, const struct peer *p,
-				       const struct settings *cfg, const struct bpf_fib_lookup *fib,
-				       const struct inner *in)
+				       const struct settings *cfg, const struct inner *in)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -462,11 +438,9 @@ static __always_inline int write_outer(struct __sk_buff *skb, const struct peer 
 		ip[9] = PROTO_UDP;
 		ip[10] = 0;
 		ip[11] = 0;
-		__builtin_memcpy(ip + 12, &fib->ipv4_src, 4);
-		__builtin_memcpy(ip + 16, &fib->ipv4_dst, 4);
-		__u16 hc = ~fold(sum32(ip, 5));
-		ip[10] = hc >> 8;
-		ip[11] = hc;
+		__builtin_memcpy(ip + 12, p->src, 4);
+		__builtin_memcpy(ip + 16, p->addr, 4);
+		*(__u16 *)(ip + 10) = ~fold(sum32(ip, 5)); // sums of native loads: store natively
 		__u16 ulen = in->len + UDP_HLEN;
 		*(__be16 *)(udp + 0) = cfg->listen_port;
 		*(__be16 *)(udp + 2) = p->port;
@@ -487,8 +461,8 @@ static __always_inline int write_outer(struct __sk_buff *skb, const struct peer 
 		ip[5] = ulen;
 		ip[6] = PROTO_UDP;
 		ip[7] = 64;
-		__builtin_memcpy(ip + 8, fib->ipv6_src, 16);
-		__builtin_memcpy(ip + 24, fib->ipv6_dst, 16);
+		__builtin_memcpy(ip + 8, p->src, 16);
+		__builtin_memcpy(ip + 24, p->addr, 16);
 		*(__be16 *)(udp + 0) = cfg->listen_port;
 		*(__be16 *)(udp + 2) = p->port;
 		udp[4] = ulen >> 8;
@@ -499,31 +473,21 @@ static __always_inline int write_outer(struct __sk_buff *skb, const struct peer 
 		__u64 s = sum32(ip + 8, 8) + bpf_htonl(ulen) + bpf_htons(PROTO_UDP) +
 			  sum32(udp, 2) + in->l4sum;
 		__u16 c = ~fold(s);
-		if (c == 0)
-			c = 0xffff;
-		udp[6] = c >> 8;
-		udp[7] = c;
+		*(__u16 *)(udp + 6) = c ? c : 0xffff;
 	}
-	__builtin_memcpy(eth, fib->dmac, 6);
-	__builtin_memcpy(eth + 6, fib->smac, 6);
 	return 0;
 }
 
-// send_outer hands a packet with finished outer headers to the WAN.
-static __always_inline int send_outer(struct __sk_buff *skb, const struct bpf_fib_lookup *fib, int resolve)
+// send redirects a packet out of ifindex the way the kernel would route
+// it from there: bpf_redirect_neigh without a next hop looks up the route
+// (oif ifindex) and resolves the neighbour. Unlike bpf_fib_lookup it
+// needs no forwarding enabled on the interfaces: the userspace engine,
+// which sends through a socket and injects through a raw socket, does not
+// either.
+static __always_inline int send(struct __sk_buff *skb, __u32 ifindex)
 {
 	skb->tstamp = 0; // an rx timestamp is no departure time for fq
-	if (!resolve)
-		return bpf_redirect(fib->ifindex, 0);
-	struct bpf_redir_neigh nh = {};
-	if (fib->family == AF_INET) {
-		nh.nh_family = AF_INET;
-		nh.ipv4_nh = fib->ipv4_dst;
-	} else {
-		nh.nh_family = AF_INET6;
-		__builtin_memcpy(nh.ipv6_nh, fib->ipv6_dst, 16);
-	}
-	return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
+	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
 static __always_inline const struct settings *get_settings(void)
@@ -562,15 +526,15 @@ static __always_inline int gso_segment_size(struct __sk_buff *skb, __u32 ihl, __
 // (already checked, TTL decremented) and sends it. ip points at the inner
 // header in the linear area; the pointers are invalid afterwards.
 static __always_inline int encap(struct __sk_buff *skb, const struct peer *p, const struct settings *cfg,
-				 const struct bpf_fib_lookup *fib, int resolve, const struct inner *in)
+				 __u32 oif, const struct inner *in)
 {
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
 		      (p->family == 4 ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV6);
 	if (bpf_skb_adjust_room(skb, outer_len(p), BPF_ADJ_ROOM_MAC, flags))
 		return -1;
-	if (write_outer(skb, p, cfg, fib, in))
+	if (write_outer(skb, p, cfg, in))
 		return -2;
-	return send_outer(skb, fib, resolve);
+	return send(skb, oif);
 }
 
 // ensure_linear makes the first n bytes of the frame readable directly.
@@ -587,7 +551,7 @@ static __always_inline int ensure_linear(struct __sk_buff *skb, __u32 n)
 // without fragmentation and fills the segment accounting of in. It
 // returns 0 or a pass reason.
 static __always_inline int check_size(struct __sk_buff *skb, const struct peer *p,
-				      struct inner *in, __u32 ihl, __u32 *fib_len)
+				      struct inner *in, __u32 ihl)
 {
 	__u32 room = p->path_mtu - outer_len(p);
 	in->segs = 1;
@@ -602,12 +566,10 @@ static __always_inline int check_size(struct __sk_buff *skb, const struct peer *
 			return PASS_TOO_BIG;
 		in->segs = skb->gso_segs ? skb->gso_segs : 1;
 		in->bytes = in->len + (in->segs - 1) * hdrs;
-		*fib_len = seg + outer_len(p);
 		return 0;
 	}
 	if (in->len > room)
 		return PASS_TOO_BIG;
-	*fib_len = in->len + outer_len(p);
 	return 0;
 }
 
@@ -618,8 +580,8 @@ static __always_inline int lan_ipv4(struct __sk_buff *skb, const struct settings
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	__u8 *ip = data + ETH_HLEN;
-	if ((void *)(ip + IPV4_HLEN) > data_end)
-		return TC_ACT_OK;
+	if ((void *)(ip + IPV4_HLEN) > data_end || ip[0] >> 4 != 4)
+		return TC_ACT_OK; // the stack drops it
 
 	struct lpm4_key k = {.prefixlen = 32};
 	__builtin_memcpy(k.addr, ip + 16, 4);
@@ -649,8 +611,7 @@ static __always_inline int lan_ipv4(struct __sk_buff *skb, const struct settings
 		return to_userspace(skb, PASS_FRAGMENT);
 
 	struct inner in = {.len = tot, .proto = ip[9]};
-	__u32 fib_len = 0;
-	int r = check_size(skb, p, &in, ihl, &fib_len);
+	int r = check_size(skb, p, &in, ihl);
 	if (r)
 		return to_userspace(skb, r);
 
@@ -659,11 +620,9 @@ static __always_inline int lan_ipv4(struct __sk_buff *skb, const struct settings
 		if (bpf_skb_load_bytes(skb, ETH_HLEN + IPV4_HLEN + 6, &udp_check, 2))
 			return to_userspace(skb, PASS_CHECKSUM);
 	}
-	struct bpf_fib_lookup fib;
-	int resolve = 0;
-	r = route_outer(skb, p, cfg, &fib, fib_len, &resolve);
-	if (r)
-		return to_userspace(skb, r);
+	__u32 oif = egress(p, cfg);
+	if (!oif)
+		return to_userspace(skb, PASS_NO_ROUTE);
 
 	// Link-layer padding (short Ethernet frames) is not part of the packet.
 	if (l3len > tot && !skb->gso_size) {
@@ -683,7 +642,7 @@ static __always_inline int lan_ipv4(struct __sk_buff *skb, const struct settings
 	}
 	ttl_decrement(ip);
 	count_peer(id, 1, in.segs, in.bytes);
-	r = encap(skb, p, cfg, &fib, resolve, &in);
+	r = encap(skb, p, cfg, oif, &in);
 	if (r < 0)
 		return drop(DROP_EXCEPTION_LOST); // header room could not be made
 	return r;
@@ -696,7 +655,7 @@ static __always_inline int lan_ipv6(struct __sk_buff *skb, const struct settings
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	__u8 *ip = data + ETH_HLEN;
-	if ((void *)(ip + IPV6_HLEN) > data_end)
+	if ((void *)(ip + IPV6_HLEN) > data_end || ip[0] >> 4 != 6)
 		return TC_ACT_OK;
 
 	struct lpm6_key k = {.prefixlen = 128};
@@ -722,18 +681,20 @@ static __always_inline int lan_ipv6(struct __sk_buff *skb, const struct settings
 		return to_userspace(skb, PASS_TTL);
 
 	struct inner in = {.len = tot, .proto = nh, .v6 = 1};
-	__u32 fib_len = 0;
-	int r = check_size(skb, p, &in, IPV6_HLEN, &fib_len);
+	int r = check_size(skb, p, &in, IPV6_HLEN);
 	if (r)
 		return to_userspace(skb, r);
 	if (p->family == 6 && nh != PROTO_TCP && nh != PROTO_UDP && nh != PROTO_ICMPV6)
 		return to_userspace(skb, PASS_CHECKSUM);
+	if (p->family == 6 && nh == PROTO_UDP) {
+		__u16 check = 0; // 0 is invalid over IPv6 and would make the outer one wrong
+		if (bpf_skb_load_bytes(skb, ETH_HLEN + IPV6_HLEN + 6, &check, 2) || !check)
+			return to_userspace(skb, PASS_CHECKSUM);
+	}
 
-	struct bpf_fib_lookup fib;
-	int resolve = 0;
-	r = route_outer(skb, p, cfg, &fib, fib_len, &resolve);
-	if (r)
-		return to_userspace(skb, r);
+	__u32 oif = egress(p, cfg);
+	if (!oif)
+		return to_userspace(skb, PASS_NO_ROUTE);
 
 	if (l3len > tot && !skb->gso_size) {
 		if (bpf_skb_change_tail(skb, ETH_HLEN + tot, 0))
@@ -748,7 +709,7 @@ static __always_inline int lan_ipv6(struct __sk_buff *skb, const struct settings
 	if (p->family == 6)
 		inner_sum(&in, ip, 0);
 	count_peer(id, 1, in.segs, in.bytes);
-	r = encap(skb, p, cfg, &fib, resolve, &in);
+	r = encap(skb, p, cfg, oif, &in);
 	if (r < 0)
 		return drop(DROP_EXCEPTION_LOST);
 	return r;
@@ -790,58 +751,23 @@ struct outer {
 	__u8 v6;
 };
 
-// route_inner looks up how the kernel would route the decapsulated packet
-// out of the LAN (as the raw socket the userspace engine injects with: a
-// locally generated packet, no forwarding). It returns 0 with fib filled
-// and *how set (0: MACs known, 1: neighbour to resolve, 2: local delivery)
-// or a pass reason.
-static __always_inline int route_inner(struct __sk_buff *skb, const struct settings *cfg, const __u8 *ip,
-				       int v6, __u32 len, struct bpf_fib_lookup *fib, int *how)
-{
-	__builtin_memset(fib, 0, sizeof(*fib));
-	fib->ifindex = cfg->lan_ifindex;
-	fib->tot_len = len;
-	if (v6) {
-		fib->family = AF_INET6;
-		fib->l4_protocol = ip[6];
-		__builtin_memcpy(fib->ipv6_src, ip + 8, 16);
-		__builtin_memcpy(fib->ipv6_dst, ip + 24, 16);
-	} else {
-		fib->family = AF_INET;
-		fib->tos = ip[1];
-		fib->l4_protocol = ip[9];
-		__builtin_memcpy(&fib->ipv4_src, ip + 12, 4);
-		__builtin_memcpy(&fib->ipv4_dst, ip + 16, 4);
-	}
-	long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), BPF_FIB_LOOKUP_OUTPUT);
-	switch (rc) {
-	case BPF_FIB_LKUP_RET_SUCCESS:
-		*how = 0;
-		return 0;
-	case BPF_FIB_LKUP_RET_NO_NEIGH:
-		*how = 1;
-		return 0;
-	case BPF_FIB_LKUP_RET_NOT_FWDED:
-		*how = 2;
-		return 0;
-	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		return PASS_TOO_BIG;
-	}
-	return PASS_NO_ROUTE;
-}
-
 // deliver strips the outer headers and hands the inner packet to the LAN
-// (or, when it is for this gateway itself, to the local stack).
+// as the kernel routes it from there, or to the local stack when it is
+// for one of this host's own addresses (the host_addrs map): what the
+// userspace engine's raw socket injection does.
 static __always_inline int deliver(struct __sk_buff *skb, const struct settings *cfg, const struct outer *o,
 				   const __u8 *ip, int v6)
 {
 	if (cfg->lan_mtu && o->inner > cfg->lan_mtu)
 		return pass(PASS_TOO_BIG);
-	struct bpf_fib_lookup fib;
-	int how = 0;
-	int r = route_inner(skb, cfg, ip, v6, o->inner, &fib, &how);
-	if (r)
-		return pass(r);
+	if (!cfg->lan_ifindex)
+		return pass(PASS_NO_ROUTE);
+	struct endpoint_key self = {.family = v6 ? 6 : 4};
+	if (v6)
+		__builtin_memcpy(self.addr, ip + 24, 16);
+	else
+		__builtin_memcpy(self.addr, ip + 16, 4);
+	int local = bpf_map_lookup_elem(&host_addrs, &self) != NULL;
 	__u64 flags = 0;
 	if (v6 != o->v6)
 		flags = v6 ? ADJ_ROOM_DECAP_L3_IPV6 : ADJ_ROOM_DECAP_L3_IPV4;
@@ -857,23 +783,9 @@ static __always_inline int deliver(struct __sk_buff *skb, const struct settings 
 		return TC_ACT_SHOT;
 	eth[12] = v6 ? ETH_P_IPV6 >> 8 : ETH_P_IP >> 8;
 	eth[13] = v6 ? ETH_P_IPV6 & 0xff : ETH_P_IP & 0xff;
-	if (how == 2)
+	if (local)
 		return TC_ACT_OK; // for this host: the stack delivers it
-	skb->tstamp = 0;
-	if (how == 1) {
-		struct bpf_redir_neigh nh = {};
-		if (v6) {
-			nh.nh_family = AF_INET6;
-			__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16);
-		} else {
-			nh.nh_family = AF_INET;
-			nh.ipv4_nh = fib.ipv4_dst;
-		}
-		return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
-	}
-	__builtin_memcpy(eth, fib.dmac, 6);
-	__builtin_memcpy(eth + 6, fib.smac, 6);
-	return bpf_redirect(fib.ifindex, 0);
+	return send(skb, cfg->lan_ifindex);
 }
 
 // relay sends a packet from peer o->sender on to peer id (a hub), in place:
@@ -903,11 +815,9 @@ static __always_inline int relay(struct __sk_buff *skb, const struct settings *c
 	if (p->family == 6 && !v6 && in.proto == PROTO_UDP &&
 	    bpf_skb_load_bytes(skb, ETH_HLEN + o->len + IPV4_HLEN + 6, &udp_check, 2))
 		return pass(PASS_CHECKSUM);
-	struct bpf_fib_lookup fib;
-	int resolve = 0;
-	int r = route_outer(skb, p, cfg, &fib, in.len + outer_len(p), &resolve);
-	if (r)
-		return pass(r);
+	__u32 oif = egress(p, cfg);
+	if (!oif)
+		return pass(PASS_NO_ROUTE);
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	ip = data + ETH_HLEN + o->len;
@@ -932,11 +842,11 @@ static __always_inline int relay(struct __sk_buff *skb, const struct settings *c
 		}
 		ttl_decrement(ip);
 	}
-	if (write_outer(skb, p, cfg, &fib, &in))
+	if (write_outer(skb, p, cfg, &in))
 		return TC_ACT_SHOT;
 	count_peer(o->sender, 0, 1, o->inner);
 	count_peer(id, 1, 1, o->inner);
-	return send_outer(skb, &fib, resolve);
+	return send(skb, oif);
 }
 
 // admit4 checks an inner IPv4 packet of o->inner bytes at offset off.
