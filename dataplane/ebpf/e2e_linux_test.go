@@ -44,19 +44,19 @@ var (
 		hostAddr: netip.MustParseAddr("11.11.11.100"), wanAddr: netip.MustParseAddr("198.18.0.2")}
 )
 
-// buildSites creates the two sites; offloads false switches the rx/tx
-// checksum offloads (and with them TSO) off on the LAN veths, as the
+// buildSites creates the two sites; offloads[i] false switches the rx/tx
+// checksum offloads (and with them TSO) off on site i's LAN veths, as the
 // tutorial does.
-func buildSites(t *testing.T, offloads bool) (a, b *e2eSite) {
+func buildSites(t *testing.T, offloads [2]bool) (a, b *e2eSite) {
 	t.Helper()
 	nstest.RequireRoot(t)
 	a, b = new(e2eSite), new(e2eSite)
 	*a, *b = siteA, siteB
-	for _, s := range []*e2eSite{a, b} {
+	for i, s := range []*e2eSite{a, b} {
 		s.gw, s.host = nstest.New(t, "ebgw"), nstest.New(t, "ebh")
 		vethPair(t, s.host, "eth0", netip.PrefixFrom(s.hostAddr, 24), s.gw, "lan0", netip.PrefixFrom(s.gwLAN, 24), 1420)
 		route(t, s.host, netip.Prefix{}, s.gwLAN)
-		if !offloads {
+		if !offloads[i] {
 			checksumOffloadsOff(t, s.host, "eth0")
 			checksumOffloadsOff(t, s.gw, "lan0")
 		}
@@ -248,7 +248,7 @@ func checkTraffic(t *testing.T, a, b *e2eSite) {
 		if err != nil || res.Loss() > 0 {
 			t.Errorf("ping %v -> %v: %+v, %v", c.from.hostAddr, c.to.hostAddr, res, err)
 		}
-		tr, err := probe.TCPTransfer(c.from.host.Handle, c.to.host.Handle, netip.AddrPortFrom(c.to.hostAddr, 5001), 4<<20, 60*time.Second)
+		tr, err := probe.TCPTransfer(c.from.host.Handle, c.to.host.Handle, netip.AddrPortFrom(c.to.hostAddr, 5001), 4<<20, 20*time.Second)
 		if err != nil || !tr.OK() {
 			t.Fatalf("TCP %v -> %v: %+v, %v", c.from.hostAddr, c.to.hostAddr, tr, err)
 		}
@@ -270,16 +270,25 @@ func TestTwoSitesEBPF(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		mode     AttachMode
-		offloads bool
+		offloads [2]bool // LAN offloads at site A, B
 	}{
-		{"tcx", AttachTCX, false},
-		{"tcx-offloads", AttachTCX, true},
-		{"clsact", AttachClsact, false},
+		{"tcx", AttachTCX, [2]bool{}},
+		{"tcx-offloads", AttachTCX, [2]bool{true, true}},
+		{"tcx-offloads-one-side", AttachTCX, [2]bool{true, false}},
+		{"clsact", AttachClsact, [2]bool{}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a, b := buildSites(t, c.offloads)
 			ga := startEBPF(t, a, b, c.mode, 1500)
 			gb := startEBPF(t, b, a, c.mode, 1500)
+			t.Cleanup(func() {
+				if t.Failed() {
+					for _, g := range []*gateway{ga, gb} {
+						st, _ := g.d.Stats()
+						t.Logf("programs: %+v\nengine: %+v", st, g.eng.Stats())
+					}
+				}
+			})
 			checkTraffic(t, a, b)
 			for _, g := range []*gateway{ga, gb} {
 				if ps := g.peerStats(t); ps.TxPackets < 1000 || ps.RxPackets < 1000 {
@@ -364,5 +373,3 @@ func sendRaw(src, dst netip.Addr, sport, dport uint16, payload []byte) error {
 	binary.BigEndian.PutUint16(ip[10:], dptestChecksum(ip, 0))
 	return unix.Sendto(fd, append(ip, udp...), 0, &unix.SockaddrInet4{Addr: d})
 }
-
-

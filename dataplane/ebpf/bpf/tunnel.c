@@ -758,8 +758,6 @@ struct outer {
 static __always_inline int deliver(struct __sk_buff *skb, const struct settings *cfg, const struct outer *o,
 				   const __u8 *ip, int v6)
 {
-	if (cfg->lan_mtu && o->inner > cfg->lan_mtu)
-		return pass(PASS_TOO_BIG);
 	if (!cfg->lan_ifindex)
 		return pass(PASS_NO_ROUTE);
 	struct endpoint_key self = {.family = v6 ? 6 : 4};
@@ -768,12 +766,29 @@ static __always_inline int deliver(struct __sk_buff *skb, const struct settings 
 	else
 		__builtin_memcpy(self.addr, ip + 16, 4);
 	int local = bpf_map_lookup_elem(&host_addrs, &self) != NULL;
-	__u64 flags = 0;
+	__u32 segs = 1, bytes = o->inner;
+	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO;
+	if (skb->gso_size) {
+		// A TCP super-packet another gateway's program encapsulated
+		// (over a veth, GSO packets cross whole): stripping the outer
+		// headers leaves the inner one, still cut at the same MSS.
+		__u32 ihl = v6 ? IPV6_HLEN : IPV4_HLEN, hdrs = 0, seg = 0;
+		if ((v6 ? ip[6] : ip[9]) != PROTO_TCP ||
+		    !gso_segment_size(skb, o->len + ihl, PROTO_TCP, &seg, &hdrs))
+			return pass(PASS_GSO);
+		hdrs -= o->len;
+		segs = o->inner > hdrs ? (o->inner - hdrs + skb->gso_size - 1) / skb->gso_size : 1;
+		bytes = o->inner + (segs - 1) * hdrs;
+		if (cfg->lan_mtu && seg - o->len > cfg->lan_mtu)
+			return pass(PASS_TOO_BIG);
+	} else if (cfg->lan_mtu && o->inner > cfg->lan_mtu) {
+		return pass(PASS_TOO_BIG);
+	}
 	if (v6 != o->v6)
-		flags = v6 ? ADJ_ROOM_DECAP_L3_IPV6 : ADJ_ROOM_DECAP_L3_IPV4;
+		flags |= v6 ? ADJ_ROOM_DECAP_L3_IPV6 : ADJ_ROOM_DECAP_L3_IPV4;
 	if (bpf_skb_adjust_room(skb, -(__s32)o->len, BPF_ADJ_ROOM_MAC, flags))
 		return pass(PASS_HELPER_ERROR); // e.g. a kernel without the decap flags
-	count_peer(o->sender, 0, 1, o->inner);
+	count_peer(o->sender, 0, segs, bytes);
 	if (skb->len > ETH_HLEN + o->inner)
 		bpf_skb_change_tail(skb, ETH_HLEN + o->inner, 0); // outer padding
 	void *data = (void *)(long)skb->data;
@@ -793,6 +808,8 @@ static __always_inline int deliver(struct __sk_buff *skb, const struct settings 
 static __always_inline int relay(struct __sk_buff *skb, const struct settings *cfg, const struct outer *o,
 				 __u32 id, int v6)
 {
+	if (skb->gso_size)
+		return pass(PASS_GSO);
 	struct peer *p = bpf_map_lookup_elem(&peers, &id);
 	if (!p || p->family == 0)
 		return pass(PASS_NO_ENDPOINT);
@@ -870,6 +887,8 @@ static __always_inline int admit4(struct __sk_buff *skb, const struct settings *
 		return drop(DROP_TOO_SHORT);
 	if (ihl != IPV4_HLEN)
 		return pass(PASS_IPV4_OPTIONS);
+	if (skb->gso_size && tot != o->inner)
+		return pass(PASS_GSO); // several datagrams (UDP GSO): the socket splits them
 	if (!ipv4_header_ok(ip) || tot != o->inner)
 		return drop(DROP_BAD_HEADER);
 
@@ -905,6 +924,8 @@ static __always_inline int admit6(struct __sk_buff *skb, const struct settings *
 	if (is_ipv6_extension(ip[6]))
 		return pass(PASS_IPV6_EXTENSION);
 	__u32 tot = IPV6_HLEN + (((__u32)ip[4] << 8) | ip[5]);
+	if (skb->gso_size && tot != o->inner)
+		return pass(PASS_GSO);
 	if (o->inner < tot)
 		return drop(DROP_TOO_SHORT);
 	if (tot != o->inner)
@@ -1041,8 +1062,6 @@ int wan_ingress(struct __sk_buff *skb)
 	} else {
 		return TC_ACT_OK;
 	}
-	if (skb->gso_size)
-		return pass(PASS_GSO); // UDP GRO built it: the socket splits it
 	__u32 *id = bpf_map_lookup_elem(&endpoints, &ek);
 	if (!id)
 		return pass(PASS_UNKNOWN_SENDER); // learning, or not_from_peer
