@@ -48,7 +48,7 @@ var (
 // checksum offloads (and with them TSO) off on site i's LAN veths, as the
 // tutorial does.
 // The WAN veths keep theirs only with wanOffloads.
-func buildSites(t *testing.T, offloads [2]bool, wanOffloads bool) (a, b *e2eSite) {
+func buildSites(t testing.TB, offloads [2]bool, wanOffloads bool) (a, b *e2eSite) {
 	t.Helper()
 	nstest.RequireRoot(t)
 	a, b = new(e2eSite), new(e2eSite)
@@ -73,7 +73,7 @@ func buildSites(t *testing.T, offloads [2]bool, wanOffloads bool) (a, b *e2eSite
 }
 
 // vethPair links x's xn (address xa) with y's yn (address ya).
-func vethPair(t *testing.T, x *nstest.NS, xn string, xa netip.Prefix, y *nstest.NS, yn string, ya netip.Prefix, mtu int) {
+func vethPair(t testing.TB, x *nstest.NS, xn string, xa netip.Prefix, y *nstest.NS, yn string, ya netip.Prefix, mtu int) {
 	t.Helper()
 	la := netlink.NewLinkAttrs()
 	la.Name, la.MTU = xn, mtu
@@ -102,7 +102,7 @@ func vethPair(t *testing.T, x *nstest.NS, xn string, xa netip.Prefix, y *nstest.
 }
 
 // route adds dst (zero: default) via gw.
-func route(t *testing.T, ns *nstest.NS, dst netip.Prefix, gw netip.Addr) {
+func route(t testing.TB, ns *nstest.NS, dst netip.Prefix, gw netip.Addr) {
 	t.Helper()
 	r := &netlink.Route{Gw: gw.AsSlice()}
 	if dst.IsValid() {
@@ -113,7 +113,7 @@ func route(t *testing.T, ns *nstest.NS, dst netip.Prefix, gw netip.Addr) {
 	}
 }
 
-func blackhole(t *testing.T, ns *nstest.NS, dst netip.Prefix) {
+func blackhole(t testing.TB, ns *nstest.NS, dst netip.Prefix) {
 	t.Helper()
 	if err := ns.NL.RouteAdd(&netlink.Route{Dst: prefixNet(dst), Type: unix.RTN_BLACKHOLE}); err != nil {
 		t.Fatalf("blackhole in %s: %v", ns.Name, err)
@@ -121,7 +121,7 @@ func blackhole(t *testing.T, ns *nstest.NS, dst netip.Prefix) {
 }
 
 // checksumOffloadsOff is `ethtool --offload LINK rx off tx off`.
-func checksumOffloadsOff(t *testing.T, ns *nstest.NS, link string) {
+func checksumOffloadsOff(t testing.TB, ns *nstest.NS, link string) {
 	t.Helper()
 	err := ns.Do(func() error {
 		et, err := ethfeat.Open()
@@ -156,7 +156,7 @@ type gateway struct {
 
 // startEBPF runs the programs (attached with mode) and the exception
 // engine at site s, towards peer site p.
-func startEBPF(t *testing.T, s, p *e2eSite, mode AttachMode, pathMTU int) *gateway {
+func startEBPF(t testing.TB, s, p *e2eSite, mode AttachMode, pathMTU int) *gateway {
 	t.Helper()
 	g := &gateway{}
 	err := s.gw.Do(func() error {
@@ -198,7 +198,7 @@ func startEBPF(t *testing.T, s, p *e2eSite, mode AttachMode, pathMTU int) *gatew
 // startUserspace runs the userspace engine at site s (on the calling
 // thread's namespace) over capture c, or over an AF_PACKET capture of
 // lan0 when c is nil: the agent's plain mode.
-func startUserspace(t *testing.T, s, p *e2eSite, c dataplane.Capture, pathMTU int) (*dataplane.Engine, error) {
+func startUserspace(t testing.TB, s, p *e2eSite, c dataplane.Capture, pathMTU int) (*dataplane.Engine, error) {
 	t.Helper()
 	peers := []dataplane.PeerConfig{{Name: "peer", Endpoint: netip.AddrPortFrom(p.wanAddr, tunnelPort),
 		Prefixes: []netip.Prefix{p.prefix}, PathMTU: pathMTU}}

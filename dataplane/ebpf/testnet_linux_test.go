@@ -34,7 +34,7 @@ var (
 // newTestNet builds lan0 (peer lanp) and wan0 (peer wanp) in a new
 // namespace, with addresses, and neighbour entries with neighMAC for the
 // given neighbours on each side.
-func newTestNet(t *testing.T, wanNeigh, lanNeigh []netip.Addr) *testNet {
+func newTestNet(t testing.TB, wanNeigh, lanNeigh []netip.Addr) *testNet {
 	t.Helper()
 	n := &testNet{ns: nstest.New(t, "ebpf"), neighMAC: net.HardwareAddr{2, 0, 0, 0, 0, 0x99}}
 	n.lan = n.veth(t, "lan0", "lanp", []netip.Prefix{lanAddr4, lanAddr6}, lanNeigh)
@@ -42,7 +42,7 @@ func newTestNet(t *testing.T, wanNeigh, lanNeigh []netip.Addr) *testNet {
 	return n
 }
 
-func (n *testNet) veth(t *testing.T, name, peer string, addrs []netip.Prefix, neigh []netip.Addr) netlink.Link {
+func (n *testNet) veth(t testing.TB, name, peer string, addrs []netip.Prefix, neigh []netip.Addr) netlink.Link {
 	t.Helper()
 	nl := n.ns.NL
 	la := netlink.NewLinkAttrs()

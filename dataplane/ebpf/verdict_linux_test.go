@@ -53,7 +53,7 @@ type progRig struct {
 	exc *Exceptions
 }
 
-func newProgRig(t *testing.T, cfg dataplane.Config, relay bool) *progRig {
+func newProgRig(t testing.TB, cfg dataplane.Config, relay bool) *progRig {
 	t.Helper()
 	requireBPF(t)
 	var wanNeigh []netip.Addr
