@@ -363,3 +363,53 @@ func (r *progRig) checkDecap(t *testing.T, name string, out, inner []byte) outco
 	}
 	return outcome{kind: "deliver", pkt: got}
 }
+
+// TestExceptionsReadBatchZeroAllocs: the exception reader, which the
+// userspace engine reads on its hot path, allocates nothing per packet.
+func TestExceptionsReadBatchZeroAllocs(t *testing.T) {
+	rig := newProgRig(t, fuzzConfig(), false)
+	expired := ethFrame(readSeed(t, "FuzzCapture", "ttl-expired"))
+	const runs = 50
+	for range runs + 1 {
+		if got, _ := rig.runQuiet(t, rig.d.LANProgram(), expired); got != actShot {
+			t.Fatalf("verdict %d", got)
+		}
+	}
+	bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+	allocs := testing.AllocsPerRun(runs, func() {
+		if n, err := rig.exc.ReadBatch(bufs, sizes); n != 1 || err != nil {
+			t.Fatalf("ReadBatch: %d, %v", n, err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per ReadBatch", allocs)
+	}
+}
+
+// runQuiet runs prog on frame in the rig's namespace and returns only the
+// verdict.
+func (r *progRig) runQuiet(t *testing.T, prog *cebpf.Program, frame []byte) (uint32, error) {
+	t.Helper()
+	var ret uint32
+	err := r.n.ns.Do(func() error {
+		var err error
+		ret, err = prog.Run(&cebpf.RunOptions{Data: frame})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ret, nil
+}
+
+// readSeed returns one seed of a fuzz target by name.
+func readSeed(t *testing.T, target, name string) []byte {
+	t.Helper()
+	for _, s := range readSeeds(t, target) {
+		if s.name == name {
+			return s.pkt
+		}
+	}
+	t.Fatalf("no seed %s/%s", target, name)
+	return nil
+}
