@@ -107,16 +107,20 @@ func (r *engineRun) await(t *testing.T, before dataplane.Stats) outcome {
 		}
 	}
 	for i, p := range after.Peers {
+		if p.TxPackets > before.Peers[i].TxPackets {
+			return r.sent(t) // sent or relayed
+		}
+	}
+	for i, p := range after.Peers {
 		switch {
-		case p.TxPackets > before.Peers[i].TxPackets:
-			return r.sent(t)
 		case p.KeepalivesReceived > before.Peers[i].KeepalivesReceived:
 			return outcome{kind: "keepalive"}
 		case p.RxPackets > before.Peers[i].RxPackets:
-			if pkt, err := r.inj.Recv(10 * time.Second); err == nil {
-				return outcome{kind: "deliver", pkt: pkt}
+			pkt, err := r.inj.Recv(10 * time.Second)
+			if err != nil {
+				t.Fatal(err)
 			}
-			return r.sent(t) // relayed
+			return outcome{kind: "deliver", pkt: pkt}
 		}
 	}
 	t.Fatal("engine counters moved but no outcome found")

@@ -10,6 +10,7 @@ import (
 	cebpf "github.com/cilium/ebpf"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/dptest"
 )
 
 // tc verdicts a test run returns.
@@ -412,4 +413,56 @@ func readSeed(t *testing.T, target, name string) []byte {
 	}
 	t.Fatalf("no seed %s/%s", target, name)
 	return nil
+}
+
+// TestRelayVerdicts: a hub relays between peers in place (same outer
+// family), with the TTL or hop limit decremented, exactly as the engine
+// does; what it cannot relay goes to userspace or is dropped like there.
+func TestRelayVerdicts(t *testing.T) {
+	a := netip.MustParseAddrPort("198.51.100.1:5000")
+	cfg := dataplane.Config{
+		Peers: []dataplane.PeerConfig{
+			{Name: "a", Endpoint: a, Prefixes: mustPrefixes("10.1.0.0/16", "fd00:1::/48")},
+			{Name: "b", Prefixes: mustPrefixes("10.2.0.0/16")},
+			{Name: "c", Endpoint: netip.MustParseAddrPort("198.51.100.3:5000"), Prefixes: mustPrefixes("10.3.0.0/16", "fd00:3::/48"), PathMTU: 600},
+			{Name: "d", Endpoint: netip.MustParseAddrPort("[2001:db8::4]:5000"), Prefixes: mustPrefixes("10.4.0.0/16")},
+		},
+		LocalPrefixes: mustPrefixes("192.168.111.0/24"),
+		ICMPSource:    lanAddr4.Addr(),
+		Relay:         true,
+	}
+	udp := func(src, dst string, ttl uint8, df bool, size int) []byte {
+		return dptest.UDP(dptest.IPv4{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), TTL: ttl, DF: df}, 1, 2, make([]byte, size-28))
+	}
+	udp6 := func(src, dst string, hops uint8, size int) []byte {
+		return dptest.UDP6(dptest.IPv6{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), HopLimit: hops}, 1, 2, make([]byte, size-48))
+	}
+	cases := []struct {
+		name string
+		pkt  []byte
+		want string // the programs' outcome
+	}{
+		{"a to c", udp("10.1.0.5", "10.3.0.5", 9, true, 100), "send 198.51.100.3:5000"},
+		{"a to c over IPv6 inside", udp6("fd00:1::5", "fd00:3::5", 9, 100), "send 198.51.100.3:5000"},
+		{"back to a", udp("10.1.0.5", "10.1.0.7", 9, true, 100), "drop dst_not_allowed"},
+		{"b not learned", udp("10.1.0.5", "10.2.0.5", 9, true, 100), "pass no_endpoint"},
+		{"ttl", udp("10.1.0.5", "10.3.0.5", 1, true, 100), "pass ttl_expired"},
+		{"too big for c", udp("10.1.0.5", "10.3.0.5", 9, true, 600-28+1), "pass too_big"},
+		{"to d, other outer family", udp("10.1.0.5", "10.4.0.5", 9, true, 100), "pass relay_family"},
+	}
+	rig := newProgRig(t, cfg, true)
+	for _, c := range cases {
+		want := startEngine(t, cfg, netip.AddrPortFrom(wanAddr4.Addr(), listenPort)).receiveOne(t, a, c.pkt)
+		got, out := rig.run(t, rig.d.WANProgram(), datagram(a, c.pkt))
+		if got.kind == "redirect" {
+			got = rig.checkEncap(t, c.name, out, want)
+		}
+		t.Logf("%-26s %s", c.name, fmtOutcomes(want, got))
+		if got.String() != c.want {
+			t.Errorf("%s: programs %v, want %s", c.name, got, c.want)
+		}
+		if got.kind == "send" && (want.String() != got.String() || !bytes.Equal(want.pkt, got.pkt)) {
+			t.Errorf("%s: relayed differently from the engine: %s", c.name, fmtOutcomes(want, got))
+		}
+	}
 }
