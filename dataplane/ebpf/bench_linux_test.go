@@ -1,0 +1,114 @@
+package ebpf
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	cebpf "github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/internal/probe"
+)
+
+// Per-packet cost of the programs. Not part of CI (benchmarks only run
+// with -bench); figures are in docs/ebpf.md:
+//
+//	go test -run '^$' -bench . -benchtime 20000x ./dataplane/ebpf
+//
+// The BPF_PROG_TEST_RUN benchmarks time one run of the program in the
+// kernel (the redirect itself is not performed by a test run); the live
+// one reads bpf_stats run time over a real TCP transfer through two
+// gateways, redirects included.
+
+// benchProg runs prog once per iteration on a fresh copy of frame (a test
+// run with repeat N would run the program N times on one packet, which it
+// changes) and reports the kernel's run time per packet.
+func benchProg(b *testing.B, rig *progRig, prog *cebpf.Program, frame []byte, want uint32) {
+	var total time.Duration
+	b.ResetTimer()
+	err := rig.n.ns.Do(func() error { // on another goroutine: no b.Loop in here
+		for range b.N {
+			ret, d, err := prog.Benchmark(frame, 1, nil)
+			if err != nil {
+				return err
+			}
+			if ret != want {
+				return fmt.Errorf("verdict %d, want %d", ret, want)
+			}
+			total += d
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "kernel-ns/pkt")
+}
+
+func BenchmarkLANIngressEncap4(b *testing.B) {
+	rig := newBenchRig(b)
+	pkt := dptest.UDP(dptest.IPv4{Src: lanHost4, Dst: netip.MustParseAddr("11.11.11.100"), TTL: 64}, 1, 2, make([]byte, 1300))
+	benchProg(b, rig, rig.d.LANProgram(), ethFrame(pkt), actRedirect)
+}
+
+func BenchmarkLANIngressEncap6Outer(b *testing.B) {
+	rig := newBenchRig(b)
+	pkt := dptest.EchoRequest(lanHost4, netip.MustParseAddr("10.3.0.9"), 1, 1, 1372)
+	benchProg(b, rig, rig.d.LANProgram(), ethFrame(pkt), actRedirect)
+}
+
+func BenchmarkLANIngressNotOurs(b *testing.B) {
+	rig := newBenchRig(b)
+	pkt := dptest.EchoRequest(lanHost4, netip.MustParseAddr("8.8.8.8"), 1, 1, 56)
+	benchProg(b, rig, rig.d.LANProgram(), ethFrame(pkt), actOK)
+}
+
+func BenchmarkWANIngressDecap4(b *testing.B) {
+	rig := newBenchRig(b)
+	inner := dptest.UDP(dptest.IPv4{Src: netip.MustParseAddr("11.11.11.100"), Dst: lanHost4, TTL: 63}, 1, 2, make([]byte, 1372))
+	benchProg(b, rig, rig.d.WANProgram(), datagram(eastEP, inner), actRedirect)
+}
+
+func newBenchRig(b *testing.B) *progRig { return newProgRig(b, fuzzConfig(), false) }
+
+// BenchmarkLiveTCP moves 50 MB over TCP through two gateways running the
+// programs (tcx, LAN offloads off) and reports the programs' mean run
+// time per invocation from bpf_stats (enabled for the benchmark only).
+func BenchmarkLiveTCP(b *testing.B) {
+	if unix.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	stats, err := cebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stats.Close()
+	for range b.N {
+		a, s := buildSites(b, [2]bool{}, false)
+		ga := startEBPF(b, a, s, AttachTCX, 1500)
+		gb := startEBPF(b, s, a, AttachTCX, 1500)
+		if _, err := probe.PingEventually(a.host.Handle, s.hostAddr, 15*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		res, err := probe.TCPTransfer(a.host.Handle, s.host.Handle, netip.AddrPortFrom(s.hostAddr, 5001), 50<<20, 120*time.Second)
+		if err != nil || !res.OK() {
+			b.Fatalf("%+v %v", res, err)
+		}
+		b.ReportMetric(res.Throughput/1e6, "Mbit/s")
+		for _, p := range []struct {
+			name string
+			prog *cebpf.Program
+		}{{"encap(A lan)", ga.d.LANProgram()}, {"decap(B wan)", gb.d.WANProgram()}, {"acks-decap(A wan)", ga.d.WANProgram()}, {"acks-encap(B lan)", gb.d.LANProgram()}} {
+			st, err := p.prog.Stats()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st.RunCount > 0 {
+				b.Logf("%-18s %8d runs, %6.0f ns/run", p.name, st.RunCount, float64(st.Runtime.Nanoseconds())/float64(st.RunCount))
+			}
+		}
+	}
+}

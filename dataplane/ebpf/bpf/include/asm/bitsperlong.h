@@ -1,0 +1,2 @@
+/* See types.h beside this file; BPF is a 64-bit target. */
+#include <asm-generic/bitsperlong.h>
