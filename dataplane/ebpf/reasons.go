@@ -26,6 +26,7 @@ const (
 	passOuterHeader
 	passRelayFamily
 	passHelperError
+	passICMPError
 	numReasons
 )
 
@@ -59,6 +60,7 @@ var reasonNames = [numReasons]string{
 	passOuterHeader:   "outer_header",
 	passRelayFamily:   "relay_family",
 	passHelperError:   "helper_error",
+	passICMPError:     "icmp_error",
 }
 
 func (r reason) String() string {

@@ -88,6 +88,7 @@ enum reason {
 	PASS_OUTER_HEADER,
 	PASS_RELAY_FAMILY,
 	PASS_HELPER_ERROR,
+	PASS_ICMP_ERROR,
 	REASON_MAX,
 };
 
@@ -866,6 +867,20 @@ static __always_inline int relay(struct __sk_buff *skb, const struct settings *c
 	return send(skb, oif);
 }
 
+// icmp_error_type reports whether the ICMP (v6: ICMPv6) message at off is
+// an error the engine's related-error rule may admit: IPv4 destination
+// unreachable, time exceeded, parameter problem; ICMPv6 destination
+// unreachable, packet too big, time exceeded, parameter problem.
+static __always_inline int icmp_error_type(struct __sk_buff *skb, __u32 off, int v6)
+{
+	__u8 type;
+	if (bpf_skb_load_bytes(skb, off, &type, 1))
+		return 0;
+	if (v6)
+		return type >= 1 && type <= 4;
+	return type == 3 || type == 11 || type == 12;
+}
+
 // admit4 checks an inner IPv4 packet of o->inner bytes at offset off.
 static __always_inline int admit4(struct __sk_buff *skb, const struct settings *cfg, const struct outer *o)
 {
@@ -895,6 +910,11 @@ static __always_inline int admit4(struct __sk_buff *skb, const struct settings *
 	struct lpm4_key k = {.prefixlen = 32};
 	__builtin_memcpy(k.addr, ip + 12, 4);
 	__u32 *src = bpf_map_lookup_elem(&routes4, &k);
+	// An ICMP error from a source in no peer's prefixes may be about a
+	// packet this site sent (a far router's "fragmentation needed"): the
+	// engine's related-error rule decides (dataplane/engine_icmp_related.go).
+	if (!src && ip[9] == PROTO_ICMP && icmp_error_type(skb, off + IPV4_HLEN, 0))
+		return pass(PASS_ICMP_ERROR);
 	if (!src || *src != o->sender)
 		return drop(DROP_SRC_NOT_ALLOWED);
 	__builtin_memcpy(k.addr, ip + 16, 4);
@@ -934,6 +954,8 @@ static __always_inline int admit6(struct __sk_buff *skb, const struct settings *
 	struct lpm6_key k = {.prefixlen = 128};
 	__builtin_memcpy(k.addr, ip + 8, 16);
 	__u32 *src = bpf_map_lookup_elem(&routes6, &k);
+	if (!src && ip[6] == PROTO_ICMPV6 && icmp_error_type(skb, off + IPV6_HLEN, 1))
+		return pass(PASS_ICMP_ERROR); // as in admit4
 	if (!src || *src != o->sender)
 		return drop(DROP_SRC_NOT_ALLOWED);
 	__builtin_memcpy(k.addr, ip + 24, 16);
