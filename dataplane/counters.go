@@ -26,6 +26,7 @@ const (
 	DropTTLExpired               // TTL would reach zero at this hop
 	DropSendError                // Transport.WriteBatch failed for the datagram
 	DropInjectError              // Injector.WriteBatch failed for the packet
+	DropBadKeepalive             // keepalive magic, but malformed (length, type or prefixes)
 	numDropReasons
 )
 
@@ -43,6 +44,7 @@ var dropNames = [numDropReasons]string{
 	DropTTLExpired:    "ttl_expired",
 	DropSendError:     "send_error",
 	DropInjectError:   "inject_error",
+	DropBadKeepalive:  "bad_keepalive",
 }
 
 // String returns the stable snake_case name of r.
@@ -74,6 +76,9 @@ type Stats struct {
 	// handed to the Injector; ICMPRateLimited those the limiter held back.
 	ICMPSent        uint64 `json:"icmp_sent"`
 	ICMPRateLimited uint64 `json:"icmp_rate_limited"`
+	// KeepaliveRepliesRateLimited counts keepalive requests left
+	// unanswered because their peer's reply limit was reached.
+	KeepaliveRepliesRateLimited uint64 `json:"keepalive_replies_rate_limited"`
 }
 
 // PeerStats are one peer's counters. Rx counts valid packets accepted from
@@ -88,8 +93,13 @@ type PeerStats struct {
 	TxPackets          uint64         `json:"tx_packets"`
 	TxBytes            uint64         `json:"tx_bytes"`
 	LastReceived       time.Time      `json:"last_received,omitzero"`
-	KeepalivesSent     uint64         `json:"keepalives_sent"`
-	KeepalivesReceived uint64         `json:"keepalives_received"`
+	// KeepalivesSent counts our keepalive requests to the peer's
+	// configured endpoint, KeepalivesAnswered our replies to its requests,
+	// KeepalivesReceived its requests, replies and (older agents)
+	// zero-length keepalives.
+	KeepalivesSent     uint64 `json:"keepalives_sent"`
+	KeepalivesReceived uint64 `json:"keepalives_received"`
+	KeepalivesAnswered uint64 `json:"keepalives_answered"`
 }
 
 // peerCounters are one peer's counters. The rx group is written only by
@@ -103,6 +113,7 @@ type peerCounters struct {
 	_                  [64]byte
 	txPackets, txBytes atomic.Uint64
 	keepalivesTx       atomic.Uint64
+	keepalivesAnswered atomic.Uint64
 }
 
 // engineCounters are the engine-wide counters.
@@ -110,6 +121,8 @@ type engineCounters struct {
 	drops       [numDropReasons]atomic.Uint64
 	icmpSent    atomic.Uint64
 	icmpLimited atomic.Uint64
+	// kaRepliesLimited: keepalive requests not answered (rate limit).
+	kaRepliesLimited atomic.Uint64
 }
 
 // dropsMap renders the drop counters keyed by reason name.
@@ -130,6 +143,7 @@ func (p *peerCounters) snapshot() PeerStats {
 		TxBytes:            p.txBytes.Load(),
 		KeepalivesSent:     p.keepalivesTx.Load(),
 		KeepalivesReceived: p.keepalivesRx.Load(),
+		KeepalivesAnswered: p.keepalivesAnswered.Load(),
 	}
 	if ns := p.lastRx.Load(); ns != 0 {
 		s.LastReceived = time.Unix(0, ns)

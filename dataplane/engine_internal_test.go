@@ -35,6 +35,8 @@ func TestTransportSeedOutcomes(t *testing.T) {
 		"tutorial-reply": DropNone, "learn-roaming": DropNone, "keepalive": DropNone,
 		"keepalive-unknown": DropNotFromPeer, "trailing-byte": DropBadHeader,
 		"wrong-peer": DropSrcNotAllowed, "truncated": DropTooShort, "total-len-zero": DropBadHeader,
+		"ka-request": DropNone, "ka-learn": DropNone, "ka-reply-learn": DropNone,
+		"ka-configured": DropNotFromPeer, "ka-bad-family": DropBadKeepalive, "ka-short": DropBadKeepalive,
 	}
 	for name, s := range transportSeeds() {
 		e := newFuzzEngine(t)

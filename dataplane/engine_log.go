@@ -49,6 +49,7 @@ var dropLevel = [numDropReasons]slog.Level{
 	DropNoRoute: slog.LevelDebug, DropNoEndpoint: slog.LevelInfo,
 	DropTooBig: slog.LevelDebug, DropTTLExpired: slog.LevelDebug,
 	DropSendError: slog.LevelWarn, DropInjectError: slog.LevelWarn,
+	DropBadKeepalive: slog.LevelInfo,
 }
 
 // drop counts one packet dropped for reason r and logs it if r's limiter

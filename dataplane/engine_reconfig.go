@@ -111,7 +111,7 @@ func (e *Engine) Reconfigure(cfg Config) error {
 	e.lockAll()
 	defer e.unlockAll()
 	eps := carryOver(e.peers, n.peers, e.eps.Load())
-	e.peers, e.routes, e.local = n.peers, n.routes, n.local
+	e.peers, e.routes, e.local, e.ka = n.peers, n.routes, n.local, n.ka
 	e.icmpSrc, e.icmpSrc6, e.relay = n.icmpSrc, n.icmpSrc6, n.relay
 	e.learns = false
 	for i := range e.peers {
@@ -156,6 +156,7 @@ func carryOver(old, nw []peer, eps *endpoints) *endpoints {
 		}
 		nw[i].ctr.copyFrom(&old[j].ctr)
 		nw[i].learnLog, nw[i].learnSuppressed = old[j].learnLog, old[j].learnSuppressed
+		nw[i].kaReplies = old[j].kaReplies
 		if cur := eps.cur[j]; !nw[i].configured.IsValid() && !old[j].configured.IsValid() && cur.IsValid() {
 			if _, taken := out.byAddr[cur]; !taken {
 				out = out.withEndpoint(i, cur)
@@ -174,4 +175,5 @@ func (c *peerCounters) copyFrom(o *peerCounters) {
 	c.txPackets.Store(o.txPackets.Load())
 	c.txBytes.Store(o.txBytes.Load())
 	c.keepalivesTx.Store(o.keepalivesTx.Load())
+	c.keepalivesAnswered.Store(o.keepalivesAnswered.Load())
 }
