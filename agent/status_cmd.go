@@ -49,6 +49,9 @@ func printStatus(w io.Writer, st Status, now time.Time) {
 	}
 	fmt.Fprintf(w, "\nicmp errors sent=%d rate-limited=%d, capture truncated=%d gso-dropped=%d kernel-dropped=%d\n",
 		st.Dataplane.ICMPSent, st.Dataplane.ICMPRateLimited, st.CaptureTruncated, st.CaptureGSODropped, st.CaptureKernelDrops)
+	if n := st.Dataplane.KeepaliveRepliesRateLimited; n > 0 {
+		fmt.Fprintf(w, "keepalive requests left unanswered (reply limit): %d\n", n)
+	}
 	printTransport(w, st.Transport)
 }
 
@@ -65,6 +68,6 @@ func printPeer(w io.Writer, p dataplane.PeerStats, now time.Time) {
 		last = now.Sub(p.LastReceived).Round(time.Millisecond).String() + " ago"
 	}
 	fmt.Fprintf(w, "peer %s: endpoint %s, last packet %s\n", p.Name, ep, last)
-	fmt.Fprintf(w, "  rx %d packets %d bytes, tx %d packets %d bytes, keepalives sent %d received %d\n",
-		p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes, p.KeepalivesSent, p.KeepalivesReceived)
+	fmt.Fprintf(w, "  rx %d packets %d bytes, tx %d packets %d bytes, keepalives sent %d received %d answered %d\n",
+		p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes, p.KeepalivesSent, p.KeepalivesReceived, p.KeepalivesAnswered)
 }
