@@ -165,6 +165,16 @@ func TestCaptureMatchProgramMany(t *testing.T) {
 	}
 }
 
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= ^uint32(0) >> p.Bits()
+	if p.Bits() == 0 {
+		v = ^uint32(0)
+	}
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
 func TestCaptureFilterErrors(t *testing.T) {
 	for _, ps := range [][]netip.Prefix{
 		mustPrefixes(t, "198.19.0.0/16", "::ffff:198.19.0.0/112"),

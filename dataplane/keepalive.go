@@ -152,72 +152,110 @@ func minCoverBits(a netip.Addr) int {
 	return 48
 }
 
-// coverIndex is every peer prefix sorted by address then length, for
-// rule 2: the prefixes inside P are a contiguous run starting at P.
+// coverIndex holds every peer prefix sorted by address then length, per
+// family, for rule 2: the prefixes inside P are a contiguous run starting
+// at P. It is built only when some peer learns its endpoint: keepalives
+// from known endpoints are attributed by address.
 type coverIndex struct {
-	e []coverEntry
+	v4 coverList[uint32]
+	v6 coverList[u128]
 }
 
-type coverEntry struct {
-	pfx   netip.Prefix
+// u128 is an IPv6 address as two integers.
+type u128 struct{ hi, lo uint64 }
+
+func compareU128(a, b u128) int { return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo)) }
+
+// coverList is one family's sorted prefixes. An IPv4 entry takes 16
+// bytes, an IPv6 one 32.
+type coverList[A any] struct {
+	e       []coverEntry[A]
+	compare func(a, b A) int
+}
+
+type coverEntry[A any] struct {
+	addr  A // masked
+	bits  uint8
 	owner int32 // peer index
 	next  int32 // index of the first later entry of another owner; len(e) if none
 }
 
 // newCoverIndex indexes the (valid) prefixes of peers.
 func newCoverIndex(peers []PeerConfig) coverIndex {
-	var ix coverIndex
+	ix := coverIndex{v4: coverList[uint32]{compare: cmp.Compare[uint32]}, v6: coverList[u128]{compare: compareU128}}
+	n4, n6 := 0, 0
+	for _, p := range peers {
+		for _, pfx := range p.Prefixes {
+			if pfx.Addr().Is4() {
+				n4++
+			} else {
+				n6++
+			}
+		}
+	}
+	ix.v4.e, ix.v6.e = make([]coverEntry[uint32], 0, n4), make([]coverEntry[u128], 0, n6)
 	for i, p := range peers {
 		for _, pfx := range p.Prefixes {
-			ix.e = append(ix.e, coverEntry{pfx: pfx.Masked(), owner: int32(i)})
+			pfx = pfx.Masked()
+			if a := pfx.Addr(); a.Is4() {
+				ix.v4.e = append(ix.v4.e, coverEntry[uint32]{addr: addr4(a), bits: uint8(pfx.Bits()), owner: int32(i)})
+			} else {
+				hi, lo := addr6(a)
+				ix.v6.e = append(ix.v6.e, coverEntry[u128]{addr: u128{hi, lo}, bits: uint8(pfx.Bits()), owner: int32(i)})
+			}
 		}
 	}
-	slices.SortFunc(ix.e, func(a, b coverEntry) int { return comparePrefix(a.pfx, b.pfx) })
-	next := int32(len(ix.e))
-	for i := len(ix.e) - 1; i >= 0; i-- {
-		if i+1 < len(ix.e) && ix.e[i+1].owner != ix.e[i].owner {
-			next = int32(i + 1)
-		}
-		ix.e[i].next = next
-	}
+	ix.v4.sort()
+	ix.v6.sort()
 	return ix
 }
 
-// comparePrefix orders prefixes by family, address, then length.
-func comparePrefix(a, b netip.Prefix) int {
-	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+// order compares entries by address, then length.
+func (l *coverList[A]) order(x coverEntry[A], addr A, bits uint8) int {
+	return cmp.Or(l.compare(x.addr, addr), cmp.Compare(x.bits, bits))
 }
 
-// inside returns the one peer owning the prefixes inside p (p included),
-// found false when there are none, and unique false when several peers
-// own some.
-func (ix *coverIndex) inside(p netip.Prefix) (owner int, found, unique bool) {
-	i, _ := slices.BinarySearchFunc(ix.e, p, func(e coverEntry, p netip.Prefix) int { return comparePrefix(e.pfx, p) })
-	end := lastAddr(p)
-	if i == len(ix.e) || ix.e[i].pfx.Addr().Compare(end) > 0 {
+// sort orders the entries and links each to the next of another owner.
+func (l *coverList[A]) sort() {
+	slices.SortFunc(l.e, func(x, y coverEntry[A]) int { return l.order(x, y.addr, y.bits) })
+	next := int32(len(l.e))
+	for i := len(l.e) - 1; i >= 0; i-- {
+		if i+1 < len(l.e) && l.e[i+1].owner != l.e[i].owner {
+			next = int32(i + 1)
+		}
+		l.e[i].next = next
+	}
+}
+
+// inside returns the one peer owning the prefixes inside the prefix
+// addr/bits whose last address is end (the prefix itself included), found
+// false when there are none, and unique false when several peers own some.
+func (l *coverList[A]) inside(addr A, bits uint8, end A) (owner int, found, unique bool) {
+	i, _ := slices.BinarySearchFunc(l.e, 0, func(x coverEntry[A], _ int) int { return l.order(x, addr, bits) })
+	if i == len(l.e) || l.compare(l.e[i].addr, end) > 0 {
 		return 0, false, false
 	}
-	j := ix.e[i].next
-	if int(j) < len(ix.e) && ix.e[j].pfx.Addr().Compare(end) <= 0 {
+	if j := l.e[i].next; int(j) < len(l.e) && l.compare(l.e[j].addr, end) <= 0 {
 		return 0, true, false
 	}
-	return int(ix.e[i].owner), true, true
+	return int(l.e[i].owner), true, true
 }
 
-// lastAddr is the last address of p (masked).
-func lastAddr(p netip.Prefix) netip.Addr {
-	a := p.Addr().As16()
-	first := 0
-	if p.Addr().Is4() {
-		first = 12
+// inside is coverList.inside for a masked prefix of either family.
+func (ix *coverIndex) inside(p netip.Prefix) (owner int, found, unique bool) {
+	bits := uint8(p.Bits())
+	if a := p.Addr(); a.Is4() {
+		x := addr4(a)
+		return ix.v4.inside(x, bits, x|^uint32(0)>>bits)
 	}
-	for bit := first*8 + p.Bits(); bit < 128; bit++ {
-		a[bit/8] |= 0x80 >> (bit % 8)
+	hi, lo := addr6(p.Addr())
+	end := u128{hi, lo | ^uint64(0)}
+	if bits <= 64 {
+		end.hi |= ^uint64(0) >> bits
+	} else {
+		end.lo = lo | ^uint64(0)>>(bits-64)
 	}
-	if p.Addr().Is4() {
-		return netip.AddrFrom4([4]byte(a[12:]))
-	}
-	return netip.AddrFrom16(a)
+	return ix.v6.inside(u128{hi, lo}, bits, end)
 }
 
 // keepalivePeer returns the peer m's prefixes name (see above).
@@ -259,11 +297,17 @@ type keepaliveState struct {
 }
 
 func newKeepaliveState(cfg Config) keepaliveState {
-	return keepaliveState{
+	ka := keepaliveState{
 		request: buildKeepalive(kaTypeRequest, cfg.LocalPrefixes),
 		reply:   buildKeepalive(kaTypeReply, cfg.LocalPrefixes),
-		cover:   newCoverIndex(cfg.Peers),
 	}
+	for _, p := range cfg.Peers {
+		if p.Endpoint == (netip.AddrPort{}) {
+			ka.cover = newCoverIndex(cfg.Peers)
+			break
+		}
+	}
+	return ka
 }
 
 // keepaliveType returns the type of an outgoing datagram that is a

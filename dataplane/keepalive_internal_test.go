@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
@@ -278,6 +279,50 @@ func TestKeepaliveZeroAllocs(t *testing.T) {
 		}
 		if n := testing.AllocsPerRun(100, bt.run); n != 0 {
 			t.Errorf("%s batch: %v allocs", name, n)
+		}
+	}
+}
+
+// TestCoverIndexMatchesBruteForce: the owners of the prefixes inside a
+// prefix, found by the index, agree with a scan of every peer prefix,
+// over random nested tables of both families.
+func TestCoverIndexMatchesBruteForce(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	randPrefix := func(v6 bool) netip.Prefix {
+		if v6 {
+			var b [16]byte
+			for i := range b {
+				b[i] = byte(r.Uint32())
+			}
+			b[0] = 0xfd
+			return netip.PrefixFrom(netip.AddrFrom16(b), 8+r.IntN(121)).Masked()
+		}
+		b := [4]byte{10, byte(r.IntN(4)), byte(r.Uint32()), byte(r.Uint32())}
+		return netip.PrefixFrom(netip.AddrFrom4(b), 8+r.IntN(25)).Masked()
+	}
+	for round := range 200 {
+		peers := make([]PeerConfig, 1+r.IntN(5))
+		for i := range peers {
+			for range 1 + r.IntN(6) {
+				peers[i].Prefixes = append(peers[i].Prefixes, randPrefix(r.IntN(3) == 0))
+			}
+		}
+		ix := newCoverIndex(peers)
+		for range 50 {
+			q := randPrefix(r.IntN(3) == 0)
+			q = netip.PrefixFrom(q.Addr(), r.IntN(q.Bits()+1)).Masked()
+			owners := map[int]bool{}
+			for i, p := range peers {
+				for _, pp := range p.Prefixes {
+					if pp.Addr().Is4() == q.Addr().Is4() && pp.Bits() >= q.Bits() && q.Contains(pp.Addr()) {
+						owners[i] = true
+					}
+				}
+			}
+			owner, found, unique := ix.inside(q)
+			if found != (len(owners) > 0) || unique != (len(owners) == 1) || (unique && !owners[owner]) {
+				t.Fatalf("round %d: inside(%v) = %d %v %v, brute force owners %v (peers %v)", round, q, owner, found, unique, owners, peers)
+			}
 		}
 	}
 }
