@@ -289,16 +289,8 @@ func TestKeepaliveZeroAllocs(t *testing.T) {
 func TestCoverIndexMatchesBruteForce(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	randPrefix := func(v6 bool) netip.Prefix {
-		if v6 {
-			var b [16]byte
-			for i := range b {
-				b[i] = byte(r.Uint32())
-			}
-			b[0] = 0xfd
-			return netip.PrefixFrom(netip.AddrFrom16(b), 8+r.IntN(121)).Masked()
-		}
-		b := [4]byte{10, byte(r.IntN(4)), byte(r.Uint32()), byte(r.Uint32())}
-		return netip.PrefixFrom(netip.AddrFrom4(b), 8+r.IntN(25)).Masked()
+		a := randNestedAddr(r, v6)
+		return netip.PrefixFrom(a, 8+r.IntN(a.BitLen()-7)).Masked()
 	}
 	for round := range 200 {
 		peers := make([]PeerConfig, 1+r.IntN(5))

@@ -149,18 +149,7 @@ func TestPeerTable100k(t *testing.T) {
 // outside their prefixes, zones and IPv4-mapped addresses included.
 func TestPrefixHashMatchesBart(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	randAddr := func(v6 bool) netip.Addr {
-		if v6 {
-			var b [16]byte
-			for i := range b {
-				b[i] = byte(r.Uint32())
-			}
-			b[0] = 0x20 | b[0]&1 // two /7s, so that prefixes nest
-			return netip.AddrFrom16(b)
-		}
-		b := [4]byte{10 | byte(r.IntN(2)), byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())}
-		return netip.AddrFrom4(b)
-	}
+	randAddr := func(v6 bool) netip.Addr { return randNestedAddr(r, v6) }
 	for round := range 50 {
 		var ref bart.Table[int]
 		var h prefixHash
@@ -202,4 +191,18 @@ func TestPrefixHashZeroAllocs(t *testing.T) {
 	}); n != 0 {
 		t.Fatalf("%v allocs", n)
 	}
+}
+
+// randNestedAddr returns a random address in a small range of its family
+// (10.0.0.0/14, fd00::/14), so that random prefixes of it nest often.
+func randNestedAddr(r *rand.Rand, v6 bool) netip.Addr {
+	if v6 {
+		var b [16]byte
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		b[0], b[1] = 0xfd, b[1]&3
+		return netip.AddrFrom16(b)
+	}
+	return netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.Uint32()), byte(r.Uint32())})
 }
