@@ -56,7 +56,12 @@ var (
 	descPeerBytes = prometheus.NewDesc(metricPrefix+"peer_bytes_total",
 		"Bytes of tunneled packets (inner IP packets) per peer and direction.", []string{"peer", "direction"}, nil)
 	descPeerKeepalives = prometheus.NewDesc(metricPrefix+"peer_keepalives_total",
-		"Keepalives per peer and direction.", []string{"peer", "direction"}, nil)
+		"Keepalives per peer and direction (rx: the peer's requests, replies and old-format keepalives; tx: our requests).",
+		[]string{"peer", "direction"}, nil)
+	descPeerKeepalivesAnswered = prometheus.NewDesc(metricPrefix+"peer_keepalives_answered_total",
+		"Replies sent to the peer's keepalive requests.", []string{"peer"}, nil)
+	descKeepaliveRepliesLimited = prometheus.NewDesc(metricPrefix+"keepalive_replies_rate_limited_total",
+		"Keepalive requests left unanswered by the per-peer reply limit.", nil, nil)
 	descPeerLast = prometheus.NewDesc(metricPrefix+"peer_last_received_timestamp_seconds",
 		"Unix time of the last packet or keepalive received from the peer (absent until the first).", []string{"peer"}, nil)
 	descDrops = prometheus.NewDesc(metricPrefix+"dropped_packets_total",
@@ -84,8 +89,9 @@ var (
 type engineCollector struct{ l *liveSite }
 
 func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeerPackets, descPeerBytes, descPeerKeepalives, descPeerLast, descDrops, descICMP,
-		descFragmented, descFragments, descTruncated, descGSODropped, descKernelDrops, descUnreadable, descTransportDrops} {
+	for _, d := range []*prometheus.Desc{descPeerPackets, descPeerBytes, descPeerKeepalives, descPeerKeepalivesAnswered,
+		descPeerLast, descDrops, descICMP, descKeepaliveRepliesLimited, descFragmented, descFragments, descTruncated,
+		descGSODropped, descKernelDrops, descUnreadable, descTransportDrops} {
 		ch <- d
 	}
 }
@@ -109,6 +115,7 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPBadSource), "bad_source")
 	ch <- prometheus.MustNewConstMetric(descFragmented, prometheus.CounterValue, float64(st.Fragmented))
 	ch <- prometheus.MustNewConstMetric(descFragments, prometheus.CounterValue, float64(st.Fragments))
+	ch <- prometheus.MustNewConstMetric(descKeepaliveRepliesLimited, prometheus.CounterValue, float64(st.KeepaliveRepliesRateLimited))
 	cc, _ := c.l.captureCounters()
 	collectCapture(ch, cc)
 	if tr != nil {
@@ -133,6 +140,7 @@ func collectPeer(ch chan<- prometheus.Metric, p dataplane.PeerStats) {
 	counter(descPeerBytes, p.TxBytes, p.Name, "tx")
 	counter(descPeerKeepalives, p.KeepalivesReceived, p.Name, "rx")
 	counter(descPeerKeepalives, p.KeepalivesSent, p.Name, "tx")
+	counter(descPeerKeepalivesAnswered, p.KeepalivesAnswered, p.Name)
 	if !p.LastReceived.IsZero() {
 		ch <- prometheus.MustNewConstMetric(descPeerLast, prometheus.GaugeValue,
 			float64(p.LastReceived.UnixNano())/1e9, p.Name)

@@ -55,6 +55,9 @@ func printStatus(w io.Writer, st Status, now time.Time) {
 		}
 		fmt.Fprintf(w, "capture re-bind to the re-created LAN interface: %s; failed attempts %d\n", state, st.CaptureRebindFailures)
 	}
+	if n := st.Dataplane.KeepaliveRepliesRateLimited; n > 0 {
+		fmt.Fprintf(w, "keepalive requests left unanswered (reply limit): %d\n", n)
+	}
 	printTransport(w, st.Transport)
 }
 
@@ -71,6 +74,6 @@ func printPeer(w io.Writer, p dataplane.PeerStats, now time.Time) {
 		last = now.Sub(p.LastReceived).Round(time.Millisecond).String() + " ago"
 	}
 	fmt.Fprintf(w, "peer %s: endpoint %s, last packet %s\n", p.Name, ep, last)
-	fmt.Fprintf(w, "  rx %d packets %d bytes, tx %d packets %d bytes, keepalives sent %d received %d\n",
-		p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes, p.KeepalivesSent, p.KeepalivesReceived)
+	fmt.Fprintf(w, "  rx %d packets %d bytes, tx %d packets %d bytes, keepalives sent %d received %d answered %d\n",
+		p.RxPackets, p.RxBytes, p.TxPackets, p.TxBytes, p.KeepalivesSent, p.KeepalivesReceived, p.KeepalivesAnswered)
 }

@@ -27,6 +27,7 @@ const (
 	DropSendError                // Transport.WriteBatch failed for the datagram
 	DropInjectError              // Injector.WriteBatch failed for the packet
 	DropTooBigLAN                // from the tunnel, larger than the LAN MTU, and DF set or IPv6
+	DropBadKeepalive             // keepalive magic, but malformed (length, type or prefixes)
 	numDropReasons
 )
 
@@ -45,6 +46,7 @@ var dropNames = [numDropReasons]string{
 	DropSendError:     "send_error",
 	DropInjectError:   "inject_error",
 	DropTooBigLAN:     "too_big_lan",
+	DropBadKeepalive:  "bad_keepalive",
 }
 
 // String returns the stable snake_case name of r.
@@ -87,6 +89,9 @@ type Stats struct {
 	// Fragments the fragments injected for them.
 	Fragmented uint64 `json:"fragmented"`
 	Fragments  uint64 `json:"fragments"`
+	// KeepaliveRepliesRateLimited counts keepalive requests left
+	// unanswered because their peer's reply limit was reached.
+	KeepaliveRepliesRateLimited uint64 `json:"keepalive_replies_rate_limited"`
 }
 
 // PeerStats are one peer's counters. Rx counts valid packets accepted from
@@ -101,8 +106,13 @@ type PeerStats struct {
 	TxPackets          uint64         `json:"tx_packets"`
 	TxBytes            uint64         `json:"tx_bytes"`
 	LastReceived       time.Time      `json:"last_received,omitzero"`
-	KeepalivesSent     uint64         `json:"keepalives_sent"`
-	KeepalivesReceived uint64         `json:"keepalives_received"`
+	// KeepalivesSent counts our keepalive requests to the peer's
+	// configured endpoint, KeepalivesAnswered our replies to its requests,
+	// KeepalivesReceived its requests, replies and (older agents)
+	// zero-length keepalives.
+	KeepalivesSent     uint64 `json:"keepalives_sent"`
+	KeepalivesReceived uint64 `json:"keepalives_received"`
+	KeepalivesAnswered uint64 `json:"keepalives_answered"`
 }
 
 // peerCounters are one peer's counters. The rx group is written only by
@@ -116,6 +126,7 @@ type peerCounters struct {
 	_                  [64]byte
 	txPackets, txBytes atomic.Uint64
 	keepalivesTx       atomic.Uint64
+	keepalivesAnswered atomic.Uint64
 }
 
 // engineCounters are the engine-wide counters.
@@ -126,6 +137,8 @@ type engineCounters struct {
 	icmpBadSource atomic.Uint64
 	fragmented    atomic.Uint64
 	fragments     atomic.Uint64
+	// kaRepliesLimited: keepalive requests not answered (rate limit).
+	kaRepliesLimited atomic.Uint64
 }
 
 // dropsMap renders the drop counters keyed by reason name.
@@ -146,6 +159,7 @@ func (p *peerCounters) snapshot() PeerStats {
 		TxBytes:            p.txBytes.Load(),
 		KeepalivesSent:     p.keepalivesTx.Load(),
 		KeepalivesReceived: p.keepalivesRx.Load(),
+		KeepalivesAnswered: p.keepalivesAnswered.Load(),
 	}
 	if ns := p.lastRx.Load(); ns != 0 {
 		s.LastReceived = time.Unix(0, ns)

@@ -18,7 +18,9 @@
 // tunnel→LAN (transport goroutine, engine_transport.go):
 //
 //	Transport.ReadBatch → sender address → peer (endpoint snapshot, one
-//	atomic load per batch) → zero length: keepalive → parse the inner IPv4
+//	atomic load per batch) → keepalive (version nibble 0 and its magic,
+//	or zero length from older agents): count it, answer a request,
+//	learn a peer named by its prefixes (keepalive.go) → parse the inner IPv4
 //	or IPv6 header, total length must equal the datagram length → the
 //	inner source must route back to the sending peer (or the packet is an
 //	ICMP error about one of ours sent to that peer) and the inner
@@ -30,9 +32,10 @@
 //	destination in another peer's prefixes is sent on to that peer instead
 //	(engine_relay.go).
 //
-// keepalive goroutine (engine_keepalive.go): a zero-length datagram to
-// each configured endpoint every Keepalive, so NAT and firewall state on
-// the path stays open and a learning far end finds us.
+// keepalive goroutine (engine_keepalive.go): a keepalive request to each
+// configured endpoint every Keepalive, so NAT and firewall state on the
+// path stays open, a learning far end finds us (also after it restarted)
+// and its reply tells us it is alive.
 //
 // Per packet the path neither allocates nor locks: buffers are
 // preallocated per goroutine, lookups are bart tables built once in New,
@@ -60,7 +63,7 @@ type PeerConfig struct {
 	// Prefixes are the networks behind the peer: captured packets to them
 	// are sent to the peer, and packets from the peer must come from them.
 	Prefixes []netip.Prefix
-	// Keepalive is the interval of zero-length datagrams sent to a
+	// Keepalive is the interval of keepalive requests sent to a
 	// configured Endpoint; 0 disables them.
 	Keepalive time.Duration
 	// PathMTU is the MTU of the outer path towards the peer; 0 means 1500.
@@ -117,6 +120,7 @@ type Engine struct {
 	relay    bool // Config.Relay
 	log      *slog.Logger
 	dropLog  [numDropReasons]logSlot
+	ka       keepaliveState // our keepalive messages, peer attribution
 
 	eps atomic.Pointer[endpoints]
 	ctr engineCounters
@@ -148,6 +152,9 @@ type peer struct {
 	// lines it held back; both belong to the transport goroutine.
 	learnLog        tokenBucket
 	learnSuppressed uint64
+	// kaReplies limits the replies to the peer's keepalive requests
+	// (transport goroutine).
+	kaReplies tokenBucket
 }
 
 // New checks cfg and returns an engine over the three I/O objects, which
@@ -212,13 +219,14 @@ func (e *Engine) Stats() Stats {
 	defer e.rc.cfgMu.RUnlock()
 	eps := e.eps.Load()
 	st := Stats{
-		Peers:           make([]PeerStats, len(e.peers)),
-		Drops:           e.ctr.dropsMap(),
-		ICMPSent:        e.ctr.icmpSent.Load(),
-		ICMPRateLimited: e.ctr.icmpLimited.Load(),
-		ICMPBadSource:   e.ctr.icmpBadSource.Load(),
-		Fragmented:      e.ctr.fragmented.Load(),
-		Fragments:       e.ctr.fragments.Load(),
+		Peers:                       make([]PeerStats, len(e.peers)),
+		Drops:                       e.ctr.dropsMap(),
+		ICMPSent:                    e.ctr.icmpSent.Load(),
+		ICMPRateLimited:             e.ctr.icmpLimited.Load(),
+		ICMPBadSource:               e.ctr.icmpBadSource.Load(),
+		Fragmented:                  e.ctr.fragmented.Load(),
+		Fragments:                   e.ctr.fragments.Load(),
+		KeepaliveRepliesRateLimited: e.ctr.kaRepliesLimited.Load(),
 	}
 	for i := range e.peers {
 		p := &e.peers[i]

@@ -65,6 +65,7 @@ func (e *Engine) configure(cfg Config) error {
 	e.lanMTU.Store(int64(min(cfg.LANMTU, maxPacketSize)))
 	e.notHosts = newNotHosts(cfg.LocalPrefixes, cfg.LANPrefixes)
 	e.relay = cfg.Relay
+	e.ka = newKeepaliveState(cfg)
 	if e.icmpSrc.IsValid() && !e.icmpSrc.Is4() {
 		return fmt.Errorf("ICMP source %v is not an IPv4 address", cfg.ICMPSource)
 	}
@@ -88,7 +89,8 @@ func newPeers(cfgs []PeerConfig) ([]peer, error) {
 		}
 		peers[i] = peer{idx: i, name: pc.Name, configured: unmapAddrPort(pc.Endpoint),
 			keepalive: pc.Keepalive, pathMTU: cmp.Or(pc.PathMTU, DefaultPathMTU),
-			learnLog: newTokenBucket(learnLogInterval, learnLogBurst)}
+			learnLog:  newTokenBucket(learnLogInterval, learnLogBurst),
+			kaReplies: newTokenBucket(kaReplyInterval, kaReplyBurst)}
 	}
 	return peers, nil
 }

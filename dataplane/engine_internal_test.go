@@ -36,6 +36,8 @@ func TestTransportSeedOutcomes(t *testing.T) {
 		"keepalive-unknown": DropNotFromPeer, "trailing-byte": DropBadHeader,
 		"wrong-peer": DropSrcNotAllowed, "truncated": DropTooShort, "total-len-zero": DropBadHeader,
 		"related-icmp": DropNone,
+		"ka-request":   DropNone, "ka-learn": DropNone, "ka-reply-learn": DropNone,
+		"ka-configured": DropNotFromPeer, "ka-bad-family": DropBadKeepalive, "ka-short": DropBadKeepalive,
 	}
 	for name, s := range transportSeeds() {
 		e := newFuzzEngine(t)

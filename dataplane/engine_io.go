@@ -62,13 +62,17 @@ func (e *Engine) send(b *txBatch, now int64) {
 	}
 }
 
-// countSent credits datagrams [from, to) of b to their peers; zero-length
-// ones are keepalives.
+// countSent credits datagrams [from, to) of b to their peers, keepalive
+// requests and replies apart.
 func (e *Engine) countSent(b *txBatch, from, to int) {
 	for i := from; i < to; i++ {
 		c := &b.peer[i].ctr
-		if len(b.bufs[i]) == 0 {
+		switch keepaliveType(b.bufs[i]) {
+		case kaTypeRequest:
 			c.keepalivesTx.Add(1)
+			continue
+		case kaTypeReply:
+			c.keepalivesAnswered.Add(1)
 			continue
 		}
 		c.txPackets.Add(1)

@@ -2,14 +2,20 @@ package dataplane
 
 import (
 	"context"
+	"net/netip"
 	"time"
 )
 
-// keepaliveMsg is the keepalive datagram: zero bytes, which no valid
-// tunneled packet can be.
-var keepaliveMsg = []byte{}
+// Replies to one peer's keepalive requests: at most kaReplyBurst at once,
+// then one per kaReplyInterval. A peer asks once per keepalive interval
+// (25 s by default), so this answers every request of a sane one, while a
+// flood of forged requests naming a peer gets a trickle of replies.
+const (
+	kaReplyInterval = time.Second
+	kaReplyBurst    = 5
+)
 
-// keepaliveLoop sends a keepalive to each peer with a configured endpoint
+// keepaliveLoop sends a keepalive request to each peer with a configured endpoint
 // and a Keepalive interval, at start and then every interval, until ctx is
 // done. One goroutine and one timer serve all peers: it sleeps until the
 // earliest due peer. A lost or failed keepalive is not retried; the next
@@ -67,7 +73,7 @@ func (e *Engine) sendDueKeepalives(peers []*peer, due []time.Time, b *txBatch) t
 	next := now.Add(24 * time.Hour)
 	for i, p := range peers {
 		if !now.Before(due[i]) {
-			b.add(keepaliveMsg, p.configured, p)
+			b.add(e.ka.request, p.configured, p)
 			due[i] = now.Add(p.keepalive)
 		}
 		if due[i].Before(next) {
@@ -76,4 +82,37 @@ func (e *Engine) sendDueKeepalives(peers []*peer, due []time.Time, b *txBatch) t
 	}
 	e.send(b, int64(now.Sub(e.epoch)))
 	return next
+}
+
+// receiveKeepalive handles a datagram for which isKeepalive holds, from
+// the endpoint of peer known, or (known nil) from an unknown address. A
+// peer's endpoint names the peer, as for data. From an unknown address
+// the message's prefixes name it (keepalivePeer), and only a peer
+// configured without an endpoint may be learned there, as from data;
+// anything else is not_from_peer. An accepted request is answered.
+func (e *Engine) receiveKeepalive(s *transportState, pkt []byte, from netip.AddrPort, known *peer, eps *endpoints, t batchTime) *endpoints {
+	m, ok := parseKeepalive(pkt)
+	if !ok {
+		e.drop(DropBadKeepalive, dropInfo{peer: known, addr: from}, t.mono)
+		return eps
+	}
+	p := known
+	if p == nil {
+		if p, ok = e.keepalivePeer(m); !ok || p.configured.IsValid() {
+			e.drop(DropNotFromPeer, dropInfo{addr: from}, t.mono)
+			return eps
+		}
+		eps = e.learn(p, from, eps, t)
+	}
+	p.ctr.keepalivesRx.Add(1)
+	p.ctr.lastRx.Store(t.wall)
+	if m.typ != kaTypeRequest {
+		return eps // never a reply to a reply
+	}
+	if !p.kaReplies.allow(t.mono) {
+		e.ctr.kaRepliesLimited.Add(1)
+		return eps
+	}
+	s.relay.add(replyFor(e.ka.reply, len(pkt)), from, p)
+	return eps
 }

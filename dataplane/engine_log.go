@@ -49,7 +49,8 @@ var dropLevel = [numDropReasons]slog.Level{
 	DropNoRoute: slog.LevelDebug, DropNoEndpoint: slog.LevelInfo,
 	DropTooBig: slog.LevelDebug, DropTTLExpired: slog.LevelDebug,
 	DropSendError: slog.LevelWarn, DropInjectError: slog.LevelWarn,
-	DropTooBigLAN: slog.LevelDebug,
+	DropTooBigLAN:    slog.LevelDebug,
+	DropBadKeepalive: slog.LevelInfo,
 }
 
 // drop counts one packet dropped for reason r and logs it if r's limiter

@@ -111,7 +111,7 @@ func (e *Engine) Reconfigure(cfg Config) error {
 	e.lockAll()
 	defer e.unlockAll()
 	eps := carryOver(e.peers, n.peers, e.eps.Load())
-	e.peers, e.routes, e.local, e.notHosts = n.peers, n.routes, n.local, n.notHosts
+	e.peers, e.routes, e.local, e.notHosts, e.ka = n.peers, n.routes, n.local, n.notHosts, n.ka
 	e.lanMTU.Store(n.lanMTU.Load())
 	e.icmpSrc, e.icmpSrc6, e.relay = n.icmpSrc, n.icmpSrc6, n.relay
 	e.learns = false
@@ -157,6 +157,7 @@ func carryOver(old, nw []peer, eps *endpoints) *endpoints {
 		}
 		nw[i].ctr.copyFrom(&old[j].ctr)
 		nw[i].learnLog, nw[i].learnSuppressed = old[j].learnLog, old[j].learnSuppressed
+		nw[i].kaReplies = old[j].kaReplies
 		if cur := eps.cur[j]; !nw[i].configured.IsValid() && !old[j].configured.IsValid() && cur.IsValid() {
 			if _, taken := out.byAddr[cur]; !taken {
 				out = out.withEndpoint(i, cur)
@@ -175,4 +176,5 @@ func (c *peerCounters) copyFrom(o *peerCounters) {
 	c.txPackets.Store(o.txPackets.Load())
 	c.txBytes.Store(o.txBytes.Load())
 	c.keepalivesTx.Store(o.keepalivesTx.Load())
+	c.keepalivesAnswered.Store(o.keepalivesAnswered.Load())
 }

@@ -68,6 +68,9 @@ func (e *Engine) receive(s *transportState, pkt []byte, from netip.AddrPort, eps
 		p.ctr.lastRx.Store(t.wall)
 		return eps
 	}
+	if isKeepalive(pkt) {
+		return e.receiveKeepalive(s, pkt, from, p, eps, t)
+	}
 	if r, d := e.admit(pkt, p); r != DropNone {
 		if r == DropDstNotAllowed && e.relay {
 			r = e.relayOne(s, p, pkt, d.dst, eps, t)
@@ -93,6 +96,9 @@ func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPo
 	}
 	if len(pkt) == 0 {
 		return e.receiveUnknownKeepalive(from, eps, t)
+	}
+	if isKeepalive(pkt) {
+		return e.receiveKeepalive(s, pkt, from, nil, eps, t)
 	}
 	r, d := e.admit(pkt, nil)
 	_, relayed := e.relayTarget(d.dst, d.peer)

@@ -113,6 +113,56 @@ func FuzzTransport(f *testing.F) {
 		if len(s.out) == 1 {
 			checkAccepted(t, e, data, s.out[0], s.peers[0], eps, from)
 		}
+		checkKeepaliveReplies(t, data, s, eps)
+	})
+}
+
+// checkKeepaliveReplies: a keepalive reply answers only a well-formed
+// request, goes back where it came from, to the peer now there, and is
+// no longer than the request.
+func checkKeepaliveReplies(t *testing.T, in []byte, s *transportState, eps *endpoints) {
+	for i, b := range s.relay.bufs {
+		if keepaliveType(b) != kaTypeReply {
+			continue
+		}
+		m, ok := parseKeepalive(in)
+		if !isKeepalive(in) || !ok || m.typ != kaTypeRequest || len(b) > len(in) {
+			t.Fatalf("reply % x to % x", b, in)
+		}
+		if eps.cur[s.relay.peer[i].idx] != s.relay.to[i] {
+			t.Fatalf("reply to %v, peer at %v", s.relay.to[i], eps.cur[s.relay.peer[i].idx])
+		}
+	}
+}
+
+// FuzzKeepalive: the keepalive parser never panics, and what it accepts
+// re-encodes to a message that parses to the same prefixes.
+func FuzzKeepalive(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !isKeepalive(data) {
+			return
+		}
+		m, ok := parseKeepalive(data)
+		if !ok {
+			return
+		}
+		var ps []netip.Prefix
+		for i := range m.prefixes() {
+			p, ok := m.prefix(i)
+			if !ok || p != p.Masked() {
+				t.Fatalf("prefix %d of an accepted message: %v %v", i, p, ok)
+			}
+			ps = append(ps, p)
+		}
+		again, ok := parseKeepalive(buildKeepalive(m.typ, ps))
+		if !ok || again.typ != m.typ || again.prefixes() != len(ps) {
+			t.Fatalf("re-encoding of % x does not parse back", data)
+		}
+		for i, p := range ps {
+			if q, _ := again.prefix(i); q != p {
+				t.Fatalf("prefix %d: %v became %v", i, p, q)
+			}
+		}
 	})
 }
 
@@ -189,6 +239,9 @@ func fuzzSeeds() map[string]string {
 	}
 	for name, s := range transportSeeds() {
 		seeds["FuzzTransport/"+name] = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\nbyte(%q)\n", s.pkt, s.sender)
+		if isKeepalive(s.pkt) {
+			seeds["FuzzKeepalive/"+name] = fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s.pkt)
+		}
 	}
 	return seeds
 }
@@ -225,7 +278,18 @@ func transportSeeds() map[string]transportSeed {
 	reply := dptest.EchoRequest(farHost, lanHost, 40, 1, 56)
 	reply[20] = 0 // echo reply; its checksum does not matter here
 	roam := dptest.EchoRequest(netip.MustParseAddr("10.2.0.9"), lanHost, 1, 1, 56)
+	kaEast := buildKeepalive(kaTypeRequest, []netip.Prefix{pfx("11.11.11.0/24"), pfx("fd00:11::/48")})
+	kaRoam := buildKeepalive(kaTypeRequest, []netip.Prefix{pfx("10.2.0.0/16")})
+	kaReply := buildKeepalive(kaTypeReply, []netip.Prefix{pfx("fd00:2::/64")})
+	kaBad := bytes.Clone(kaRoam)
+	kaBad[kaHeaderLen] = 5 // family
 	return map[string]transportSeed{
+		"ka-request":        {kaEast, 0},
+		"ka-learn":          {kaRoam, 1},
+		"ka-reply-learn":    {kaReply, 1},
+		"ka-configured":     {kaEast, 1},
+		"ka-bad-family":     {kaBad, 0},
+		"ka-short":          {kaRoam[:kaHeaderLen+3], 2},
 		"tutorial-reply":    {reply, 0},
 		"learn-roaming":     {roam, 1},
 		"keepalive":         {nil, 0},

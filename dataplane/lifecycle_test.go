@@ -15,8 +15,9 @@ import (
 )
 
 // TestKeepalive runs two gateways that know each other's endpoints: each
-// sends keepalives at once and then every interval, and the other counts
-// them without counting packets.
+// sends keepalive requests at once and then every interval, and the other
+// counts them without counting packets and answers them, within its reply
+// limit.
 func TestKeepalive(t *testing.T) {
 	checkNoLeaks(t)
 	nw := dptest.NewNetwork()
@@ -25,20 +26,25 @@ func TestKeepalive(t *testing.T) {
 	ec.Peers[0].Endpoint, ec.Peers[0].Keepalive = westOuter, time.Hour
 	west := startGateway(t, nw, westOuter, wc)
 	east := startGateway(t, nw, eastOuter, ec)
-	waitFor(t, "3 keepalives west→east", func() bool {
-		return east.peerStats(t, "west").KeepalivesReceived >= 3 && west.peerStats(t, "east").KeepalivesSent >= 3
+	// West asks every 10 ms; east answers the first 5 at once (its burst)
+	// and holds back the rest within the second.
+	waitFor(t, "east answered 5 and held back one", func() bool {
+		return east.eng.Stats().KeepaliveRepliesRateLimited >= 1 && east.peerStats(t, "west").KeepalivesAnswered >= 5
 	})
-	// East's interval is an hour: only the one sent at start (the first
-	// may have been lost if west was not listening yet).
+	// East's interval is an hour: only the request sent at start (the
+	// first may have been lost if west was not listening yet), which west
+	// answered.
 	waitFor(t, "east's first keepalive", func() bool { return east.peerStats(t, "west").KeepalivesSent == 1 })
-	if got := west.peerStats(t, "east").KeepalivesReceived; got > 1 {
-		t.Fatalf("west received %d keepalives from east, want at most 1", got)
+	ws, es := west.peerStats(t, "east"), east.peerStats(t, "west")
+	if es.KeepalivesReceived < 6 || ws.KeepalivesReceived < 5 || ws.KeepalivesAnswered > 1 {
+		t.Fatalf("west: %+v\neast: %+v", ws, es)
 	}
-	s := east.peerStats(t, "west")
-	if s.RxPackets != 0 || s.LastReceived.IsZero() || time.Since(s.LastReceived) > time.Minute {
-		t.Fatalf("east's view of west: %+v", s)
+	if es.RxPackets != 0 || es.LastReceived.IsZero() || time.Since(es.LastReceived) > time.Minute ||
+		ws.RxPackets != 0 || ws.LastReceived.IsZero() {
+		t.Fatalf("west: %+v\neast: %+v", ws, es)
 	}
 	checkOnlyDrops(t, east, nil)
+	checkOnlyDrops(t, west, nil)
 }
 
 // TestNoKeepaliveWithoutEndpoint: a learning peer gets no keepalives,
@@ -219,7 +225,7 @@ func TestStatsJSON(t *testing.T) {
 		t.Errorf("never-set last_received present in %s", b)
 	}
 	names := []string{"too_short", "bad_header", "not_from_peer", "src_not_allowed", "dst_not_allowed",
-		"no_route", "no_endpoint", "too_big", "ttl_expired", "send_error", "inject_error", "not_ipv4", "too_big_lan"}
+		"no_route", "no_endpoint", "too_big", "ttl_expired", "send_error", "inject_error", "not_ipv4", "too_big_lan", "bad_keepalive"}
 	if len(got.Drops) != len(names) || got.Drops["not_from_peer"] != 1 {
 		t.Errorf("drops %v", got.Drops)
 	}

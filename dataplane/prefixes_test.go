@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/gaissmai/bart"
 )
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
@@ -116,8 +118,8 @@ func TestPeerTable100k(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pt.t.Size() != len(ref) {
-		t.Fatalf("table holds %d prefixes, want %d", pt.t.Size(), len(ref))
+	if pt.size() != len(ref) {
+		t.Fatalf("table holds %d prefixes, want %d", pt.size(), len(ref))
 	}
 	rng := rand.New(rand.NewPCG(7, 8))
 	probes := make([]netip.Addr, 0, 300)
@@ -139,4 +141,68 @@ func TestPeerTable100k(t *testing.T) {
 			t.Fatalf("%v: got %d %v, want %d %v", a, got, gok, want, wok)
 		}
 	}
+}
+
+// TestPrefixHashMatchesBart: the table used on 32-bit platforms answers
+// every lookup as bart does, over random nested tables of both families
+// (all lengths, /0 and full-length included) and probes inside and
+// outside their prefixes, zones and IPv4-mapped addresses included.
+func TestPrefixHashMatchesBart(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	randAddr := func(v6 bool) netip.Addr { return randNestedAddr(r, v6) }
+	for round := range 50 {
+		var ref bart.Table[int]
+		var h prefixHash
+		var probes []netip.Addr
+		for i := range 1 + r.IntN(300) {
+			a := randAddr(r.IntN(2) == 0)
+			p := netip.PrefixFrom(a, r.IntN(a.BitLen()+1)).Masked()
+			ref.Insert(p, i)
+			h.insert(p, i)
+			probes = append(probes, p.Addr(), a, randAddr(a.Is6()))
+		}
+		probes = append(probes, netip.Addr{}, addr("::ffff:10.1.2.3"), addr("2001:db8::1%eth0"))
+		for _, a := range probes {
+			wv, wok := ref.Lookup(a)
+			if v, ok := h.lookup(a); v != wv || ok != wok {
+				t.Fatalf("round %d: lookup(%v) = %d %v, bart says %d %v", round, a, v, ok, wv, wok)
+			}
+		}
+		for p, wv := range ref.All() {
+			if v, ok := h.get(p); !ok || v != wv {
+				t.Fatalf("round %d: get(%v) = %d %v, want %d", round, p, v, ok, wv)
+			}
+		}
+	}
+}
+
+// TestPrefixHashZeroAllocs: lookups allocate nothing (on 32-bit
+// platforms this is what the engine's zero-allocation tests rely on).
+func TestPrefixHashZeroAllocs(t *testing.T) {
+	var h prefixHash
+	for _, p := range []string{"10.0.0.0/8", "10.1.0.0/16", "2001:db8::/32", "2001:db8:1::/48"} {
+		h.insert(pfx(p), 1)
+	}
+	probes := []netip.Addr{addr("10.1.2.3"), addr("11.0.0.1"), addr("2001:db8:1::1"), addr("2001:db9::1")}
+	if n := testing.AllocsPerRun(100, func() {
+		for _, a := range probes {
+			h.lookup(a)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocs", n)
+	}
+}
+
+// randNestedAddr returns a random address in a small range of its family
+// (10.0.0.0/14, fd00::/14), so that random prefixes of it nest often.
+func randNestedAddr(r *rand.Rand, v6 bool) netip.Addr {
+	if v6 {
+		var b [16]byte
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		b[0], b[1] = 0xfd, b[1]&3
+		return netip.AddrFrom16(b)
+	}
+	return netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.Uint32()), byte(r.Uint32())})
 }

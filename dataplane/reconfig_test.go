@@ -41,7 +41,7 @@ func TestReconfigureAddsAndRemovesPeer(t *testing.T) {
 	if err := east.eng.Reconfigure(eastWithNorth()); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := north.Recv(timeout); err != nil || len(d.Data) != 0 {
+	if d, err := north.Recv(timeout); err != nil || len(d.Data) == 0 || d.Data[0] != 0 || d.Data[1] != 1 {
 		t.Fatalf("no keepalive to the new peer: %v %x", err, d.Data)
 	}
 	toNorth := dptest.EchoRequest(eastHost, ip("10.9.0.5"), 2, 1, 56)

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"math"
 	"sync/atomic"
 	"unsafe"
 )
@@ -110,8 +111,8 @@ func (w *ringWalker) openBlock() bool {
 	}
 	b := w.block()
 	w.open = true
-	w.left = int(binary.NativeEndian.Uint32(b[ringBlockNumPkts:]))
-	w.off = int(binary.NativeEndian.Uint32(b[ringBlockFirstPkt:]))
+	w.left = ringField(b[ringBlockNumPkts:])
+	w.off = ringField(b[ringBlockFirstPkt:])
 	return true
 }
 
@@ -131,31 +132,40 @@ func (w *ringWalker) packet() (ringPacket, bool) {
 		return ringPacket{}, false
 	}
 	h := b[w.off : w.off+ringPktHdrLen]
-	snap := int(binary.NativeEndian.Uint32(h[ringPktSnaplen:]))
+	snap := ringField(h[ringPktSnaplen:])
 	start := w.off + int(binary.NativeEndian.Uint16(h[ringPktMac:]))
-	if start < w.off+ringPktHdrLen || snap < 0 || snap > len(b)-start {
+	if start < w.off+ringPktHdrLen || snap > len(b)-start {
 		w.endBlock(true)
 		return ringPacket{}, false
 	}
 	p := ringPacket{
 		data:    b[start : start+snap],
-		wireLen: int(binary.NativeEndian.Uint32(h[ringPktLen:])),
+		wireLen: ringField(h[ringPktLen:]),
 		status:  binary.NativeEndian.Uint32(h[ringPktStatus:]),
 		head:    b[w.off:start],
 	}
-	w.skip = int(binary.NativeEndian.Uint32(h[ringPktNext:]))
+	w.skip = ringField(h[ringPktNext:])
 	return p, true
+}
+
+// ringField reads a u32 count, offset or length of a ring header as a
+// non-negative int, capped at MaxInt32: on 32-bit platforms a plain int()
+// would turn values of 2^31 and more negative, and a garbage header could
+// then pass the bounds checks below or wrap the walker's arithmetic. No
+// real field comes near the cap (blocks are far smaller).
+func ringField(b []byte) int {
+	return int(min(binary.NativeEndian.Uint32(b), math.MaxInt32))
 }
 
 // consume moves past the packet peek returned; a next offset that cannot
 // lead to another header ends the block after it.
 func (w *ringWalker) consume() {
 	w.left--
-	if w.left > 0 && w.skip < ringPktHdrLen {
+	if w.left > 0 && (w.skip < ringPktHdrLen || w.skip > w.bsize-w.off) {
 		w.endBlock(true)
 		return
 	}
-	w.off += w.skip
+	w.off += min(w.skip, w.bsize) // bounded: cannot wrap, even on 32 bits
 }
 
 // endBlock stops walking the current block: nothing more is read from it

@@ -113,25 +113,41 @@ func BenchmarkHubCapture(b *testing.B) {
 }
 
 // BenchmarkHubMemory builds engines of growing size and reports the heap
-// they hold: the LPM table, the per-peer state and the endpoint snapshot.
+// they hold: the LPM table, the per-peer state and the endpoint snapshot;
+// with /learning, peers without endpoints, for which the engine also
+// indexes the prefixes to attribute keepalives (keepalive.go).
 func BenchmarkHubMemory(b *testing.B) {
 	for _, sz := range scaleSizes {
-		b.Run(fmt.Sprintf("peers=%d/prefixes=%d", sz.peers, sz.peers*sz.per), func(b *testing.B) {
-			cfg := scaleConfig(sz.peers, sz.per, false)
-			var heap uint64
-			for b.Loop() {
-				heap = heapOf(func() any {
-					e, err := newEngine(cfg)
-					if err != nil {
-						b.Fatal(err)
-					}
-					return e
-				})
+		for _, learning := range []bool{false, true} {
+			name := fmt.Sprintf("peers=%d/prefixes=%d", sz.peers, sz.peers*sz.per)
+			if learning {
+				name += "/learning"
 			}
-			b.ReportMetric(float64(heap)/(1<<20), "MiB")
-			b.ReportMetric(float64(heap)/float64(sz.peers*sz.per), "B/prefix")
+			b.Run(name, func(b *testing.B) { benchHubMemory(b, sz.peers, sz.per, learning) })
+		}
+	}
+}
+
+// benchHubMemory reports the heap an engine of peers*per prefixes holds.
+func benchHubMemory(b *testing.B, peers, per int, learning bool) {
+	cfg := scaleConfig(peers, per, false)
+	for i := range cfg.Peers {
+		if learning {
+			cfg.Peers[i].Endpoint = netip.AddrPort{}
+		}
+	}
+	var heap uint64
+	for b.Loop() {
+		heap = heapOf(func() any {
+			e, err := newEngine(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return e
 		})
 	}
+	b.ReportMetric(float64(heap)/(1<<20), "MiB")
+	b.ReportMetric(float64(heap)/float64(peers*per), "B/prefix")
 }
 
 // heapOf returns the live heap that the value built by fn holds.

@@ -982,6 +982,8 @@ static __always_inline int admit(struct __sk_buff *skb, const struct settings *c
 		return admit4(skb, cfg, o);
 	case 6:
 		return admit6(skb, cfg, o);
+	case 0: // a keepalive request or reply (dataplane/keepalive.go)
+		return pass(PASS_KEEPALIVE);
 	}
 	return drop(DROP_NOT_IPV4);
 }
