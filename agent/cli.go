@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+
+	"tunnel-agent/netcfg"
 )
 
 // Exit codes.
@@ -147,7 +149,8 @@ func report(err error, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "tunnel-agent: %v\n", err)
 	var ue usageError
 	var ce *ConfigError
-	if errors.As(err, &ue) || errors.As(err, &ce) {
+	var rc *netcfg.ConflictError // the file asks for a route the host already has differently
+	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &rc) {
 		return ExitUsage
 	}
 	return ExitFailure

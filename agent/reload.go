@@ -56,6 +56,9 @@ func (l *liveSite) reload() error {
 	if l.eng == nil {
 		return errors.New("reload is not supported in wireguard mode yet: restart the agent (systemctl restart)")
 	}
+	if err := l.w.CheckReconfigure(Desired(cfg), l.j); err != nil {
+		return err // a route of someone else's is in the way: refused before anything changes
+	}
 	lanAddrs, err := interfaceAddrs(cfg.LAN.Interface)
 	if err != nil {
 		return err

@@ -9,9 +9,14 @@ import (
 // Reconfigure moves the host from old to new, changing only the
 // difference, with the journal kept true:
 //
+//   - routes of new are checked first, as Apply does: a host route of
+//     someone else's where new needs one refuses the whole change
+//     (*ConflictError), before anything is changed;
 //   - targets (a link's MTU, an address, a route's destination, ...) that
 //     new no longer mentions are reverted now, from their journal entries,
-//     which are then removed;
+//     which are then removed; so is a route whose destination stays but
+//     which changes (another gateway): the agent's old route is deleted
+//     before the new one is added, since AddRoute never replaces;
 //   - entries of new that old did not have (a new route, another MTU) are
 //     applied as Apply would, appended to the journal, so that Revert
 //     undoes them first and then the older entries for the same target:
@@ -20,26 +25,59 @@ import (
 // Entries in both are left alone. On error it stops and returns it; what
 // it did so far is journaled.
 func Reconfigure(h Host, old, new Desired, j *Journal, log *slog.Logger) error {
-	keep := map[string]bool{}
-	for _, e := range Entries(new) {
-		keep[e.target()] = true
-	}
-	if err := revertWhere(h, j, func(e *Entry) bool { return !keep[e.target()] }, log); err != nil {
+	add, drop, ours := reconfigurePlan(old, new, j)
+	if err := checkRoutes(newView(h), add, ours); err != nil {
 		return err
+	}
+	if err := revertWhere(h, j, drop, log); err != nil {
+		return err
+	}
+	return applyEntries(h, newView(h), j, add, log)
+}
+
+// CheckReconfigure reports, without changing anything, whether
+// Reconfigure would refuse the move from old to new because of a route
+// (a *ConflictError), so that a caller can refuse a reload before it
+// changes anything else.
+func CheckReconfigure(h Host, old, new Desired, j *Journal) error {
+	add, _, ours := reconfigurePlan(old, new, j)
+	return checkRoutes(newView(h), add, ours)
+}
+
+// reconfigurePlan returns the entries of new to apply, which journal
+// entries to drop (revert), and the routes of the journal's that go.
+func reconfigurePlan(old, new Desired, j *Journal) (add []Entry, drop func(*Entry) bool, ours map[string]*RouteSpec) {
+	newEntries := Entries(new)
+	keep := map[string]bool{}
+	for _, e := range newEntries {
+		keep[reconfigureKey(&e)] = true
 	}
 	had := map[string]bool{}
 	for _, e := range Entries(old) {
 		had[e.String()] = true
 	}
-	for _, e := range Entries(new) {
-		if had[e.String()] {
-			continue
-		}
-		if err := applyEntry(h, j, e, log); err != nil {
-			return err
+	for _, e := range newEntries {
+		if !had[e.String()] {
+			add = append(add, e)
 		}
 	}
-	return nil
+	drop = func(e *Entry) bool { return !keep[reconfigureKey(e)] }
+	ours = map[string]*RouteSpec{}
+	for i := range j.Entries {
+		if e := &j.Entries[i]; e.Kind == KindRoute && e.State != Unchanged && drop(e) {
+			ours[e.target()] = e.Route
+		}
+	}
+	return add, drop, ours
+}
+
+// reconfigureKey is what Reconfigure keeps an entry by: its target, and
+// for a route also what the route is.
+func reconfigureKey(e *Entry) string {
+	if e.Kind == KindRoute {
+		return e.target() + " " + e.String()
+	}
+	return e.target()
 }
 
 // revertWhere reverts, newest first, the journal entries that drop
