@@ -1,9 +1,11 @@
 package netcfg
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 )
 
@@ -60,7 +62,7 @@ func applyEntries(h Host, v *view, j *Journal, entries []Entry, log *slog.Logger
 
 // batchLen returns the length of the batch at the start of entries.
 func batchLen(entries []Entry) int {
-	targets := map[string]bool{entries[0].target(): true}
+	targets := map[target]bool{entries[0].target(): true}
 	n := 1
 	for n < len(entries) && entries[n].Kind == entries[0].Kind && !targets[entries[n].target()] {
 		targets[entries[n].target()] = true
@@ -73,19 +75,22 @@ func applyBatch(h Host, v *view, j *Journal, batch []Entry, log *slog.Logger) er
 	o := ops[batch[0].Kind]
 	base := len(j.Entries)
 	var todo []int // indexes in j.Entries of the entries to change
-	for _, e := range batch {
-		desc := e.String()
+	debug := log.Enabled(context.Background(), slog.LevelDebug)
+	for _, asked := range batch {
+		e := asked // read fills in e; asked names the step as the plan does
 		matches, err := o.read(v, &e)
 		if err == nil && !matches && routeConflict(&e) {
 			err = conflictError(&e)
 		}
 		if err != nil {
 			j.Entries = j.Entries[:base] // nothing of the batch was done
-			return fmt.Errorf("%s: %w", desc, err)
+			return fmt.Errorf("%s: %w", asked.String(), err)
 		}
 		if matches {
 			e.State = Unchanged
-			log.Debug("already as configured", "change", desc)
+			if debug {
+				log.Debug("already as configured", "change", asked.String())
+			}
 		} else {
 			e.State = Pending
 			todo = append(todo, len(j.Entries))
@@ -96,6 +101,7 @@ func applyBatch(h Host, v *view, j *Journal, batch []Entry, log *slog.Logger) er
 		j.Entries = j.Entries[:base]
 		return err
 	}
+	each := newChangeLog(log, "applied", len(todo))
 	for _, idx := range todo {
 		e := &j.Entries[idx]
 		if err := o.apply(h, e); err != nil {
@@ -106,12 +112,55 @@ func applyBatch(h Host, v *view, j *Journal, batch []Entry, log *slog.Logger) er
 		}
 		e.State = Done
 		v.changed(e, false)
-		log.Info("applied", "change", e.String())
+		each.add(e)
 	}
 	if len(todo) == 0 {
 		return nil
 	}
+	each.done(batch[0].Kind)
 	return j.Save()
+}
+
+// logEachUpTo is how many changes of one batch (or revert) are logged
+// one line each at level INFO; beyond it (the blackhole routes of a hub)
+// they are logged at DEBUG and summed up in one INFO line.
+const logEachUpTo = 20
+
+// changeLog logs the changes of one batch or revert.
+type changeLog struct {
+	logger *slog.Logger
+	msg    string
+	level  slog.Level
+	on     bool // the level is enabled
+	n      int
+}
+
+func newChangeLog(log *slog.Logger, msg string, n int) *changeLog {
+	l := &changeLog{logger: log, msg: msg, level: slog.LevelInfo}
+	if n > logEachUpTo {
+		l.level = slog.LevelDebug
+	}
+	l.on = log.Enabled(context.Background(), l.level)
+	return l
+}
+
+func (l *changeLog) add(e *Entry) {
+	l.n++
+	if l.on {
+		l.logger.Log(context.Background(), l.level, l.msg, "change", e.String())
+	}
+}
+
+// done writes the summary line, if the changes were not logged at INFO;
+// kind is the kind of all of them ("": of several kinds).
+func (l *changeLog) done(kind Kind) {
+	switch {
+	case l.level == slog.LevelInfo || l.n == 0:
+	case kind == "":
+		l.logger.Info(l.msg, "changes", l.n)
+	default:
+		l.logger.Info(l.msg, "changes", l.n, "kind", kind)
+	}
 }
 
 // Revert undoes the journal's entries in reverse order, restoring each
@@ -123,7 +172,8 @@ func applyBatch(h Host, v *view, j *Journal, batch []Entry, log *slog.Logger) er
 func Revert(h Host, j *Journal, log *slog.Logger) error {
 	var failed []Entry
 	var errs []error
-	blocked := map[string]bool{} // targets of entries that failed
+	blocked := map[target]bool{} // targets of entries that failed
+	each := newChangeLog(log, "reverted", len(j.Entries))
 	for i := len(j.Entries) - 1; i >= 0; i-- {
 		e := j.Entries[i]
 		if e.State == Unchanged {
@@ -139,8 +189,9 @@ func Revert(h Host, j *Journal, log *slog.Logger) error {
 			blocked[e.target()] = true
 			continue
 		}
-		log.Info("reverted", "change", e.String())
+		each.add(&e)
 	}
+	each.done("")
 	slices.Reverse(failed)
 	j.Entries = failed
 	if len(errs) > 0 {
@@ -152,14 +203,24 @@ func Revert(h Host, j *Journal, log *slog.Logger) error {
 	return j.Remove()
 }
 
-// target names what an entry changes, for Revert's ordering of entries
-// that change the same thing, for batches and for Reconfigure.
-func (e *Entry) target() string {
+// target is what an entry changes (a link's MTU, an address, the route
+// with a destination and metric, ...), for Revert's ordering of entries
+// that change the same thing, for batches, for Reconfigure and for the
+// watcher.
+type target struct {
+	kind     Kind
+	ns, link string
+	p        netip.Prefix // an address, a route's destination
+	metric   int
+}
+
+func (e *Entry) target() target {
+	t := target{kind: e.Kind, ns: e.NS, link: e.Link}
 	switch {
 	case e.Kind == KindAddr:
-		return fmt.Sprintf("addr %s %s %s", e.NS, e.Link, e.Prefix)
+		t.p = e.Prefix
 	case e.Kind == KindRoute && e.Route != nil:
-		return fmt.Sprintf("route %s %s metric %d", e.NS, e.Route.Dst, e.Route.Metric)
+		t.link, t.p, t.metric = "", e.Route.Dst, e.Route.Metric
 	}
-	return fmt.Sprintf("%s %s %s", e.Kind, e.NS, e.Link)
+	return t
 }

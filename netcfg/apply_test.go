@@ -268,7 +268,7 @@ func TestApplyLeavesFoundStateAlone(t *testing.T) {
 
 // vpsHost returns a host with an uplink, eth0, and its default route, as
 // on a VPS.
-func vpsHost(t *testing.T) *fakeHost {
+func vpsHost(t testing.TB) *fakeHost {
 	h := newFakeHost()
 	h.addLink(t, "", "eth0", "device", 1500, true)
 	h.must(t,
@@ -986,7 +986,7 @@ func (r *randRun) revert() {
 
 // fastTempDir is a temporary directory in memory where there is one: the
 // random test saves (and fsyncs) journals thousands of times.
-func fastTempDir(t *testing.T) string {
+func fastTempDir(t testing.TB) string {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		if dir, err := os.MkdirTemp("/dev/shm", "netcfg-test-"); err == nil {
 			t.Cleanup(func() { os.RemoveAll(dir) })

@@ -47,10 +47,10 @@ func conflictError(e *Entry) *ConflictError {
 // asks for two routes with the same identity. ours maps route targets to
 // routes this journal made and that the caller removes before applying
 // (Reconfigure): finding one of those is no conflict.
-func checkRoutes(v *view, entries []Entry, ours map[string]*RouteSpec) error {
-	seen := map[string]string{}
+func checkRoutes(v *view, entries []Entry, ours map[target]*RouteSpec) error {
+	seen := map[target]int{} // index in entries
 	var conflicts []Conflict
-	for _, e := range entries {
+	for i, e := range entries {
 		switch e.Kind {
 		case KindNamespace:
 			if _, err := v.namespaceExists(e.NS); err != nil {
@@ -63,9 +63,9 @@ func checkRoutes(v *view, entries []Entry, ours map[string]*RouteSpec) error {
 		}
 		t := e.target()
 		if first, ok := seen[t]; ok {
-			return fmt.Errorf("%s: the plan also has %q, with the same destination and metric", e.String(), first)
+			return fmt.Errorf("%s: the plan also has %q, with the same destination and metric", e.String(), entries[first].String())
 		}
-		seen[t] = e.String()
+		seen[t] = i
 		if ok, err := v.namespaceExists(e.NS); err != nil || !ok {
 			continue // reported by the namespace's entry; a new namespace has no routes
 		}

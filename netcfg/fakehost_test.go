@@ -752,9 +752,10 @@ func (f *fakeHost) Routes(ns string, ipv6 bool) ([]RouteSpec, error) {
 		if err != nil {
 			return err
 		}
-		for _, k := range slices.SortedFunc(maps.Keys(n.routes), compareRouteKeys) {
+		out = make([]RouteSpec, 0, len(n.routes))
+		for k, r := range n.routes { // in no particular order, as the kernel's trie walk is to netcfg
 			if k.dst.Addr().Is6() == ipv6 {
-				out = append(out, n.routes[k])
+				out = append(out, r)
 			}
 		}
 		return nil
@@ -862,7 +863,14 @@ func (f *fakeHost) DelRoute(ns string, r RouteSpec) error {
 			return err
 		}
 		dst := r.Dst.Masked()
-		for _, k := range slices.SortedFunc(maps.Keys(n.routes), compareRouteKeys) {
+		var keys []routeKey // the routes to dst, by metric
+		for k := range n.routes {
+			if k.dst == dst {
+				keys = append(keys, k)
+			}
+		}
+		slices.SortFunc(keys, compareRouteKeys)
+		for _, k := range keys {
 			cur := n.routes[k]
 			switch {
 			case k.dst != dst,

@@ -186,22 +186,20 @@ func revertUp(h Host, e *Entry) error {
 // is recorded in e.Prior.Route and is a conflict (routeConflict): the
 // agent never replaces a route it did not make.
 func readRoute(v *view, e *Entry) (bool, error) {
-	cur, err := v.routes(e.NS, e.Route)
-	if err != nil {
-		return false, err
-	}
-	for i := range cur {
-		if sameRoute(&cur[i], e.Route) {
-			r := cur[i]
-			e.Prior.Route = &r
-			return true, nil
+	var found *RouteSpec
+	matches := false
+	err := v.routes(e.NS, e.Route, func(r *RouteSpec) bool {
+		if found == nil || sameRoute(r, e.Route) {
+			found = r
 		}
-	}
-	if len(cur) > 0 {
-		r := cur[0]
+		matches = sameRoute(r, e.Route)
+		return !matches
+	})
+	if found != nil {
+		r := *found
 		e.Prior.Route = &r
 	}
-	return false, nil
+	return matches, err
 }
 
 // routeConflict reports whether a read route entry found a different

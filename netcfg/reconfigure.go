@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 )
 
 // Reconfigure moves the host from old to new, changing only the
@@ -46,11 +47,11 @@ func CheckReconfigure(h Host, old, new Desired, j *Journal) error {
 
 // reconfigurePlan returns the entries of new to apply, which journal
 // entries to drop (revert), and the routes of the journal's that go.
-func reconfigurePlan(old, new Desired, j *Journal) (add []Entry, drop func(*Entry) bool, ours map[string]*RouteSpec) {
+func reconfigurePlan(old, new Desired, j *Journal) (add []Entry, drop func(*Entry) bool, ours map[target]*RouteSpec) {
 	newEntries := Entries(new)
-	keep := map[string]bool{}
+	keep := map[reconfigureKey]bool{}
 	for _, e := range newEntries {
-		keep[reconfigureKey(&e)] = true
+		keep[keyOf(&e)] = true
 	}
 	had := map[string]bool{}
 	for _, e := range Entries(old) {
@@ -61,8 +62,8 @@ func reconfigurePlan(old, new Desired, j *Journal) (add []Entry, drop func(*Entr
 			add = append(add, e)
 		}
 	}
-	drop = func(e *Entry) bool { return !keep[reconfigureKey(e)] }
-	ours = map[string]*RouteSpec{}
+	drop = func(e *Entry) bool { return !keep[keyOf(e)] }
+	ours = map[target]*RouteSpec{}
 	for i := range j.Entries {
 		if e := &j.Entries[i]; e.Kind == KindRoute && e.State != Unchanged && drop(e) {
 			ours[e.target()] = e.Route
@@ -72,12 +73,19 @@ func reconfigurePlan(old, new Desired, j *Journal) (add []Entry, drop func(*Entr
 }
 
 // reconfigureKey is what Reconfigure keeps an entry by: its target, and
-// for a route also what the route is.
-func reconfigureKey(e *Entry) string {
-	if e.Kind == KindRoute {
-		return e.target() + " " + e.String()
+// for a route also what the route is (type and gateway).
+type reconfigureKey struct {
+	target
+	typ int
+	gw  netip.Addr
+}
+
+func keyOf(e *Entry) reconfigureKey {
+	k := reconfigureKey{target: e.target()}
+	if e.Kind == KindRoute && e.Route != nil {
+		k.typ, k.gw = e.Route.Type, e.Route.Gw
 	}
-	return e.target()
+	return k
 }
 
 // revertWhere reverts, newest first, the journal entries that drop
@@ -86,8 +94,15 @@ func reconfigureKey(e *Entry) string {
 // returned together after the journal is saved.
 func revertWhere(h Host, j *Journal, drop func(*Entry) bool, log *slog.Logger) error {
 	var errs []error
-	blocked := map[string]bool{}
+	blocked := map[target]bool{}
 	kept := make([]Entry, 0, len(j.Entries))
+	n := 0
+	for i := range j.Entries {
+		if drop(&j.Entries[i]) && j.Entries[i].State != Unchanged {
+			n++
+		}
+	}
+	each := newChangeLog(log, "reverted", n)
 	for i := len(j.Entries) - 1; i >= 0; i-- {
 		e := j.Entries[i]
 		if !drop(&e) || blocked[e.target()] {
@@ -101,9 +116,10 @@ func revertWhere(h Host, j *Journal, drop func(*Entry) bool, log *slog.Logger) e
 				kept = append(kept, e)
 				continue
 			}
-			log.Info("reverted", "change", e.String())
+			each.add(&e)
 		}
 	}
+	each.done("")
 	for l, r := 0, len(kept)-1; l < r; l, r = l+1, r-1 {
 		kept[l], kept[r] = kept[r], kept[l]
 	}

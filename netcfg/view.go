@@ -35,7 +35,8 @@ type nsView struct {
 	addrs    map[string]map[netip.Prefix]bool
 	addrsErr error
 
-	routes    [2]map[routeKey][]RouteSpec // [0] IPv4, [1] IPv6
+	routes    [2]map[routeKey]RouteSpec   // [0] IPv4, [1] IPv6
+	more      [2]map[routeKey][]RouteSpec // further routes with a key of routes (rare)
 	routesErr [2]error
 }
 
@@ -125,26 +126,45 @@ func famIndex(p netip.Prefix) int {
 	return 0
 }
 
-// routes returns the routes of namespace ns with r's identity
+// routes calls f with each route of namespace ns with r's identity
 // (destination and metric): none, one, or (rarely: IPv4 routes that
-// differ in TOS, routes added with NLM_F_APPEND) several.
-func (v *view) routes(ns string, r *RouteSpec) ([]RouteSpec, error) {
-	t, err := v.routeTable(ns, famIndex(r.Dst))
+// differ in TOS, routes added with NLM_F_APPEND) several, until f returns
+// false.
+func (v *view) routes(ns string, r *RouteSpec, f func(*RouteSpec) bool) error {
+	fam := famIndex(r.Dst)
+	t, err := v.routeTable(ns, fam)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return t[r.key()], nil
+	k := r.key()
+	first, ok := t[k]
+	if !ok || !f(&first) {
+		return nil
+	}
+	for _, other := range v.ns(ns).more[fam][k] {
+		if !f(&other) {
+			break
+		}
+	}
+	return nil
 }
 
-func (v *view) routeTable(ns string, fam int) (map[routeKey][]RouteSpec, error) {
+func (v *view) routeTable(ns string, fam int) (map[routeKey]RouteSpec, error) {
 	n := v.ns(ns)
 	if n.routes[fam] == nil && n.routesErr[fam] == nil {
 		list, err := v.h.Routes(ns, fam == 1)
 		n.routesErr[fam] = err
 		if err == nil {
-			t := make(map[routeKey][]RouteSpec, len(list))
+			t := make(map[routeKey]RouteSpec, len(list))
 			for _, r := range list {
-				t[r.key()] = append(t[r.key()], r)
+				if _, dup := t[r.key()]; dup {
+					if n.more[fam] == nil {
+						n.more[fam] = map[routeKey][]RouteSpec{}
+					}
+					n.more[fam][r.key()] = append(n.more[fam][r.key()], r)
+					continue
+				}
+				t[r.key()] = r
 			}
 			n.routes[fam] = t
 		}
@@ -157,19 +177,21 @@ func (v *view) routeTable(ns string, fam int) (map[routeKey][]RouteSpec, error) 
 func (v *view) changed(e *Entry, reverted bool) {
 	switch e.Kind {
 	case KindRoute:
-		t := v.ns(e.NS).routes[famIndex(e.Route.Dst)]
+		n, fam := v.ns(e.NS), famIndex(e.Route.Dst)
+		t := n.routes[fam]
 		if t == nil {
 			return
 		}
 		k := e.Route.key()
+		delete(n.more[fam], k)
 		if reverted {
 			delete(t, k)
 			if e.Prior.Route != nil {
-				t[k] = []RouteSpec{*e.Prior.Route}
+				t[k] = *e.Prior.Route
 			}
 			return
 		}
-		t[k] = []RouteSpec{*e.Route}
+		t[k] = *e.Route
 	case KindFeatures:
 		// Features are read from the Host every time (views do not
 		// hold them), and a feature change does not touch the tables.

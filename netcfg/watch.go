@@ -99,14 +99,15 @@ type Watcher struct {
 	h   Host
 	opt WatchOptions
 
-	mu       sync.Mutex // serialises checks, reconfiguration and Host use
-	d        Desired
-	entries  []Entry                // Entries(d)
-	history  map[string][]time.Time // item → recent repair times
-	stopped  map[string]bool        // items given up on
-	reported map[string]WatchAction // items reported as OwnerRemoved or Displaced
-	found    map[string]bool        // targets the journal records as found (unchanged)
-	foundLen int                    // len(journal entries) when found was built; -1: rebuild
+	mu      sync.Mutex // serialises checks, reconfiguration and Host use
+	d       Desired
+	entries []Entry // Entries(d)
+	// The state of each item, by its index in entries.
+	history  map[int][]time.Time // recent repair times
+	stopped  map[int]bool        // items given up on
+	reported map[int]WatchAction // items reported as OwnerRemoved or Displaced
+	found    map[target]bool     // targets the journal records as found (unchanged)
+	foundLen int                 // len(journal entries) when found was built; -1: rebuild
 
 	kick chan struct{}
 }
@@ -133,22 +134,22 @@ func NewWatcher(h Host, d Desired, o WatchOptions) *Watcher {
 
 func (w *Watcher) resetLocked() {
 	w.entries = Entries(w.d)
-	w.history = map[string][]time.Time{}
-	w.stopped = map[string]bool{}
-	w.reported = map[string]WatchAction{}
+	w.history = map[int][]time.Time{}
+	w.stopped = map[int]bool{}
+	w.reported = map[int]WatchAction{}
 	w.foundLen = -1
 }
 
 // foundLocked returns the targets whose latest journal entry says they
 // were found as configured (not the agent's), rebuilt when the journal
 // changed.
-func (w *Watcher) foundLocked() map[string]bool {
+func (w *Watcher) foundLocked() map[target]bool {
 	j := w.opt.Journal
 	if j == nil {
 		return nil
 	}
 	if w.foundLen != len(j.Entries) {
-		w.found = make(map[string]bool, len(j.Entries))
+		w.found = make(map[target]bool, len(j.Entries))
 		for i := range j.Entries {
 			w.found[j.Entries[i].target()] = j.Entries[i].State == Unchanged
 		}
@@ -216,8 +217,8 @@ func (w *Watcher) Check() []WatchEvent {
 	var out []WatchEvent
 	v := newView(w.h)
 	found := w.foundLocked()
-	for _, e := range w.entries {
-		if ev, ok := w.checkEntry(v, e, found); ok {
+	for i := range w.entries {
+		if ev, ok := w.checkEntry(v, i, found); ok {
 			out = append(out, ev)
 			if w.opt.OnEvent != nil {
 				w.opt.OnEvent(ev)
@@ -234,8 +235,8 @@ func (w *Watcher) Check() []WatchEvent {
 // checkEntry reads one entry and repairs it if it drifted. A target that
 // cannot be read (a LAN interface that is gone, say) is left for a later
 // pass: the change that brings it back triggers one.
-func (w *Watcher) checkEntry(v *view, e Entry, found map[string]bool) (WatchEvent, bool) {
-	item := e.String()
+func (w *Watcher) checkEntry(v *view, item int, found map[target]bool) (WatchEvent, bool) {
+	e := w.entries[item]
 	if w.stopped[item] {
 		return WatchEvent{}, false
 	}
@@ -249,7 +250,7 @@ func (w *Watcher) checkEntry(v *view, e Entry, found map[string]bool) (WatchEven
 		delete(w.reported, item)
 		return WatchEvent{}, false
 	}
-	ev := WatchEvent{Item: item, Kind: e.Kind, NS: e.NS, Link: e.Link, From: priorText(&cur), To: wantText(&cur)}
+	ev := WatchEvent{Item: e.String(), Kind: e.Kind, NS: e.NS, Link: e.Link, From: priorText(&cur), To: wantText(&cur)}
 	if e.Kind == KindRoute || e.Kind == KindVeth || e.Kind == KindAddr || e.Kind == KindNamespace {
 		ev.From = "absent"
 		if cur.Prior.Route != nil {
@@ -292,7 +293,7 @@ func (w *Watcher) checkEntry(v *view, e Entry, found map[string]bool) (WatchEven
 
 // allow records a repair of item now, unless MaxRepairs happened within
 // the window already.
-func (w *Watcher) allow(item string) bool {
+func (w *Watcher) allow(item int) bool {
 	now := w.opt.Now()
 	h := slices.DeleteFunc(w.history[item], func(t time.Time) bool { return now.Sub(t) >= w.opt.Window })
 	if len(h) >= w.opt.MaxRepairs {
