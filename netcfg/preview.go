@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Change is one line of a plan: what would change, from what to what.
@@ -109,20 +110,20 @@ func priorText(e *Entry) string {
 
 // FormatPlan renders a plan for people, one change a line.
 func FormatPlan(changes []Change) string {
-	s := ""
+	var b strings.Builder
 	for _, c := range changes {
-		line := fmt.Sprintf("%3d. %s", c.Step, c.Action)
+		fmt.Fprintf(&b, "%3d. %s", c.Step, c.Action)
 		switch {
 		case c.Error != "":
-			line += fmt.Sprintf("  [cannot read current value: %s]", c.Error)
+			fmt.Fprintf(&b, "  [cannot read current value: %s]", c.Error)
 		case c.Conflict != "":
-			line += fmt.Sprintf("  [refused: the host has %s, not made by this agent]", c.From)
+			fmt.Fprintf(&b, "  [refused: the host has %s, not made by this agent]", c.From)
 		case c.Unchanged:
-			line += "  (already so: left as found)"
+			b.WriteString("  (already so: left as found)")
 		case c.From != "absent" || c.Kind == KindMTU || c.Kind == KindUp:
-			line += fmt.Sprintf("  (%s -> %s)", c.From, c.To)
+			fmt.Fprintf(&b, "  (%s -> %s)", c.From, c.To)
 		}
-		s += line + "\n"
+		b.WriteByte('\n')
 	}
-	return s
+	return b.String()
 }
