@@ -15,7 +15,9 @@
 # Figures: check (user+sys CPU, wall; /usr/bin/time), up (CPU of the agent
 # from /proc/PID/stat when it logs "tunnel running", and once the first
 # watcher pass is done: no CPU used for 2 s), flap (`ip link set lan0 down`,
-# `up`: CPU until idle again), stop (wall time of SIGINT to exit, reverting).
+# `up`: CPU until idle again), reload (files sites: one prefix appended to
+# a prefixes_file, `tunnel-agent reload`, CPU until idle again), stop (wall
+# time of SIGINT to exit, reverting).
 #
 # Usage: sudo bench/hostscale.sh [--bin PATH] [--check "10000"] [--up "4000"] [--files "100000"]
 set -euo pipefail
@@ -130,6 +132,16 @@ up() { # up FILE LABEL
 	ip -n "$NS" link set lan0 up
 	flap=$(idle "$AGENT_PID")
 	printf "flap  %-28s %5.2f s CPU\n" "$2" "$(echo "$flap - $base" | bc)"
+	if [ -n "${3:-}" ]; then # a prefixes file: one more prefix, reload
+		echo "11.0.0.0/24" >>"$3"
+		agent reload -c "$1" >/dev/null
+		for _ in $(seq 6000); do
+			grep -q -e "configuration reloaded" -e "reload rejected" "$log" && break
+			sleep 0.05
+		done
+		grep -q "configuration reloaded" "$log" || { cat "$log" >&2; exit 1; }
+		printf "reload%-29s %5.2f s CPU (one prefix added)\n" " $2" "$(echo "$(idle "$AGENT_PID") - $flap" | bc)"
+	fi
 	t0=$(date +%s.%N)
 	kill -INT "$AGENT_PID"
 	wait "$AGENT_PID" || { echo "agent exit $?" >&2; cat "$log" >&2; exit 1; }
@@ -148,5 +160,5 @@ done
 for n in $FILES; do
 	gen_files "$n" "$WORK/files$n"
 	check "$WORK/files$n/hub.yaml" "$n prefixes (files)"
-	up "$WORK/files$n/hub.yaml" "$n prefixes (files)"
+	up "$WORK/files$n/hub.yaml" "$n prefixes (files)" "$WORK/files$n/p0.txt"
 done
