@@ -173,7 +173,7 @@ func Revert(h Host, j *Journal, log *slog.Logger) error {
 	var failed []Entry
 	var errs []error
 	blocked := map[target]bool{} // targets of entries that failed
-	each := newChangeLog(log, "reverted", len(j.Entries))
+	each := newChangeLog(log, "reverted", len(j.Entries)-countState(j.Entries, Unchanged))
 	for i := len(j.Entries) - 1; i >= 0; i-- {
 		e := j.Entries[i]
 		if e.State == Unchanged {
@@ -201,6 +201,16 @@ func Revert(h Host, j *Journal, log *slog.Logger) error {
 		return errors.Join(errs...)
 	}
 	return j.Remove()
+}
+
+func countState(entries []Entry, s State) int {
+	n := 0
+	for i := range entries {
+		if entries[i].State == s {
+			n++
+		}
+	}
+	return n
 }
 
 // target is what an entry changes (a link's MTU, an address, the route
