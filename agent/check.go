@@ -17,7 +17,9 @@ type planReport struct {
 }
 
 // runCheck validates the file and prints the plan of host changes with
-// the current values read from the host. It changes nothing.
+// the current values read from the host. It changes nothing. A plan `up`
+// would refuse (a host route of someone else's where the plan needs a
+// route: netcfg.ConflictError) is printed, then reported: exit 2.
 func runCheck(o *options) error {
 	if err := requireConfig(o); err != nil {
 		return err
@@ -40,10 +42,16 @@ func runCheck(o *options) error {
 	rep := planReport{File: o.config, Site: cfg.Site, Journal: journalPath(o.stateDir, cfg.Site),
 		Changes: netcfg.Preview(h, Desired(cfg))}
 	if o.json {
-		return printJSON(o.stdout, rep)
+		if err := printJSON(o.stdout, rep); err != nil {
+			return err
+		}
+		return netcfg.Conflicts(rep.Changes) // exit 2; the changes say which
 	}
 	fmt.Fprintf(o.stdout, "%s: valid. Site %q, %d host changes (journal %s):\n", rep.File, rep.Site, len(rep.Changes), rep.Journal)
 	fmt.Fprint(o.stdout, netcfg.FormatPlan(rep.Changes))
+	if err := netcfg.Conflicts(rep.Changes); err != nil {
+		return fmt.Errorf("`up` would refuse this plan: %w", err)
+	}
 	fmt.Fprintf(o.stdout, "`up` applies these in order and reverts them in reverse order on exit; `down` reverts after a crash.\n")
 	return nil
 }

@@ -15,6 +15,8 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+
+	"tunnel-agent/netcfg"
 )
 
 // Exit codes.
@@ -261,10 +263,11 @@ func report(err error, stderr io.Writer) int {
 	}
 	var ue usageError
 	var ce *ConfigError
+	var rc *netcfg.ConflictError // the file asks for a route the host already has differently
 	var ee exitError
 	var pe privilegeError
 	switch {
-	case errors.As(err, &ue) || errors.As(err, &ce):
+	case errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &rc):
 		fmt.Fprintf(stderr, "tunnel-agent: %v\n", err)
 		return ExitUsage
 	case errors.As(err, &ee):

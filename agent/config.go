@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"tunnel-agent/netcfg"
@@ -103,8 +104,16 @@ type Peer struct {
 	// into Endpoint, and re-resolves it while keepalives go unanswered
 	// (config_endpoint.go, resolve.go).
 	EndpointName string
-	// Prefixes are the destinations tunneled to this peer (masked form).
+	// Prefixes are the destinations tunneled to this peer (masked form):
+	// those the file lists, then those of PrefixesFile.
 	Prefixes []netip.Prefix
+	// PrefixesFile is the file of further prefixes, one a line
+	// (config_prefixes_file.go), resolved against the site file's
+	// directory; "" = none. It is read again on every reload.
+	PrefixesFile string
+	// fileLines are the lines of PrefixesFile the last len(fileLines)
+	// Prefixes come from, for error messages.
+	fileLines []int
 	// Keepalive is how often to send a keepalive when Endpoint is set
 	// (to keep NAT state open); 0 = never. Defaults to DefaultKeepalive.
 	Keepalive time.Duration
@@ -172,14 +181,15 @@ func LoadConfig(path string, host HostInfo) (*Config, error) {
 }
 
 // ParseConfig is LoadConfig on data already read; name is the file name
-// used in error messages.
+// used in error messages, and the directory that relative file names in
+// it (tunnel.peers[].prefixes_file) are read from.
 func ParseConfig(name string, data []byte, host HostInfo) (*Config, error) {
 	ps := &problems{}
 	doc, raw := decodeFile(data, ps)
 	var cfg *Config
 	var facts fileFacts
 	if raw != nil {
-		cfg, facts = convert(raw, ps)
+		cfg, facts = convert(raw, ps, filepath.Dir(name))
 		validate(cfg, host, ps)
 	}
 	if errs := ps.fieldErrors(name, doc); len(errs) > 0 {

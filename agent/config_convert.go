@@ -16,10 +16,13 @@ type fileFacts struct {
 // converter turns the decoded file into a Config, parsing every value and
 // reporting each bad or missing one. A bad value is left as its zero
 // value, at its index in lists, so later paths stay right.
-type converter struct{ ps *problems }
+type converter struct {
+	ps  *problems
+	dir string // the site file's directory: relative file names start there
+}
 
-func convert(f *fileConfig, ps *problems) (*Config, fileFacts) {
-	c := converter{ps}
+func convert(f *fileConfig, ps *problems, dir string) (*Config, fileFacts) {
+	c := converter{ps, dir}
 	cfg := &Config{
 		Site: c.requiredString("site", &f.Site),
 		LAN:  c.lan("lan", &f.LAN),
@@ -95,8 +98,11 @@ func (c converter) peer(path string, f *filePeer) Peer {
 		Keepalive:    parseField(c, path+".keepalive", &f.Keepalive, false, parseKeepalive),
 		WireGuard:    c.peerWireGuard(path, f),
 	}
-	if n := deref(&f.Prefixes); isAbsent(n) || (n.Kind == yaml.SequenceNode && len(n.Content) == 0) {
-		c.ps.addf(path+".prefixes", where(&f.Prefixes), "required: at least one prefix, e.g. [192.168.111.0/24]")
+	var fromFile []netip.Prefix
+	p.PrefixesFile, fromFile, p.fileLines = c.prefixesFile(path+".prefixes_file", &f.PrefixesFile) // config_prefixes_file.go
+	p.Prefixes = append(p.Prefixes, fromFile...)
+	if n := deref(&f.Prefixes); isAbsent(&f.PrefixesFile) && (isAbsent(n) || (n.Kind == yaml.SequenceNode && len(n.Content) == 0)) {
+		c.ps.addf(path+".prefixes", where(&f.Prefixes), "required: at least one prefix, e.g. [192.168.111.0/24] (or a prefixes_file)")
 	}
 	return p
 }

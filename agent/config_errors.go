@@ -76,6 +76,7 @@ type problem struct {
 	node *yaml.Node // where it is; nil = look it up by path
 	line int        // used when node is nil and path gives nothing better
 	col  int        // with line
+	file string     // another file than the site file (a prefixes_file) that line is in
 	err  error
 }
 
@@ -102,6 +103,15 @@ func (ps *problems) add(path string, node *yaml.Node, err error) {
 // addf is add with a formatted error; %w wraps as in fmt.Errorf.
 func (ps *problems) addf(path string, node *yaml.Node, format string, args ...any) {
 	ps.add(path, node, fmt.Errorf(format, args...))
+}
+
+// addIn records err for the field at path, found on line of file, a file
+// the field names (line 0: the file as a whole).
+func (ps *problems) addIn(path, file string, line int, err error) {
+	if ps.isBroken(path) {
+		return
+	}
+	ps.list = append(ps.list, problem{path: path, file: file, line: line, err: err})
 }
 
 // structural records a problem with the shape of the YAML at path and
@@ -145,16 +155,30 @@ func (ps *problems) fieldErrors(file string, doc *yaml.Node) []FieldError {
 	var out []FieldError
 	for _, p := range ps.list {
 		fe := FieldError{File: file, Field: p.path, Msg: clipQuoted(p.err.Error()), Err: errors.Unwrap(p.err), Line: p.line, Column: p.col}
-		if n := cmp.Or(p.node, locate(doc, p.path)); n != nil && p.line == 0 {
+		if p.file != "" {
+			fe.File = p.file
+		} else if n := cmp.Or(p.node, locate(doc, p.path)); n != nil && p.line == 0 {
 			fe.Line, fe.Column = n.Line, n.Column
 		}
 		out = append(out, fe)
 	}
+	// The site file's problems first, then those of the files it names.
 	slices.SortStableFunc(out, func(a, b FieldError) int {
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+		return cmp.Or(compareBool(a.File != file, b.File != file), cmp.Compare(a.File, b.File),
+			cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
 	})
 	out = slices.CompactFunc(out, func(a, b FieldError) bool {
 		return a.Line == b.Line && a.Column == b.Column && a.Field == b.Field && a.Msg == b.Msg
 	})
 	return capErrors(file, out, ps.unplaced)
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

@@ -385,7 +385,7 @@ func TestManyErrorsAtOnce(t *testing.T) {
 
 func TestUnknownFieldPosition(t *testing.T) {
 	_, err := ParseConfig("site.yaml", []byte(cfgWithPeerLine("prefix: [10.1.0.0/16]")), cfgHost)
-	const want = `site.yaml:8:7: tunnel.peers[0].prefix: unknown field "prefix" (known fields: name, endpoint, prefixes, keepalive, public_key, preshared_key_file)`
+	const want = `site.yaml:8:7: tunnel.peers[0].prefix: unknown field "prefix" (known fields: name, endpoint, prefixes, prefixes_file, keepalive, public_key, preshared_key_file)`
 	if err == nil || err.Error() != want {
 		t.Errorf("error:\n got %v\nwant %s", err, want)
 	}

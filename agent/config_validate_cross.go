@@ -88,21 +88,48 @@ func (v validator) offloadClash(lan, veth Offloads, i int) {
 	}
 }
 
-// peerPrefix is a peer prefix and where it is.
+// peerPrefix is a peer prefix and where it is: a field of the site file,
+// or a line of the peer's prefixes_file.
 type peerPrefix struct {
 	p    netip.Prefix
 	peer int
 	path string
+	file string // the prefixes_file, when the prefix is on line of it
+	line int
+}
+
+// ref names where the prefix is, in a message about another one.
+func (pp peerPrefix) ref() string {
+	if pp.file != "" {
+		return fmt.Sprintf("%s:%d", pp.file, pp.line)
+	}
+	return pp.path
+}
+
+// report records a problem with the prefix, where it is.
+func (v validator) report(pp peerPrefix, format string, args ...any) {
+	if pp.file != "" {
+		v.ps.addIn(pp.path, pp.file, pp.line, fmt.Errorf(format, args...))
+		return
+	}
+	v.ps.addf(pp.path, nil, format, args...)
 }
 
 // peerPrefixes lists the peer prefixes that parsed.
 func (v validator) peerPrefixes() []peerPrefix {
 	var out []peerPrefix
 	for i, p := range v.cfg.Tunnel.Peers {
+		inline := len(p.Prefixes) - len(p.fileLines)
 		for j, pfx := range p.Prefixes {
-			if pfx.IsValid() {
-				out = append(out, peerPrefix{pfx, i, fmt.Sprintf("tunnel.peers[%d].prefixes[%d]", i, j)})
+			if !pfx.IsValid() {
+				continue
 			}
+			pp := peerPrefix{p: pfx, peer: i, path: fmt.Sprintf("tunnel.peers[%d].prefixes[%d]", i, j)}
+			if j >= inline {
+				pp.path = fmt.Sprintf("tunnel.peers[%d].prefixes_file", i)
+				pp.file, pp.line = p.PrefixesFile, p.fileLines[j-inline]
+			}
+			out = append(out, pp)
 		}
 	}
 	return out
@@ -125,28 +152,39 @@ func (v validator) peerClashes() {
 }
 
 // prefixClashes reports peer prefixes given twice, or overlapping another
-// peer's: every destination must belong to exactly one peer.
+// peer's: every destination must belong to exactly one peer. Each is
+// reported against the first earlier prefix it clashes with.
 func (v validator) prefixClashes() {
 	all := v.peerPrefixes()
+	set := indexPrefixes(all)
 	for j, b := range all {
-		for _, a := range all[:j] {
-			if msg := prefixClash(a, b, v.cfg.Tunnel.Peers[a.peer].Name); msg != "" {
-				v.ps.addf(b.path, nil, "%s", msg)
-				break
-			}
+		i := set.overlapping(b.p, func(i int) bool {
+			return i < j && prefixClash(all[i], b, "") != ""
+		})
+		if i >= 0 {
+			v.report(b, "%s", prefixClash(all[i], b, v.cfg.Tunnel.Peers[all[i].peer].Name))
 		}
 	}
+}
+
+// indexPrefixes indexes peer prefixes by their position in the list.
+func indexPrefixes(all []peerPrefix) *prefixSet {
+	set := &prefixSet{}
+	for i, pp := range all {
+		set.add(pp.p, i)
+	}
+	return set
 }
 
 // prefixClash describes how b clashes with the earlier a, or returns "".
 func prefixClash(a, b peerPrefix, aName string) string {
 	switch {
 	case a.p == b.p && a.peer == b.peer:
-		return fmt.Sprintf("%s is given twice (also %s)", b.p, a.path)
+		return fmt.Sprintf("%s is given twice (also %s)", b.p, a.ref())
 	case a.p == b.p:
-		return fmt.Sprintf("%s is also a prefix of peer %q (%s); a destination must belong to one peer", b.p, aName, a.path)
+		return fmt.Sprintf("%s is also a prefix of peer %q (%s); a destination must belong to one peer", b.p, aName, a.ref())
 	case a.peer != b.peer && a.p.Overlaps(b.p):
-		return fmt.Sprintf("%s overlaps %s of peer %q (%s); a destination must belong to one peer", b.p, a.p, aName, a.path)
+		return fmt.Sprintf("%s overlaps %s of peer %q (%s); a destination must belong to one peer", b.p, a.p, aName, a.ref())
 	}
 	return ""
 }
@@ -156,38 +194,48 @@ func prefixClash(a, b peerPrefix, aName string) string {
 func (v validator) localPrefixes() {
 	v.noRepeats("tunnel.local_prefixes", v.cfg.Tunnel.LocalPrefixes)
 	peers := v.peerPrefixes()
+	set := indexPrefixes(peers)
 	for i, l := range v.cfg.Tunnel.LocalPrefixes {
-		k := slices.IndexFunc(peers, func(pp peerPrefix) bool { return l.IsValid() && pp.p.Overlaps(l) })
-		if k >= 0 {
+		if !l.IsValid() {
+			continue
+		}
+		if k := set.overlapping(l, func(int) bool { return true }); k >= 0 {
 			v.ps.addf(fmt.Sprintf("tunnel.local_prefixes[%d]", i), nil,
 				"%s overlaps %s, tunneled to peer %q (%s); a destination is either local or remote",
-				l, peers[k].p, v.cfg.Tunnel.Peers[peers[k].peer].Name, peers[k].path)
+				l, peers[k].p, v.cfg.Tunnel.Peers[peers[k].peer].Name, peers[k].ref())
 		}
 	}
 }
 
 // noRepeats reports a prefix given twice in one list.
 func (v validator) noRepeats(path string, list []netip.Prefix) {
+	first := make(map[netip.Prefix]int, len(list))
 	for i, p := range list {
-		if j := slices.Index(list[:i], p); j >= 0 && p.IsValid() {
-			v.ps.addf(fmt.Sprintf("%s[%d]", path, i), nil, "%s is given twice (also %s[%d])", p, path, j)
+		if !p.IsValid() {
+			continue
 		}
+		if j, ok := first[p]; ok {
+			v.ps.addf(fmt.Sprintf("%s[%d]", path, i), nil, "%s is given twice (also %s[%d])", p, path, j)
+			continue
+		}
+		first[p] = i
 	}
 }
 
 // blackhole checks the blackhole prefixes, given or defaulted.
 func (v validator) blackhole() {
 	t := v.cfg.Tunnel
+	endpoints := v.endpointSet()
 	if t.BlackholeSet {
 		v.noRepeats("tunnel.blackhole", t.Blackhole)
 		v.blackholeUseful()
 		for i, b := range t.Blackhole {
-			v.blackholeEndpoints(fmt.Sprintf("tunnel.blackhole[%d]", i), b, "")
+			v.blackholeEndpoints(endpoints, peerPrefix{p: b, path: fmt.Sprintf("tunnel.blackhole[%d]", i)}, "")
 		}
 		return
 	}
 	for _, pp := range v.peerPrefixes() {
-		v.blackholeEndpoints(pp.path, pp.p, " (tunnel.blackhole defaults to every peer prefix; give it to choose)")
+		v.blackholeEndpoints(endpoints, pp, " (tunnel.blackhole defaults to every peer prefix; give it to choose)")
 	}
 }
 
@@ -204,29 +252,42 @@ func (v validator) blackholeUseful() {
 	if v.ps.hasMatch(rePeerPrefixes) {
 		return
 	}
-	peers := v.peerPrefixes()
+	set := indexPrefixes(v.peerPrefixes())
 	for i, b := range v.cfg.Tunnel.Blackhole {
-		if b.IsValid() && !slices.ContainsFunc(peers, func(pp peerPrefix) bool { return pp.p.Overlaps(b) }) {
+		if b.IsValid() && !set.t.OverlapsPrefix(b) {
 			v.ps.addf(fmt.Sprintf("tunnel.blackhole[%d]", i), nil,
 				"%s overlaps no peer prefix: its packets would be dropped and never tunneled", b)
 		}
 	}
 }
 
+// endpointSet indexes the peers' endpoint addresses (as single-address
+// prefixes) by peer.
+func (v validator) endpointSet() *prefixSet {
+	set := &prefixSet{}
+	for i, p := range v.cfg.Tunnel.Peers {
+		if ep := p.Endpoint.Addr().WithZone(""); ep.IsValid() && !ep.IsUnspecified() {
+			set.add(netip.PrefixFrom(ep, ep.BitLen()), i)
+		}
+	}
+	return set
+}
+
 // blackholeEndpoints reports a blackhole route that would swallow the
 // tunnel's own datagrams to a peer (an endpoint given as a name counts
 // once `up` has resolved it: checkResolved).
-func (v validator) blackholeEndpoints(path string, b netip.Prefix, note string) {
-	for _, p := range v.cfg.Tunnel.Peers {
-		ep := p.Endpoint.Addr().WithZone("")
-		if b.IsValid() && ep.IsValid() && !ep.IsUnspecified() && b.Contains(ep) {
-			from := ""
-			if p.EndpointName != "" {
-				from = " (resolved from " + p.EndpointName + ")"
-			}
-			v.ps.addf(path, nil, "%s contains the endpoint %s%s of peer %q: its blackhole route would drop the tunnel's own datagrams%s",
-				b, ep, from, p.Name, note)
+func (v validator) blackholeEndpoints(endpoints *prefixSet, b peerPrefix, note string) {
+	if !b.p.IsValid() {
+		return
+	}
+	for _, i := range endpoints.contained(b.p) {
+		p := v.cfg.Tunnel.Peers[i]
+		from := ""
+		if p.EndpointName != "" {
+			from = " (resolved from " + p.EndpointName + ")"
 		}
+		v.report(b, "%s contains the endpoint %s%s of peer %q: its blackhole route would drop the tunnel's own datagrams%s",
+			b.p, p.Endpoint.Addr().WithZone(""), from, p.Name, note)
 	}
 }
 

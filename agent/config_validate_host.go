@@ -83,7 +83,7 @@ func (v validator) blackholes() []peerPrefix {
 	var out []peerPrefix
 	for i, b := range v.cfg.Tunnel.Blackhole {
 		if b.IsValid() {
-			out = append(out, peerPrefix{b.Masked(), -1, fmt.Sprintf("tunnel.blackhole[%d]", i)})
+			out = append(out, peerPrefix{p: b.Masked(), peer: -1, path: fmt.Sprintf("tunnel.blackhole[%d]", i)})
 		}
 	}
 	return out

@@ -61,10 +61,12 @@ type (
 		PrivateKeyFile yaml.Node `yaml:"private_key_file"`
 	}
 	filePeer struct {
-		Name      yaml.Node `yaml:"name"`
-		Endpoint  yaml.Node `yaml:"endpoint"`
-		Prefixes  yaml.Node `yaml:"prefixes"`
-		Keepalive yaml.Node `yaml:"keepalive"`
+		Name     yaml.Node `yaml:"name"`
+		Endpoint yaml.Node `yaml:"endpoint"`
+		Prefixes yaml.Node `yaml:"prefixes"`
+		// A file of further prefixes (config_prefixes_file.go).
+		PrefixesFile yaml.Node `yaml:"prefixes_file"`
+		Keepalive    yaml.Node `yaml:"keepalive"`
 		// WireGuard mode (config_wireguard.go).
 		PublicKey        yaml.Node `yaml:"public_key"`
 		PresharedKeyFile yaml.Node `yaml:"preshared_key_file"`

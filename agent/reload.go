@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"time"
 )
@@ -134,6 +133,9 @@ func (l *liveSite) reload() (string, error) {
 	if l.eng == nil {
 		return "", errors.New("reload is not supported in wireguard mode yet: restart the agent (systemctl restart)")
 	}
+	if err := l.w.CheckReconfigure(Desired(cfg), l.j); err != nil {
+		return "", err // a route of someone else's is in the way: refused before anything changes
+	}
 	lanAddrs, err := interfaceAddrs(cfg.LAN.Interface)
 	if err != nil {
 		return "", err
@@ -173,22 +175,22 @@ func restartOnly(old, nw *Config) error {
 }
 
 func peerDiff(old, nw *Config) (added, removed []string) {
-	names := func(c *Config) []string {
-		var out []string
+	names := func(c *Config) map[string]bool { // a map: a hub has thousands of peers
+		m := make(map[string]bool, len(c.Tunnel.Peers))
 		for _, p := range c.Tunnel.Peers {
-			out = append(out, p.Name)
+			m[p.Name] = true
 		}
-		return out
+		return m
 	}
 	o, n := names(old), names(nw)
-	for _, x := range n {
-		if !slices.Contains(o, x) {
-			added = append(added, x)
+	for _, p := range nw.Tunnel.Peers {
+		if !o[p.Name] {
+			added = append(added, p.Name)
 		}
 	}
-	for _, x := range o {
-		if !slices.Contains(n, x) {
-			removed = append(removed, x)
+	for _, p := range old.Tunnel.Peers {
+		if !n[p.Name] {
+			removed = append(removed, p.Name)
 		}
 	}
 	return added, removed

@@ -54,7 +54,7 @@ type liveSite struct {
 func newLiveSite(cfg *Config, o *options, h *netcfg.NetlinkHost, j *netcfg.Journal) *liveSite {
 	l := &liveSite{o: o, h: h, j: j, cfg: cfg, met: newMetrics(), hup: make(chan os.Signal, 1), lookup: systemLookup,
 		reloads: make(chan chan ReloadVerdict), openCapture: dataplane.OpenCaptureWith, self: []string{"/proc/self/exe"}}
-	l.w = netcfg.NewWatcher(h, Desired(cfg), netcfg.WatchOptions{OnEvent: l.onRepair, OnChecked: l.onChecked})
+	l.w = netcfg.NewWatcher(h, Desired(cfg), netcfg.WatchOptions{OnEvent: l.onRepair, OnChecked: l.onChecked, Journal: j})
 	signal.Notify(l.hup, syscall.SIGHUP)
 	return l
 }
@@ -72,6 +72,12 @@ func (l *liveSite) onRepair(ev netcfg.WatchEvent) {
 		l.o.log.Error("host drifted from the configuration; repair failed", "item", ev.Item, "found", ev.From, "err", ev.Err)
 	case netcfg.GaveUp:
 		l.o.log.Error("something keeps changing this item back; no longer repairing it until the next reload",
+			"item", ev.Item, "found", ev.From)
+	case netcfg.OwnerRemoved:
+		l.o.log.Warn("an object that was on the host before `up` is gone; its owner removed it, not re-creating it (not ours)",
+			"item", ev.Item)
+	case netcfg.Displaced:
+		l.o.log.Warn("a route of the agent's was replaced by a route it did not make; leaving that route alone",
 			"item", ev.Item, "found", ev.From)
 	}
 }

@@ -27,7 +27,7 @@ var blackhole = netip.MustParsePrefix("192.168.111.0/30")
 // nlIn returns a netlink handle inside ns, closed when the test ends.
 func nlIn(t *testing.T, ns netns.NsHandle) *netlink.Handle {
 	t.Helper()
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}

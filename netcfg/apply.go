@@ -1,54 +1,169 @@
 package netcfg
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 )
 
-// Apply makes the host match d. Before each change it records the prior
-// value in j and saves j. On failure it reverts what it did (and removes
-// the journal when that revert succeeds) and returns an error naming the
-// step, e.g. "set MTU of veth0 to 1420: ...".
+// Apply makes the host match d. It first reads every route of the plan
+// and refuses (with a *ConflictError, before any change) when the host
+// has a different route of its own where the plan needs one. Then it
+// applies the plan batch by batch (applyEntries), recording the prior
+// values in j before the changes. On failure it reverts what it did (and
+// removes the journal when that revert succeeds) and returns an error
+// naming the step, e.g. "set MTU of veth0 to 1420: ...".
 func Apply(h Host, d Desired, j *Journal, log *slog.Logger) error {
 	if err := recordNetNS(h, j); err != nil {
 		return err
 	}
-	for _, e := range Entries(d) {
-		if err := applyEntry(h, j, e, log); err != nil {
-			if rerr := Revert(h, j, log); rerr != nil {
-				return errors.Join(err, fmt.Errorf("roll back: %w", rerr))
-			}
-			return err
+	entries := Entries(d)
+	v := newView(h)
+	if err := checkRoutes(v, entries, nil); err != nil {
+		return err
+	}
+	if err := applyEntries(h, v, j, entries, log); err != nil {
+		if rerr := Revert(h, j, log); rerr != nil {
+			return errors.Join(err, fmt.Errorf("roll back: %w", rerr))
 		}
+		return err
 	}
 	return nil
 }
 
-func applyEntry(h Host, j *Journal, e Entry, log *slog.Logger) error {
-	o := ops[e.Kind]
-	desc := e.String()
-	matches, err := o.read(h, &e)
-	if err != nil {
-		return fmt.Errorf("%s: %w", desc, err)
+// applyEntries applies entries in order, in batches: a batch is a run of
+// consecutive entries of one kind with different targets (all the
+// blackhole routes of a hub, say), whose reads do not depend on each
+// other's changes. For each batch it
+//
+//  1. reads every entry's prior value (from one view of the host);
+//  2. appends the batch to the journal, the entries that change something
+//     as pending, and saves it: one write and fsync for the batch, and
+//     every prior value is on disk before its change is made;
+//  3. makes the changes, in order;
+//  4. marks them done and saves again.
+//
+// A crash between 2 and 4 leaves pending entries, some of whose changes
+// were made and some not; Revert tolerates both ("already gone"). Saving
+// per entry instead would rewrite the whole journal once per entry, which
+// is quadratic in the number of entries. If a change fails, the entries
+// after it in its batch, never attempted, are dropped from the journal;
+// the caller reverts the rest.
+func applyEntries(h Host, v *view, j *Journal, entries []Entry, log *slog.Logger) error {
+	for len(entries) > 0 {
+		n := batchLen(entries)
+		if err := applyBatch(h, v, j, entries[:n], log); err != nil {
+			return err
+		}
+		entries = entries[n:]
 	}
-	if matches {
-		e.State = Unchanged
+	return nil
+}
+
+// batchLen returns the length of the batch at the start of entries.
+func batchLen(entries []Entry) int {
+	targets := map[target]bool{entries[0].target(): true}
+	n := 1
+	for n < len(entries) && entries[n].Kind == entries[0].Kind && !targets[entries[n].target()] {
+		targets[entries[n].target()] = true
+		n++
+	}
+	return n
+}
+
+func applyBatch(h Host, v *view, j *Journal, batch []Entry, log *slog.Logger) error {
+	o := ops[batch[0].Kind]
+	base := len(j.Entries)
+	var todo []int // indexes in j.Entries of the entries to change
+	debug := log.Enabled(context.Background(), slog.LevelDebug)
+	for _, asked := range batch {
+		e := asked // read fills in e; asked names the step as the plan does
+		matches, err := o.read(v, &e)
+		if err == nil && !matches && routeConflict(&e) {
+			err = conflictError(&e)
+		}
+		if err != nil {
+			j.Entries = j.Entries[:base] // nothing of the batch was done
+			return fmt.Errorf("%s: %w", asked.String(), err)
+		}
+		if matches {
+			e.State = Unchanged
+			if debug {
+				log.Debug("already as configured", "change", asked.String())
+			}
+		} else {
+			e.State = Pending
+			todo = append(todo, len(j.Entries))
+		}
 		j.Entries = append(j.Entries, e)
-		log.Debug("already as configured", "change", desc)
-		return j.Save()
 	}
-	e.State = Pending
-	j.Entries = append(j.Entries, e)
 	if err := j.Save(); err != nil {
+		j.Entries = j.Entries[:base]
 		return err
 	}
-	if err := o.apply(h, &e); err != nil {
-		return fmt.Errorf("%s: %w", e.String(), err)
+	each := newChangeLog(log, "applied", len(todo))
+	for _, idx := range todo {
+		e := &j.Entries[idx]
+		if err := o.apply(h, e); err != nil {
+			// The later entries of the batch were not attempted (or,
+			// unchanged, need no revert): drop them.
+			j.Entries = slices.Delete(j.Entries, idx+1, len(j.Entries))
+			return fmt.Errorf("%s: %w", e.String(), err)
+		}
+		e.State = Done
+		v.changed(e, false)
+		each.add(e)
 	}
-	j.Entries[len(j.Entries)-1].State = Done
-	log.Info("applied", "change", e.String())
+	if len(todo) == 0 {
+		return nil
+	}
+	each.done(batch[0].Kind)
 	return j.Save()
+}
+
+// logEachUpTo is how many changes of one batch (or revert) are logged
+// one line each at level INFO; beyond it (the blackhole routes of a hub)
+// they are logged at DEBUG and summed up in one INFO line.
+const logEachUpTo = 20
+
+// changeLog logs the changes of one batch or revert.
+type changeLog struct {
+	logger *slog.Logger
+	msg    string
+	level  slog.Level
+	on     bool // the level is enabled
+	n      int
+}
+
+func newChangeLog(log *slog.Logger, msg string, n int) *changeLog {
+	l := &changeLog{logger: log, msg: msg, level: slog.LevelInfo}
+	if n > logEachUpTo {
+		l.level = slog.LevelDebug
+	}
+	l.on = log.Enabled(context.Background(), l.level)
+	return l
+}
+
+func (l *changeLog) add(e *Entry) {
+	l.n++
+	if l.on {
+		l.logger.Log(context.Background(), l.level, l.msg, "change", e.String())
+	}
+}
+
+// done writes the summary line, if the changes were not logged at INFO;
+// kind is the kind of all of them ("": of several kinds).
+func (l *changeLog) done(kind Kind) {
+	switch {
+	case l.level == slog.LevelInfo || l.n == 0:
+	case kind == "":
+		l.logger.Info(l.msg, "changes", l.n)
+	default:
+		l.logger.Info(l.msg, "changes", l.n, "kind", kind)
+	}
 }
 
 // Revert undoes the journal's entries in reverse order, restoring each
@@ -66,24 +181,27 @@ func Revert(h Host, j *Journal, log *slog.Logger) error {
 	}
 	var failed []Entry
 	var errs []error
-	blocked := map[string]bool{} // targets of entries that failed
+	blocked := map[target]bool{} // targets of entries that failed
+	each := newChangeLog(log, "reverted", len(j.Entries)-countState(j.Entries, Unchanged))
 	for i := len(j.Entries) - 1; i >= 0; i-- {
 		e := j.Entries[i]
 		if e.State == Unchanged {
 			continue
 		}
 		if blocked[e.target()] {
-			failed = append([]Entry{e}, failed...)
+			failed = append(failed, e)
 			continue
 		}
 		if err := ops[e.Kind].revert(h, &e); err != nil {
 			errs = append(errs, fmt.Errorf("revert %q: %w", e.String(), err))
-			failed = append([]Entry{e}, failed...)
+			failed = append(failed, e)
 			blocked[e.target()] = true
 			continue
 		}
-		log.Info("reverted", "change", e.String())
+		each.add(&e)
 	}
+	each.done("")
+	slices.Reverse(failed)
 	if len(errs) == 0 {
 		failed, errs = verify(h, j.Entries)
 	}
@@ -97,14 +215,34 @@ func Revert(h Host, j *Journal, log *slog.Logger) error {
 	return j.Remove()
 }
 
-// target names what an entry changes, for Revert's ordering of entries
-// that change the same thing.
-func (e *Entry) target() string {
+func countState(entries []Entry, s State) int {
+	n := 0
+	for i := range entries {
+		if entries[i].State == s {
+			n++
+		}
+	}
+	return n
+}
+
+// target is what an entry changes (a link's MTU, an address, the route
+// with a destination and metric, ...), for Revert's ordering of entries
+// that change the same thing, for batches, for Reconfigure and for the
+// watcher.
+type target struct {
+	kind     Kind
+	ns, link string
+	p        netip.Prefix // an address, a route's destination
+	metric   int
+}
+
+func (e *Entry) target() target {
+	t := target{kind: e.Kind, ns: e.NS, link: e.Link}
 	switch {
 	case e.Kind == KindAddr:
-		return fmt.Sprintf("addr %s %s %s", e.NS, e.Link, e.Prefix)
+		t.p = e.Prefix
 	case e.Kind == KindRoute && e.Route != nil:
-		return fmt.Sprintf("route %s %s", e.NS, e.Route.Dst)
+		t.link, t.p, t.metric = "", e.Route.Dst, e.Route.Metric
 	}
-	return fmt.Sprintf("%s %s %s", e.Kind, e.NS, e.Link)
+	return t
 }

@@ -54,8 +54,8 @@ host feature veth0 tx-tcp-ecn-segmentation requested=on active=off
 host feature veth0 tx-tcp-mangleid-segmentation requested=on active=off
 host feature veth0 tx-tcp-segmentation requested=on active=off
 host feature veth0 tx-tcp6-segmentation requested=on active=off
-host route 11.11.11.0/24 type=1 gw=- dev=veth0 proto=2 scope=253 src=11.11.11.1
-host route 192.168.111.0/30 type=6 gw=- dev=- proto=227 scope=0 src=-
+host route 11.11.11.0/24 type=1 gw=- dev=veth0 proto=2 scope=253 src=11.11.11.1 metric=0
+host route 192.168.111.0/30 type=6 gw=- dev=- proto=227 scope=0 src=- metric=0
 ns1 namespace
 ns1 link lo device mtu=65536 up
 ns1 addr lo 127.0.0.1/8
@@ -68,8 +68,8 @@ ns1 feature veth1 tx-tcp-ecn-segmentation requested=on active=off
 ns1 feature veth1 tx-tcp-mangleid-segmentation requested=on active=off
 ns1 feature veth1 tx-tcp-segmentation requested=on active=off
 ns1 feature veth1 tx-tcp6-segmentation requested=on active=off
-ns1 route 0.0.0.0/0 type=1 gw=11.11.11.1 dev=veth1 proto=227 scope=0 src=-
-ns1 route 11.11.11.0/24 type=1 gw=- dev=veth1 proto=2 scope=253 src=11.11.11.100
+ns1 route 0.0.0.0/0 type=1 gw=11.11.11.1 dev=veth1 proto=227 scope=0 src=- metric=0
+ns1 route 11.11.11.0/24 type=1 gw=- dev=veth1 proto=2 scope=253 src=11.11.11.100 metric=0
 `
 
 // vpsSteps are the plan's steps for vpsDesired("ns1") on newFakeHost(),
@@ -190,11 +190,15 @@ func TestApplyGolden(t *testing.T) {
 	checkNoJournal(t, j)
 }
 
-// TestApplyLeavesFoundStateAlone: what already matched is recorded as
-// unchanged and is still there, exactly, after Revert.
-func TestApplyLeavesFoundStateAlone(t *testing.T) {
-	h := newFakeHost()
-	blackhole := RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: rtnBlackhole, Protocol: 4}
+// foundBlackhole is the blackhole route of vpsDesired, as someone else
+// added it (proto static).
+var foundBlackhole = RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: rtnBlackhole, Protocol: 4}
+
+// halfThere makes part of vpsDesired("ns1") on h, as someone else would
+// have: the namespace with lo up, the veth pair, veth0's MTU, address and
+// up, and foundBlackhole.
+func halfThere(t *testing.T, h *fakeHost) {
+	t.Helper()
 	h.must(t,
 		h.CreateNamespace("ns1"),
 		h.SetUp("ns1", "lo", true),
@@ -202,8 +206,16 @@ func TestApplyLeavesFoundStateAlone(t *testing.T) {
 		h.SetMTU("", "veth0", 1420),
 		h.AddAddr("", "veth0", netip.MustParsePrefix("11.11.11.1/24")),
 		h.SetUp("", "veth0", true),
-		h.ReplaceRoute("", blackhole),
+		h.ReplaceRoute("", foundBlackhole),
 	)
+}
+
+// TestApplyLeavesFoundStateAlone: what already matched is recorded as
+// unchanged and is still there, exactly, after Revert.
+func TestApplyLeavesFoundStateAlone(t *testing.T) {
+	h := newFakeHost()
+	blackhole := foundBlackhole
+	halfThere(t, h)
 	before := h.dump()
 	j := newTestJournal(t)
 	if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
@@ -244,7 +256,7 @@ func TestApplyLeavesFoundStateAlone(t *testing.T) {
 	for _, line := range []string{
 		"host link veth0 veth mtu=1420 up peer=ns1/veth1",
 		"host addr veth0 11.11.11.1/24",
-		"host route 192.168.111.0/30 type=6 gw=- dev=- proto=4 scope=0 src=-",
+		"host route 192.168.111.0/30 type=6 gw=- dev=- proto=4 scope=0 src=- metric=0",
 		"ns1 link lo device mtu=65536 up",
 	} {
 		if !strings.Contains(h.dump(), line+"\n") {
@@ -256,7 +268,7 @@ func TestApplyLeavesFoundStateAlone(t *testing.T) {
 
 // vpsHost returns a host with an uplink, eth0, and its default route, as
 // on a VPS.
-func vpsHost(t *testing.T) *fakeHost {
+func vpsHost(t testing.TB) *fakeHost {
 	h := newFakeHost()
 	h.addLink(t, "", "eth0", "device", 1500, true)
 	h.must(t,
@@ -264,41 +276,6 @@ func vpsHost(t *testing.T) *fakeHost {
 		h.ReplaceRoute("", RouteSpec{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("192.0.2.1"), Type: rtnUnicast, Protocol: 3}),
 	)
 	return h
-}
-
-// TestApplyReplacesRoute: a route to the blackhole prefix that existed is
-// replaced by ours, and put back exactly by Revert.
-func TestApplyReplacesRoute(t *testing.T) {
-	h := vpsHost(t)
-	dst := netip.MustParsePrefix("192.168.111.0/30")
-	h.must(t, h.ReplaceRoute("", RouteSpec{Dst: dst, Gw: netip.MustParseAddr("192.0.2.1"), Type: rtnUnicast, Protocol: 4, Src: netip.MustParseAddr("192.0.2.10")}))
-	orig, err := h.Route("", dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := h.dump()
-
-	j := newTestJournal(t)
-	if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	got, err := h.Route("", dst)
-	if want := (RouteSpec{Dst: dst, Type: rtnBlackhole, Protocol: RouteProtocol}); err != nil || got != want {
-		t.Errorf("route after Apply = %+v, %v; want %+v", got, err, want)
-	}
-	last := j.Entries[len(j.Entries)-1]
-	if last.Kind != KindRoute || last.Prior.Route == nil || *last.Prior.Route != orig {
-		t.Errorf("journaled prior route = %+v, want %+v", last.Prior.Route, orig)
-	}
-
-	if err := Revert(h, j, discard); err != nil {
-		t.Fatalf("Revert: %v", err)
-	}
-	if got, err := h.Route("", dst); err != nil || got != orig {
-		t.Errorf("route after Revert = %+v, %v; want %+v", got, err, orig)
-	}
-	checkDump(t, "after Revert", h, before)
-	checkNoJournal(t, j)
 }
 
 // TestRevertLeavesForeignRoute: a route of ours that someone replaced in
@@ -352,12 +329,12 @@ func TestApplyReadFailureRollsBack(t *testing.T) {
 		step  string
 	}{
 		{on("NamespaceExists", "ns1", ""), "create namespace ns1"},
-		{on("Link", "", "veth0"), "create veth pair veth0 <-> veth1 (veth1 in ns1)"},
-		{on("Link", "ns1", "veth1"), "set MTU of veth1 in ns1 to 1420"},
+		{on("Links", "", ""), "create veth pair veth0 <-> veth1 (veth1 in ns1)"},
+		{on("Links", "ns1", ""), "set MTU of veth1 in ns1 to 1420"},
 		{on("Features", "ns1", "veth1"), "set features of veth1 in ns1: rx off, tx off"},
-		{on("HasAddr", "ns1", ""), "add address 11.11.11.100/24 to veth1 in ns1"},
-		{on("Route", "ns1", ""), "add route default via 11.11.11.1 in ns1"},
-		{on("Route", "", ""), "add route blackhole 192.168.111.0/30"},
+		{on("Addrs", "ns1", ""), "add address 11.11.11.100/24 to veth1 in ns1"},
+		{on("Routes", "ns1", ""), "add route default via 11.11.11.1 in ns1"},
+		{on("Routes", "", ""), "add route blackhole 192.168.111.0/30"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.step, func(t *testing.T) {
@@ -427,7 +404,9 @@ func down(t *testing.T, h Host, path string) {
 
 // TestApplyKilled kills the agent at each step, before and after the
 // kernel made the change: the journal left on disk alone is enough to
-// restore the host, and `down` twice is harmless.
+// restore the host, and `down` twice is harmless. The journal records the
+// step as pending (and the rest of its batch, whose changes were not made
+// yet, too).
 func TestApplyKilled(t *testing.T) {
 	for n, step := range vpsSteps {
 		for _, after := range []bool{false, true} {
@@ -448,8 +427,13 @@ func TestApplyKilled(t *testing.T) {
 				if err != nil || onDisk == nil {
 					t.Fatalf("LoadJournal after the kill: %v, %v", onDisk, err)
 				}
-				if len(onDisk.Entries) != n+1 || onDisk.Entries[n].State != Pending || onDisk.Entries[n].String() != step {
-					t.Errorf("journal has %d entries, last %+v; want %d, the last %q pending", len(onDisk.Entries), onDisk.Entries[len(onDisk.Entries)-1], n+1, step)
+				if len(onDisk.Entries) < n+1 || onDisk.Entries[n].State != Pending || onDisk.Entries[n].String() != step {
+					t.Fatalf("journal has %d entries; want at least %d, entry %d %q pending", len(onDisk.Entries), n+1, n+1, step)
+				}
+				for i, e := range onDisk.Entries {
+					if want := vpsSteps[i]; e.String() != want || (i > n && e.State != Pending) {
+						t.Errorf("entry %d: %q %s; want %q, pending after the killed step", i+1, e.String(), e.State, want)
+					}
 				}
 				down(t, h, j.Path())
 				checkDump(t, "after down", h, before)
@@ -501,7 +485,7 @@ func TestRevertFailureKeepsEntry(t *testing.T) {
 		{
 			fault:  func(c call) bool { return c.Op == "DelRoute" && c.NS == "" },
 			entry:  "add route blackhole 192.168.111.0/30",
-			during: []string{"host route 192.168.111.0/30 type=6 gw=- dev=- proto=227 scope=0 src=-"},
+			during: []string{"host route 192.168.111.0/30 type=6 gw=- dev=- proto=227 scope=0 src=- metric=0"},
 		},
 		{
 			// The address goes with the namespace; the second Revert
@@ -615,7 +599,7 @@ var (
 		{"tx-lockless", true},      // fixed on a veth (skipped), fixed off (an error) on eth0/eth1
 	}
 	randRouteDsts = map[string][]netip.Prefix{
-		"":      prefixes("192.168.111.0/30", "10.50.0.0/16", "10.60.0.0/16", "0.0.0.0/0", "2001:db8::/32"),
+		"":      prefixes("192.168.111.0/30", "10.50.0.0/16", "10.70.0.0/16", "2001:db8::/32", "2001:db8:1::/48"),
 		"ns1":   prefixes("0.0.0.0/0", "10.50.0.0/16"),
 		"ns2":   prefixes("0.0.0.0/0", "10.50.0.0/16"),
 		"other": prefixes("0.0.0.0/0", "10.50.0.0/16"),
@@ -792,16 +776,22 @@ func (r *randRun) mutateWorld() {
 	case 3:
 		err = h.SetFeatures("", "eth1", map[string]bool{"rx-checksum": rng.IntN(2) == 0, "tx-checksum-ipv4": rng.IntN(2) == 0})
 	case 4:
-		dst := prefixes("10.50.0.0/16", "192.168.111.0/30")[rng.IntN(2)]
-		switch rng.IntN(3) {
+		// Someone else's routes to destinations the states use: at the
+		// metric the agent uses (states that need another route there
+		// are refused) or at another one (left alone).
+		dst := prefixes("10.50.0.0/16", "192.168.111.0/30", "2001:db8::/32")[rng.IntN(3)]
+		metric := []int{0, 100}[rng.IntN(2)]
+		switch rng.IntN(4) {
 		case 0:
 			if err = h.DelRoute("", RouteSpec{Dst: dst}); errors.Is(err, ErrNotFound) {
 				err = nil
 			}
-		case 1:
-			err = h.ReplaceRoute("", RouteSpec{Dst: dst, Type: rtnBlackhole, Protocol: 4})
-		case 2:
-			err = h.ReplaceRoute("", RouteSpec{Dst: dst, Gw: netip.MustParseAddr("192.0.2.1"), Type: rtnUnicast, Protocol: 4})
+		case 1, 2:
+			err = h.ReplaceRoute("", RouteSpec{Dst: dst, Type: rtnBlackhole, Protocol: 4, Metric: metric})
+		case 3:
+			if dst.Addr().Is4() {
+				err = h.ReplaceRoute("", RouteSpec{Dst: dst, Gw: netip.MustParseAddr("192.0.2.1"), Type: rtnUnicast, Protocol: 4, Metric: metric})
+			}
 		}
 	case 5:
 		if h.nss["ns2"] != nil {
@@ -996,7 +986,7 @@ func (r *randRun) revert() {
 
 // fastTempDir is a temporary directory in memory where there is one: the
 // random test saves (and fsyncs) journals thousands of times.
-func fastTempDir(t *testing.T) string {
+func fastTempDir(t testing.TB) string {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		if dir, err := os.MkdirTemp("/dev/shm", "netcfg-test-"); err == nil {
 			t.Cleanup(func() { os.RemoveAll(dir) })
@@ -1097,14 +1087,6 @@ func TestRevertFailureKeepsOrder(t *testing.T) {
 				{Name: "eth0", Features: []Feature{{"rx", true}}},
 			}},
 			fault: func(c call) bool { return c.Op == "SetFeatures" && c.Arg == "rx-checksum off" },
-		},
-		{
-			name: "route",
-			d: Desired{Routes: []Route{
-				{Dst: netip.MustParsePrefix("10.50.0.0/16"), Blackhole: true},
-				{Dst: netip.MustParsePrefix("10.50.0.0/16"), Gw: netip.MustParseAddr("192.0.2.1")},
-			}},
-			fault: func(c call) bool { return c.Op == "ReplaceRoute" && strings.Contains(c.Arg, "type=6") },
 		},
 	}
 	for _, tt := range tests {

@@ -56,6 +56,8 @@ type Feature struct {
 
 // Route is one IPv4 or IPv6 route in the main table. A Blackhole route has
 // no gateway; otherwise Gw is the next hop (a default route has Dst /0).
+// It is added with the family's default metric (DefaultMetric), and only
+// where the host has no route of its own to Dst at that metric.
 type Route struct {
 	NS        string
 	Dst       netip.Prefix

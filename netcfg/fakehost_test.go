@@ -16,7 +16,9 @@ import (
 // can tell: namespaces hold links, a veth pair dies as a whole (deleting
 // either end, or the namespace of either end, deletes both), links hold
 // addresses and ethtool features, and each namespace has a main routing
-// table (metric-0 routes only, one per destination).
+// table keyed as the kernel's is: by destination and metric (a route
+// added without a metric gets the family's default, 0 for IPv4 and 1024
+// for IPv6), one route per key.
 //
 // Kernel behaviour it reproduces because Apply and Revert can run into it:
 //   - a new namespace has lo, down, without addresses; bringing lo up adds
@@ -29,8 +31,14 @@ import (
 //   - a gateway route needs the gateway inside a connected (scope link)
 //     route of an up link, and records that link as its dev; a route with
 //     a dev needs the dev up;
+//   - AddRoute fails with ErrExists when the key is taken; ReplaceRoute
+//     replaces the route with the key;
 //   - DelRoute matches the type, protocol, gateway, dev and source it is
-//     given (zero values match anything) and the scope exactly;
+//     given (zero values match anything) and the scope exactly; an IPv6
+//     metric must match unless it is 0 (any), and an IPv4 metric picks
+//     the routes from that metric up (the kernel looks for the first
+//     route at or above it: `ip route del X proto static` deletes the
+//     static route at metric 100);
 //   - ethtool: unknown feature names fail the whole request, features the
 //     device cannot change are silently ignored (the kernel masks them
 //     off), fixed features have Requested false (the kernel's "wanted"
@@ -42,7 +50,8 @@ import (
 //
 // Not modelled: IPv6 prefix routes (metric 256) and IPv6 address loss on
 // link down, secondary address promotion, link carrier, routing tables
-// other than main, metrics other than 0.
+// other than main, the "dev lo" the kernel reports for an IPv6 blackhole
+// route, several routes with one key (IPv4 TOS, `ip route append`).
 //
 // Faults: failAt fails the Nth mutating call, failIf fails every call it
 // matches (reads too), killAt panics with errKilled at the Nth mutating
@@ -95,7 +104,7 @@ var errKilled = errors.New("killed")
 
 type fakeNS struct {
 	links  map[string]*fakeLink
-	routes map[netip.Prefix]RouteSpec
+	routes map[routeKey]RouteSpec
 }
 
 type fakeLink struct {
@@ -206,7 +215,7 @@ func newFakeHost() *fakeHost {
 }
 
 func newFakeNS() *fakeNS {
-	n := &fakeNS{links: map[string]*fakeLink{}, routes: map[netip.Prefix]RouteSpec{}}
+	n := &fakeNS{links: map[string]*fakeLink{}, routes: map[routeKey]RouteSpec{}}
 	lo := newFakeLink("device", 65536)
 	lo.features = defaultFeatures("loopback")
 	n.links["lo"] = lo
@@ -360,9 +369,8 @@ func (f *fakeHost) dump() string {
 					p, name, fn, onOff(req), onOff(act)))
 			}
 		}
-		dsts := slices.SortedFunc(maps.Keys(n.routes), netip.Prefix.Compare)
-		for _, d := range dsts {
-			lines = append(lines, p+" route "+routeText(n.routes[d]))
+		for _, k := range slices.SortedFunc(maps.Keys(n.routes), compareRouteKeys) {
+			lines = append(lines, p+" route "+routeText(n.routes[k]))
 		}
 	}
 	return strings.Join(lines, "\n") + "\n"
@@ -390,9 +398,16 @@ func routeText(r RouteSpec) string {
 		}
 		return s
 	}
-	return fmt.Sprintf("%s type=%d gw=%s dev=%s proto=%d scope=%d src=%s", r.Dst, r.Type,
+	return fmt.Sprintf("%s type=%d gw=%s dev=%s proto=%d scope=%d src=%s metric=%d", r.Dst, r.Type,
 		opt(r.Gw.String(), r.Gw.IsValid()), opt(r.Dev, r.Dev != ""), r.Protocol, r.Scope,
-		opt(r.Src.String(), r.Src.IsValid()))
+		opt(r.Src.String(), r.Src.IsValid()), r.Metric)
+}
+
+func compareRouteKeys(a, b routeKey) int {
+	if c := a.dst.Compare(b.dst); c != 0 {
+		return c
+	}
+	return a.metric - b.metric
 }
 
 // ---- Call plumbing ----
@@ -501,6 +516,23 @@ func (f *fakeHost) DeleteNamespace(name string) error {
 	})
 }
 
+func (f *fakeHost) Links(ns string) ([]LinkInfo, error) {
+	var out []LinkInfo
+	err := f.read(call{Op: "Links", NS: ns}, func() error {
+		n, err := f.nsLocked(ns)
+		if err != nil {
+			return err
+		}
+		for _, name := range sortedKeys(n.links) {
+			l := n.links[name]
+			out = append(out, LinkInfo{Name: name, Type: l.typ, MTU: l.mtu, Up: l.up})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Link is a test helper (not a Host method): one link's LinkInfo.
 func (f *fakeHost) Link(ns, name string) (LinkInfo, error) {
 	var li LinkInfo
 	err := f.read(call{Op: "Link", NS: ns, Link: name}, func() error {
@@ -564,7 +596,7 @@ func (f *fakeHost) removeLinkLocked(ns, name string) {
 }
 
 func (f *fakeHost) flushRoutesLocked(ns, dev string) {
-	maps.DeleteFunc(f.nss[ns].routes, func(_ netip.Prefix, r RouteSpec) bool { return r.Dev == dev })
+	maps.DeleteFunc(f.nss[ns].routes, func(_ routeKey, r RouteSpec) bool { return r.Dev == dev })
 }
 
 func (f *fakeHost) SetMTU(ns, name string, mtu int) error {
@@ -616,10 +648,11 @@ func (f *fakeHost) addConnectedLocked(ns, name string, a netip.Prefix) {
 	if name == "lo" || !n.links[name].up || !a.Addr().Is4() || a.Bits() == 32 {
 		return
 	}
-	if _, ok := n.routes[a.Masked()]; ok {
-		return // the kernel would add a second route; this model keeps one per dst
+	k := routeKey{a.Masked(), 0}
+	if _, ok := n.routes[k]; ok {
+		return // the kernel would add a second route; this model keeps one per key
 	}
-	n.routes[a.Masked()] = RouteSpec{Dst: a.Masked(), Dev: name, Type: rtnUnicast, Protocol: 2, Scope: 253, Src: a.Addr()}
+	n.routes[k] = RouteSpec{Dst: a.Masked(), Dev: name, Type: rtnUnicast, Protocol: 2, Scope: 253, Src: a.Addr()}
 }
 
 func (f *fakeHost) Features(ns, name string) (map[string]FeatureInfo, error) {
@@ -659,6 +692,24 @@ func (f *fakeHost) SetFeatures(ns, name string, want map[string]bool) error {
 	})
 }
 
+func (f *fakeHost) Addrs(ns string) (map[string][]netip.Prefix, error) {
+	out := map[string][]netip.Prefix{}
+	err := f.read(call{Op: "Addrs", NS: ns}, func() error {
+		n, err := f.nsLocked(ns)
+		if err != nil {
+			return err
+		}
+		for name, l := range n.links {
+			for a := range l.addrs {
+				out[name] = append(out[name], a)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// HasAddr is a test helper (not a Host method).
 func (f *fakeHost) HasAddr(ns, link string, p netip.Prefix) (bool, error) {
 	var ok bool
 	err := f.read(call{Op: "HasAddr", NS: ns, Link: link, Arg: p.String()}, func() error {
@@ -700,8 +751,8 @@ func (f *fakeHost) DelAddr(ns, link string, p netip.Prefix) error {
 		if !p.Addr().Is4() {
 			return nil
 		}
-		if r, ok := n.routes[p.Masked()]; ok && r.Protocol == 2 && r.Dev == link && r.Src == p.Addr() {
-			delete(n.routes, p.Masked())
+		if r, ok := n.routes[routeKey{p.Masked(), 0}]; ok && r.Protocol == 2 && r.Dev == link && r.Src == p.Addr() {
+			delete(n.routes, routeKey{p.Masked(), 0})
 		}
 		if !slices.ContainsFunc(slices.Collect(maps.Keys(l.addrs)), func(a netip.Prefix) bool { return a.Addr().Is4() }) {
 			f.flushRoutesLocked(ns, link) // last IPv4 address gone: the kernel disables IP on the link
@@ -710,6 +761,26 @@ func (f *fakeHost) DelAddr(ns, link string, p netip.Prefix) error {
 	})
 }
 
+func (f *fakeHost) Routes(ns string, ipv6 bool) ([]RouteSpec, error) {
+	var out []RouteSpec
+	err := f.read(call{Op: "Routes", NS: ns, Arg: map[bool]string{false: "ipv4", true: "ipv6"}[ipv6]}, func() error {
+		n, err := f.nsLocked(ns)
+		if err != nil {
+			return err
+		}
+		out = make([]RouteSpec, 0, len(n.routes))
+		for k, r := range n.routes { // in no particular order, as the kernel's trie walk is to netcfg
+			if k.dst.Addr().Is6() == ipv6 {
+				out = append(out, r)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Route is a test helper (not a Host method): the route to dst with the
+// lowest metric, the one the kernel uses.
 func (f *fakeHost) Route(ns string, dst netip.Prefix) (RouteSpec, error) {
 	var r RouteSpec
 	err := f.read(call{Op: "Route", NS: ns, Arg: dst.String()}, func() error {
@@ -717,63 +788,84 @@ func (f *fakeHost) Route(ns string, dst netip.Prefix) (RouteSpec, error) {
 		if err != nil {
 			return err
 		}
-		var ok bool
-		if r, ok = n.routes[dst.Masked()]; !ok {
-			return fmt.Errorf("route to %s%s: %w", dst, where(ns), ErrNotFound)
+		for _, k := range slices.SortedFunc(maps.Keys(n.routes), compareRouteKeys) {
+			if k.dst == dst.Masked() {
+				r = n.routes[k]
+				return nil
+			}
 		}
-		return nil
+		return fmt.Errorf("route to %s%s: %w", dst, where(ns), ErrNotFound)
 	})
 	return r, err
 }
 
+func (f *fakeHost) AddRoute(ns string, r RouteSpec) error {
+	return f.mutate(call{Op: "AddRoute", NS: ns, Arg: routeText(r)}, func() error {
+		return f.putRouteLocked(ns, r, false)
+	})
+}
+
 func (f *fakeHost) ReplaceRoute(ns string, r RouteSpec) error {
 	return f.mutate(call{Op: "ReplaceRoute", NS: ns, Arg: routeText(r)}, func() error {
-		n, err := f.nsLocked(ns)
-		if err != nil {
-			return err
-		}
-		if r.Dst != r.Dst.Masked() {
-			return fmt.Errorf("route %s: invalid prefix for given prefix length", r.Dst)
-		}
-		switch r.Type {
-		case rtnBlackhole:
-			if r.Gw.IsValid() || r.Dev != "" {
-				return errors.New("invalid argument: blackhole route with a next hop")
-			}
-		case rtnUnicast:
-			if r.Dev != "" {
-				_, l, err := f.linkLocked(ns, r.Dev)
-				if err != nil {
-					return err
-				}
-				if !l.up {
-					return fmt.Errorf("route via %s: network is down", r.Dev)
-				}
-			}
-			if r.Gw.IsValid() {
-				dev := f.connectedDevLocked(n, r.Gw)
-				if dev == "" || (r.Dev != "" && dev != r.Dev) {
-					return fmt.Errorf("route via %s: network is unreachable", r.Gw)
-				}
-				r.Dev = dev
-			}
-			if r.Dev == "" {
-				return errors.New("invalid argument: unicast route without a next hop")
-			}
-		default:
-			return fmt.Errorf("route type %d not modelled", r.Type)
-		}
-		n.routes[r.Dst] = r
-		return nil
+		return f.putRouteLocked(ns, r, true)
 	})
+}
+
+// putRouteLocked adds r as the kernel would, replacing the route with its
+// key if replace.
+func (f *fakeHost) putRouteLocked(ns string, r RouteSpec, replace bool) error {
+	n, err := f.nsLocked(ns)
+	if err != nil {
+		return err
+	}
+	if r.Dst != r.Dst.Masked() {
+		return fmt.Errorf("route %s: invalid prefix for given prefix length", r.Dst)
+	}
+	if r.Metric == 0 && r.Dst.Addr().Is6() {
+		r.Metric = defaultMetric6
+	}
+	switch r.Type {
+	case rtnBlackhole:
+		if r.Gw.IsValid() {
+			return errors.New("invalid argument: blackhole route with a next hop")
+		}
+		r.Dev = "" // NetlinkHost sends a device for unicast routes only
+	case rtnUnicast:
+		if r.Dev != "" {
+			_, l, err := f.linkLocked(ns, r.Dev)
+			if err != nil {
+				return err
+			}
+			if !l.up {
+				return fmt.Errorf("route via %s: network is down", r.Dev)
+			}
+		}
+		if r.Gw.IsValid() {
+			dev := f.connectedDevLocked(n, r.Gw)
+			if dev == "" || (r.Dev != "" && dev != r.Dev) {
+				return fmt.Errorf("route via %s: network is unreachable", r.Gw)
+			}
+			r.Dev = dev
+		}
+		if r.Dev == "" {
+			return errors.New("invalid argument: unicast route without a next hop")
+		}
+	default:
+		return fmt.Errorf("route type %d not modelled", r.Type)
+	}
+	if _, ok := n.routes[r.key()]; ok && !replace {
+		return fmt.Errorf("route %s metric %d%s: %w", r.Dst, r.Metric, where(ns), ErrExists)
+	}
+	n.routes[r.key()] = r
+	return nil
 }
 
 // connectedDevLocked returns the link of the most specific scope-link
 // route holding gw, or "".
 func (f *fakeHost) connectedDevLocked(n *fakeNS, gw netip.Addr) string {
 	best, dev := -1, ""
-	for d, r := range n.routes {
-		if r.Scope == 253 && r.Type == rtnUnicast && r.Dev != "" && d.Contains(gw) && d.Bits() > best {
+	for k, r := range n.routes {
+		if d := k.dst; r.Scope == 253 && r.Type == rtnUnicast && r.Dev != "" && d.Contains(gw) && d.Bits() > best {
 			best, dev = d.Bits(), r.Dev
 		}
 	}
@@ -786,14 +878,29 @@ func (f *fakeHost) DelRoute(ns string, r RouteSpec) error {
 		if err != nil {
 			return err
 		}
-		cur, ok := n.routes[r.Dst.Masked()]
-		if !ok || (r.Type != 0 && r.Type != cur.Type) || (r.Protocol != 0 && r.Protocol != cur.Protocol) ||
-			r.Scope != cur.Scope || (r.Gw.IsValid() && r.Gw != cur.Gw) ||
-			(r.Dev != "" && r.Dev != cur.Dev) || (r.Src.IsValid() && r.Src != cur.Src) {
-			return fmt.Errorf("route %s%s: no such process: %w", routeText(r), where(ns), ErrNotFound)
+		dst := r.Dst.Masked()
+		var keys []routeKey // the routes to dst, by metric
+		for k := range n.routes {
+			if k.dst == dst {
+				keys = append(keys, k)
+			}
 		}
-		delete(n.routes, r.Dst.Masked())
-		return nil
+		slices.SortFunc(keys, compareRouteKeys)
+		for _, k := range keys {
+			cur := n.routes[k]
+			switch {
+			case k.dst != dst,
+				dst.Addr().Is6() && r.Metric != 0 && k.metric != r.Metric,
+				dst.Addr().Is4() && k.metric < r.Metric,
+				r.Type != 0 && r.Type != cur.Type, r.Protocol != 0 && r.Protocol != cur.Protocol,
+				r.Scope != cur.Scope, r.Gw.IsValid() && r.Gw != cur.Gw,
+				r.Dev != "" && r.Dev != cur.Dev, r.Src.IsValid() && r.Src != cur.Src:
+				continue
+			}
+			delete(n.routes, k)
+			return nil
+		}
+		return fmt.Errorf("route %s%s: no such process: %w", routeText(r), where(ns), ErrNotFound)
 	})
 }
 

@@ -29,22 +29,29 @@ func (h *NetlinkHost) ForceRemove(d Desired, owner func(kind, name string) strin
 	}
 	var errs []error
 	note := func(l *[]string, format string, args ...any) { *l = append(*l, fmt.Sprintf(format, args...)) }
+	v := newView(h) // each route table read once
 	for _, r := range d.Routes {
-		dst := r.Dst.Masked()
+		want := routeSpec(r)
+		dst := want.Dst
 		what := "route " + dst.String() + where(r.NS)
 		if o := owner("route", dst.String()); r.NS == "" && o != "" {
 			note(&left, "%s: claimed by %s", what, o)
 			continue
 		}
-		cur, err := h.Route(r.NS, dst)
+		var cur *RouteSpec
+		err := v.routes(r.NS, want, func(have *RouteSpec) bool {
+			c := *have
+			cur = &c
+			return c.Protocol != RouteProtocol // look on for one of ours
+		})
 		switch {
-		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, ErrNotFound) || (err == nil && cur == nil):
 		case err != nil:
 			errs = append(errs, fmt.Errorf("read %s: %w", what, err))
 		case cur.Protocol != RouteProtocol:
 			note(&left, "%s: protocol %d, not the agent's %d", what, cur.Protocol, RouteProtocol)
 		default:
-			if err := h.DelRoute(r.NS, cur); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := h.DelRoute(r.NS, *cur); err != nil && !errors.Is(err, ErrNotFound) {
 				errs = append(errs, fmt.Errorf("remove %s: %w", what, err))
 				continue
 			}

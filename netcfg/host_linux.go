@@ -16,6 +16,8 @@ import (
 	"tunnel-agent/internal/nsutil"
 )
 
+var _ Host = (*NetlinkHost)(nil)
+
 // NetlinkHost is the Host that changes the real system through netlink and
 // ethtool ioctls, with one netlink handle (and one ethtool socket) per
 // namespace. It never switches the calling thread's namespace.
@@ -105,12 +107,15 @@ func (h *NetlinkHost) handles(name string) (*nsHandles, error) {
 // inCurrent reports whether namespace name is the one the process runs in.
 func (h *NetlinkHost) inCurrent(name string) bool { return name == "" && h.current }
 
-// newHandle opens a netlink handle in namespace name (handle ns).
+// newHandle opens a netlink handle in namespace name (handle ns), for
+// NETLINK_ROUTE only: without a family netlink.NewHandle also opens XFRM
+// and netfilter sockets, which kernels built without XFRM (small routers)
+// and emulators (qemu-user) refuse.
 func (h *NetlinkHost) newHandle(name string, ns netns.NsHandle) (*netlink.Handle, error) {
 	if h.inCurrent(name) {
-		return netlink.NewHandle()
+		return netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
-	return netlink.NewHandleAt(ns)
+	return netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 }
 
 // ethtoolIn returns an ethtool socket opened inside namespace name.
@@ -170,9 +175,21 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-func family(a netip.Addr) int {
-	if a.Is4() {
-		return netlink.FAMILY_V4
+// dumpRetries bounds how often a dump the kernel reports as interrupted
+// (the table changed while it was read: NLM_F_DUMP_INTR) is read again.
+const dumpRetries = 5
+
+// listAll runs list until it completes without the kernel flagging it as
+// interrupted, at most dumpRetries times; list must start afresh.
+func listAll(what string, list func() error) error {
+	var err error
+	for range dumpRetries {
+		if err = list(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
 	}
-	return netlink.FAMILY_V6
+	if err != nil {
+		return fmt.Errorf("list %s: %w", what, mapErr(err))
+	}
+	return nil
 }

@@ -49,14 +49,40 @@ func (h *NetlinkHost) DeleteNamespace(name string) error {
 	return mapErr(netns.DeleteNamed(name))
 }
 
-// Link reads a link's type, MTU and admin state.
-func (h *NetlinkHost) Link(ns, name string) (LinkInfo, error) {
-	l, _, err := h.link(ns, name)
+// Links lists the links of a namespace: type, MTU and admin state.
+func (h *NetlinkHost) Links(ns string) ([]LinkInfo, error) {
+	x, err := h.handles(ns)
 	if err != nil {
-		return LinkInfo{}, err
+		return nil, err
 	}
-	a := l.Attrs()
-	return LinkInfo{Name: a.Name, Type: l.Type(), MTU: a.MTU, Up: a.RawFlags&unix.IFF_UP != 0}, nil
+	ls, err := x.linkList(ns)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]LinkInfo, len(ls))
+	for i, l := range ls {
+		a := l.Attrs()
+		out[i] = LinkInfo{Name: a.Name, Type: l.Type(), MTU: a.MTU, Up: a.RawFlags&unix.IFF_UP != 0}
+	}
+	return out, nil
+}
+
+func (x *nsHandles) linkList(ns string) (ls []netlink.Link, err error) {
+	err = listAll("links"+where(ns), func() (err error) { ls, err = x.nl.LinkList(); return err })
+	return ls, err
+}
+
+// linkNames maps the interface indexes of a namespace to names.
+func (x *nsHandles) linkNames(ns string) (map[int]string, error) {
+	ls, err := x.linkList(ns)
+	if err != nil {
+		return nil, err
+	}
+	names := make(map[int]string, len(ls))
+	for _, l := range ls {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	return names, nil
 }
 
 // AddVeth creates a veth pair with the peer end directly in peerNS.
@@ -138,23 +164,34 @@ func (h *NetlinkHost) SetFeatures(ns, name string, f map[string]bool) error {
 	return mapErr(et.Change(name, f))
 }
 
-// HasAddr reports whether the link holds exactly that address/prefix.
-func (h *NetlinkHost) HasAddr(ns, link string, p netip.Prefix) (bool, error) {
-	l, x, err := h.link(ns, link)
+// Addrs lists the addresses of every link of a namespace.
+func (h *NetlinkHost) Addrs(ns string) (map[string][]netip.Prefix, error) {
+	x, err := h.handles(ns)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	addrs, err := x.nl.AddrList(l, family(p.Addr()))
+	names, err := x.linkNames(ns)
 	if err != nil {
-		return false, fmt.Errorf("list addresses of %s: %w", link, err)
+		return nil, err
 	}
+	var addrs []netlink.Addr
+	if err := listAll("addresses"+where(ns), func() (err error) {
+		addrs, err = x.nl.AddrList(nil, netlink.FAMILY_ALL)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	out := map[string][]netip.Prefix{}
 	for _, a := range addrs {
-		ones, _ := a.Mask.Size()
-		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == p.Addr() && ones == p.Bits() {
-			return true, nil
+		ip, ok := netip.AddrFromSlice(a.IP)
+		name := names[a.LinkIndex]
+		if !ok || name == "" || a.IPNet == nil {
+			continue
 		}
+		ones, _ := a.Mask.Size()
+		out[name] = append(out[name], netip.PrefixFrom(ip.Unmap(), ones))
 	}
-	return false, nil
+	return out, nil
 }
 
 // AddAddr adds an address to a link. An IPv6 address is added without

@@ -11,54 +11,75 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Route returns the main-table route to exactly dst with metric 0.
-func (h *NetlinkHost) Route(ns string, dst netip.Prefix) (RouteSpec, error) {
+// Routes lists the main-table routes of one family of a namespace, with
+// the metric (priority) the kernel reports: one dump of the table.
+func (h *NetlinkHost) Routes(ns string, ipv6 bool) ([]RouteSpec, error) {
 	x, err := h.handles(ns)
 	if err != nil {
-		return RouteSpec{}, err
+		return nil, err
 	}
-	filter := &netlink.Route{Table: unix.RT_TABLE_MAIN, Dst: ipNet(dst)}
-	rs, err := x.nl.RouteListFiltered(family(dst.Addr()), filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+	names, err := x.linkNames(ns)
 	if err != nil {
-		return RouteSpec{}, fmt.Errorf("list routes to %s: %w", dst, err)
+		return nil, err
 	}
-	for _, r := range rs {
-		if r.Priority == 0 {
-			return x.specOf(r, dst), nil
-		}
+	fam := netlink.FAMILY_V4
+	if ipv6 {
+		fam = netlink.FAMILY_V6
 	}
-	return RouteSpec{}, fmt.Errorf("route to %s%s: %w", dst, where(ns), ErrNotFound)
+	var out []RouteSpec
+	err = listAll("routes"+where(ns), func() error {
+		out = out[:0]
+		return x.nl.RouteListFilteredIter(fam, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE,
+			func(r netlink.Route) bool {
+				out = append(out, specOf(r, fam, names))
+				return true
+			})
+	})
+	return out, err
 }
 
-func (x *nsHandles) specOf(r netlink.Route, dst netip.Prefix) RouteSpec {
-	s := RouteSpec{Dst: dst, Type: r.Type, Protocol: int(r.Protocol), Scope: int(r.Scope)}
+// specOf turns a route of family fam as netlink reports it into a
+// RouteSpec (a default route comes without Dst).
+func specOf(r netlink.Route, fam int, names map[int]string) RouteSpec {
+	var dst netip.Prefix
+	if r.Dst != nil {
+		ip, _ := netip.AddrFromSlice(r.Dst.IP)
+		ones, _ := r.Dst.Mask.Size()
+		dst = netip.PrefixFrom(ip.Unmap(), ones)
+	} else if fam == netlink.FAMILY_V4 {
+		dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	} else {
+		dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	s := RouteSpec{Dst: dst, Type: r.Type, Protocol: int(r.Protocol), Scope: int(r.Scope), Metric: r.Priority, Dev: names[r.LinkIndex]}
 	s.Gw, _ = netip.AddrFromSlice(r.Gw)
 	s.Gw = s.Gw.Unmap()
 	s.Src, _ = netip.AddrFromSlice(r.Src)
 	s.Src = s.Src.Unmap()
-	if r.LinkIndex > 0 {
-		if l, err := x.nl.LinkByIndex(r.LinkIndex); err == nil {
-			s.Dev = l.Attrs().Name
-		}
-	}
 	return s
 }
 
-// ReplaceRoute adds the route, replacing one to the same destination.
-func (h *NetlinkHost) ReplaceRoute(ns string, s RouteSpec) error {
-	x, err := h.handles(ns)
-	if err != nil {
-		return err
-	}
-	r, err := x.route(s)
-	if err != nil {
-		return err
-	}
-	return mapErr(x.nl.RouteReplace(r))
+// AddRoute adds the route; a route with the same destination and metric
+// makes it fail with ErrExists (NLM_F_EXCL): nothing is replaced.
+func (h *NetlinkHost) AddRoute(ns string, s RouteSpec) error {
+	return h.routeDo(ns, s, (*netlink.Handle).RouteAdd)
 }
 
-// DelRoute deletes the route if it is still ours (same type and protocol).
+// ReplaceRoute adds the route, replacing the one with the same
+// destination and metric.
+func (h *NetlinkHost) ReplaceRoute(ns string, s RouteSpec) error {
+	return h.routeDo(ns, s, (*netlink.Handle).RouteReplace)
+}
+
+// DelRoute deletes the route with the spec's destination, metric, type
+// and protocol (the kernel also matches the gateway, device and source
+// when they are given).
 func (h *NetlinkHost) DelRoute(ns string, s RouteSpec) error {
+	return h.routeDo(ns, s, (*netlink.Handle).RouteDel)
+}
+
+// routeDo runs one route request for s in namespace ns.
+func (h *NetlinkHost) routeDo(ns string, s RouteSpec, do func(*netlink.Handle, *netlink.Route) error) error {
 	x, err := h.handles(ns)
 	if err != nil {
 		return err
@@ -67,12 +88,12 @@ func (h *NetlinkHost) DelRoute(ns string, s RouteSpec) error {
 	if err != nil {
 		return err
 	}
-	return mapErr(x.nl.RouteDel(r))
+	return mapErr(do(x.nl, r))
 }
 
 func (x *nsHandles) route(s RouteSpec) (*netlink.Route, error) {
 	r := &netlink.Route{
-		Dst: ipNet(s.Dst), Table: unix.RT_TABLE_MAIN, Type: s.Type,
+		Dst: ipNet(s.Dst), Table: unix.RT_TABLE_MAIN, Type: s.Type, Priority: s.Metric,
 		Protocol: netlink.RouteProtocol(s.Protocol), Scope: netlink.Scope(s.Scope),
 	}
 	if s.Gw.IsValid() {
@@ -81,7 +102,7 @@ func (x *nsHandles) route(s RouteSpec) (*netlink.Route, error) {
 	if s.Src.IsValid() {
 		r.Src = net.IP(s.Src.AsSlice())
 	}
-	if s.Dev != "" {
+	if s.Dev != "" && s.Type == rtnUnicast {
 		l, err := x.nl.LinkByName(s.Dev)
 		if err != nil {
 			return nil, fmt.Errorf("link %s: %w", s.Dev, mapErr(err))

@@ -28,7 +28,8 @@ type Journal struct {
 	NetNS   *NetNSID `json:"netns,omitempty"`
 	Entries []Entry  `json:"entries"`
 
-	path string
+	path  string
+	saves int // Save calls (tests: the journal is written per batch)
 }
 
 // NewJournal returns an empty journal that will be saved at path.
@@ -72,6 +73,7 @@ func LoadJournal(path string) (*Journal, error) {
 // Save writes the journal atomically: a temporary file in the same
 // directory, fsync, rename, fsync of the directory.
 func (j *Journal) Save() error {
+	j.saves++
 	b, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode journal: %w", err)

@@ -115,10 +115,37 @@ func TestJournalFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"kind":"route","ns":"ns1","route":{"dst":"0.0.0.0/0","gw":"11.11.11.1","type":1,"protocol":227,"scope":0},` +
-		`"prior":{"route":{"dst":"0.0.0.0/0","gw":"192.0.2.1","dev":"eth0","type":1,"protocol":4,"scope":0,"src":"192.0.2.10"}},"state":"done"}`
+	const want = `{"kind":"route","ns":"ns1","route":{"dst":"0.0.0.0/0","gw":"11.11.11.1","type":1,"protocol":227,"scope":0,"metric":0},` +
+		`"prior":{"route":{"dst":"0.0.0.0/0","gw":"192.0.2.1","dev":"eth0","type":1,"protocol":4,"scope":0,"src":"192.0.2.10","metric":0}},"state":"done"}`
 	if string(b) != want {
 		t.Errorf("entry encodes as\n%s\nwant\n%s", b, want)
+	}
+}
+
+// TestJournalWithoutMetric: a journal written before routes had a metric
+// (same JournalVersion) reads with the family's default metric, the one
+// the kernel gave those routes: 0 for IPv4, 1024 for IPv6.
+func TestJournalWithoutMetric(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.json")
+	const old = `{"version":1,"site":"s","pid":1,"started":"2026-01-01T00:00:00Z","entries":[
+	  {"kind":"route","route":{"dst":"fd00:202::/48","type":6,"protocol":227,"scope":0},"prior":{},"state":"done"},
+	  {"kind":"route","route":{"dst":"10.9.0.0/24","type":6,"protocol":227,"scope":0},
+	   "prior":{"route":{"dst":"10.9.0.0/24","gw":"192.0.2.1","type":1,"protocol":4,"scope":0}},"state":"done"},
+	  {"kind":"route","route":{"dst":"fd00:203::/48","type":6,"protocol":227,"scope":0,"metric":500},"prior":{},"state":"done"}]}`
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j, err := LoadJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{1024, 0, 500} {
+		if got := j.Entries[i].Route.Metric; got != want {
+			t.Errorf("entry %d: metric %d, want %d", i, got, want)
+		}
+	}
+	if p := j.Entries[1].Prior.Route; p == nil || p.Metric != 0 {
+		t.Errorf("prior route of entry 2: %+v, want metric 0", p)
 	}
 }
 

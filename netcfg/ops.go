@@ -6,12 +6,13 @@ import (
 	"maps"
 )
 
-// op reads, applies and reverts one kind of entry. read fills e.Prior and
-// reports whether the host already matches (then nothing is changed or
-// reverted). apply makes the change; revert restores e.Prior and must
-// tolerate the target being gone already.
+// op reads, applies and reverts one kind of entry. read fills e.Prior
+// from a view of the host (view.go) and reports whether the host already
+// matches (then nothing is changed or reverted). apply makes the change;
+// revert restores e.Prior and must tolerate the target being gone
+// already.
 type op struct {
-	read   func(h Host, e *Entry) (matches bool, err error)
+	read   func(v *view, e *Entry) (matches bool, err error)
 	apply  func(h Host, e *Entry) error
 	revert func(h Host, e *Entry) error
 }
@@ -30,8 +31,8 @@ var ops = map[Kind]op{
 // revert treats as success.
 func gone(err error) bool { return err == nil || errors.Is(err, ErrNotFound) }
 
-func readNamespace(h Host, e *Entry) (bool, error) {
-	ok, err := h.NamespaceExists(e.NS)
+func readNamespace(v *view, e *Entry) (bool, error) {
+	ok, err := v.namespaceExists(e.NS)
 	e.Prior.Exists = ok
 	return ok, err
 }
@@ -52,8 +53,8 @@ func revertNamespace(h Host, e *Entry) error {
 
 // readVeth accepts an existing pair with the same names as already there;
 // a host link of that name that is not such a veth is a name clash.
-func readVeth(h Host, e *Entry) (bool, error) {
-	li, err := h.Link("", e.Link)
+func readVeth(v *view, e *Entry) (bool, error) {
+	li, err := v.link("", e.Link)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
@@ -64,7 +65,7 @@ func readVeth(h Host, e *Entry) (bool, error) {
 	if li.Type != "veth" {
 		return false, fmt.Errorf("link %s already exists (type %s)", e.Link, li.Type)
 	}
-	if _, err := h.Link(e.PeerNS, e.Peer); err != nil {
+	if _, err := v.link(e.PeerNS, e.Peer); err != nil {
 		return false, fmt.Errorf("link %s already exists, but its peer %s%s: %w", e.Link, e.Peer, where(e.PeerNS), err)
 	}
 	return true, nil
@@ -73,7 +74,7 @@ func readVeth(h Host, e *Entry) (bool, error) {
 func applyVeth(h Host, e *Entry) error {
 	if err := h.AddVeth(e.Link, e.Peer, e.PeerNS); err != nil {
 		if errors.Is(err, ErrExists) {
-			if ok, rerr := readVeth(h, e); ok && rerr == nil {
+			if ok, rerr := readVeth(newView(h), e); ok && rerr == nil {
 				return nil
 			}
 		}
@@ -89,8 +90,8 @@ func revertVeth(h Host, e *Entry) error {
 	return nil
 }
 
-func readMTU(h Host, e *Entry) (bool, error) {
-	li, err := h.Link(e.NS, e.Link)
+func readMTU(v *view, e *Entry) (bool, error) {
+	li, err := v.link(e.NS, e.Link)
 	e.Prior.MTU = li.MTU
 	return err == nil && li.MTU == e.MTU, err
 }
@@ -109,8 +110,8 @@ func revertMTU(h Host, e *Entry) error {
 
 // readFeatures resolves short names into the device's kernel names (the
 // journal keeps the kernel names) and records the requested value of each.
-func readFeatures(h Host, e *Entry) (bool, error) {
-	dev, err := h.Features(e.NS, e.Link)
+func readFeatures(v *view, e *Entry) (bool, error) {
+	dev, err := v.h.Features(e.NS, e.Link)
 	if err != nil {
 		return false, err
 	}
@@ -141,8 +142,8 @@ func revertFeatures(h Host, e *Entry) error {
 	return nil
 }
 
-func readAddr(h Host, e *Entry) (bool, error) {
-	ok, err := h.HasAddr(e.NS, e.Link, e.Prefix)
+func readAddr(v *view, e *Entry) (bool, error) {
+	ok, err := v.hasAddr(e.NS, e.Link, e.Prefix)
 	e.Prior.Exists = ok
 	return ok, err
 }
@@ -161,8 +162,8 @@ func revertAddr(h Host, e *Entry) error {
 	return nil
 }
 
-func readUp(h Host, e *Entry) (bool, error) {
-	li, err := h.Link(e.NS, e.Link)
+func readUp(v *view, e *Entry) (bool, error) {
+	li, err := v.link(e.NS, e.Link)
 	e.Prior.Up = li.Up
 	return err == nil && li.Up, err
 }
@@ -179,25 +180,45 @@ func revertUp(h Host, e *Entry) error {
 	return nil
 }
 
-// readRoute records the route that held the same destination (if any), so
-// that revert puts it back; an identical route is left as found.
-func readRoute(h Host, e *Entry) (bool, error) {
-	cur, err := h.Route(e.NS, e.Route.Dst)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
+// readRoute looks for a route with the identity of the entry's (family,
+// main table, destination, metric). One that does the same (type and
+// gateway) matches: it is left as found, whoever made it. A different one
+// is recorded in e.Prior.Route and is a conflict (routeConflict): the
+// agent never replaces a route it did not make.
+func readRoute(v *view, e *Entry) (bool, error) {
+	var found *RouteSpec
+	matches := false
+	err := v.routes(e.NS, e.Route, func(r *RouteSpec) bool {
+		if found == nil || sameRoute(r, e.Route) {
+			found = r
+		}
+		matches = sameRoute(r, e.Route)
+		return !matches
+	})
+	if found != nil {
+		r := *found
+		e.Prior.Route = &r
 	}
-	if err != nil {
-		return false, err
-	}
-	e.Prior.Route = &cur
-	return cur.Type == e.Route.Type && cur.Gw == e.Route.Gw, nil
+	return matches, err
 }
 
-func applyRoute(h Host, e *Entry) error { return h.ReplaceRoute(e.NS, *e.Route) }
+// routeConflict reports whether a read route entry found a different
+// route holding its destination and metric.
+func routeConflict(e *Entry) bool {
+	return e.Kind == KindRoute && e.Prior.Route != nil && !sameRoute(e.Prior.Route, e.Route)
+}
 
+// applyRoute adds the route; it never replaces one (a route that appeared
+// since the read is reported as ErrExists).
+func applyRoute(h Host, e *Entry) error { return h.AddRoute(e.NS, *e.Route) }
+
+// revertRoute deletes the route the entry added (its destination, metric,
+// type and protocol: a route someone put in its place is left). A journal
+// of an earlier version may record a route the entry replaced: that one
+// is put back.
 func revertRoute(h Host, e *Entry) error {
 	var err error
-	if e.Prior.Route != nil {
+	if e.Prior.Route != nil && !sameRoute(e.Prior.Route, e.Route) {
 		err = h.ReplaceRoute(e.NS, *e.Prior.Route)
 	} else {
 		err = h.DelRoute(e.NS, *e.Route)

@@ -50,8 +50,13 @@ func linkEntries(l Link) []Entry {
 	return out
 }
 
+// routeSpec is the route the agent adds for r: protocol RouteProtocol and
+// the family's default metric, the metric the kernel gives a route added
+// without one (so that `ip route add` of the same destination clashes
+// with it, as it would with the agent's).
 func routeSpec(r Route) *RouteSpec {
-	s := &RouteSpec{Dst: r.Dst.Masked(), Protocol: RouteProtocol, Type: rtnUnicast}
+	dst := r.Dst.Masked()
+	s := &RouteSpec{Dst: dst, Protocol: RouteProtocol, Type: rtnUnicast, Metric: DefaultMetric(dst)}
 	if r.Blackhole {
 		s.Type = rtnBlackhole
 	} else {

@@ -22,8 +22,8 @@ func TestPreviewEmptyHost(t *testing.T) {
   9. add address 11.11.11.100/24 to veth1 in ns1
  10. bring up veth1 in ns1  (absent -> up)
  11. bring up lo in ns1  (absent -> up)
- 12. add route default via 11.11.11.1 in ns1  (none -> default via 11.11.11.1)
- 13. add route blackhole 192.168.111.0/30  (none -> blackhole 192.168.111.0/30)
+ 12. add route default via 11.11.11.1 in ns1
+ 13. add route blackhole 192.168.111.0/30
 `
 	if got := FormatPlan(plan); got != want {
 		t.Errorf("FormatPlan:\n%s\nwant:\n%s", got, want)
@@ -73,8 +73,8 @@ func TestPreviewPartlyThere(t *testing.T) {
 		{"absent", "present", false}, // add address to veth1
 		{"down", "up", false},        // bring up veth1
 		{"up", "up", true},           // bring up lo
-		{"none", "default via 11.11.11.1", false},
-		{"none", "blackhole 192.168.111.0/30", false},
+		{"absent", "default via 11.11.11.1", false},
+		{"absent", "blackhole 192.168.111.0/30", false},
 	}
 	if len(plan) != len(tests) {
 		t.Fatalf("%d steps, want %d", len(plan), len(tests))
@@ -111,7 +111,7 @@ func TestPreviewPartlyThere(t *testing.T) {
 func TestPreviewReadError(t *testing.T) {
 	h := newFakeHost()
 	h.must(t, h.AddVeth("veth0", "veth1", ""))
-	h.failIf = func(c call) bool { return c.Op == "HasAddr" }
+	h.failIf = func(c call) bool { return c.Op == "Addrs" }
 	d := Desired{Links: []Link{{Name: "veth0", MTU: 1400, Features: []Feature{{"tx-lockless", false}},
 		Addrs: vpsDesired("x").Links[0].Addrs}}}
 	plan := Preview(h, d)

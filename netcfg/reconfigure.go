@@ -4,14 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 )
 
 // Reconfigure moves the host from old to new, changing only the
 // difference, with the journal kept true:
 //
+//   - routes of new are checked first, as Apply does: a host route of
+//     someone else's where new needs one refuses the whole change
+//     (*ConflictError), before anything is changed;
 //   - targets (a link's MTU, an address, a route's destination, ...) that
 //     new no longer mentions are reverted now, from their journal entries,
-//     which are then removed;
+//     which are then removed; so is a route whose destination stays but
+//     which changes (another gateway): the agent's old route is deleted
+//     before the new one is added, since AddRoute never replaces;
 //   - entries of new that old did not have (a new route, another MTU) are
 //     applied as Apply would, appended to the journal, so that Revert
 //     undoes them first and then the older entries for the same target:
@@ -20,26 +26,66 @@ import (
 // Entries in both are left alone. On error it stops and returns it; what
 // it did so far is journaled.
 func Reconfigure(h Host, old, new Desired, j *Journal, log *slog.Logger) error {
-	keep := map[string]bool{}
-	for _, e := range Entries(new) {
-		keep[e.target()] = true
-	}
-	if err := revertWhere(h, j, func(e *Entry) bool { return !keep[e.target()] }, log); err != nil {
+	add, drop, ours := reconfigurePlan(old, new, j)
+	if err := checkRoutes(newView(h), add, ours); err != nil {
 		return err
+	}
+	if err := revertWhere(h, j, drop, log); err != nil {
+		return err
+	}
+	return applyEntries(h, newView(h), j, add, log)
+}
+
+// CheckReconfigure reports, without changing anything, whether
+// Reconfigure would refuse the move from old to new because of a route
+// (a *ConflictError), so that a caller can refuse a reload before it
+// changes anything else.
+func CheckReconfigure(h Host, old, new Desired, j *Journal) error {
+	add, _, ours := reconfigurePlan(old, new, j)
+	return checkRoutes(newView(h), add, ours)
+}
+
+// reconfigurePlan returns the entries of new to apply, which journal
+// entries to drop (revert), and the routes of the journal's that go.
+func reconfigurePlan(old, new Desired, j *Journal) (add []Entry, drop func(*Entry) bool, ours map[target]*RouteSpec) {
+	newEntries := Entries(new)
+	keep := map[reconfigureKey]bool{}
+	for _, e := range newEntries {
+		keep[keyOf(&e)] = true
 	}
 	had := map[string]bool{}
 	for _, e := range Entries(old) {
 		had[e.String()] = true
 	}
-	for _, e := range Entries(new) {
-		if had[e.String()] {
-			continue
-		}
-		if err := applyEntry(h, j, e, log); err != nil {
-			return err
+	for _, e := range newEntries {
+		if !had[e.String()] {
+			add = append(add, e)
 		}
 	}
-	return nil
+	drop = func(e *Entry) bool { return !keep[keyOf(e)] }
+	ours = map[target]*RouteSpec{}
+	for i := range j.Entries {
+		if e := &j.Entries[i]; e.Kind == KindRoute && e.State != Unchanged && drop(e) {
+			ours[e.target()] = e.Route
+		}
+	}
+	return add, drop, ours
+}
+
+// reconfigureKey is what Reconfigure keeps an entry by: its target, and
+// for a route also what the route is (type and gateway).
+type reconfigureKey struct {
+	target
+	typ int
+	gw  netip.Addr
+}
+
+func keyOf(e *Entry) reconfigureKey {
+	k := reconfigureKey{target: e.target()}
+	if e.Kind == KindRoute && e.Route != nil {
+		k.typ, k.gw = e.Route.Type, e.Route.Gw
+	}
+	return k
 }
 
 // revertWhere reverts, newest first, the journal entries that drop
@@ -48,8 +94,15 @@ func Reconfigure(h Host, old, new Desired, j *Journal, log *slog.Logger) error {
 // returned together after the journal is saved.
 func revertWhere(h Host, j *Journal, drop func(*Entry) bool, log *slog.Logger) error {
 	var errs []error
-	blocked := map[string]bool{}
+	blocked := map[target]bool{}
 	kept := make([]Entry, 0, len(j.Entries))
+	n := 0
+	for i := range j.Entries {
+		if drop(&j.Entries[i]) && j.Entries[i].State != Unchanged {
+			n++
+		}
+	}
+	each := newChangeLog(log, "reverted", n)
 	for i := len(j.Entries) - 1; i >= 0; i-- {
 		e := j.Entries[i]
 		if !drop(&e) || blocked[e.target()] {
@@ -63,9 +116,10 @@ func revertWhere(h Host, j *Journal, drop func(*Entry) bool, log *slog.Logger) e
 				kept = append(kept, e)
 				continue
 			}
-			log.Info("reverted", "change", e.String())
+			each.add(&e)
 		}
 	}
+	each.done("")
 	for l, r := 0, len(kept)-1; l < r; l, r = l+1, r-1 {
 		kept[l], kept[r] = kept[r], kept[l]
 	}

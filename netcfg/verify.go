@@ -28,10 +28,11 @@ func verify(h Host, entries []Entry) ([]Entry, []error) {
 		if try > 0 {
 			time.Sleep(verifyPause)
 		}
-		bad := map[string]bool{}
+		bad := map[target]bool{}
 		errs = nil
+		v := newView(h) // one read per table per try, however many entries
 		for _, g := range byTarget(entries) {
-			if err := checkReverted(h, g); err != nil {
+			if err := checkReverted(h, v, g); err != nil {
 				bad[g[0].target()] = true
 				errs = append(errs, err)
 			}
@@ -47,7 +48,7 @@ func verify(h Host, entries []Entry) ([]Entry, []error) {
 // byTarget groups the entries that changed something by target, oldest
 // first within a group, groups in order of first appearance.
 func byTarget(entries []Entry) [][]Entry {
-	idx := map[string]int{}
+	idx := map[target]int{}
 	var out [][]Entry
 	for _, e := range entries {
 		if e.State == Unchanged {
@@ -67,33 +68,33 @@ func byTarget(entries []Entry) [][]Entry {
 
 // checkReverted returns an error when the target of g (its entries,
 // oldest first) is not back at the prior value of the oldest entry.
-func checkReverted(h Host, g []Entry) error {
+func checkReverted(h Host, v *view, g []Entry) error {
 	e := g[0]
 	var remains bool
 	var err error
 	switch e.Kind {
 	case KindNamespace:
 		if !e.Prior.Exists {
-			remains, err = h.NamespaceExists(e.NS)
+			remains, err = v.namespaceExists(e.NS)
 		}
 	case KindVeth:
 		if !e.Prior.Exists {
-			_, err = h.Link("", e.Link)
+			_, err = v.link("", e.Link)
 			remains = err == nil
 		}
 	case KindAddr:
 		if !e.Prior.Exists {
-			remains, err = h.HasAddr(e.NS, e.Link, e.Prefix)
+			remains, err = v.hasAddr(e.NS, e.Link, e.Prefix)
 		}
 	case KindMTU, KindUp:
 		var li LinkInfo
-		li, err = h.Link(e.NS, e.Link)
+		li, err = v.link(e.NS, e.Link)
 		remains = err == nil && ((e.Kind == KindMTU && e.Prior.MTU != 0 && li.MTU != e.Prior.MTU) ||
 			(e.Kind == KindUp && !e.Prior.Up && li.Up))
 	case KindFeatures:
 		remains, err = featuresChanged(h, g)
 	case KindRoute:
-		remains, err = routeRemains(h, e)
+		remains, err = routeRemains(v, e)
 	}
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -132,12 +133,17 @@ func featuresChanged(h Host, g []Entry) (bool, error) {
 	return false, nil
 }
 
-// routeRemains reports whether a route of ours (protocol 227) is at the
-// entry's destination although none of ours was there before.
-func routeRemains(h Host, e Entry) (bool, error) {
+// routeRemains reports whether a route of ours (protocol 227) has the
+// entry's identity (destination and metric) although none of ours was
+// there before.
+func routeRemains(v *view, e Entry) (bool, error) {
 	if e.Route == nil || (e.Prior.Route != nil && e.Prior.Route.Protocol == RouteProtocol) {
 		return false, nil
 	}
-	cur, err := h.Route(e.NS, e.Route.Dst)
-	return err == nil && cur.Protocol == RouteProtocol, err
+	ours := false
+	err := v.routes(e.NS, e.Route, func(r *RouteSpec) bool {
+		ours = r.Protocol == RouteProtocol
+		return !ours
+	})
+	return ours, err
 }

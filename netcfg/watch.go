@@ -17,6 +17,15 @@ const (
 	Repaired     WatchAction = "repaired"      // the item had drifted and was put back
 	RepairFailed WatchAction = "repair failed" // putting it back failed; retried on the next change
 	GaveUp       WatchAction = "gave up"       // repaired too often: left alone until the next reload
+	// OwnerRemoved: an object that was on the host before `up` (the
+	// journal records it as unchanged: a namespace, veth, address or
+	// route someone else made) is gone. Its owner removed it; it is not
+	// the agent's to re-create. Reported once, until it is back.
+	OwnerRemoved WatchAction = "owner removed"
+	// Displaced: a route the agent added was replaced by someone else's
+	// route with the same destination and metric. The agent never
+	// replaces a route it did not make. Reported once, until it changes.
+	Displaced WatchAction = "displaced"
 )
 
 // WatchEvent reports one repair (or refusal to repair) of one item: an
@@ -49,6 +58,11 @@ type WatchOptions struct {
 	OnChecked func()
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Journal is the journal Apply writes (the Watcher only reads it, in
+	// Check): an object it records as found (unchanged) belongs to
+	// someone else and is not re-created when it disappears. Nil: every
+	// item is the agent's.
+	Journal *Journal
 }
 
 // ChangeSource tells the Watcher that something changed in a namespace.
@@ -68,18 +82,32 @@ type namespaceForgetter interface{ ForgetNamespace(name string) }
 
 // Watcher keeps the host as a Desired state says: on every change
 // notification it reads each entry of the plan with the same read ops
-// Apply uses and re-applies the ones that drifted. It never writes the
+// Apply uses (from one view of the host per pass: each table is listed
+// once) and re-applies the ones that drifted. It never writes the
 // journal: the prior values recorded by the first Apply stay what Revert
 // restores, and an object Apply created and someone deleted is re-created
 // under the same entry, which Revert still removes.
+//
+// What the agent did not make is not re-created: an object the journal
+// records as found before `up` (unchanged) that disappears was removed by
+// its owner (OwnerRemoved), and a route of the agent's that someone
+// replaced with their own is left to them (Displaced). Values (an MTU,
+// features, a link up) that were already as configured and are changed
+// later are repaired: the link is there either way, Revert leaves such a
+// value as it is, and so it ends as it was found at `up`.
 type Watcher struct {
 	h   Host
 	opt WatchOptions
 
 	mu      sync.Mutex // serialises checks, reconfiguration and Host use
 	d       Desired
-	history map[string][]time.Time // item → recent repair times
-	stopped map[string]bool        // items given up on
+	entries []Entry // Entries(d)
+	// The state of each item, by its index in entries.
+	history  map[int][]time.Time // recent repair times
+	stopped  map[int]bool        // items given up on
+	reported map[int]WatchAction // items reported as OwnerRemoved or Displaced
+	found    map[target]bool     // targets the journal records as found (unchanged)
+	foundLen int                 // len(journal entries) when found was built; -1: rebuild
 
 	kick chan struct{}
 }
@@ -105,8 +133,29 @@ func NewWatcher(h Host, d Desired, o WatchOptions) *Watcher {
 }
 
 func (w *Watcher) resetLocked() {
-	w.history = map[string][]time.Time{}
-	w.stopped = map[string]bool{}
+	w.entries = Entries(w.d)
+	w.history = map[int][]time.Time{}
+	w.stopped = map[int]bool{}
+	w.reported = map[int]WatchAction{}
+	w.foundLen = -1
+}
+
+// foundLocked returns the targets whose latest journal entry says they
+// were found as configured (not the agent's), rebuilt when the journal
+// changed.
+func (w *Watcher) foundLocked() map[target]bool {
+	j := w.opt.Journal
+	if j == nil {
+		return nil
+	}
+	if w.foundLen != len(j.Entries) {
+		w.found = make(map[target]bool, len(j.Entries))
+		for i := range j.Entries {
+			w.found[j.Entries[i].target()] = j.Entries[i].State == Unchanged
+		}
+		w.foundLen = len(j.Entries)
+	}
+	return w.found
 }
 
 // Kick asks Run for a check pass soon; it never blocks.
@@ -128,16 +177,29 @@ func (w *Watcher) SetDesired(d Desired) {
 }
 
 // Reconfigure applies the difference between the watched desired state and
-// d to the host (see Reconfigure), then watches d. The Watcher's lock
+// d to the host (see Reconfigure), then watches d (unless Reconfigure
+// refused d for a route before changing anything). The Watcher's lock
 // keeps it from running concurrently with a check.
 func (w *Watcher) Reconfigure(d Desired, j *Journal, log *slog.Logger) error {
 	w.mu.Lock()
 	err := Reconfigure(w.h, w.d, d, j, log)
-	w.d = d
-	w.resetLocked()
+	var refused *ConflictError
+	if !errors.As(err, &refused) { // refused before any change: keep watching the old state
+		w.d = d
+		w.resetLocked()
+	}
 	w.mu.Unlock()
 	w.Kick()
 	return err
+}
+
+// CheckReconfigure is CheckReconfigure for the watched desired state:
+// whether Reconfigure(d, j, ...) would refuse d for a route, checked
+// before anything changes.
+func (w *Watcher) CheckReconfigure(d Desired, j *Journal) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return CheckReconfigure(w.h, w.d, d, j)
 }
 
 // Locked runs f with the Watcher's lock held, so that f may use the Host
@@ -153,8 +215,10 @@ func (w *Watcher) Locked(f func()) {
 func (w *Watcher) Check() []WatchEvent {
 	w.mu.Lock()
 	var out []WatchEvent
-	for _, e := range Entries(w.d) {
-		if ev, ok := w.checkEntry(e); ok {
+	v := newView(w.h)
+	found := w.foundLocked()
+	for i := range w.entries {
+		if ev, ok := w.checkEntry(v, i, found); ok {
 			out = append(out, ev)
 			if w.opt.OnEvent != nil {
 				w.opt.OnEvent(ev)
@@ -171,23 +235,40 @@ func (w *Watcher) Check() []WatchEvent {
 // checkEntry reads one entry and repairs it if it drifted. A target that
 // cannot be read (a LAN interface that is gone, say) is left for a later
 // pass: the change that brings it back triggers one.
-func (w *Watcher) checkEntry(e Entry) (WatchEvent, bool) {
-	item := e.String()
+func (w *Watcher) checkEntry(v *view, item int, found map[target]bool) (WatchEvent, bool) {
+	e := w.entries[item]
 	if w.stopped[item] {
 		return WatchEvent{}, false
 	}
 	o := ops[e.Kind]
 	cur := e
-	matches, err := o.read(w.h, &cur)
-	if err != nil || matches {
+	matches, err := o.read(v, &cur)
+	if err != nil {
 		return WatchEvent{}, false
 	}
-	ev := WatchEvent{Item: item, Kind: e.Kind, NS: e.NS, Link: e.Link, From: priorText(&cur), To: wantText(&cur)}
+	if matches {
+		delete(w.reported, item)
+		return WatchEvent{}, false
+	}
+	ev := WatchEvent{Item: e.String(), Kind: e.Kind, NS: e.NS, Link: e.Link, From: priorText(&cur), To: wantText(&cur)}
 	if e.Kind == KindRoute || e.Kind == KindVeth || e.Kind == KindAddr || e.Kind == KindNamespace {
 		ev.From = "absent"
 		if cur.Prior.Route != nil {
-			ev.From = cur.Prior.Route.String()
+			ev.From = cur.Prior.Route.Describe()
 		}
+		switch {
+		case routeConflict(&cur):
+			ev.Action = Displaced
+		case found[e.target()]:
+			ev.Action = OwnerRemoved
+		}
+	}
+	if ev.Action != "" {
+		if w.reported[item] == ev.Action {
+			return WatchEvent{}, false
+		}
+		w.reported[item] = ev.Action
+		return ev, true
 	}
 	if !w.allow(item) {
 		w.stopped[item] = true
@@ -200,16 +281,19 @@ func (w *Watcher) checkEntry(e Entry) (WatchEvent, bool) {
 		}
 	}
 	if err := o.apply(w.h, &cur); err != nil {
+		v.drop(cur.NS) // it may have done part of it: read again
+		v.drop(cur.PeerNS)
 		ev.Action, ev.Err = RepairFailed, err
 		return ev, true
 	}
+	v.changed(&cur, false)
 	ev.Action = Repaired
 	return ev, true
 }
 
 // allow records a repair of item now, unless MaxRepairs happened within
 // the window already.
-func (w *Watcher) allow(item string) bool {
+func (w *Watcher) allow(item int) bool {
 	now := w.opt.Now()
 	h := slices.DeleteFunc(w.history[item], func(t time.Time) bool { return now.Sub(t) >= w.opt.Window })
 	if len(h) >= w.opt.MaxRepairs {
@@ -225,7 +309,7 @@ func (w *Watcher) namespaces() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := []string{""}
-	for _, e := range Entries(w.d) {
+	for _, e := range w.entries {
 		if e.NS != "" && !slices.Contains(out, e.NS) {
 			out = append(out, e.NS)
 		}

@@ -2,6 +2,8 @@ package netcfg
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -274,4 +276,137 @@ func TestWatchRun(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no repair after a kick")
 	}
+}
+
+// TestWatchLeavesWhatIsNotOurs: objects Apply found (journaled as
+// unchanged: someone else's) that their owner removes are not re-created,
+// and are reported once; a route of the agent's that someone replaced
+// with their own is left to them. Values that were found as configured
+// and are changed later are still repaired.
+func TestWatchLeavesWhatIsNotOurs(t *testing.T) {
+	h := vpsHost(t)
+	theirs := foundBlackhole
+	halfThere(t, h)
+	j := newTestJournal(t)
+	if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{Journal: j})
+	check := func(what, want string) {
+		t.Helper()
+		h.must(t)
+		evs := w.Check()
+		if got := actions(evs); got != want {
+			t.Errorf("%s: events\n%s\nwant\n%s", what, got, want)
+		}
+		for _, c := range h.mutatingCalls() {
+			if !strings.HasPrefix(want, "repaired") {
+				t.Errorf("%s: the watcher changed the host: %v", what, c)
+			}
+		}
+	}
+
+	// The owner removes its blackhole: reported once, not re-created.
+	h.must(t, h.DelRoute("", theirs))
+	check("their route removed", "owner removed: add route blackhole 192.168.111.0/30 (absent -> blackhole 192.168.111.0/30)")
+	check("their route still gone", "")
+	h.must(t, h.ReplaceRoute("", theirs))
+	check("their route back", "")
+	h.must(t, h.DelRoute("", theirs))
+	check("their route removed again", "owner removed: add route blackhole 192.168.111.0/30 (absent -> blackhole 192.168.111.0/30)")
+
+	// An address found on veth0, removed by its owner.
+	h.must(t, h.DelAddr("", "veth0", netip.MustParsePrefix("11.11.11.1/24")))
+	check("their address removed", "owner removed: add address 11.11.11.1/24 to veth0 (absent -> present)")
+
+	// An MTU found as configured and changed later is repaired.
+	h.must(t, h.SetMTU("", "veth0", 1500))
+	check("MTU found as configured, changed", "repaired: set MTU of veth0 to 1420 (1500 -> 1420)")
+
+	// The route the agent added in ns1 replaced by someone else's route
+	// (same destination and metric): left to them, reported once.
+	h.must(t, h.ReplaceRoute("ns1", RouteSpec{Dst: netip.MustParsePrefix("0.0.0.0/0"), Dev: "veth1", Type: rtnUnicast, Protocol: 4, Scope: 253}))
+	check("our route displaced", "displaced: add route default via 11.11.11.1 in ns1 (default dev veth1 proto static metric 0 -> default via 11.11.11.1)")
+	check("our route still displaced", "")
+
+	// The veth pair and namespace found, removed by their owner: neither
+	// comes back (what was on them cannot be read, and is skipped).
+	h.must(t, h.DeleteNamespace("ns1"))
+	check("their namespace removed", "owner removed: create namespace ns1 (absent -> present)\n"+
+		"owner removed: create veth pair veth0 <-> veth1 (veth1 in ns1) (absent -> present)")
+	if ok, _ := h.NamespaceExists("ns1"); ok {
+		t.Error("the watcher re-created a namespace it did not make")
+	}
+
+	// Revert leaves all of that as it is now.
+	now := h.dump()
+	if err := Revert(h, j, discard); err != nil {
+		t.Fatal(err)
+	}
+	checkDump(t, "after Revert", h, now)
+}
+
+// TestWatchRepairsOwnDeletedRoute: with the journal known, a route the
+// agent added and someone deleted is still put back.
+func TestWatchRepairsOwnDeletedRoute(t *testing.T) {
+	h, _, j := appliedVPS(t)
+	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{Journal: j})
+	ours := RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: rtnBlackhole, Protocol: RouteProtocol}
+	h.must(t, h.DelRoute("", ours))
+	if got := actions(w.Check()); got != "repaired: add route blackhole 192.168.111.0/30 (absent -> blackhole 192.168.111.0/30)" {
+		t.Errorf("events after our route was deleted: %s", got)
+	}
+	if r, err := h.Route("", ours.Dst); err != nil || r.Protocol != RouteProtocol {
+		t.Errorf("route after the repair: %+v, %v", r, err)
+	}
+}
+
+// TestReconfigureRoutes: a reload that moves the namespace's default
+// route to another gateway deletes the agent's route and adds the new one
+// (never replacing); one that needs a route where the host has its own is
+// refused before anything changes, by CheckReconfigure too.
+func TestReconfigureRoutes(t *testing.T) {
+	h, before, j := appliedVPS(t)
+	old := vpsDesired("ns1")
+	nw := vpsDesired("ns1")
+	nw.Routes[0].Gw = netip.MustParseAddr("11.11.11.2")
+	w := NewWatcher(h, old, WatchOptions{Journal: j})
+	h.must(t)
+	if err := w.Reconfigure(nw, j, discard); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(h.mutatingCalls()); !strings.Contains(got, "DelRoute ns1 0.0.0.0/0 type=1 gw=11.11.11.1") ||
+		!strings.Contains(got, "AddRoute ns1 0.0.0.0/0 type=1 gw=11.11.11.2") {
+		t.Errorf("calls: %s", got)
+	}
+	if r, err := h.Route("ns1", netip.MustParsePrefix("0.0.0.0/0")); err != nil || r.Gw != netip.MustParseAddr("11.11.11.2") {
+		t.Errorf("default route: %+v, %v", r, err)
+	}
+
+	// Someone's route where the next reload wants a blackhole.
+	theirs := RouteSpec{Dst: netip.MustParsePrefix("10.9.0.0/24"), Gw: netip.MustParseAddr("192.0.2.1"), Type: rtnUnicast, Protocol: 4}
+	h.must(t, h.ReplaceRoute("", theirs))
+	third := nw
+	third.Routes = append(third.Routes[:len(third.Routes):len(third.Routes)], Route{Dst: theirs.Dst, Blackhole: true})
+	var ce *ConflictError
+	if err := w.CheckReconfigure(third, j); !errors.As(err, &ce) {
+		t.Errorf("CheckReconfigure: %v, want a *ConflictError", err)
+	}
+	saved := len(j.Entries)
+	h.must(t)
+	if err := w.Reconfigure(third, j, discard); !errors.As(err, &ce) {
+		t.Errorf("Reconfigure: %v, want a *ConflictError", err)
+	}
+	if c := h.mutatingCalls(); len(c) != 0 || len(j.Entries) != saved {
+		t.Errorf("refused reload changed the host (%v) or the journal (%d entries, was %d)", c, len(j.Entries), saved)
+	}
+	if evs := w.Check(); len(evs) != 0 {
+		t.Errorf("after a refused reload the watcher must watch the state before it: %s", actions(evs))
+	}
+
+	h.must(t, h.DelRoute("", theirs))
+	if err := Revert(h, j, discard); err != nil {
+		t.Fatal(err)
+	}
+	checkDump(t, "after revert", h, before)
 }

@@ -22,7 +22,7 @@ import (
 // Take dumps the namespace ns. Lines are sorted, so two dumps of the same
 // state are equal strings; diff them with Diff.
 func Take(ns netns.NsHandle) (string, error) {
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return "", fmt.Errorf("netlink handle: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"tunnel-agent/internal/nsutil"
 )
@@ -52,7 +53,7 @@ func New(t testing.TB, prefix string) *NS {
 	}
 	ns := &NS{Name: name, Path: "/run/netns/" + name, Handle: h}
 	t.Cleanup(func() { ns.remove(t) })
-	ns.NL, err = netlink.NewHandleAt(h)
+	ns.NL, err = netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatalf("netlink handle in %s: %v", name, err)
 	}

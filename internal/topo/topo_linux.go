@@ -305,7 +305,9 @@ func (t *Topology) newNS(name string) error {
 	t.mu.Unlock()
 	err = nsutil.Do(h, func() error {
 		var err error
-		s.nl, err = netlink.NewHandle() // sockets opened inside the namespace
+		// Opened inside the namespace; ROUTE, and NETFILTER for the NAT
+		// router's conntrack table, but not XFRM (see netcfg.NetlinkHost).
+		s.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 		return err
 	})
 	if err != nil {
