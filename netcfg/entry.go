@@ -10,7 +10,7 @@ import (
 // Kind names one type of host change.
 type Kind string
 
-// The kinds of host change, in the order Plan emits them.
+// The kinds of host change, in the order Entries (plan.go) emits them.
 const (
 	KindNamespace Kind = "namespace"
 	KindVeth      Kind = "veth"
