@@ -1,4 +1,8 @@
-package netcfg
+// Package netcfgtest is an in-memory host for netcfg: a netcfg.Host (and
+// netcfg.ChangeSource) that behaves like the kernel where netcfg can
+// tell, with fault and kill injection, for tests of netcfg and of the
+// programs that use it (the agent's life cycle runs on it without root).
+package netcfgtest
 
 import (
 	"errors"
@@ -10,15 +14,17 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"tunnel-agent/netcfg"
 )
 
-// fakeHost is an in-memory Host that behaves like the kernel where netcfg
-// can tell: namespaces hold links, a veth pair dies as a whole (deleting
-// either end, or the namespace of either end, deletes both), links hold
-// addresses and ethtool features, and each namespace has a main routing
-// table keyed as the kernel's is: by destination and metric (a route
-// added without a metric gets the family's default, 0 for IPv4 and 1024
-// for IPv6), one route per key.
+// Host is an in-memory netcfg.Host that behaves like the kernel where
+// netcfg can tell: namespaces hold links, a veth pair dies as a whole
+// (deleting either end, or the namespace of either end, deletes both),
+// links hold addresses and ethtool features, and each namespace has a
+// main routing table keyed as the kernel's is: by destination and metric
+// (a route added without a metric gets the family's default, 0 for IPv4
+// and 1024 for IPv6), one route per key.
 //
 // Kernel behaviour it reproduces because Apply and Revert can run into it:
 //   - a new namespace has lo, down, without addresses; bringing lo up adds
@@ -31,8 +37,8 @@ import (
 //   - a gateway route needs the gateway inside a connected (scope link)
 //     route of an up link, and records that link as its dev; a route with
 //     a dev needs the dev up;
-//   - AddRoute fails with ErrExists when the key is taken; ReplaceRoute
-//     replaces the route with the key;
+//   - AddRoute fails with netcfg.ErrExists when the key is taken;
+//     ReplaceRoute replaces the route with the key;
 //   - DelRoute matches the type, protocol, gateway, dev and source it is
 //     given (zero values match anything) and the scope exactly; an IPv6
 //     metric must match unless it is 0 (any), and an IPv4 metric picks
@@ -43,41 +49,52 @@ import (
 //     device cannot change are silently ignored (the kernel masks them
 //     off), fixed features have Requested false (the kernel's "wanted"
 //     bits exclude them), TSO is only active while scatter-gather and a
-//     TX checksum are, GSO only while scatter-gather is.
+//     TX checksum are, GSO only while scatter-gather is;
+//   - every link gets a new interface index when it is created (Index),
+//     so that a link deleted and made again is told apart;
+//   - Subscribe (netcfg.ChangeSource) calls its kick after every change
+//     made, as netlink's multicast groups announce them.
 //
 // Where it differs: the kernel destroys a deleted namespace (and the
-// veths with an end in it) asynchronously, the fake at once.
+// veths with an end in it) asynchronously, the fake at once; it announces
+// a change in the namespace it happened in, the fake in all of them.
 //
 // Not modelled: IPv6 prefix routes (metric 256) and IPv6 address loss on
 // link down, secondary address promotion, link carrier, routing tables
 // other than main, the "dev lo" the kernel reports for an IPv6 blackhole
 // route, several routes with one key (IPv4 TOS, `ip route append`).
 //
-// Faults: failAt fails the Nth mutating call, failIf fails every call it
-// matches (reads too), killAt panics with errKilled at the Nth mutating
-// call (before the change, or after it with killAfter) to simulate the
-// agent being killed.
-type fakeHost struct {
+// Faults: FailAt fails the Nth mutating call, FailIf fails every call it
+// matches (reads too), KillAt panics with ErrKilled at the Nth mutating
+// call (before the change, or after it) to simulate the agent being
+// killed. Calls are counted from New, or from the last Must.
+//
+// A Host is safe for concurrent use.
+type Host struct {
 	mu  sync.Mutex
 	nss map[string]*fakeNS // "" is the agent's own namespace, always present
 
 	failAt    int
-	failIf    func(c call) bool
+	failIf    func(c Call) bool
 	killAt    int
 	killAfter bool
 
 	mutations int    // mutating calls so far
-	calls     []call // every call, in order
+	calls     []Call // every call, in order
 
-	// netns is what NetNS reports; the zero value reports fakeNetNS.
-	netns NetNSID
+	// netns is what NetNS reports; the zero value reports DefaultNetNS.
+	netns netcfg.NetNSID
+
+	lastIndex int                  // the interface index given last
+	subs      map[*subscriber]bool // Subscribe's
 }
 
-// fakeNetNS is the fake's namespace identity unless a test sets another.
-var fakeNetNS = NetNSID{Dev: 4, Ino: 4026531840}
+// DefaultNetNS is the fake's namespace identity unless a test sets
+// another (SetNetNS).
+var DefaultNetNS = netcfg.NetNSID{Dev: 4, Ino: 4026531840}
 
-// call is one Host method call, as recorded and as seen by failIf.
-type call struct {
+// Call is one Host method call, as recorded and as seen by FailIf.
+type Call struct {
 	Op       string // method name
 	NS       string
 	Link     string
@@ -85,7 +102,7 @@ type call struct {
 	Mutating bool
 }
 
-func (c call) String() string {
+func (c Call) String() string {
 	s := c.Op + " " + nsLabel(c.NS)
 	if c.Link != "" {
 		s += "/" + c.Link
@@ -96,19 +113,28 @@ func (c call) String() string {
 	return s
 }
 
-// errInjected is what failAt and failIf make a call return.
-var errInjected = errors.New("injected fault")
+// ErrInjected is what FailAt and FailIf make a call return.
+var ErrInjected = errors.New("injected fault")
 
-// errKilled is the panic value of a simulated kill.
-var errKilled = errors.New("killed")
+// ErrKilled is the panic value of a simulated kill (KillAt).
+var ErrKilled = errors.New("killed")
+
+// routeKey is a route's identity in a table: destination and metric.
+type routeKey struct {
+	dst    netip.Prefix
+	metric int
+}
+
+func keyOf(r netcfg.RouteSpec) routeKey { return routeKey{r.Dst, r.Metric} }
 
 type fakeNS struct {
 	links  map[string]*fakeLink
-	routes map[routeKey]RouteSpec
+	routes map[routeKey]netcfg.RouteSpec
 }
 
 type fakeLink struct {
 	typ      string // "veth", "device", "dummy"
+	index    int
 	mtu      int
 	up       bool
 	features map[string]fakeFeature
@@ -204,26 +230,28 @@ var deviceFeatures = map[string][]featureDef{
 
 func init() { deviceFeatures["dummy"] = deviceFeatures["veth"] }
 
-// newFakeHost returns a host with only the agent's namespace and its lo,
-// up, as on a booted machine.
-func newFakeHost() *fakeHost {
-	f := &fakeHost{nss: map[string]*fakeNS{}}
-	f.nss[""] = newFakeNS()
+// New returns a host with only the agent's namespace and its lo, up, as
+// on a booted machine.
+func New() *Host {
+	f := &Host{nss: map[string]*fakeNS{}, subs: map[*subscriber]bool{}}
+	f.nss[""] = f.newNS()
 	f.nss[""].links["lo"].up = true
 	f.nss[""].links["lo"].addrs[netip.MustParsePrefix("127.0.0.1/8")] = true
 	return f
 }
 
-func newFakeNS() *fakeNS {
-	n := &fakeNS{links: map[string]*fakeLink{}, routes: map[routeKey]RouteSpec{}}
-	lo := newFakeLink("device", 65536)
+func (f *Host) newNS() *fakeNS {
+	n := &fakeNS{links: map[string]*fakeLink{}, routes: map[routeKey]netcfg.RouteSpec{}}
+	lo := f.newLink("device", 65536)
 	lo.features = defaultFeatures("loopback")
 	n.links["lo"] = lo
 	return n
 }
 
-func newFakeLink(typ string, mtu int) *fakeLink {
-	return &fakeLink{typ: typ, mtu: mtu, features: defaultFeatures(typ), addrs: map[netip.Prefix]bool{}}
+// newLink returns a new link with the next interface index.
+func (f *Host) newLink(typ string, mtu int) *fakeLink {
+	f.lastIndex++
+	return &fakeLink{typ: typ, index: f.lastIndex, mtu: mtu, features: defaultFeatures(typ), addrs: map[netip.Prefix]bool{}}
 }
 
 func defaultFeatures(typ string) map[string]fakeFeature {
@@ -258,50 +286,104 @@ func (l *fakeLink) active(name string) bool {
 	return true
 }
 
-// ---- Setup helpers (no call recording, no faults) ----
+// ---- Faults ----
 
-// addLink adds a link of any type, as a test's pre-existing state.
-func (f *fakeHost) addLink(t testing.TB, ns, name, typ string, mtu int, up bool) {
-	t.Helper()
+// FailAt makes the nth mutating call (counted from New or the last Must)
+// fail with ErrInjected, without changing anything; 0: none.
+func (f *Host) FailAt(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n := f.nss[ns]
-	if n == nil {
-		t.Fatalf("addLink: no namespace %q", ns)
-	}
-	if n.links[name] != nil {
-		t.Fatalf("addLink: %s exists", name)
-	}
-	n.links[name] = newFakeLink(typ, mtu)
-	if up {
-		f.setUpLocked(ns, name, true)
-	}
+	f.failAt = n
 }
 
-// must runs setup steps (Host calls) that are not supposed to fail, then
+// FailIf makes every call that match reports true for fail with
+// ErrInjected (reads too), without changing anything; nil: none.
+func (f *Host) FailIf(match func(Call) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failIf = match
+}
+
+// KillAt makes the nth mutating call panic with ErrKilled, before its
+// change or, if after, once it is made: a kill of the agent at that
+// point. 0: none.
+func (f *Host) KillAt(n int, after bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.killAt, f.killAfter = n, after
+}
+
+// ClearFaults removes every injected fault.
+func (f *Host) ClearFaults() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failAt, f.failIf, f.killAt, f.killAfter = 0, nil, 0, false
+}
+
+// SetNetNS sets the namespace identity NetNS reports (a journal records
+// it; Revert refuses a journal of another).
+func (f *Host) SetNetNS(id netcfg.NetNSID) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.netns = id
+}
+
+// ---- Setup helpers (no call recording, no faults) ----
+
+// AddLink adds a link of any type ("device", "veth" without a peer,
+// "dummy"), as a test's pre-existing state (not a netcfg.Host method).
+func (f *Host) AddLink(t testing.TB, ns, name, typ string, mtu int, up bool) {
+	t.Helper()
+	f.mu.Lock()
+	n := f.nss[ns]
+	var err string
+	switch {
+	case n == nil:
+		err = fmt.Sprintf("AddLink: no namespace %q", ns)
+	case n.links[name] != nil:
+		err = fmt.Sprintf("AddLink: %s exists", name)
+	default:
+		n.links[name] = f.newLink(typ, mtu)
+		if up {
+			f.setUpLocked(ns, name, true)
+		}
+	}
+	subs := f.subscribersLocked()
+	f.mu.Unlock()
+	if err != "" {
+		t.Fatal(err)
+	}
+	kickAll(subs)
+}
+
+// Must runs setup steps (Host calls) that are not supposed to fail, then
 // forgets them, so that call counts and the call log start at zero.
-func (f *fakeHost) must(t testing.TB, errs ...error) {
+func (f *Host) Must(t testing.TB, errs ...error) {
 	t.Helper()
 	for _, err := range errs {
 		if err != nil {
 			t.Fatalf("setup: %v", err)
 		}
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.mutations, f.calls = 0, nil
 }
 
-// clearFaults removes every injected fault.
-func (f *fakeHost) clearFaults() {
+// ---- Inspection (no call recording, no faults) ----
+
+// Calls returns the calls made so far, in order.
+func (f *Host) Calls() []Call {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.failAt, f.failIf, f.killAt, f.killAfter = 0, nil, 0, false
+	return slices.Clone(f.calls)
 }
 
-// mutatingCalls returns the mutating calls made so far.
-func (f *fakeHost) mutatingCalls() []call {
+// MutatingCalls returns the mutating calls made so far.
+func (f *Host) MutatingCalls() []Call {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []call
+	var out []Call
 	for _, c := range f.calls {
 		if c.Mutating {
 			out = append(out, c)
@@ -310,11 +392,49 @@ func (f *fakeHost) mutatingCalls() []call {
 	return out
 }
 
-// clone returns a deep copy of the model, without faults or call log.
-func (f *fakeHost) clone() *fakeHost {
+// Namespaces lists the namespaces, sorted ("" first).
+func (f *Host) Namespaces() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c := &fakeHost{nss: map[string]*fakeNS{}}
+	return sortedKeys(f.nss)
+}
+
+// HasNamespace reports whether the namespace exists.
+func (f *Host) HasNamespace(ns string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nss[ns] != nil
+}
+
+// LinkState is a link as the model holds it.
+type LinkState struct {
+	Type  string // "veth", "device", "dummy"
+	Index int    // interface index
+	MTU   int
+	Up    bool
+	Addrs []netip.Prefix // sorted
+}
+
+// LinkState returns link name of namespace ns; ok is false when there is
+// none.
+func (f *Host) LinkState(ns, name string) (ls LinkState, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.nss[ns]
+	if n == nil || n.links[name] == nil {
+		return LinkState{}, false
+	}
+	l := n.links[name]
+	return LinkState{Type: l.typ, Index: l.index, MTU: l.mtu, Up: l.up,
+		Addrs: slices.SortedFunc(maps.Keys(l.addrs), netip.Prefix.Compare)}, true
+}
+
+// Clone returns a deep copy of the model, without faults, call log or
+// subscribers.
+func (f *Host) Clone() *Host {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := &Host{nss: map[string]*fakeNS{}, subs: map[*subscriber]bool{}, netns: f.netns, lastIndex: f.lastIndex}
 	for name, n := range f.nss {
 		cn := &fakeNS{links: map[string]*fakeLink{}, routes: maps.Clone(n.routes)}
 		for ln, l := range n.links {
@@ -332,10 +452,22 @@ func (f *fakeHost) clone() *fakeHost {
 	return c
 }
 
-// dump returns the whole model as sorted, canonical text: two equal
-// models give equal strings. Features at the device type's default are
-// left out, to keep dumps readable.
-func (f *fakeHost) dump() string {
+// DeviceFeatures is what Features reports for a fresh link of type typ
+// ("veth", "device", "dummy", or "loopback" for a namespace's lo).
+func DeviceFeatures(typ string) map[string]netcfg.FeatureInfo {
+	l := &fakeLink{features: defaultFeatures(typ)}
+	out := map[string]netcfg.FeatureInfo{}
+	for k, fe := range l.features {
+		out[k] = netcfg.FeatureInfo{Requested: fe.requested, Active: l.active(k), Fixed: fe.fixed}
+	}
+	return out
+}
+
+// Dump returns the whole model as sorted, canonical text: two equal
+// models give equal strings (interface indexes are left out: a link made
+// again compares equal). Features at the device type's default are left
+// out, to keep dumps readable.
+func (f *Host) Dump() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var lines []string
@@ -391,7 +523,7 @@ func upDown(up bool) string {
 	return "down"
 }
 
-func routeText(r RouteSpec) string {
+func routeText(r netcfg.RouteSpec) string {
 	opt := func(s string, ok bool) string {
 		if !ok {
 			return "-"
@@ -413,18 +545,27 @@ func compareRouteKeys(a, b routeKey) int {
 // ---- Call plumbing ----
 
 // read runs a non-mutating call.
-func (f *fakeHost) read(c call, do func() error) error {
+func (f *Host) read(c Call, do func() error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, c)
 	if f.failIf != nil && f.failIf(c) {
-		return fmt.Errorf("%w: %s", errInjected, c)
+		return fmt.Errorf("%w: %s", ErrInjected, c)
 	}
 	return do()
 }
 
-// mutate runs a mutating call, applying failAt, failIf and killAt.
-func (f *fakeHost) mutate(c call, do func() error) error {
+// mutate runs a mutating call, applying failAt, failIf and killAt, and
+// announces a change made to the subscribers.
+func (f *Host) mutate(c Call, do func() error) error {
+	subs, err := f.change(c, do)
+	kickAll(subs)
+	return err
+}
+
+// change is mutate without the announcement: it returns the subscribers
+// to kick (none when nothing changed).
+func (f *Host) change(c Call, do func() error) ([]*subscriber, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c.Mutating = true
@@ -432,73 +573,122 @@ func (f *fakeHost) mutate(c call, do func() error) error {
 	f.calls = append(f.calls, c)
 	kill := f.killAt == f.mutations
 	if kill && !f.killAfter {
-		panic(errKilled)
+		panic(ErrKilled)
 	}
 	if f.failAt == f.mutations || (f.failIf != nil && f.failIf(c)) {
-		return fmt.Errorf("%w: %s", errInjected, c)
+		return nil, fmt.Errorf("%w: %s", ErrInjected, c)
 	}
 	err := do()
 	if kill {
-		panic(errKilled)
+		panic(ErrKilled)
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return f.subscribersLocked(), nil
 }
 
-func (f *fakeHost) nsLocked(ns string) (*fakeNS, error) {
+// subscriber is one Subscribe.
+type subscriber struct {
+	kick func()
+	done <-chan struct{}
+}
+
+// Subscribe implements netcfg.ChangeSource: kick is called after every
+// change made to the host (in any namespace) until done is closed. lost
+// is never called. A namespace that does not exist is ErrNotFound.
+func (f *Host) Subscribe(ns string, kick func(), lost func(error), done <-chan struct{}) error {
+	return f.read(Call{Op: "Subscribe", NS: ns}, func() error {
+		if _, err := f.nsLocked(ns); err != nil {
+			return err
+		}
+		s := &subscriber{kick: kick, done: done}
+		f.subs[s] = true
+		go func() {
+			<-done
+			f.mu.Lock()
+			delete(f.subs, s)
+			f.mu.Unlock()
+		}()
+		return nil
+	})
+}
+
+func (f *Host) subscribersLocked() []*subscriber {
+	out := make([]*subscriber, 0, len(f.subs))
+	for s := range f.subs {
+		out = append(out, s)
+	}
+	return out
+}
+
+// kickAll kicks the subscribers still subscribed (without the lock: a
+// kick may call back into the host).
+func kickAll(subs []*subscriber) {
+	for _, s := range subs {
+		select {
+		case <-s.done:
+		default:
+			s.kick()
+		}
+	}
+}
+
+func (f *Host) nsLocked(ns string) (*fakeNS, error) {
 	n := f.nss[ns]
 	if n == nil {
-		return nil, fmt.Errorf("namespace %s: %w", ns, ErrNotFound)
+		return nil, fmt.Errorf("namespace %s: %w", ns, netcfg.ErrNotFound)
 	}
 	return n, nil
 }
 
-func (f *fakeHost) linkLocked(ns, name string) (*fakeNS, *fakeLink, error) {
+func (f *Host) linkLocked(ns, name string) (*fakeNS, *fakeLink, error) {
 	n, err := f.nsLocked(ns)
 	if err != nil {
 		return nil, nil, err
 	}
 	l := n.links[name]
 	if l == nil {
-		return nil, nil, fmt.Errorf("link %s%s: %w", name, where(ns), ErrNotFound)
+		return nil, nil, fmt.Errorf("link %s%s: %w", name, where(ns), netcfg.ErrNotFound)
 	}
 	return n, l, nil
 }
 
 // ---- Host ----
 
-var _ Host = (*fakeHost)(nil)
+var _ netcfg.Host = (*Host)(nil)
 
 // NetNS identifies the fake's own namespace.
-func (f *fakeHost) NetNS() (NetNSID, error) {
+func (f *Host) NetNS() (netcfg.NetNSID, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.netns == (NetNSID{}) {
-		return fakeNetNS, nil
+	if f.netns == (netcfg.NetNSID{}) {
+		return DefaultNetNS, nil
 	}
 	return f.netns, nil
 }
 
-func (f *fakeHost) NamespaceExists(name string) (bool, error) {
+func (f *Host) NamespaceExists(name string) (bool, error) {
 	var ok bool
-	err := f.read(call{Op: "NamespaceExists", NS: name}, func() error {
+	err := f.read(Call{Op: "NamespaceExists", NS: name}, func() error {
 		ok = f.nss[name] != nil
 		return nil
 	})
 	return ok, err
 }
 
-func (f *fakeHost) CreateNamespace(name string) error {
-	return f.mutate(call{Op: "CreateNamespace", NS: name}, func() error {
+func (f *Host) CreateNamespace(name string) error {
+	return f.mutate(Call{Op: "CreateNamespace", NS: name}, func() error {
 		if f.nss[name] != nil {
-			return fmt.Errorf("namespace %s: %w", name, ErrExists)
+			return fmt.Errorf("namespace %s: %w", name, netcfg.ErrExists)
 		}
-		f.nss[name] = newFakeNS()
+		f.nss[name] = f.newNS()
 		return nil
 	})
 }
 
-func (f *fakeHost) DeleteNamespace(name string) error {
-	return f.mutate(call{Op: "DeleteNamespace", NS: name}, func() error {
+func (f *Host) DeleteNamespace(name string) error {
+	return f.mutate(Call{Op: "DeleteNamespace", NS: name}, func() error {
 		if name == "" {
 			return errors.New("cannot delete the agent's own namespace")
 		}
@@ -516,38 +706,38 @@ func (f *fakeHost) DeleteNamespace(name string) error {
 	})
 }
 
-func (f *fakeHost) Links(ns string) ([]LinkInfo, error) {
-	var out []LinkInfo
-	err := f.read(call{Op: "Links", NS: ns}, func() error {
+func (f *Host) Links(ns string) ([]netcfg.LinkInfo, error) {
+	var out []netcfg.LinkInfo
+	err := f.read(Call{Op: "Links", NS: ns}, func() error {
 		n, err := f.nsLocked(ns)
 		if err != nil {
 			return err
 		}
 		for _, name := range sortedKeys(n.links) {
 			l := n.links[name]
-			out = append(out, LinkInfo{Name: name, Type: l.typ, MTU: l.mtu, Up: l.up})
+			out = append(out, netcfg.LinkInfo{Name: name, Type: l.typ, MTU: l.mtu, Up: l.up})
 		}
 		return nil
 	})
 	return out, err
 }
 
-// Link is a test helper (not a Host method): one link's LinkInfo.
-func (f *fakeHost) Link(ns, name string) (LinkInfo, error) {
-	var li LinkInfo
-	err := f.read(call{Op: "Link", NS: ns, Link: name}, func() error {
+// Link is a test helper (not a Host method): one link's netcfg.LinkInfo.
+func (f *Host) Link(ns, name string) (netcfg.LinkInfo, error) {
+	var li netcfg.LinkInfo
+	err := f.read(Call{Op: "Link", NS: ns, Link: name}, func() error {
 		_, l, err := f.linkLocked(ns, name)
 		if err != nil {
 			return err
 		}
-		li = LinkInfo{Name: name, Type: l.typ, MTU: l.mtu, Up: l.up}
+		li = netcfg.LinkInfo{Name: name, Type: l.typ, MTU: l.mtu, Up: l.up}
 		return nil
 	})
 	return li, err
 }
 
-func (f *fakeHost) AddVeth(name, peer, peerNS string) error {
-	return f.mutate(call{Op: "AddVeth", Link: name, Arg: peer + where(peerNS)}, func() error {
+func (f *Host) AddVeth(name, peer, peerNS string) error {
+	return f.mutate(Call{Op: "AddVeth", Link: name, Arg: peer + where(peerNS)}, func() error {
 		if len(name) > 15 || len(peer) > 15 || name == "" || peer == "" {
 			return errors.New("invalid argument: bad interface name")
 		}
@@ -556,20 +746,20 @@ func (f *fakeHost) AddVeth(name, peer, peerNS string) error {
 			return err
 		}
 		if f.nss[""].links[name] != nil {
-			return fmt.Errorf("link %s: %w", name, ErrExists)
+			return fmt.Errorf("link %s: %w", name, netcfg.ErrExists)
 		}
 		if pn.links[peer] != nil || (peerNS == "" && peer == name) {
-			return fmt.Errorf("link %s%s: %w", peer, where(peerNS), ErrExists)
+			return fmt.Errorf("link %s%s: %w", peer, where(peerNS), netcfg.ErrExists)
 		}
-		a, b := newFakeLink("veth", 1500), newFakeLink("veth", 1500)
+		a, b := f.newLink("veth", 1500), f.newLink("veth", 1500)
 		a.peer, b.peer = &linkRef{peerNS, peer}, &linkRef{"", name}
 		f.nss[""].links[name], pn.links[peer] = a, b
 		return nil
 	})
 }
 
-func (f *fakeHost) DeleteLink(ns, name string) error {
-	return f.mutate(call{Op: "DeleteLink", NS: ns, Link: name}, func() error {
+func (f *Host) DeleteLink(ns, name string) error {
+	return f.mutate(Call{Op: "DeleteLink", NS: ns, Link: name}, func() error {
 		_, l, err := f.linkLocked(ns, name)
 		if err != nil {
 			return err
@@ -586,7 +776,7 @@ func (f *fakeHost) DeleteLink(ns, name string) error {
 }
 
 // removeLinkLocked deletes one link and every route through it.
-func (f *fakeHost) removeLinkLocked(ns, name string) {
+func (f *Host) removeLinkLocked(ns, name string) {
 	n := f.nss[ns]
 	if n == nil {
 		return
@@ -595,12 +785,12 @@ func (f *fakeHost) removeLinkLocked(ns, name string) {
 	f.flushRoutesLocked(ns, name)
 }
 
-func (f *fakeHost) flushRoutesLocked(ns, dev string) {
-	maps.DeleteFunc(f.nss[ns].routes, func(_ routeKey, r RouteSpec) bool { return r.Dev == dev })
+func (f *Host) flushRoutesLocked(ns, dev string) {
+	maps.DeleteFunc(f.nss[ns].routes, func(_ routeKey, r netcfg.RouteSpec) bool { return r.Dev == dev })
 }
 
-func (f *fakeHost) SetMTU(ns, name string, mtu int) error {
-	return f.mutate(call{Op: "SetMTU", NS: ns, Link: name, Arg: strconv.Itoa(mtu)}, func() error {
+func (f *Host) SetMTU(ns, name string, mtu int) error {
+	return f.mutate(Call{Op: "SetMTU", NS: ns, Link: name, Arg: strconv.Itoa(mtu)}, func() error {
 		_, l, err := f.linkLocked(ns, name)
 		if err != nil {
 			return err
@@ -613,8 +803,8 @@ func (f *fakeHost) SetMTU(ns, name string, mtu int) error {
 	})
 }
 
-func (f *fakeHost) SetUp(ns, name string, up bool) error {
-	return f.mutate(call{Op: "SetUp", NS: ns, Link: name, Arg: upDown(up)}, func() error {
+func (f *Host) SetUp(ns, name string, up bool) error {
+	return f.mutate(Call{Op: "SetUp", NS: ns, Link: name, Arg: upDown(up)}, func() error {
 		if _, _, err := f.linkLocked(ns, name); err != nil {
 			return err
 		}
@@ -623,7 +813,7 @@ func (f *fakeHost) SetUp(ns, name string, up bool) error {
 	})
 }
 
-func (f *fakeHost) setUpLocked(ns, name string, up bool) {
+func (f *Host) setUpLocked(ns, name string, up bool) {
 	l := f.nss[ns].links[name]
 	if l.up == up {
 		return
@@ -643,7 +833,7 @@ func (f *fakeHost) setUpLocked(ns, name string, up bool) {
 
 // addConnectedLocked adds the connected route of address a on link name,
 // as the kernel does for an IPv4 address on an up link.
-func (f *fakeHost) addConnectedLocked(ns, name string, a netip.Prefix) {
+func (f *Host) addConnectedLocked(ns, name string, a netip.Prefix) {
 	n := f.nss[ns]
 	if name == "lo" || !n.links[name].up || !a.Addr().Is4() || a.Bits() == 32 {
 		return
@@ -652,27 +842,27 @@ func (f *fakeHost) addConnectedLocked(ns, name string, a netip.Prefix) {
 	if _, ok := n.routes[k]; ok {
 		return // the kernel would add a second route; this model keeps one per key
 	}
-	n.routes[k] = RouteSpec{Dst: a.Masked(), Dev: name, Type: rtnUnicast, Protocol: 2, Scope: 253, Src: a.Addr()}
+	n.routes[k] = netcfg.RouteSpec{Dst: a.Masked(), Dev: name, Type: netcfg.RouteUnicast, Protocol: 2, Scope: 253, Src: a.Addr()}
 }
 
-func (f *fakeHost) Features(ns, name string) (map[string]FeatureInfo, error) {
-	var out map[string]FeatureInfo
-	err := f.read(call{Op: "Features", NS: ns, Link: name}, func() error {
+func (f *Host) Features(ns, name string) (map[string]netcfg.FeatureInfo, error) {
+	var out map[string]netcfg.FeatureInfo
+	err := f.read(Call{Op: "Features", NS: ns, Link: name}, func() error {
 		_, l, err := f.linkLocked(ns, name)
 		if err != nil {
 			return err
 		}
-		out = map[string]FeatureInfo{}
+		out = map[string]netcfg.FeatureInfo{}
 		for k, v := range l.features {
-			out[k] = FeatureInfo{Requested: v.requested, Active: l.active(k), Fixed: v.fixed}
+			out[k] = netcfg.FeatureInfo{Requested: v.requested, Active: l.active(k), Fixed: v.fixed}
 		}
 		return nil
 	})
 	return out, err
 }
 
-func (f *fakeHost) SetFeatures(ns, name string, want map[string]bool) error {
-	return f.mutate(call{Op: "SetFeatures", NS: ns, Link: name, Arg: formatFeatures(want)}, func() error {
+func (f *Host) SetFeatures(ns, name string, want map[string]bool) error {
+	return f.mutate(Call{Op: "SetFeatures", NS: ns, Link: name, Arg: formatFeatures(want)}, func() error {
 		_, l, err := f.linkLocked(ns, name)
 		if err != nil {
 			return err
@@ -692,9 +882,9 @@ func (f *fakeHost) SetFeatures(ns, name string, want map[string]bool) error {
 	})
 }
 
-func (f *fakeHost) Addrs(ns string) (map[string][]netip.Prefix, error) {
+func (f *Host) Addrs(ns string) (map[string][]netip.Prefix, error) {
 	out := map[string][]netip.Prefix{}
-	err := f.read(call{Op: "Addrs", NS: ns}, func() error {
+	err := f.read(Call{Op: "Addrs", NS: ns}, func() error {
 		n, err := f.nsLocked(ns)
 		if err != nil {
 			return err
@@ -710,9 +900,9 @@ func (f *fakeHost) Addrs(ns string) (map[string][]netip.Prefix, error) {
 }
 
 // HasAddr is a test helper (not a Host method).
-func (f *fakeHost) HasAddr(ns, link string, p netip.Prefix) (bool, error) {
+func (f *Host) HasAddr(ns, link string, p netip.Prefix) (bool, error) {
 	var ok bool
-	err := f.read(call{Op: "HasAddr", NS: ns, Link: link, Arg: p.String()}, func() error {
+	err := f.read(Call{Op: "HasAddr", NS: ns, Link: link, Arg: p.String()}, func() error {
 		_, l, err := f.linkLocked(ns, link)
 		if err != nil {
 			return err
@@ -723,14 +913,14 @@ func (f *fakeHost) HasAddr(ns, link string, p netip.Prefix) (bool, error) {
 	return ok, err
 }
 
-func (f *fakeHost) AddAddr(ns, link string, p netip.Prefix) error {
-	return f.mutate(call{Op: "AddAddr", NS: ns, Link: link, Arg: p.String()}, func() error {
+func (f *Host) AddAddr(ns, link string, p netip.Prefix) error {
+	return f.mutate(Call{Op: "AddAddr", NS: ns, Link: link, Arg: p.String()}, func() error {
 		_, l, err := f.linkLocked(ns, link)
 		if err != nil {
 			return err
 		}
 		if l.addrs[p] {
-			return fmt.Errorf("address %s on %s: %w", p, link, ErrExists)
+			return fmt.Errorf("address %s on %s: %w", p, link, netcfg.ErrExists)
 		}
 		l.addrs[p] = true
 		f.addConnectedLocked(ns, link, p)
@@ -738,14 +928,14 @@ func (f *fakeHost) AddAddr(ns, link string, p netip.Prefix) error {
 	})
 }
 
-func (f *fakeHost) DelAddr(ns, link string, p netip.Prefix) error {
-	return f.mutate(call{Op: "DelAddr", NS: ns, Link: link, Arg: p.String()}, func() error {
+func (f *Host) DelAddr(ns, link string, p netip.Prefix) error {
+	return f.mutate(Call{Op: "DelAddr", NS: ns, Link: link, Arg: p.String()}, func() error {
 		n, l, err := f.linkLocked(ns, link)
 		if err != nil {
 			return err
 		}
 		if !l.addrs[p] {
-			return fmt.Errorf("address %s on %s: %w", p, link, ErrNotFound)
+			return fmt.Errorf("address %s on %s: %w", p, link, netcfg.ErrNotFound)
 		}
 		delete(l.addrs, p)
 		if !p.Addr().Is4() {
@@ -761,14 +951,14 @@ func (f *fakeHost) DelAddr(ns, link string, p netip.Prefix) error {
 	})
 }
 
-func (f *fakeHost) Routes(ns string, ipv6 bool) ([]RouteSpec, error) {
-	var out []RouteSpec
-	err := f.read(call{Op: "Routes", NS: ns, Arg: map[bool]string{false: "ipv4", true: "ipv6"}[ipv6]}, func() error {
+func (f *Host) Routes(ns string, ipv6 bool) ([]netcfg.RouteSpec, error) {
+	var out []netcfg.RouteSpec
+	err := f.read(Call{Op: "Routes", NS: ns, Arg: map[bool]string{false: "ipv4", true: "ipv6"}[ipv6]}, func() error {
 		n, err := f.nsLocked(ns)
 		if err != nil {
 			return err
 		}
-		out = make([]RouteSpec, 0, len(n.routes))
+		out = make([]netcfg.RouteSpec, 0, len(n.routes))
 		for k, r := range n.routes { // in no particular order, as the kernel's trie walk is to netcfg
 			if k.dst.Addr().Is6() == ipv6 {
 				out = append(out, r)
@@ -781,9 +971,9 @@ func (f *fakeHost) Routes(ns string, ipv6 bool) ([]RouteSpec, error) {
 
 // Route is a test helper (not a Host method): the route to dst with the
 // lowest metric, the one the kernel uses.
-func (f *fakeHost) Route(ns string, dst netip.Prefix) (RouteSpec, error) {
-	var r RouteSpec
-	err := f.read(call{Op: "Route", NS: ns, Arg: dst.String()}, func() error {
+func (f *Host) Route(ns string, dst netip.Prefix) (netcfg.RouteSpec, error) {
+	var r netcfg.RouteSpec
+	err := f.read(Call{Op: "Route", NS: ns, Arg: dst.String()}, func() error {
 		n, err := f.nsLocked(ns)
 		if err != nil {
 			return err
@@ -794,26 +984,26 @@ func (f *fakeHost) Route(ns string, dst netip.Prefix) (RouteSpec, error) {
 				return nil
 			}
 		}
-		return fmt.Errorf("route to %s%s: %w", dst, where(ns), ErrNotFound)
+		return fmt.Errorf("route to %s%s: %w", dst, where(ns), netcfg.ErrNotFound)
 	})
 	return r, err
 }
 
-func (f *fakeHost) AddRoute(ns string, r RouteSpec) error {
-	return f.mutate(call{Op: "AddRoute", NS: ns, Arg: routeText(r)}, func() error {
+func (f *Host) AddRoute(ns string, r netcfg.RouteSpec) error {
+	return f.mutate(Call{Op: "AddRoute", NS: ns, Arg: routeText(r)}, func() error {
 		return f.putRouteLocked(ns, r, false)
 	})
 }
 
-func (f *fakeHost) ReplaceRoute(ns string, r RouteSpec) error {
-	return f.mutate(call{Op: "ReplaceRoute", NS: ns, Arg: routeText(r)}, func() error {
+func (f *Host) ReplaceRoute(ns string, r netcfg.RouteSpec) error {
+	return f.mutate(Call{Op: "ReplaceRoute", NS: ns, Arg: routeText(r)}, func() error {
 		return f.putRouteLocked(ns, r, true)
 	})
 }
 
 // putRouteLocked adds r as the kernel would, replacing the route with its
 // key if replace.
-func (f *fakeHost) putRouteLocked(ns string, r RouteSpec, replace bool) error {
+func (f *Host) putRouteLocked(ns string, r netcfg.RouteSpec, replace bool) error {
 	n, err := f.nsLocked(ns)
 	if err != nil {
 		return err
@@ -822,15 +1012,15 @@ func (f *fakeHost) putRouteLocked(ns string, r RouteSpec, replace bool) error {
 		return fmt.Errorf("route %s: invalid prefix for given prefix length", r.Dst)
 	}
 	if r.Metric == 0 && r.Dst.Addr().Is6() {
-		r.Metric = defaultMetric6
+		r.Metric = netcfg.DefaultMetric(r.Dst)
 	}
 	switch r.Type {
-	case rtnBlackhole:
+	case netcfg.RouteBlackhole:
 		if r.Gw.IsValid() {
 			return errors.New("invalid argument: blackhole route with a next hop")
 		}
 		r.Dev = "" // NetlinkHost sends a device for unicast routes only
-	case rtnUnicast:
+	case netcfg.RouteUnicast:
 		if r.Dev != "" {
 			_, l, err := f.linkLocked(ns, r.Dev)
 			if err != nil {
@@ -853,27 +1043,27 @@ func (f *fakeHost) putRouteLocked(ns string, r RouteSpec, replace bool) error {
 	default:
 		return fmt.Errorf("route type %d not modelled", r.Type)
 	}
-	if _, ok := n.routes[r.key()]; ok && !replace {
-		return fmt.Errorf("route %s metric %d%s: %w", r.Dst, r.Metric, where(ns), ErrExists)
+	if _, ok := n.routes[keyOf(r)]; ok && !replace {
+		return fmt.Errorf("route %s metric %d%s: %w", r.Dst, r.Metric, where(ns), netcfg.ErrExists)
 	}
-	n.routes[r.key()] = r
+	n.routes[keyOf(r)] = r
 	return nil
 }
 
 // connectedDevLocked returns the link of the most specific scope-link
 // route holding gw, or "".
-func (f *fakeHost) connectedDevLocked(n *fakeNS, gw netip.Addr) string {
+func (f *Host) connectedDevLocked(n *fakeNS, gw netip.Addr) string {
 	best, dev := -1, ""
 	for k, r := range n.routes {
-		if d := k.dst; r.Scope == 253 && r.Type == rtnUnicast && r.Dev != "" && d.Contains(gw) && d.Bits() > best {
+		if d := k.dst; r.Scope == 253 && r.Type == netcfg.RouteUnicast && r.Dev != "" && d.Contains(gw) && d.Bits() > best {
 			best, dev = d.Bits(), r.Dev
 		}
 	}
 	return dev
 }
 
-func (f *fakeHost) DelRoute(ns string, r RouteSpec) error {
-	return f.mutate(call{Op: "DelRoute", NS: ns, Arg: routeText(r)}, func() error {
+func (f *Host) DelRoute(ns string, r netcfg.RouteSpec) error {
+	return f.mutate(Call{Op: "DelRoute", NS: ns, Arg: routeText(r)}, func() error {
 		n, err := f.nsLocked(ns)
 		if err != nil {
 			return err
@@ -900,189 +1090,29 @@ func (f *fakeHost) DelRoute(ns string, r RouteSpec) error {
 			delete(n.routes, k)
 			return nil
 		}
-		return fmt.Errorf("route %s%s: no such process: %w", routeText(r), where(ns), ErrNotFound)
+		return fmt.Errorf("route %s%s: no such process: %w", routeText(r), where(ns), netcfg.ErrNotFound)
 	})
 }
 
-// ---- Tests of the fake itself ----
-
-// errClass sorts an error as netcfg does: success, gone, already there,
-// an injected fault, or anything else.
-func errClass(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, ErrNotFound):
-		return "not found"
-	case errors.Is(err, ErrExists):
-		return "exists"
-	case errors.Is(err, errInjected):
-		return "injected"
+// where names a namespace in messages, as netcfg does.
+func where(ns string) string {
+	if ns == "" {
+		return ""
 	}
-	return "other"
+	return " in " + ns
 }
 
-// TestFakeHostKernelErrors: the fake answers as the kernel (through
-// NetlinkHost) does; checked side by side against Linux 6.18.
-func TestFakeHostKernelErrors(t *testing.T) {
-	p := netip.MustParsePrefix("10.1.0.1/24")
-	P, A := netip.MustParsePrefix, netip.MustParseAddr
-	tests := []struct {
-		name string
-		do   func(f *fakeHost) error
-		want string // errClass
-	}{
-		{"create existing namespace", func(f *fakeHost) error { return f.CreateNamespace("ns1") }, "exists"},
-		{"delete missing namespace", func(f *fakeHost) error { return f.DeleteNamespace("nope") }, "not found"},
-		{"link in missing namespace", func(f *fakeHost) error { _, err := f.Link("nope", "lo"); return err }, "not found"},
-		{"missing link", func(f *fakeHost) error { _, err := f.Link("", "nope"); return err }, "not found"},
-		{"veth host end exists", func(f *fakeHost) error { return f.AddVeth("veth0", "x", "") }, "exists"},
-		{"veth peer exists", func(f *fakeHost) error { return f.AddVeth("x", "veth1", "ns1") }, "exists"},
-		{"veth into missing namespace", func(f *fakeHost) error { return f.AddVeth("x", "y", "nope") }, "not found"},
-		{"delete missing link", func(f *fakeHost) error { return f.DeleteLink("", "nope") }, "not found"},
-		{"MTU of missing link", func(f *fakeHost) error { return f.SetMTU("ns1", "nope", 1400) }, "not found"},
-		{"MTU too small", func(f *fakeHost) error { return f.SetMTU("", "veth0", 10) }, "other"},
-		{"add existing address", func(f *fakeHost) error { return f.AddAddr("", "veth0", p) }, "exists"},
-		{"same address, other length", func(f *fakeHost) error { return f.AddAddr("", "veth0", P("10.1.0.1/16")) }, "ok"},
-		{"delete missing address", func(f *fakeHost) error { return f.DelAddr("", "veth0", P("10.1.0.2/24")) }, "not found"},
-		{"address on missing link", func(f *fakeHost) error { return f.AddAddr("", "nope", p) }, "not found"},
-		{"missing route", func(f *fakeHost) error { _, err := f.Route("", P("10.9.0.0/16")); return err }, "not found"},
-		{"route in missing namespace", func(f *fakeHost) error { _, err := f.Route("nope", P("0.0.0.0/0")); return err }, "not found"},
-		{"delete missing route", func(f *fakeHost) error {
-			return f.DelRoute("", RouteSpec{Dst: P("10.9.0.0/16"), Type: rtnBlackhole})
-		}, "not found"},
-		{"delete route of another protocol", func(f *fakeHost) error {
-			return f.DelRoute("", RouteSpec{Dst: P("10.8.0.0/16"), Type: rtnBlackhole, Protocol: RouteProtocol})
-		}, "not found"},
-		{"gateway in a connected subnet", func(f *fakeHost) error {
-			return f.ReplaceRoute("", RouteSpec{Dst: P("10.9.0.0/16"), Gw: A("10.1.0.254"), Type: rtnUnicast})
-		}, "ok"},
-		{"gateway unreachable", func(f *fakeHost) error {
-			return f.ReplaceRoute("", RouteSpec{Dst: P("10.9.0.0/16"), Gw: A("10.99.0.1"), Type: rtnUnicast})
-		}, "other"},
-		{"route through a down link", func(f *fakeHost) error {
-			return f.ReplaceRoute("ns1", RouteSpec{Dst: P("10.9.0.0/16"), Dev: "veth1", Type: rtnUnicast, Scope: 253})
-		}, "other"},
-		{"destination with host bits", func(f *fakeHost) error {
-			return f.ReplaceRoute("", RouteSpec{Dst: P("10.9.0.1/16"), Type: rtnBlackhole})
-		}, "other"},
-		{"unknown feature", func(f *fakeHost) error { return f.SetFeatures("", "veth0", map[string]bool{"nope": true}) }, "other"},
-		{"fixed feature: ignored", func(f *fakeHost) error { return f.SetFeatures("", "veth0", map[string]bool{"rx-lro": true}) }, "ok"},
-		{"failAt", func(f *fakeHost) error { f.failAt = 1; return f.SetMTU("", "veth0", 1400) }, "injected"},
-		{"failIf", func(f *fakeHost) error {
-			f.failIf = func(c call) bool { return c.Op == "SetMTU" && c.Link == "veth0" }
-			if err := f.SetMTU("ns1", "veth1", 1400); err != nil {
-				return fmt.Errorf("failIf matched the wrong call: %v", err)
-			}
-			return f.SetMTU("", "veth0", 1400)
-		}, "injected"},
+// formatFeatures formats features as netcfg's plans do:
+// "rx-checksum off, tx-checksum-ip-generic off".
+func formatFeatures(f map[string]bool) string {
+	parts := make([]string, 0, len(f))
+	for name, on := range f {
+		parts = append(parts, name+" "+onOff(on))
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeHost()
-			f.must(t,
-				f.CreateNamespace("ns1"),
-				f.AddVeth("veth0", "veth1", "ns1"),
-				f.AddAddr("", "veth0", p),
-				f.SetUp("", "veth0", true),
-				f.ReplaceRoute("", RouteSpec{Dst: netip.MustParsePrefix("10.8.0.0/16"), Type: rtnBlackhole, Protocol: 4}),
-			)
-			if err := tt.do(f); errClass(err) != tt.want {
-				t.Errorf("got %v (%s), want %s", err, errClass(err), tt.want)
-			}
-		})
-	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
 }
 
-func TestFakeHostCascades(t *testing.T) {
-	f := newFakeHost()
-	gw := RouteSpec{Dst: netip.MustParsePrefix("10.9.0.0/16"), Gw: netip.MustParseAddr("10.1.0.254"), Type: rtnUnicast, Protocol: RouteProtocol}
-	f.must(t,
-		f.CreateNamespace("ns1"),
-		f.AddVeth("veth0", "veth1", "ns1"),
-		f.AddAddr("", "veth0", netip.MustParsePrefix("10.1.0.1/24")),
-		f.SetUp("", "veth0", true),
-		f.ReplaceRoute("", gw),
-	)
-	r, err := f.Route("", gw.Dst)
-	if err != nil || r.Dev != "veth0" {
-		t.Fatalf("gateway route = %+v, %v; want dev veth0", r, err)
-	}
-	// Down flushes routes through the link, up brings the connected one back.
-	f.must(t, f.SetUp("", "veth0", false))
-	if _, err := f.Route("", gw.Dst); !errors.Is(err, ErrNotFound) {
-		t.Errorf("route survived link down: %v", err)
-	}
-	f.must(t, f.SetUp("", "veth0", true))
-	if r, err := f.Route("", netip.MustParsePrefix("10.1.0.0/24")); err != nil || r.Protocol != 2 || r.Src != netip.MustParseAddr("10.1.0.1") {
-		t.Errorf("connected route after up = %+v, %v", r, err)
-	}
-	// Deleting the last IPv4 address flushes every route through the link.
-	dev := RouteSpec{Dst: netip.MustParsePrefix("10.11.0.0/16"), Dev: "veth0", Type: rtnUnicast, Protocol: 4, Scope: 253}
-	f.must(t, f.ReplaceRoute("", dev), f.DelAddr("", "veth0", netip.MustParsePrefix("10.1.0.1/24")))
-	if _, err := f.Route("", dev.Dst); !errors.Is(err, ErrNotFound) {
-		t.Errorf("route through veth0 survived deleting its last address: %v", err)
-	}
-	// lo gets 127.0.0.1/8 when it comes up, and keeps it.
-	f.must(t, f.SetUp("ns1", "lo", true), f.SetUp("ns1", "lo", false))
-	if ok, _ := f.HasAddr("ns1", "lo", netip.MustParsePrefix("127.0.0.1/8")); !ok {
-		t.Errorf("lo lacks 127.0.0.1/8 after up and down")
-	}
-	// Deleting the namespace of the peer deletes the host end too.
-	f.must(t, f.DeleteNamespace("ns1"))
-	if _, err := f.Link("", "veth0"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("veth0 survived deleting its peer's namespace: %v", err)
-	}
-	if got, want := f.dump(), newFakeHost().dump(); got != want {
-		t.Errorf("dump after cleanup:\n%s\nwant:\n%s", got, want)
-	}
-	// Deleting either end of a pair deletes both.
-	for _, end := range []struct{ ns, name string }{{"", "a0"}, {"", "a1"}} {
-		f.must(t, f.AddVeth("a0", "a1", ""), f.DeleteLink(end.ns, end.name))
-		if got, want := f.dump(), newFakeHost().dump(); got != want {
-			t.Errorf("after deleting %s:\n%s", end.name, got)
-		}
-	}
-	// Kill before and after the change.
-	for _, after := range []bool{false, true} {
-		g := newFakeHost()
-		g.killAt, g.killAfter = 1, after
-		func() {
-			defer func() {
-				if r := recover(); r != errKilled {
-					t.Errorf("recover() = %v, want errKilled", r)
-				}
-			}()
-			_ = g.CreateNamespace("x")
-		}()
-		if ok := g.nss["x"] != nil; ok != after {
-			t.Errorf("killAfter=%v: namespace created = %v", after, ok)
-		}
-	}
-}
+func onOff(b bool) string { return map[bool]string{false: "off", true: "on"}[b] }
 
-func TestFakeHostFeatures(t *testing.T) {
-	f := newFakeHost()
-	f.must(t, f.AddVeth("veth0", "veth1", ""))
-	// tx off: TSO stays requested but goes inactive; a fixed feature is
-	// silently left alone.
-	f.must(t, f.SetFeatures("", "veth0", map[string]bool{"tx-checksum-ip-generic": false, "tx-lockless": false}))
-	fs, err := f.Features("", "veth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]FeatureInfo{
-		"tx-checksum-ip-generic": {Requested: false, Active: false},
-		"tx-tcp-segmentation":    {Requested: true, Active: false},
-		"tx-lockless":            {Requested: false, Active: true, Fixed: true},
-		"rx-checksum":            {Requested: true, Active: true},
-	}
-	for name, w := range want {
-		if fs[name] != w {
-			t.Errorf("%s = %+v, want %+v", name, fs[name], w)
-		}
-	}
-	if d := f.dump(); !strings.Contains(d, "host feature veth0 tx-tcp-segmentation requested=on active=off") {
-		t.Errorf("dump lacks the inactive TSO:\n%s", d)
-	}
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
