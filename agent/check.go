@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
@@ -31,7 +32,7 @@ func runCheck(o *options) error {
 	if err != nil {
 		return err
 	}
-	if err := LoadKeys(cfg, o.config); err != nil {
+	if err := config.LoadKeys(cfg, o.config); err != nil {
 		return err
 	}
 	h, err := netcfg.NewNetlinkHost()

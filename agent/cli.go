@@ -1,7 +1,7 @@
-// Package agent is tunnel-agent's command line: the YAML site
-// configuration and its validation, the mapping of a site onto the host
-// configuration (package netcfg) and the dataplane (package dataplane),
-// and the life cycle of `up`, `down` and `check`.
+// Package agent is tunnel-agent's command line: the mapping of a site
+// (package agent/config) onto the host configuration (package netcfg) and
+// the dataplane (package dataplane), and the life cycle of `up`, `down`,
+// `check` and `reload`, with status and metrics while it runs.
 package agent
 
 import (
@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
@@ -262,7 +263,7 @@ func report(err error, stderr io.Writer) int {
 		return ExitOK
 	}
 	var ue usageError
-	var ce *ConfigError
+	var ce *config.Error
 	var rc *netcfg.ConflictError // the file asks for a route the host already has differently
 	var ee exitError
 	var pe privilegeError

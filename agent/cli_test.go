@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/internal/probe"
 )
 
@@ -33,7 +34,7 @@ func TestReportPermissionDenied(t *testing.T) {
 		t.Errorf("status socket EACCES printed %q", out.String())
 	}
 	out.Reset()
-	cfgErr := &ConfigError{Errors: []FieldError{{File: "x.yaml", Msg: "cannot read the config file: permission denied", Err: syscall.EACCES}}}
+	cfgErr := &config.Error{Errors: []config.FieldError{{File: "x.yaml", Msg: "cannot read the config file: permission denied", Err: syscall.EACCES}}}
 	if code := report(cfgErr, &out); code != ExitUsage {
 		t.Errorf("unreadable config file: exit %d, want %d (a configuration error)", code, ExitUsage)
 	}

@@ -11,14 +11,15 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
-// The host side of HostInfo (config.go): addresses and default routes
+// The host side of config.HostInfo: addresses and default routes
 // read through netlink, journals read from the state directory.
 
 // Addrs lists every address in the agent's namespace with its interface.
-func (hostLinks) Addrs() ([]HostAddr, error) {
+func (hostLinks) Addrs() ([]config.HostAddr, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, err
@@ -31,21 +32,21 @@ func (hostLinks) Addrs() ([]HostAddr, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []HostAddr
+	var out []config.HostAddr
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP)
 		if !ok || a.IPNet == nil {
 			continue
 		}
 		ones, _ := a.Mask.Size()
-		out = append(out, HostAddr{Link: names[a.LinkIndex], Prefix: netip.PrefixFrom(ip.Unmap(), ones)})
+		out = append(out, config.HostAddr{Link: names[a.LinkIndex], Prefix: netip.PrefixFrom(ip.Unmap(), ones)})
 	}
 	return out, nil
 }
 
 // DefaultRoutes lists the main table's default routes.
-func (hostLinks) DefaultRoutes() ([]HostRoute, error) {
-	var out []HostRoute
+func (hostLinks) DefaultRoutes() ([]config.HostRoute, error) {
+	var out []config.HostRoute
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		rs, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 		if err != nil {
@@ -57,7 +58,7 @@ func (hostLinks) DefaultRoutes() ([]HostRoute, error) {
 					continue
 				}
 			}
-			hr := HostRoute{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0)}
+			hr := config.HostRoute{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0)}
 			if fam == netlink.FAMILY_V6 {
 				hr.Dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 			}
@@ -73,11 +74,11 @@ func (hostLinks) DefaultRoutes() ([]HostRoute, error) {
 	return out, nil
 }
 
-// Journals reads every <site>.json in the state directory (a missing
-// directory holds none). A state directory this user may not read (a
-// `check` without root) is skipped with a note: `up` runs as root and
-// checks again.
-func (h hostLinks) Journals() ([]SiteJournal, error) {
+// OtherSites reads every <site>.json in the state directory but site's
+// own (a missing directory holds none) and returns what each claims. A
+// state directory this user may not read (a `check` without root) is
+// skipped with a note: `up` runs as root and checks again.
+func (h hostLinks) OtherSites(site string) ([]config.SiteClaims, error) {
 	if h.stateDir == "" {
 		return nil, nil
 	}
@@ -101,19 +102,53 @@ func (h hostLinks) Journals() ([]SiteJournal, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []SiteJournal
+	var out []config.SiteClaims
 	for _, e := range ents {
 		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") {
+		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") || name == site+".json" {
 			continue
 		}
 		p := filepath.Join(h.stateDir, name)
 		j, err := netcfg.LoadJournal(p)
-		if j == nil && err == nil {
+		switch {
+		case j == nil && err == nil:
 			continue // removed meanwhile
+		case err != nil:
+			out = append(out, config.SiteClaims{Site: strings.TrimSuffix(name, ".json"), Journal: p, Err: err})
+		default:
+			out = append(out, journalClaims(p, j, j.NetNS != nil && !j.NetNS.Same(here)))
 		}
-		elsewhere := j != nil && j.NetNS != nil && !j.NetNS.Same(here)
-		out = append(out, SiteJournal{Path: p, Journal: j, Err: err, Elsewhere: elsewhere})
 	}
 	return out, nil
+}
+
+// journalClaims lists what a journal's entries claim; unchanged entries
+// count (the other site relies on them). Of a journal made in another
+// network namespace (elsewhere), only the named namespaces count: its
+// interfaces and routes are not in this one.
+func journalClaims(path string, j *netcfg.Journal, elsewhere bool) config.SiteClaims {
+	c := config.SiteClaims{Site: j.Site, Journal: path}
+	for _, e := range j.Entries {
+		for _, ns := range []string{e.NS, e.PeerNS} {
+			if ns != "" {
+				c.Namespaces = append(c.Namespaces, ns)
+			}
+		}
+		if e.NS != "" || elsewhere {
+			continue
+		}
+		if e.Link != "" {
+			c.Links = append(c.Links, e.Link)
+		}
+		if e.Kind == netcfg.KindVeth && e.PeerNS == "" && e.Peer != "" {
+			c.Links = append(c.Links, e.Peer)
+		}
+		if e.Kind == netcfg.KindAddr {
+			c.Addrs = append(c.Addrs, config.HostAddr{Link: e.Link, Prefix: e.Prefix})
+		}
+		if e.Kind == netcfg.KindRoute && e.Route != nil {
+			c.Routes = append(c.Routes, e.Route.Dst.Masked())
+		}
+	}
+	return c
 }

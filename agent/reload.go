@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"tunnel-agent/agent/config"
 )
 
 // ReloadVerdict is the running agent's answer to a reload asked on its
@@ -76,7 +77,7 @@ func (l *liveSite) reloadNow() ReloadVerdict {
 	defer debug.FreeOSMemory()
 	summary, err := l.reload()
 	v := ReloadVerdict{Result: ReloadApplied, PID: os.Getpid(), File: l.o.config, Summary: summary}
-	var ce *ConfigError
+	var ce *config.Error
 	switch {
 	case err == nil:
 		l.met.reloads.WithLabelValues("ok").Inc()
@@ -108,13 +109,13 @@ func (l *liveSite) reload() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := LoadKeys(cfg, l.o.config); err != nil {
+	if err := config.LoadKeys(cfg, l.o.config); err != nil {
 		return "", err
 	}
 	if err := resolveEndpoints(cfg, l.lookup); err != nil {
 		return "", err
 	}
-	if err := checkResolved(cfg, l.o.config); err != nil {
+	if err := config.CheckResolved(cfg, l.o.config); err != nil {
 		return "", err
 	}
 	dir, err := lockStateDir(l.o.stateDir, l.o.log)
@@ -122,7 +123,7 @@ func (l *liveSite) reload() (string, error) {
 		return "", err
 	}
 	defer dir.release()
-	if err := checkClaims(cfg, l.o.config, host); err != nil {
+	if err := config.CheckClaims(cfg, l.o.config, host); err != nil {
 		return "", err
 	}
 	l.mu.Lock()
@@ -158,7 +159,7 @@ func (l *liveSite) reload() (string, error) {
 }
 
 // restartOnly rejects changes a reload cannot make.
-func restartOnly(old, nw *Config) error {
+func restartOnly(old, nw *config.Config) error {
 	switch {
 	case nw.Site != old.Site:
 		return fmt.Errorf("site changed from %q to %q: that is another site; stop this one first", old.Site, nw.Site)
@@ -174,8 +175,8 @@ func restartOnly(old, nw *Config) error {
 	return nil
 }
 
-func peerDiff(old, nw *Config) (added, removed []string) {
-	names := func(c *Config) map[string]bool { // a map: a hub has thousands of peers
+func peerDiff(old, nw *config.Config) (added, removed []string) {
+	names := func(c *config.Config) map[string]bool { // a map: a hub has thousands of peers
 		m := make(map[string]bool, len(c.Tunnel.Peers))
 		for _, p := range c.Tunnel.Peers {
 			m[p.Name] = true

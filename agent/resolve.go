@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"tunnel-agent/agent/config"
 )
 
 // lookupFunc resolves a host name to addresses.
@@ -24,7 +25,7 @@ const resolveTimeout = 5 * time.Second
 // resolveEndpoints resolves every peer endpoint given as a name into
 // Endpoint. A name that does not resolve is an error: `up` must not start
 // a tunnel towards nowhere.
-func resolveEndpoints(cfg *Config, lookup lookupFunc) error {
+func resolveEndpoints(cfg *config.Config, lookup lookupFunc) error {
 	for i := range cfg.Tunnel.Peers {
 		p := &cfg.Tunnel.Peers[i]
 		if p.EndpointName == "" {
@@ -121,7 +122,7 @@ func (l *liveSite) reresolveDue(last map[string]time.Time, start, now time.Time)
 	}
 }
 
-func (l *liveSite) reresolve(p Peer, listen netip.AddrPort) {
+func (l *liveSite) reresolve(p config.Peer, listen netip.AddrPort) {
 	ap, err := resolveEndpoint(p.EndpointName, listen, l.lookup)
 	if err != nil {
 		l.o.log.Warn("peer unanswered; re-resolving its endpoint failed", "peer", p.Name, "endpoint", p.EndpointName, "err", err)
@@ -160,7 +161,7 @@ func (l *liveSite) reresolve(p Peer, listen netip.AddrPort) {
 
 // blackholeOf returns the blackhole prefix of cfg that contains a, if
 // any: datagrams to a would be dropped by the host.
-func blackholeOf(cfg *Config, a netip.Addr) netip.Prefix {
+func blackholeOf(cfg *config.Config, a netip.Addr) netip.Prefix {
 	a = a.Unmap().WithZone("")
 	for _, b := range cfg.Tunnel.Blackhole {
 		if b.Contains(a) {

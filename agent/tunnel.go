@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
 )
 
@@ -16,13 +17,13 @@ import (
 // dataplane until ctx is done. It runs after the host is configured, so
 // that a LAN interface the file creates exists. live (watch.go) keeps the
 // host as configured, reloads on SIGHUP and serves metrics meanwhile.
-func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) error {
+func runTunnel(ctx context.Context, cfg *config.Config, o *options, live *liveSite) error {
 	lanAddrs, err := interfaceAddrs(cfg.LAN.Interface)
 	if err != nil {
 		return err
 	}
 	dcfg := engineConfig(cfg, lanAddrs, o)
-	if cfg.Tunnel.Mode == ModeWireGuard {
+	if cfg.Tunnel.Mode == config.ModeWireGuard {
 		defer live.started(ctx, nil, nil, nil)() // host repairs only; no live reload of wireguard-go yet
 		return runWireGuard(ctx, cfg, dcfg, o, live.requestReload)
 	}
@@ -63,7 +64,7 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 }
 
 // engineConfig maps the site onto the dataplane's options.
-func engineConfig(cfg *Config, lanAddrs []netip.Prefix, o *options) dataplane.Config {
+func engineConfig(cfg *config.Config, lanAddrs []netip.Prefix, o *options) dataplane.Config {
 	d := dataplane.Config{LocalPrefixes: localPrefixes(cfg, lanAddrs), Logger: o.log, Relay: cfg.Tunnel.Relay,
 		LANMTU: lanMTU(cfg.LAN.Interface), LANPrefixes: lanAddrs}
 	for _, a := range lanAddrs {
@@ -89,7 +90,7 @@ func engineConfig(cfg *Config, lanAddrs []netip.Prefix, o *options) dataplane.Co
 
 // localPrefixes is tunnel.local_prefixes, or by default the networks of
 // the LAN interface's addresses and of the namespaces the file creates.
-func localPrefixes(cfg *Config, lanAddrs []netip.Prefix) []netip.Prefix {
+func localPrefixes(cfg *config.Config, lanAddrs []netip.Prefix) []netip.Prefix {
 	if len(cfg.Tunnel.LocalPrefixes) > 0 {
 		return cfg.Tunnel.LocalPrefixes
 	}
@@ -113,7 +114,33 @@ func localPrefixes(cfg *Config, lanAddrs []netip.Prefix) []netip.Prefix {
 	return out
 }
 
-func peerPrefixes(cfg *Config) []netip.Prefix {
+// icmpSource6 picks the source of the engine's ICMPv6 errors among the LAN
+// interface's addresses: a global one if there is one (the errors may have
+// to cross a router on the LAN), else a link-local one, else none.
+func icmpSource6(lanAddrs []netip.Prefix) netip.Addr {
+	var ll netip.Addr
+	for _, p := range lanAddrs {
+		a := p.Addr()
+		switch {
+		case !a.Is6() || a.Is4In6() || a.IsMulticast() || a.IsLoopback():
+		case a.IsLinkLocalUnicast():
+			if !ll.IsValid() {
+				ll = a
+			}
+		default:
+			return a
+		}
+	}
+	return ll
+}
+
+// captureOptions maps lan.capture onto the dataplane's capture options
+// (the ring with its default geometry).
+func captureOptions(cfg *config.Config) dataplane.CaptureOptions {
+	return dataplane.CaptureOptions{Ring: cfg.LAN.Capture == config.CaptureRing}
+}
+
+func peerPrefixes(cfg *config.Config) []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range cfg.Tunnel.Peers {
 		out = append(out, p.Prefixes...)

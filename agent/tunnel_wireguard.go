@@ -7,13 +7,14 @@ import (
 	"os"
 	"time"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
 )
 
 // runWireGuard is runTunnel in wireguard mode: the same capture and
 // injection, wireguard-go's protocol and UDP socket in place of the plain
 // transport.
-func runWireGuard(ctx context.Context, cfg *Config, dcfg dataplane.Config, o *options,
+func runWireGuard(ctx context.Context, cfg *config.Config, dcfg dataplane.Config, o *options,
 	reload func(context.Context) ReloadVerdict) error {
 	capture, err := dataplane.OpenCaptureWith(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
 	if err != nil {
@@ -37,16 +38,17 @@ func runWireGuard(ctx context.Context, cfg *Config, dcfg dataplane.Config, o *op
 	} else {
 		defer srv.Close()
 	}
-	o.log.Info("tunnel running", "mode", ModeWireGuard, "site", cfg.Site, "lan", cfg.LAN.Interface,
+	o.log.Info("tunnel running", "mode", config.ModeWireGuard, "site", cfg.Site, "lan", cfg.LAN.Interface,
 		"listen_port", cfg.Tunnel.Listen.Port(), "peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes)
 	return w.Run(ctx)
 }
 
 // wireGuardConfig adds the keys to the LAN-side configuration.
-func wireGuardConfig(cfg *Config, dcfg dataplane.Config) dataplane.WireGuardConfig {
-	wc := dataplane.WireGuardConfig{LAN: dcfg, PrivateKey: cfg.Tunnel.WireGuard.PrivateKey, ListenPort: cfg.Tunnel.Listen.Port()}
+func wireGuardConfig(cfg *config.Config, dcfg dataplane.Config) dataplane.WireGuardConfig {
+	wc := dataplane.WireGuardConfig{LAN: dcfg, PrivateKey: dataplane.WireGuardKey(cfg.Tunnel.WireGuard.PrivateKey), ListenPort: cfg.Tunnel.Listen.Port()}
 	for _, p := range cfg.Tunnel.Peers {
-		wc.PeerKeys = append(wc.PeerKeys, dataplane.WireGuardPeerKeys{Public: p.WireGuard.PublicKey, Preshared: p.WireGuard.PresharedKey})
+		wc.PeerKeys = append(wc.PeerKeys, dataplane.WireGuardPeerKeys{Public: dataplane.WireGuardKey(p.WireGuard.PublicKey),
+			Preshared: dataplane.WireGuardKey(p.WireGuard.PresharedKey)})
 	}
 	return wc
 }

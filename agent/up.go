@@ -10,6 +10,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
@@ -28,15 +29,15 @@ func (hostLinks) LinkExists(name string) bool {
 	return err == nil
 }
 
-// host is the HostInfo of the commands that check a file against the
+// host is the config.HostInfo of the commands that check a file against the
 // host and the other sites in the state directory.
 func (o *options) host() hostLinks { return hostLinks{stateDir: o.stateDir, log: o.log} }
 
-func loadConfig(o *options, host HostInfo) (*Config, error) {
+func loadConfig(o *options, host config.HostInfo) (*config.Config, error) {
 	if err := requireConfig(o); err != nil {
 		return nil, err
 	}
-	return LoadConfig(o.config, host)
+	return config.Load(o.config, host)
 }
 
 // runUp applies the host configuration, runs the tunnel until SIGINT or
@@ -55,13 +56,13 @@ func runUp(o *options) error {
 	if err != nil {
 		return err
 	}
-	if err := LoadKeys(cfg, o.config); err != nil {
+	if err := config.LoadKeys(cfg, o.config); err != nil {
 		return err
 	}
 	if err := resolveEndpoints(cfg, systemLookup); err != nil { // names: resolve.go
 		return err
 	}
-	if err := checkResolved(cfg, o.config); err != nil {
+	if err := config.CheckResolved(cfg, o.config); err != nil {
 		return err
 	}
 	lock, err := lockSite(o.stateDir, cfg.Site)
@@ -74,7 +75,7 @@ func runUp(o *options) error {
 		return err
 	}
 	defer dir.release()
-	if err := checkClaims(cfg, o.config, host); err != nil { // another site may have started meanwhile
+	if err := config.CheckClaims(cfg, o.config, host); err != nil { // another site may have started meanwhile
 		return err
 	}
 	h, err := netcfg.NewNetlinkHost()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
 	"tunnel-agent/netcfg"
 )
@@ -35,7 +36,7 @@ type liveSite struct {
 	self []string
 
 	mu      sync.Mutex // guards what follows (reload vs. capture re-bind)
-	cfg     *Config
+	cfg     *config.Config
 	eng     *dataplane.Engine
 	capture *dataplane.PacketCapture
 	capIdx  int             // ifindex the capture is bound to
@@ -51,7 +52,7 @@ type liveSite struct {
 }
 
 // newLiveSite prepares the watcher for a host Apply just configured.
-func newLiveSite(cfg *Config, o *options, h *netcfg.NetlinkHost, j *netcfg.Journal) *liveSite {
+func newLiveSite(cfg *config.Config, o *options, h *netcfg.NetlinkHost, j *netcfg.Journal) *liveSite {
 	l := &liveSite{o: o, h: h, j: j, cfg: cfg, met: newMetrics(), hup: make(chan os.Signal, 1), lookup: systemLookup,
 		reloads: make(chan chan ReloadVerdict), openCapture: dataplane.OpenCaptureWith, self: []string{"/proc/self/exe"}}
 	l.w = netcfg.NewWatcher(h, Desired(cfg), netcfg.WatchOptions{OnEvent: l.onRepair, OnChecked: l.onChecked, Journal: j})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
 )
 
@@ -93,7 +94,7 @@ func TestRebindCaptureFailureRetried(t *testing.T) {
 	ft := &fakeTimers{}
 	opens := 0
 	l := &liveSite{o: &options{log: slog.New(slog.NewTextHandler(&logBuf, nil))}, met: newMetrics(), eng: eng,
-		cfg: &Config{LAN: LAN{Interface: "lo"}}, capIdx: -1, // "lo" has another index now
+		cfg: &config.Config{LAN: config.LAN{Interface: "lo"}}, capIdx: -1, // "lo" has another index now
 		openCapture: func(string, []netip.Prefix, dataplane.CaptureOptions) (*dataplane.PacketCapture, error) {
 			opens++
 			return nil, errors.New("socket: too many open files")

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -11,13 +11,13 @@ import (
 
 // Bounds on what a site file can make the agent do, so that a hostile or
 // broken file costs little memory and prints little: the file is read
-// only up to maxConfigSize (config.go) and parsed once; YAML aliases are
+// only up to MaxFileSize (config.go) and parsed once; YAML aliases are
 // refused before anything is decoded (an alias repeats its anchor's value
 // wherever it is used, and each use would be checked and quoted in an
 // error again); at most maxListedErrors problems are listed, and a value
 // quoted in one is cut to maxQuotedLen bytes. The parse of the densest
 // 1 MiB of YAML still takes over 100 MB for a moment: a running agent
-// checks a file to reload in a child process (reload_check.go).
+// checks a file to reload in a child process (the agent's reload_check.go).
 const (
 	maxListedErrors = 20
 	maxQuotedLen    = 64

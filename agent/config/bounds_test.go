@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -34,7 +34,7 @@ func TestAliasesRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("site.yaml", []byte(tt.yaml), cfgHost)
+			_, err := Parse("site.yaml", []byte(tt.yaml), cfgHost)
 			checkConfigErrors(t, err, tt.want)
 		})
 	}
@@ -47,10 +47,10 @@ func TestAliasBombBounded(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	_, err := ParseConfig("bomb.yaml", data, cfgHost)
+	_, err := Parse("bomb.yaml", data, cfgHost)
 	runtime.ReadMemStats(&after)
 	if err == nil || !strings.Contains(err.Error(), "3000 aliases") {
-		t.Fatalf("ParseConfig = %v, want aliases refused", err)
+		t.Fatalf("Parse = %v, want aliases refused", err)
 	}
 	if n := len(err.Error()); n > 512 {
 		t.Errorf("error is %d bytes, want a short one:\n%.600s", n, err)
@@ -66,8 +66,8 @@ func TestErrorsCapped(t *testing.T) {
 		bad[i] = fmt.Sprintf("10.0.%d.1/24", i)
 	}
 	yaml := strings.Replace(cfgMinimal, "[10.0.0.0/24]", "["+strings.Join(bad, ", ")+"]", 1)
-	_, err := ParseConfig("site.yaml", []byte(yaml), cfgHost)
-	var ce *ConfigError
+	_, err := Parse("site.yaml", []byte(yaml), cfgHost)
+	var ce *Error
 	if !errors.As(err, &ce) || len(ce.Errors) != maxListedErrors+1 {
 		t.Fatalf("got %d errors, want %d and one that counts the rest:\n%v", len(ce.Errors), maxListedErrors, err)
 	}
@@ -78,7 +78,7 @@ func TestErrorsCapped(t *testing.T) {
 
 func TestLongValuesClipped(t *testing.T) {
 	long := strings.Repeat("é", 200) // cut on a character boundary
-	_, err := ParseConfig("site.yaml", []byte(strings.Replace(cfgMinimal, "site: s", "site: "+long, 1)), cfgHost)
+	_, err := Parse("site.yaml", []byte(strings.Replace(cfgMinimal, "site: s", "site: "+long, 1)), cfgHost)
 	want := `site.yaml:1:7: site: invalid name "` + strings.Repeat("é", 32) + `"... (400 bytes): use 1 to 64`
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error:\n got %v\nwant %s...", err, want)

@@ -1,10 +1,6 @@
-package agent
+package config
 
-import (
-	"fmt"
-
-	"tunnel-agent/dataplane"
-)
+import "fmt"
 
 // CaptureMode is lan.capture: how the capture on the LAN interface
 // receives. The zero value is the socket path.
@@ -24,10 +20,4 @@ func parseCaptureMode(s string) (CaptureMode, error) {
 		return CaptureRing, nil
 	}
 	return "", fmt.Errorf("unknown capture %q: want socket or ring", s)
-}
-
-// captureOptions maps lan.capture onto the dataplane's capture options
-// (the ring with its default geometry).
-func captureOptions(cfg *Config) dataplane.CaptureOptions {
-	return dataplane.CaptureOptions{Ring: cfg.LAN.Capture == CaptureRing}
 }

@@ -1,25 +1,22 @@
-package agent
+package config
 
 import (
 	"strings"
 	"testing"
-
-	"tunnel-agent/dataplane"
 )
 
 func TestLANCapture(t *testing.T) {
 	for _, tc := range []struct {
 		value string
 		want  CaptureMode
-		ring  bool
-	}{{"", CaptureSocket, false}, {"socket", CaptureSocket, false}, {"ring", CaptureRing, true}} {
+	}{{"", CaptureSocket}, {"socket", CaptureSocket}, {"ring", CaptureRing}} {
 		yaml := cfgMinimal
 		if tc.value != "" {
 			yaml = strings.Replace(cfgMinimal, "{interface: eth0}", "{interface: eth0, capture: "+tc.value+"}", 1)
 		}
 		cfg := mustParseConfig(t, yaml)
-		if cfg.LAN.Capture != tc.want || captureOptions(cfg) != (dataplane.CaptureOptions{Ring: tc.ring}) {
-			t.Errorf("capture %q: got %q, options %+v", tc.value, cfg.LAN.Capture, captureOptions(cfg))
+		if cfg.LAN.Capture != tc.want {
+			t.Errorf("capture %q: got %q", tc.value, cfg.LAN.Capture)
 		}
 	}
 }
@@ -39,14 +36,5 @@ func TestLANCaptureErrors(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			checkConfigErrors(t, loadConfigString(t, tc.yaml, cfgHost), tc.want)
 		})
-	}
-}
-
-func TestLANCaptureNeedsRestart(t *testing.T) {
-	old := mustParseConfig(t, cfgMinimal)
-	nw := *old
-	nw.LAN.Capture = CaptureRing
-	if err := restartOnly(old, &nw); err == nil || !strings.Contains(err.Error(), "lan.capture") {
-		t.Errorf("lan.capture change on reload: %v, want an error naming it", err)
 	}
 }

@@ -1,4 +1,10 @@
-package agent
+// Package config is a site's configuration file: its schema (Config),
+// parsing with defaults (Load, Parse), and validation that reports every
+// problem at once, each placed at FILE:LINE:COLUMN and field (Error,
+// FieldError). Checks against the host and the other sites on it go
+// through HostInfo, which the caller implements. It imports neither
+// netcfg nor dataplane: the agent maps a Config onto both.
+package config
 
 import (
 	"errors"
@@ -9,12 +15,10 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"tunnel-agent/netcfg"
 )
 
 // Config is one site's configuration, as read from its YAML file by
-// LoadConfig: validated, with defaults applied. docs/config.md describes
+// Load: validated, with defaults applied. docs/config.md describes
 // every field.
 type Config struct {
 	// Site names this end of the tunnel; the journal of the changes `up`
@@ -29,7 +33,7 @@ type Config struct {
 	// Tunnel is the UDP side: where to listen and which peers own which
 	// prefixes.
 	Tunnel Tunnel
-	// Metrics is the Prometheus endpoint (config_metrics.go); off by
+	// Metrics is the Prometheus endpoint (metrics.go); off by
 	// default.
 	Metrics Metrics
 }
@@ -40,7 +44,7 @@ type LAN struct {
 	MTU       int      // set on up, restored on down; 0 = leave as is
 	Offloads  Offloads // ethtool features set on up, restored on down
 	// Capture is how the capture receives: socket (the zero value) or
-	// ring (config_capture.go).
+	// ring (capture.go).
 	Capture CaptureMode
 }
 
@@ -88,7 +92,7 @@ type Tunnel struct {
 	// peer's prefixes is forwarded between them (dataplane Config.Relay).
 	Relay bool
 	// Mode is plain (the default) or wireguard; WireGuard holds the
-	// wireguard-mode settings (config_wireguard.go).
+	// wireguard-mode settings (wireguard.go).
 	Mode      TunnelMode
 	WireGuard WireGuardTunnel
 }
@@ -102,13 +106,13 @@ type Peer struct {
 	// EndpointName is the endpoint as a DNS name and port
 	// ("vpn.example.com:50000") when the file gives one: `up` resolves it
 	// into Endpoint, and re-resolves it while keepalives go unanswered
-	// (config_endpoint.go, resolve.go).
+	// (endpoint.go; the agent's resolve.go).
 	EndpointName string
 	// Prefixes are the destinations tunneled to this peer (masked form):
 	// those the file lists, then those of PrefixesFile.
 	Prefixes []netip.Prefix
 	// PrefixesFile is the file of further prefixes, one a line
-	// (config_prefixes_file.go), resolved against the site file's
+	// (prefixes_file.go), resolved against the site file's
 	// directory; "" = none. It is read again on every reload.
 	PrefixesFile string
 	// fileLines are the lines of PrefixesFile the last len(fileLines)
@@ -117,15 +121,16 @@ type Peer struct {
 	// Keepalive is how often to send a keepalive when Endpoint is set
 	// (to keep NAT state open); 0 = never. Defaults to DefaultKeepalive.
 	Keepalive time.Duration
-	// WireGuard holds the peer's keys in wireguard mode (config_wireguard.go).
+	// WireGuard holds the peer's keys in wireguard mode (wireguard.go).
 	WireGuard WireGuardPeer
 }
 
 // DefaultKeepalive is Peer.Keepalive when the file does not give one.
 const DefaultKeepalive = 25 * time.Second
 
-// maxConfigSize bounds how much of a config file is read.
-const maxConfigSize = 1 << 20
+// MaxFileSize is the largest site file Load reads (1 MiB); a larger one
+// is refused.
+const MaxFileSize = 1 << 20
 
 // HostInfo answers questions about the host that validation needs.
 type HostInfo interface {
@@ -138,10 +143,11 @@ type HostInfo interface {
 	// DefaultRoutes lists the default routes (IPv4 and IPv6) of the main
 	// table in the agent's namespace.
 	DefaultRoutes() ([]HostRoute, error)
-	// Journals lists the journals in the state directory: what each site
-	// running (or killed) on this host has claimed. An unreadable journal
-	// comes back with Err set.
-	Journals() ([]SiteJournal, error)
+	// OtherSites lists what each other site on this host (running, or
+	// killed and not yet reverted) has claimed, as its journal in the
+	// state directory says: every site but the one named site. An
+	// unreadable journal comes back with Err set.
+	OtherSites(site string) ([]SiteClaims, error)
 }
 
 // HostAddr is an address on one of the host's interfaces.
@@ -157,33 +163,46 @@ type HostRoute struct {
 	Dev string
 }
 
-// SiteJournal is a journal found in the state directory.
-type SiteJournal struct {
-	Path    string
-	Journal *netcfg.Journal // nil when Err is set
-	Err     error
-	// Elsewhere reports that its changes were made in another network
-	// namespace than the agent's: only the named namespaces it claims
-	// (which all namespaces see) can clash with this site's.
-	Elsewhere bool
+// SiteClaims is what another site on this host claims: the objects its
+// journal records, changed or found as wanted (the site relies on both).
+// Objects of a journal made in another network namespace are not in this
+// one: of those, only the named namespaces it claims count (which every
+// namespace sees).
+type SiteClaims struct {
+	Site    string // the site the journal is of
+	Journal string // its path
+	Err     error  // the journal could not be read: what it claims is unknown
+	// Namespaces are the named namespaces it claims.
+	Namespaces []string
+	// Links are the interfaces it claims in the agent's namespace, Addrs
+	// the addresses it added there, Routes the destinations of its routes
+	// there (masked).
+	Links  []string
+	Addrs  []HostAddr
+	Routes []netip.Prefix
 }
 
-// LoadConfig reads, parses and validates the YAML file at path, and
+// String names the site and its journal, as messages do.
+func (s SiteClaims) String() string {
+	return fmt.Sprintf("site %q (journal %s)", s.Site, s.Journal)
+}
+
+// Load reads, parses and validates the YAML file at path, and
 // applies defaults. host checks that lan.interface exists; nil skips that
-// check. Every problem found comes back at once, as a *ConfigError (also
+// check. Every problem found comes back at once, as a *Error (also
 // when the file cannot be read).
-func LoadConfig(path string, host HostInfo) (*Config, error) {
+func Load(path string, host HostInfo) (*Config, error) {
 	data, err := readConfigFile(path)
 	if err != nil {
-		return nil, &ConfigError{Errors: []FieldError{{File: path, Msg: err.Error(), Err: errors.Unwrap(err)}}}
+		return nil, &Error{Errors: []FieldError{{File: path, Msg: err.Error(), Err: errors.Unwrap(err)}}}
 	}
-	return ParseConfig(path, data, host)
+	return Parse(path, data, host)
 }
 
-// ParseConfig is LoadConfig on data already read; name is the file name
+// Parse is Load on data already read; name is the file name
 // used in error messages, and the directory that relative file names in
 // it (tunnel.peers[].prefixes_file) are read from.
-func ParseConfig(name string, data []byte, host HostInfo) (*Config, error) {
+func Parse(name string, data []byte, host HostInfo) (*Config, error) {
 	ps := &problems{}
 	doc, raw := decodeFile(data, ps)
 	var cfg *Config
@@ -193,7 +212,7 @@ func ParseConfig(name string, data []byte, host HostInfo) (*Config, error) {
 		validate(cfg, host, ps)
 	}
 	if errs := ps.fieldErrors(name, doc); len(errs) > 0 {
-		return nil, &ConfigError{Errors: errs}
+		return nil, &Error{Errors: errs}
 	}
 	applyDefaults(cfg, facts)
 	return cfg, nil
@@ -205,12 +224,12 @@ func readConfigFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("cannot read the config file: %w", pathCause(err))
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the config file: %w", pathCause(err))
 	}
-	if len(data) > maxConfigSize {
-		return nil, fmt.Errorf("the config file is larger than %d bytes", maxConfigSize)
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("the config file is larger than %d bytes", MaxFileSize)
 	}
 	return data, nil
 }

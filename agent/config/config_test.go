@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -20,9 +20,9 @@ type cfgLinks map[string]bool
 func (h cfgLinks) LinkExists(name string) bool { return h[name] }
 
 // The host of cfgLinks has no addresses, default routes or other sites.
-func (h cfgLinks) Addrs() ([]HostAddr, error)          { return nil, nil }
-func (h cfgLinks) DefaultRoutes() ([]HostRoute, error) { return nil, nil }
-func (h cfgLinks) Journals() ([]SiteJournal, error)    { return nil, nil }
+func (h cfgLinks) Addrs() ([]HostAddr, error)              { return nil, nil }
+func (h cfgLinks) DefaultRoutes() ([]HostRoute, error)     { return nil, nil }
+func (h cfgLinks) OtherSites(string) ([]SiteClaims, error) { return nil, nil }
 
 var cfgHost = cfgLinks{"eth0": true, "enp6s0": true}
 
@@ -42,7 +42,7 @@ func TestLoadExampleConfigs(t *testing.T) {
 		file string
 		want Config
 	}{{
-		file: "../configs/server.yaml",
+		file: "../../configs/server.yaml",
 		want: Config{
 			Site: "server",
 			LAN:  LAN{Interface: "veth0", MTU: 1420, Offloads: rxtxOff},
@@ -61,7 +61,7 @@ func TestLoadExampleConfigs(t *testing.T) {
 			},
 		},
 	}, {
-		file: "../configs/client.yaml",
+		file: "../../configs/client.yaml",
 		want: Config{
 			Site: "client",
 			LAN:  LAN{Interface: "enp6s0", MTU: 1420},
@@ -100,12 +100,12 @@ func TestLoadExampleConfigs(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(filepath.Base(tt.file), func(t *testing.T) {
-			got, err := LoadConfig(tt.file, cfgHost)
+			got, err := Load(tt.file, cfgHost)
 			if err != nil {
-				t.Fatalf("LoadConfig: %v", err)
+				t.Fatalf("Load: %v", err)
 			}
 			if !reflect.DeepEqual(*got, tt.want) {
-				t.Errorf("LoadConfig(%s):\n got %+v\nwant %+v", tt.file, *got, tt.want)
+				t.Errorf("Load(%s):\n got %+v\nwant %+v", tt.file, *got, tt.want)
 			}
 		})
 	}
@@ -366,7 +366,7 @@ func TestNamespaceErrors(t *testing.T) {
 }
 
 func TestManyErrorsAtOnce(t *testing.T) {
-	_, err := LoadConfig("testdata/many-errors.yaml", cfgHost)
+	_, err := Load("testdata/many-errors.yaml", cfgHost)
 	checkConfigErrors(t, err, []wantFieldErr{
 		{1, "site", `invalid name ".."`},
 		{4, "lan.mtu", "out of range"},
@@ -384,7 +384,7 @@ func TestManyErrorsAtOnce(t *testing.T) {
 }
 
 func TestUnknownFieldPosition(t *testing.T) {
-	_, err := ParseConfig("site.yaml", []byte(cfgWithPeerLine("prefix: [10.1.0.0/16]")), cfgHost)
+	_, err := Parse("site.yaml", []byte(cfgWithPeerLine("prefix: [10.1.0.0/16]")), cfgHost)
 	const want = `site.yaml:8:7: tunnel.peers[0].prefix: unknown field "prefix" (known fields: name, endpoint, prefixes, prefixes_file, keepalive, public_key, preshared_key_file)`
 	if err == nil || err.Error() != want {
 		t.Errorf("error:\n got %v\nwant %s", err, want)
@@ -393,10 +393,10 @@ func TestUnknownFieldPosition(t *testing.T) {
 
 func TestMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nope.yaml")
-	_, err := LoadConfig(path, nil)
-	var ce *ConfigError
+	_, err := Load(path, nil)
+	var ce *Error
 	if !errors.As(err, &ce) || len(ce.Errors) != 1 || ce.Errors[0].Line != 0 || ce.Errors[0].File != path {
-		t.Fatalf("LoadConfig(missing) = %#v, want one *ConfigError at line 0", err)
+		t.Fatalf("Load(missing) = %#v, want one *Error at line 0", err)
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("errors.Is(%v, fs.ErrNotExist) = false", err)
@@ -408,7 +408,7 @@ func TestMissingFile(t *testing.T) {
 
 func TestNilHostSkipsLinkCheck(t *testing.T) {
 	yaml := strings.Replace(cfgMinimal, "eth0", "eth9", 1)
-	if _, err := ParseConfig("x.yaml", []byte(yaml), nil); err != nil {
+	if _, err := Parse("x.yaml", []byte(yaml), nil); err != nil {
 		t.Errorf("nil host: %v", err)
 	}
 }
@@ -498,8 +498,8 @@ func TestFieldErrorFormat(t *testing.T) {
 	}
 }
 
-func FuzzParseConfig(f *testing.F) {
-	for _, name := range []string{"../configs/server.yaml", "../configs/client.yaml", "testdata/ipv6.yaml", "testdata/many-errors.yaml"} {
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"../../configs/server.yaml", "../../configs/client.yaml", "testdata/ipv6.yaml", "testdata/many-errors.yaml"} {
 		data, err := os.ReadFile(name)
 		if err != nil {
 			f.Fatal(err)
@@ -510,13 +510,13 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("tunnel: {peers: [~, *x]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig("f.yaml", data, cfgHost)
-		var ce *ConfigError
+		cfg, err := Parse("f.yaml", data, cfgHost)
+		var ce *Error
 		if err != nil && !errors.As(err, &ce) {
-			t.Fatalf("error is %T, want *ConfigError: %v", err, err)
+			t.Fatalf("error is %T, want *Error: %v", err, err)
 		}
 		if (cfg == nil) == (err == nil) {
-			t.Fatalf("ParseConfig = %v, %v: want exactly one of them", cfg, err)
+			t.Fatalf("Parse = %v, %v: want exactly one of them", cfg, err)
 		}
 	})
 }
@@ -528,20 +528,20 @@ func loadConfigString(t *testing.T, yaml string, host HostInfo) error {
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := LoadConfig(path, host)
+	_, err := Load(path, host)
 	return err
 }
 
 func mustParseConfig(t *testing.T, yaml string) *Config {
 	t.Helper()
-	cfg, err := ParseConfig("site.yaml", []byte(yaml), cfgHost)
+	cfg, err := Parse("site.yaml", []byte(yaml), cfgHost)
 	if err != nil {
-		t.Fatalf("ParseConfig:\n%v\nfile:\n%s", err, yaml)
+		t.Fatalf("Parse:\n%v\nfile:\n%s", err, yaml)
 	}
 	return cfg
 }
 
-// checkConfigErrors checks that err is a *ConfigError holding exactly the
+// checkConfigErrors checks that err is a *Error holding exactly the
 // wanted errors, in order (nil want: err must be nil).
 func checkConfigErrors(t *testing.T, err error, want []wantFieldErr) {
 	t.Helper()
@@ -551,9 +551,9 @@ func checkConfigErrors(t *testing.T, err error, want []wantFieldErr) {
 		}
 		return
 	}
-	var ce *ConfigError
+	var ce *Error
 	if !errors.As(err, &ce) {
-		t.Fatalf("error = %v (%T), want a *ConfigError", err, err)
+		t.Fatalf("error = %v (%T), want a *Error", err, err)
 	}
 	if len(ce.Errors) != len(want) {
 		t.Fatalf("got %d errors, want %d:\n%v", len(ce.Errors), len(want), err)

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -89,7 +89,7 @@ func (c converter) tunnel(path string, f *fileTunnel) (Tunnel, fileFacts) {
 }
 
 func (c converter) peer(path string, f *filePeer) Peer {
-	ep := parseField(c, path+".endpoint", &f.Endpoint, false, parseEndpoint) // config_endpoint.go
+	ep := parseField(c, path+".endpoint", &f.Endpoint, false, parseEndpoint) // endpoint.go
 	p := Peer{
 		Name:         c.requiredString(path+".name", &f.Name),
 		Endpoint:     ep.addr,
@@ -99,7 +99,7 @@ func (c converter) peer(path string, f *filePeer) Peer {
 		WireGuard:    c.peerWireGuard(path, f),
 	}
 	var fromFile []netip.Prefix
-	p.PrefixesFile, fromFile, p.fileLines = c.prefixesFile(path+".prefixes_file", &f.PrefixesFile) // config_prefixes_file.go
+	p.PrefixesFile, fromFile, p.fileLines = c.prefixesFile(path+".prefixes_file", &f.PrefixesFile) // prefixes_file.go
 	p.Prefixes = append(p.Prefixes, fromFile...)
 	if n := deref(&f.Prefixes); isAbsent(&f.PrefixesFile) && (isAbsent(n) || (n.Kind == yaml.SequenceNode && len(n.Content) == 0)) {
 		c.ps.addf(path+".prefixes", where(&f.Prefixes), "required: at least one prefix, e.g. [192.168.111.0/24] (or a prefixes_file)")

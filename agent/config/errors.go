@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"cmp"
@@ -12,15 +12,15 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// ConfigError lists every problem found in a config file. Any failure of
-// LoadConfig (unreadable file, YAML syntax, unknown field, bad value) is a
-// *ConfigError.
-type ConfigError struct {
+// Error lists every problem found in a config file. Any failure of
+// Load (unreadable file, YAML syntax, unknown field, bad value) is a
+// *Error.
+type Error struct {
 	Errors []FieldError // in file order
 }
 
 // Error renders one problem per line.
-func (e *ConfigError) Error() string {
+func (e *Error) Error() string {
 	lines := make([]string, len(e.Errors))
 	for i, fe := range e.Errors {
 		lines[i] = fe.Error()
@@ -30,7 +30,7 @@ func (e *ConfigError) Error() string {
 
 // Unwrap returns the problems, so errors.Is and errors.As see their causes
 // (for example fs.ErrNotExist for a missing file).
-func (e *ConfigError) Unwrap() []error {
+func (e *Error) Unwrap() []error {
 	errs := make([]error, len(e.Errors))
 	for i, fe := range e.Errors {
 		errs[i] = fe
@@ -150,7 +150,7 @@ func isUnder(path, root string) bool {
 // fieldErrors places the findings in the file (doc is its parsed tree,
 // possibly nil) and returns them in file order, without repeats, at most
 // maxListedErrors of them and then one saying how many more there are.
-// Quoted values are shortened (config_bounds.go).
+// Quoted values are shortened (bounds.go).
 func (ps *problems) fieldErrors(file string, doc *yaml.Node) []FieldError {
 	var out []FieldError
 	for _, p := range ps.list {

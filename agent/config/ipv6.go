@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -73,34 +73,14 @@ func (v validator) namespace6(path string, ns Namespace) {
 	}
 }
 
-// namespaceAddrs returns the addresses of the namespace end of the veth,
+// Addrs returns the addresses of the namespace end of the veth,
 // then those of the host end (primary first, IPv6 companion if any).
-func (ns Namespace) addrs() (peer, host []netip.Prefix) {
+func (ns Namespace) Addrs() (peer, host []netip.Prefix) {
 	peer, host = []netip.Prefix{ns.Address}, []netip.Prefix{ns.HostAddress}
 	if ns.Address6.IsValid() {
 		peer, host = append(peer, ns.Address6), append(host, ns.HostAddress6)
 	}
 	return peer, host
-}
-
-// icmpSource6 picks the source of the engine's ICMPv6 errors among the LAN
-// interface's addresses: a global one if there is one (the errors may have
-// to cross a router on the LAN), else a link-local one, else none.
-func icmpSource6(lanAddrs []netip.Prefix) netip.Addr {
-	var ll netip.Addr
-	for _, p := range lanAddrs {
-		a := p.Addr()
-		switch {
-		case !a.Is6() || a.Is4In6() || a.IsMulticast() || a.IsLoopback():
-		case a.IsLinkLocalUnicast():
-			if !ll.IsValid() {
-				ll = a
-			}
-		default:
-			return a
-		}
-	}
-	return ll
 }
 
 // subnetClash6 is subnetClash for address6: namespace i's IPv6 subnet

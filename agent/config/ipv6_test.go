@@ -1,12 +1,10 @@
-package agent
+package config
 
 import (
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
-
-	"tunnel-agent/netcfg"
 )
 
 // cfgNS6 is cfgNSBase with the namespace made dual-stack.
@@ -20,29 +18,10 @@ func TestDualStackNamespace(t *testing.T) {
 		ns.Gateway6 != netip.MustParseAddr("fd00:11::1") || !cfg.Tunnel.Relay {
 		t.Fatalf("parsed %+v relay %v", ns, cfg.Tunnel.Relay)
 	}
-	d := Desired(cfg)
-	var routes []string
-	for _, r := range d.Routes {
-		if r.NS == "ns1" {
-			routes = append(routes, r.Dst.String()+" via "+r.Gw.String())
-		}
+	if h, p := ns.Addrs(); !slices.Equal(h, cfgPrefixes("11.11.11.100/24", "fd00:11::100/64")) ||
+		!slices.Equal(p, cfgPrefixes("11.11.11.1/24", "fd00:11::1/64")) {
+		t.Errorf("Addrs() = %v, %v", h, p)
 	}
-	if !slices.Equal(routes, []string{"0.0.0.0/0 via 11.11.11.1", "::/0 via fd00:11::1"}) {
-		t.Errorf("namespace routes %v", routes)
-	}
-	want := map[string][]netip.Prefix{
-		"veth0": cfgPrefixes("11.11.11.1/24", "fd00:11::1/64"),
-		"veth1": cfgPrefixes("11.11.11.100/24", "fd00:11::100/64"),
-	}
-	for _, l := range d.Links {
-		if w, ok := want[l.Name]; ok && !slices.Equal(l.Addrs, w) {
-			t.Errorf("%s addresses %v, want %v", l.Name, l.Addrs, w)
-		}
-	}
-	if got := localPrefixes(cfg, nil); !slices.Equal(got, cfgPrefixes("11.11.11.0/24", "fd00:11::/64")) {
-		t.Errorf("default local prefixes %v", got)
-	}
-	var _ netcfg.Desired = d
 }
 
 func TestDualStackNamespaceErrors(t *testing.T) {
@@ -77,20 +56,5 @@ tunnel:`, 1), []wantFieldErr{{17, "namespaces[1].address6", "overlaps subnet fd0
 		t.Run(tt.name, func(t *testing.T) {
 			checkConfigErrors(t, loadConfigString(t, tt.yaml, cfgLinks{}), tt.want)
 		})
-	}
-}
-
-func TestICMPSource6(t *testing.T) {
-	for _, c := range []struct {
-		addrs []string
-		want  string
-	}{
-		{[]string{"192.168.1.1/24"}, "invalid IP"},
-		{[]string{"192.168.1.1/24", "fe80::1/64"}, "fe80::1"},
-		{[]string{"fe80::1/64", "2001:db8::1/64"}, "2001:db8::1"},
-	} {
-		if got := icmpSource6(cfgPrefixes(c.addrs...)).String(); got != c.want {
-			t.Errorf("%v: %s, want %s", c.addrs, got, c.want)
-		}
 	}
 }

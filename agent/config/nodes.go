@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -245,7 +245,7 @@ func describeGoType(goType string) string {
 	switch {
 	case strings.HasPrefix(goType, "[]"):
 		return "a list"
-	case strings.HasPrefix(goType, "agent.file"):
+	case strings.HasPrefix(goType, "config.file"):
 		return "a mapping"
 	}
 	return "a single value"

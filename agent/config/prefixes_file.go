@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"bufio"
@@ -17,7 +17,7 @@ import (
 
 // tunnel.peers[].prefixes_file names a file of further prefixes of the
 // peer, one a line (for a hub whose peers own more prefixes than a site
-// file of maxConfigSize can list):
+// file of MaxFileSize can list):
 //
 //	# site 17
 //	10.17.0.0/16

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -46,7 +46,7 @@ func TestPrefixesFile(t *testing.T) {
 		"a.txt": "# site a\n\n10.1.1.0/24\n  fd00:a::/48   # its IPv6 LAN\n#10.9.9.0/24\n",
 		"b.txt": "10.2.0.0/16\n",
 	})
-	cfg, err := LoadConfig(path, cfgHost)
+	cfg, err := Load(path, cfgHost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestPrefixesFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(filepath.Dir(path), "b.txt"), []byte("10.2.0.0/16\n10.3.0.0/16\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err = LoadConfig(path, cfgHost)
+	cfg, err = Load(path, cfgHost)
 	if err != nil || len(cfg.Tunnel.Peers[1].Prefixes) != 2 {
 		t.Errorf("after the file changed: %v, %v", cfg, err)
 	}
@@ -127,10 +127,10 @@ func TestPrefixesFileErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeSite(t, sitePrefixesFile, tt.files)
-			_, err := LoadConfig(path, cfgHost)
-			var ce *ConfigError
+			_, err := Load(path, cfgHost)
+			var ce *Error
 			if !errors.As(err, &ce) {
-				t.Fatalf("LoadConfig: %v, want a *ConfigError", err)
+				t.Fatalf("Load: %v, want a *Error", err)
 			}
 			dir := filepath.Dir(path)
 			if len(ce.Errors) != len(tt.want) {
@@ -157,14 +157,14 @@ func TestPrefixesFileNotRegular(t *testing.T) {
 		t.Skipf("mkfifo: %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { _, err := LoadConfig(path, cfgHost); done <- err }()
+	go func() { _, err := Load(path, cfgHost); done <- err }()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "a.txt is not a regular file") {
-			t.Errorf("LoadConfig with a FIFO: %v", err)
+			t.Errorf("Load with a FIFO: %v", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("LoadConfig blocked on a FIFO")
+		t.Fatal("Load blocked on a FIFO")
 	}
 }
 

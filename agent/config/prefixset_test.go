@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -142,7 +142,7 @@ func BenchmarkParseHubConfig(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := LoadConfig(path, nil); err != nil {
+		if _, err := Load(path, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -24,10 +24,10 @@ func TestSyntaxErrorLines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			_, err := LoadConfig("testdata/syntax/"+tt.file, cfgHost)
-			var ce *ConfigError
+			_, err := Load("testdata/syntax/"+tt.file, cfgHost)
+			var ce *Error
 			if !errors.As(err, &ce) || len(ce.Errors) == 0 {
-				t.Fatalf("LoadConfig = %v, want a syntax error", err)
+				t.Fatalf("Load = %v, want a syntax error", err)
 			}
 			fe := ce.Errors[len(ce.Errors)-1]
 			if fe.Line != tt.line || fe.Column != tt.col || !strings.Contains(fe.Msg, tt.msg) {

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -27,7 +27,7 @@ func validate(cfg *Config, host HostInfo, ps *problems) {
 	v.localPrefixes()
 	v.blackhole()
 	if host != nil {
-		v.hostChecks(host) // config_validate_host.go
+		v.hostChecks(host) // validate_host.go
 	}
 }
 

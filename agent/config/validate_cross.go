@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -275,7 +275,7 @@ func (v validator) endpointSet() *prefixSet {
 
 // blackholeEndpoints reports a blackhole route that would swallow the
 // tunnel's own datagrams to a peer (an endpoint given as a name counts
-// once `up` has resolved it: checkResolved).
+// once `up` has resolved it: CheckResolved).
 func (v validator) blackholeEndpoints(endpoints *prefixSet, b peerPrefix, note string) {
 	if !b.p.IsValid() {
 		return
@@ -291,10 +291,10 @@ func (v validator) blackholeEndpoints(endpoints *prefixSet, b peerPrefix, note s
 	}
 }
 
-// checkResolved checks the blackholes against the peer endpoints that
+// CheckResolved checks the blackholes against the peer endpoints that
 // `up` or a reload has just resolved from names. Problems come back as a
-// *ConfigError placed in file.
-func checkResolved(cfg *Config, file string) error {
+// *Error placed in file.
+func CheckResolved(cfg *Config, file string) error {
 	ps := &problems{}
 	validator{cfg: cfg, ps: ps}.blackhole()
 	return fileProblems(ps, file)

@@ -1,12 +1,9 @@
-package agent
+package config
 
 import (
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"slices"
-
-	"tunnel-agent/netcfg"
 )
 
 // Checks against the host and the other sites on it. Two owners of one
@@ -89,69 +86,44 @@ func (v validator) blackholes() []peerPrefix {
 	return out
 }
 
-// otherSite is what another site's journal claims.
+// otherSite is what another site claims, indexed in the terms of
+// ownClaims.
 type otherSite struct {
-	site, path string
-	keys       map[string]bool
-	addrs      []HostAddr // addresses it added in the agent's namespace
+	SiteClaims
+	keys map[string]bool
 }
 
-func (o otherSite) String() string {
-	return fmt.Sprintf("site %q (journal %s)", o.site, o.path)
-}
-
-// journalClaims lists what a journal's entries claim, in the terms of
-// ownClaims; unchanged entries count (the other site relies on them). Of
-// a journal made in another network namespace, only the named namespaces
-// count: its interfaces and routes are not in this one.
-func journalClaims(sj SiteJournal) otherSite {
-	j := sj.Journal
-	o := otherSite{site: j.Site, path: sj.Path, keys: map[string]bool{}}
-	for _, e := range j.Entries {
-		for _, ns := range []string{e.NS, e.PeerNS} {
-			if ns != "" {
-				o.keys[claimKey("namespace", ns)] = true
-			}
-		}
-		if e.NS != "" || sj.Elsewhere {
-			continue
-		}
-		if e.Link != "" {
-			o.keys[claimKey("link", e.Link)] = true
-		}
-		if e.Kind == netcfg.KindVeth && e.PeerNS == "" && e.Peer != "" {
-			o.keys[claimKey("link", e.Peer)] = true
-		}
-		if e.Kind == netcfg.KindAddr {
-			o.addrs = append(o.addrs, HostAddr{Link: e.Link, Prefix: e.Prefix})
-		}
-		if e.Kind == netcfg.KindRoute && e.Route != nil {
-			o.keys[claimKey("route", e.Route.Dst.Masked().String())] = true
-		}
+func indexClaims(sc SiteClaims) otherSite {
+	o := otherSite{SiteClaims: sc, keys: map[string]bool{}}
+	for _, ns := range sc.Namespaces {
+		o.keys[claimKey("namespace", ns)] = true
+	}
+	for _, l := range sc.Links {
+		o.keys[claimKey("link", l)] = true
+	}
+	for _, r := range sc.Routes {
+		o.keys[claimKey("route", r.Masked().String())] = true
 	}
 	return o
 }
 
-// otherSites reads the other sites' journals and refuses what this file
-// claims that one of them claims too. Its own journal (<site>.json, a
-// leftover `up` reverts first) is not another site's.
+// otherSites reads what the other sites claim and refuses what this file
+// claims that one of them claims too. Its own journal (a leftover `up`
+// reverts first) is not another site's.
 func (v validator) otherSites(host HostInfo) []otherSite {
-	journals, err := host.Journals()
+	sites, err := host.OtherSites(v.cfg.Site)
 	if err != nil {
 		v.ps.addf("", nil, "cannot read the other sites' journals to check this file against them: %w", err)
 		return nil
 	}
 	var others []otherSite
-	for _, sj := range journals {
-		if filepath.Base(sj.Path) == v.cfg.Site+".json" {
-			continue
-		}
-		if sj.Err != nil {
+	for _, sc := range sites {
+		if sc.Err != nil {
 			v.ps.addf("site", nil, "cannot read %s, the journal of another site, so what it claims on this host is unknown: %w; "+
-				"revert it with `tunnel-agent down` for that site (`down --force` if it is damaged)", sj.Path, sj.Err)
+				"revert it with `tunnel-agent down` for that site (`down --force` if it is damaged)", sc.Journal, sc.Err)
 			continue
 		}
-		others = append(others, journalClaims(sj))
+		others = append(others, indexClaims(sc))
 	}
 	for _, c := range v.ownClaims() {
 		if i := slices.IndexFunc(others, func(o otherSite) bool { return o.keys[c.key] }); i >= 0 {
@@ -162,7 +134,7 @@ func (v validator) otherSites(host HostInfo) []otherSite {
 	for i, ns := range v.cfg.Namespaces {
 		v.eachHostAddress(i, ns, func(path string, p netip.Prefix) {
 			for _, o := range others {
-				for _, a := range o.addrs {
+				for _, a := range o.Addrs {
 					if a.Prefix.Masked().Overlaps(p.Masked()) {
 						v.ps.addf(path, nil, "subnet %s overlaps %s on %s of %s: the host would have two routes to it",
 							p.Masked(), a.Prefix, a.Link, o)
@@ -314,11 +286,11 @@ func (r HostRoute) String() string {
 	return s
 }
 
-// checkClaims re-checks the file against the other sites' journals (for
+// CheckClaims re-checks the file against the other sites' journals (for
 // `up`, under the state directory's lock, just before it applies): what
-// LoadConfig found may have changed since. Problems come back as a
-// *ConfigError placed in file.
-func checkClaims(cfg *Config, file string, host HostInfo) error {
+// Load found may have changed since. Problems come back as a
+// *Error placed in file.
+func CheckClaims(cfg *Config, file string, host HostInfo) error {
 	ps := &problems{}
 	validator{cfg: cfg, ps: ps}.otherSites(host)
 	return fileProblems(ps, file)

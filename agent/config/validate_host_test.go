@@ -1,43 +1,36 @@
-package agent
+package config
 
 import (
 	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-
-	"tunnel-agent/netcfg"
 )
 
-// fakeHostInfo is a host with addresses, default routes and the journals
-// of other sites.
+// fakeHostInfo is a host with addresses, default routes and other sites.
 type fakeHostInfo struct {
 	cfgLinks
-	addrs    []HostAddr
-	routes   []HostRoute
-	journals []SiteJournal
+	addrs  []HostAddr
+	routes []HostRoute
+	sites  []SiteClaims
 }
 
 func (h fakeHostInfo) Addrs() ([]HostAddr, error)          { return h.addrs, nil }
 func (h fakeHostInfo) DefaultRoutes() ([]HostRoute, error) { return h.routes, nil }
-func (h fakeHostInfo) Journals() ([]SiteJournal, error)    { return h.journals, nil }
+func (h fakeHostInfo) OtherSites(site string) ([]SiteClaims, error) {
+	return slices.DeleteFunc(slices.Clone(h.sites), func(s SiteClaims) bool { return s.Site == site }), nil
+}
 
 func hostAddr(link, p string) HostAddr { return HostAddr{Link: link, Prefix: netip.MustParsePrefix(p)} }
 
-// siteJournal is the journal site would write for the file yaml: every
-// entry of its plan, applied.
-func siteJournal(t *testing.T, dir, site, yaml string) SiteJournal {
-	t.Helper()
-	cfg := mustParseConfig(t, yaml)
-	path := filepath.Join(dir, site+".json")
-	j := netcfg.NewJournal(path, site)
-	for _, e := range netcfg.Entries(Desired(cfg)) {
-		e.State = netcfg.Done
-		j.Entries = append(j.Entries, e)
-	}
-	return SiteJournal{Path: path, Journal: j}
+// nsBaseClaims is what the journal of site, running cfgNSBase, claims
+// (the agent's tests derive it from the journal itself).
+func nsBaseClaims(dir, site string) SiteClaims {
+	return SiteClaims{Site: site, Journal: filepath.Join(dir, site+".json"), Namespaces: []string{"ns1"},
+		Links: []string{"veth0"}, Addrs: []HostAddr{hostAddr("veth0", "11.11.11.1/24")}, Routes: cfgPrefixes("10.0.0.0/24")}
 }
 
 func withSite(yaml, site string) string {
@@ -49,10 +42,10 @@ func withSite(yaml, site string) string {
 // is refused at each field, naming the other site and its journal.
 func TestOtherSitesClaims(t *testing.T) {
 	dir := t.TempDir()
-	one := siteJournal(t, dir, "one", cfgNSBase)
-	host := fakeHostInfo{cfgLinks: cfgHost, journals: []SiteJournal{one},
+	one := nsBaseClaims(dir, "one")
+	host := fakeHostInfo{cfgLinks: cfgHost, sites: []SiteClaims{one},
 		addrs: []HostAddr{hostAddr("veth0", "11.11.11.1/24"), hostAddr("eth0", "198.18.0.2/24")}}
-	claimed := `is also claimed by site "one" (journal ` + one.Path + `)`
+	claimed := `is also claimed by site "one" (journal ` + one.Journal + `)`
 	err := loadConfigString(t, withSite(cfgNSBase, "two"), host)
 	checkConfigErrors(t, err, []wantFieldErr{
 		{4, "namespaces[0].name", `namespace "ns1" ` + claimed},
@@ -75,9 +68,8 @@ func TestOtherSitesClaims(t *testing.T) {
 // network namespace clashes only through the named namespaces, which
 // every namespace sees; its interfaces and routes are elsewhere.
 func TestOtherSiteInAnotherNetNS(t *testing.T) {
-	one := siteJournal(t, t.TempDir(), "one", cfgNSBase)
-	one.Elsewhere = true
-	host := fakeHostInfo{cfgLinks: cfgHost, journals: []SiteJournal{one}}
+	one := SiteClaims{Site: "one", Journal: filepath.Join(t.TempDir(), "one.json"), Namespaces: []string{"ns1"}} // made in another namespace
+	host := fakeHostInfo{cfgLinks: cfgHost, sites: []SiteClaims{one}}
 	checkConfigErrors(t, loadConfigString(t, withSite(cfgNSBase, "two"), host), []wantFieldErr{
 		{4, "namespaces[0].name", `namespace "ns1" is also claimed by site "one"`},
 	})
@@ -90,8 +82,8 @@ func TestOtherSiteInAnotherNetNS(t *testing.T) {
 func TestOtherSitesLinkSettings(t *testing.T) {
 	dir := t.TempDir()
 	withMTU := strings.Replace(cfgMinimal, "lan: {interface: eth0}", "lan: {interface: eth0, mtu: 1420}", 1)
-	one := siteJournal(t, dir, "one", withMTU)
-	host := fakeHostInfo{cfgLinks: cfgHost, journals: []SiteJournal{one}}
+	one := SiteClaims{Site: "one", Journal: filepath.Join(dir, "one.json"), Links: []string{"eth0"}, Routes: cfgPrefixes("10.0.0.0/24")}
+	host := fakeHostInfo{cfgLinks: cfgHost, sites: []SiteClaims{one}}
 	two := withSite(strings.Replace(withMTU, "10.0.0.0/24", "10.0.1.0/24", 1), "two")
 	checkConfigErrors(t, loadConfigString(t, two, host), []wantFieldErr{
 		{2, "lan.mtu", `the settings of interface "eth0" is also claimed by site "one"`},
@@ -105,7 +97,7 @@ func TestOtherSitesLinkSettings(t *testing.T) {
 // unknown, so the site is refused until it is dealt with.
 func TestOtherSiteJournalUnreadable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "one.json")
-	host := fakeHostInfo{cfgLinks: cfgHost, journals: []SiteJournal{{Path: path, Err: errors.New("parse journal: unexpected end of JSON input")}}}
+	host := fakeHostInfo{cfgLinks: cfgHost, sites: []SiteClaims{{Site: "one", Journal: path, Err: errors.New("parse journal: unexpected end of JSON input")}}}
 	checkConfigErrors(t, loadConfigString(t, cfgMinimal, host), []wantFieldErr{
 		{1, "site", "cannot read " + path + ", the journal of another site"},
 	})
@@ -181,12 +173,12 @@ func TestCheckClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := mustParseConfig(t, yaml)
-	if err := checkClaims(cfg, path, fakeHostInfo{cfgLinks: cfgHost}); err != nil {
+	if err := CheckClaims(cfg, path, fakeHostInfo{cfgLinks: cfgHost}); err != nil {
 		t.Fatalf("no other site: %v", err)
 	}
-	host := fakeHostInfo{cfgLinks: cfgHost, journals: []SiteJournal{siteJournal(t, dir, "one", cfgNSBase)}}
-	var ce *ConfigError
-	if err := checkClaims(cfg, path, host); !errors.As(err, &ce) || ce.Errors[0].Line != 4 || ce.Errors[0].File != path {
-		t.Fatalf("checkClaims = %v, want a ConfigError at %s:4", err, path)
+	host := fakeHostInfo{cfgLinks: cfgHost, sites: []SiteClaims{nsBaseClaims(dir, "one")}}
+	var ce *Error
+	if err := CheckClaims(cfg, path, host); !errors.As(err, &ce) || ce.Errors[0].Line != 4 || ce.Errors[0].File != path {
+		t.Fatalf("CheckClaims = %v, want a Error at %s:4", err, path)
 	}
 }

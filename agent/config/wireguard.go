@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -12,7 +12,6 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	"gopkg.in/yaml.v3"
 
-	"tunnel-agent/dataplane"
 	"tunnel-agent/internal/fstrust"
 )
 
@@ -25,20 +24,27 @@ const (
 	ModeWireGuard TunnelMode = "wireguard" // the WireGuard protocol, interoperable with wg peers
 )
 
+// Key is a WireGuard key (Curve25519 private or public, or preshared),
+// 32 raw bytes, as `wg genkey`/`wg pubkey` print them in base64.
+type Key [32]byte
+
+// IsZero reports whether k is unset.
+func (k Key) IsZero() bool { return k == Key{} }
+
 // WireGuardTunnel is the tunnel's wireguard-mode settings.
 type WireGuardTunnel struct {
 	// PrivateKeyFile holds the key as `wg genkey` writes it; a relative
 	// path is relative to the config file's directory.
 	PrivateKeyFile string
 	// PrivateKey is read from PrivateKeyFile by LoadKeys (up, check).
-	PrivateKey dataplane.WireGuardKey
+	PrivateKey Key
 }
 
 // WireGuardPeer is a peer's wireguard-mode settings.
 type WireGuardPeer struct {
-	PublicKey        dataplane.WireGuardKey
-	PresharedKeyFile string                 // optional; relative to the config file's directory
-	PresharedKey     dataplane.WireGuardKey // read by LoadKeys; zero: none
+	PublicKey        Key
+	PresharedKeyFile string // optional; relative to the config file's directory
+	PresharedKey     Key    // read by LoadKeys; zero: none
 }
 
 // tunnelWireGuard reads tunnel.mode and tunnel.private_key_file.
@@ -65,12 +71,12 @@ func parseMode(s string) (TunnelMode, error) {
 }
 
 // parseKey reads a base64 Curve25519 key as `wg genkey`/`wg pubkey` print it.
-func parseKey(s string) (dataplane.WireGuardKey, error) {
+func parseKey(s string) (Key, error) {
 	k, err := wgtypes.ParseKey(strings.TrimSpace(s))
 	if err != nil {
-		return dataplane.WireGuardKey{}, fmt.Errorf("invalid key: want 44 characters of base64 as `tunnel-agent pubkey` or `wg pubkey` print it (%v)", err)
+		return Key{}, fmt.Errorf("invalid key: want 44 characters of base64 as `tunnel-agent pubkey` or `wg pubkey` print it (%v)", err)
 	}
-	return dataplane.WireGuardKey(k), nil
+	return Key(k), nil
 }
 
 // wireguard checks the wireguard-mode fields against the mode.
@@ -134,7 +140,7 @@ func reExact(path string) *regexp.Regexp {
 // LoadKeys reads the key files of a wireguard-mode site (a no-op in plain
 // mode): `up` and `check` call it, `status` and `down` do not need the
 // keys. A key file must be readable by its owner only and hold one key.
-// Problems come back as a *ConfigError naming file:line:field.
+// Problems come back as a *Error naming file:line:field.
 func LoadKeys(cfg *Config, file string) error {
 	if cfg.Tunnel.Mode != ModeWireGuard {
 		return nil
@@ -161,7 +167,7 @@ func LoadKeys(cfg *Config, file string) error {
 	return fileProblems(ps, file)
 }
 
-// fileProblems places the problems found after LoadConfig in the file
+// fileProblems places the problems found after Load in the file
 // (read again for their lines), or returns nil.
 func fileProblems(ps *problems, file string) error {
 	if len(ps.list) == 0 {
@@ -172,15 +178,15 @@ func fileProblems(ps *problems, file string) error {
 		doc = &yaml.Node{}
 		_ = yaml.Unmarshal(data, doc)
 	}
-	return &ConfigError{Errors: ps.fieldErrors(file, doc)}
+	return &Error{Errors: ps.fieldErrors(file, doc)}
 }
 
 // readKeyFile reads one base64 key from name (relative to dir). The file
 // is opened without following a symbolic link and without blocking (a
 // FIFO would hang `check` and `up`), and refused unless it is a regular
 // file owned by the agent's user that group and others cannot access.
-func readKeyFile(dir, name string) (dataplane.WireGuardKey, error) {
-	var k dataplane.WireGuardKey
+func readKeyFile(dir, name string) (Key, error) {
+	var k Key
 	path := name
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dir, path)
@@ -204,6 +210,6 @@ func readKeyFile(dir, name string) (dataplane.WireGuardKey, error) {
 }
 
 // publicKey is the public key of a private key.
-func publicKey(priv dataplane.WireGuardKey) dataplane.WireGuardKey {
-	return dataplane.WireGuardKey(wgtypes.Key(priv).PublicKey())
+func publicKey(priv Key) Key {
+	return Key(wgtypes.Key(priv).PublicKey())
 }

@@ -1,7 +1,6 @@
-package agent
+package config
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -48,7 +47,7 @@ func TestWireGuardConfigLoadsKeys(t *testing.T) {
 	writeKey(t, dir, "p.psk", psk, 0o400)
 	file := filepath.Join(dir, "site.yaml")
 	os.WriteFile(file, []byte(wgSiteYAML(peer.PublicKey().String(), "      preshared_key_file: p.psk\n")), 0o644)
-	cfg, err := LoadConfig(file, cfgHost)
+	cfg, err := Load(file, cfgHost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,12 +68,12 @@ func TestWireGuardKeyFileRefusedWhenReadableByOthers(t *testing.T) {
 	writeKey(t, dir, "site.key", priv, 0o640)
 	file := filepath.Join(dir, "site.yaml")
 	os.WriteFile(file, []byte(wgSiteYAML(peer.PublicKey().String(), "")), 0o644)
-	cfg, err := LoadConfig(file, cfgHost)
+	cfg, err := Load(file, cfgHost)
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = LoadKeys(cfg, file)
-	var ce *ConfigError
+	var ce *Error
 	if !errors.As(err, &ce) || ce.Errors[0].Line != 7 || ce.Errors[0].Field != "tunnel.private_key_file" ||
 		!strings.Contains(err.Error(), "mode 0640") {
 		t.Fatalf("want a file:line:field error about mode 0640, got %v", err)
@@ -121,7 +120,7 @@ func TestWireGuardKeyFileRefusals(t *testing.T) {
 			if err := os.WriteFile(file, []byte(wgSiteYAML(peer.PublicKey().String(), "")), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := LoadConfig(file, cfgHost)
+			cfg, err := Load(file, cfgHost)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -132,7 +131,7 @@ func TestWireGuardKeyFileRefusals(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("LoadKeys blocked")
 			}
-			var ce *ConfigError
+			var ce *Error
 			if !errors.As(err, &ce) || ce.Errors[0].Line != 7 || ce.Errors[0].Field != "tunnel.private_key_file" ||
 				!strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want a file:line:field error saying %q, got %v", tc.want, err)
@@ -155,10 +154,10 @@ func TestWireGuardConfigErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig("site.yaml", []byte(tc.yaml), cfgHost)
-			var ce *ConfigError
+			_, err := Parse("site.yaml", []byte(tc.yaml), cfgHost)
+			var ce *Error
 			if !errors.As(err, &ce) {
-				t.Fatalf("want a ConfigError, got %v", err)
+				t.Fatalf("want a Error, got %v", err)
 			}
 			for _, fe := range ce.Errors {
 				if fe.Field == tc.field && strings.Contains(fe.Msg, tc.msg) && fe.Line > 0 {
@@ -167,30 +166,5 @@ func TestWireGuardConfigErrors(t *testing.T) {
 			}
 			t.Errorf("want %s: ...%s... with a line, got:\n%v", tc.field, tc.msg, err)
 		})
-	}
-}
-
-func TestKeyCommandsMatchWireGuardFormat(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := Main([]string{"genkey"}, &out, &errb); code != 0 {
-		t.Fatalf("genkey: exit %d: %s", code, errb.String())
-	}
-	priv, err := wgtypes.ParseKey(strings.TrimSuffix(out.String(), "\n"))
-	if err != nil || len(out.String()) != 45 {
-		t.Fatalf("genkey printed %q: %v", out.String(), err)
-	}
-	stdin = strings.NewReader(out.String())
-	t.Cleanup(func() { stdin = os.Stdin })
-	out.Reset()
-	if code := Main([]string{"pubkey"}, &out, &errb); code != 0 || out.String() != priv.PublicKey().String()+"\n" {
-		t.Fatalf("pubkey: exit %d, %q, want %q (%s)", code, out.String(), priv.PublicKey().String(), errb.String())
-	}
-	stdin = strings.NewReader("garbage\n")
-	if code := Main([]string{"pubkey"}, &out, &errb); code != ExitUsage {
-		t.Errorf("pubkey of garbage: exit %d, want %d", code, ExitUsage)
-	}
-	out.Reset()
-	if code := Main([]string{"genpsk"}, &out, &errb); code != 0 || len(out.String()) != 45 {
-		t.Errorf("genpsk: exit %d, %q", code, out.String())
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"bytes"
@@ -31,7 +31,7 @@ type (
 		Interface yaml.Node `yaml:"interface"`
 		MTU       yaml.Node `yaml:"mtu"`
 		Offloads  yaml.Node `yaml:"offloads"`
-		Capture   yaml.Node `yaml:"capture"` // config_capture.go
+		Capture   yaml.Node `yaml:"capture"` // capture.go
 	}
 	fileNamespace struct {
 		Name        yaml.Node `yaml:"name"`
@@ -56,7 +56,7 @@ type (
 		Peers         []filePeer `yaml:"peers"`
 		Blackhole     yaml.Node  `yaml:"blackhole"`
 		Relay         yaml.Node  `yaml:"relay"`
-		// WireGuard mode (config_wireguard.go).
+		// WireGuard mode (wireguard.go).
 		Mode           yaml.Node `yaml:"mode"`
 		PrivateKeyFile yaml.Node `yaml:"private_key_file"`
 	}
@@ -64,10 +64,10 @@ type (
 		Name     yaml.Node `yaml:"name"`
 		Endpoint yaml.Node `yaml:"endpoint"`
 		Prefixes yaml.Node `yaml:"prefixes"`
-		// A file of further prefixes (config_prefixes_file.go).
+		// A file of further prefixes (prefixes_file.go).
 		PrefixesFile yaml.Node `yaml:"prefixes_file"`
 		Keepalive    yaml.Node `yaml:"keepalive"`
-		// WireGuard mode (config_wireguard.go).
+		// WireGuard mode (wireguard.go).
 		PublicKey        yaml.Node `yaml:"public_key"`
 		PresharedKeyFile yaml.Node `yaml:"preshared_key_file"`
 	}
@@ -76,7 +76,7 @@ type (
 // decodeFile parses data into a node tree (for positions) and decodes the
 // schema from that tree, so the file is parsed once. Unknown fields are
 // found by walking the tree along the schema. A file with YAML aliases is
-// refused before anything is decoded (config_bounds.go). raw is nil when
+// refused before anything is decoded (bounds.go). raw is nil when
 // there is nothing to convert.
 func decodeFile(data []byte, ps *problems) (doc *yaml.Node, raw *fileConfig) {
 	defer func() { // yaml.v3 has panicked on hostile input before
