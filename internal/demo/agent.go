@@ -1,4 +1,4 @@
-package agent
+package demo
 
 import (
 	"bufio"
@@ -14,10 +14,12 @@ import (
 // demoAgent is one `tunnel-agent up` started by the demo inside a
 // namespace, with its log lines echoed, prefixed by the site name.
 type demoAgent struct {
-	site     string
-	stateDir string
-	cmd      *exec.Cmd
-	done     chan struct{}
+	site string
+	cmd  *exec.Cmd
+	done chan struct{}
+	// in runs the agent's binary in its namespace, with -c and
+	// --state-dir of its site after args.
+	in func(args ...string) *exec.Cmd
 }
 
 func startDemoAgent(ctx context.Context, ns, site, cfg, stateDir string, args []string, out io.Writer) (*demoAgent, error) {
@@ -25,14 +27,17 @@ func startDemoAgent(ctx context.Context, ns, site, cfg, stateDir string, args []
 	if err != nil {
 		return nil, err
 	}
-	// nsenter --net only: the agent must see the named namespaces it creates.
-	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns, self, "up", "-c", cfg, "--state-dir", stateDir}, args...)...)
+	in := func(args ...string) *exec.Cmd {
+		// nsenter --net only: the agent must see the named namespaces it creates.
+		return exec.Command("nsenter", append(append([]string{"--net=/run/netns/" + ns, self}, args...), "-c", cfg, "--state-dir", stateDir)...)
+	}
+	cmd := in(append([]string{"up"}, args...)...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the %s agent: %w", site, err)
 	}
-	a := &demoAgent{site: site, stateDir: stateDir, cmd: cmd, done: make(chan struct{})}
+	a := &demoAgent{site: site, cmd: cmd, done: make(chan struct{}), in: in}
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
@@ -43,11 +48,12 @@ func startDemoAgent(ctx context.Context, ns, site, cfg, stateDir string, args []
 	return a, a.waitReady(ctx)
 }
 
-// waitReady polls the agent's status socket (bounded in time).
+// waitReady asks the agent for its status until it answers (bounded in
+// time).
 func (a *demoAgent) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := readStatus(a.stateDir, a.site); err == nil {
+		if a.status(io.Discard) == nil {
 			return nil
 		}
 		select {
@@ -77,4 +83,12 @@ func (a *demoAgent) stop() error {
 		return fmt.Errorf("the %s agent exited with code %d (see its log above)", a.site, code)
 	}
 	return nil
+}
+
+// status runs `tunnel-agent status` for the agent's site, its output to
+// w: an error unless the agent answered.
+func (a *demoAgent) status(w io.Writer) error {
+	cmd := a.in("status")
+	cmd.Stdout, cmd.Stderr = w, io.Discard
+	return cmd.Run()
 }

@@ -1,4 +1,9 @@
-package agent
+// Package demo is `tunnel-agent demo`: the tutorial's two sites built in
+// throwaway network namespaces on this machine, one `tunnel-agent up` per
+// site started as a process from a generated site file, traffic shown
+// crossing the tunnel both ways, and everything removed. It drives the
+// agents only through their command line (up, status), as a user would.
+package demo
 
 import (
 	"context"
@@ -8,33 +13,32 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"tunnel-agent/internal/probe"
 	"tunnel-agent/internal/topo"
 )
 
-// runDemo builds the tutorial's setup in throwaway namespaces on this
+// Run builds the tutorial's setup in throwaway namespaces on this
 // machine, runs one agent per site from config files, shows traffic
-// crossing the tunnel both ways, and removes everything.
-func runDemo(o *options) error {
+// crossing the tunnel both ways, and removes everything, writing what it
+// does to out. The last line says whether it all worked; the error is
+// that line when it did not. agentArgs are passed to each `tunnel-agent
+// up` (the log flags). Cancelling ctx stops it, cleaning up. Needs root.
+func Run(ctx context.Context, out io.Writer, agentArgs []string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("demo: needs root to create network namespaces (sudo go run ./cmd/tunnel-agent demo)")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	d := &demo{out: o.stdout, agentArgs: []string{"--log-level", o.logLevel, "--log-format", o.logFormat}}
+	d := &demo{out: out, agentArgs: agentArgs}
 	err := d.run(ctx)
 	if ctx.Err() != nil && err != nil {
 		err = errors.New("interrupted")
 	}
 	cleanErr := d.cleanup()
 	line := demoResult(err, cleanErr, d.tcp)
-	fmt.Fprintln(o.stdout, line)
+	fmt.Fprintln(out, line)
 	if err != nil || cleanErr != nil {
-		return exitError{ExitFailure, errors.New(line)}
+		return errors.New(line)
 	}
 	return nil
 }

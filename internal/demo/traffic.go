@@ -1,6 +1,7 @@
-package agent
+package demo
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -44,9 +45,10 @@ func (d *demo) showTraffic(ctx context.Context) error {
 	}
 	d.tcp = &res
 	for _, a := range d.agents {
-		if st, err := readStatus(a.stateDir, a.site); err == nil {
+		var st bytes.Buffer
+		if a.status(&st) == nil {
 			d.say("tunnel-agent status of the %s site:", a.site)
-			printStatus(d.out, st, time.Now())
+			_, _ = d.out.Write(st.Bytes())
 		}
 	}
 	return nil
