@@ -25,7 +25,7 @@ func runCheck(o *options) error {
 	if err := requireConfig(o); err != nil {
 		return err
 	}
-	if err := checkStateDir(o.stateDir); err != nil {
+	if err := o.stateDir.check(); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(o, o.host())
@@ -40,7 +40,7 @@ func runCheck(o *options) error {
 		return err
 	}
 	defer h.Close()
-	rep := planReport{File: o.config, Site: cfg.Site, Journal: journalPath(o.stateDir, cfg.Site),
+	rep := planReport{File: o.config, Site: cfg.Site, Journal: o.stateDir.journal(cfg.Site),
 		Changes: netcfg.Preview(h, Desired(cfg))}
 	if o.json {
 		if err := printJSON(o.stdout, rep); err != nil {

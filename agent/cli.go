@@ -43,7 +43,7 @@ func (e usageError) Error() string { return e.msg }
 // options are the flags shared by the commands.
 type options struct {
 	config    string
-	stateDir  string
+	stateDir  stateDir
 	json      bool
 	force     bool // down --force: remove by the agent's marks when the journal cannot be used
 	logLevel  string
@@ -199,7 +199,7 @@ func commandHelp(name string, cmd command, fs *flag.FlagSet) string {
 func configFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.config, "c", "", "site configuration `file` (YAML)")
 	fs.StringVar(&o.config, "config", "", "site configuration `file` (YAML)")
-	fs.StringVar(&o.stateDir, "state-dir", DefaultStateDir, "`directory` for journals, locks and status sockets")
+	fs.StringVar((*string)(&o.stateDir), "state-dir", DefaultStateDir, "`directory` for journals, locks and status sockets")
 	logFlags(fs, o)
 }
 

@@ -20,13 +20,13 @@ func runDown(o *options) error {
 	if err != nil {
 		return err
 	}
-	lock, err := lockSite(o.stateDir, cfg.Site)
+	lock, err := o.stateDir.lockSite(cfg.Site)
 	if err != nil {
 		return err
 	}
 	defer lock.release()
-	jp := journalPath(o.stateDir, cfg.Site)
-	removeTemporaries(jp, o.log)
+	jp := o.stateDir.journal(cfg.Site)
+	o.stateDir.removeTemporaries(cfg.Site, o.log)
 	j, err := netcfg.LoadJournal(jp)
 	if err != nil {
 		if o.force {

@@ -4,9 +4,6 @@ import (
 	"errors"
 	"io/fs"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -74,18 +71,18 @@ func (hostLinks) DefaultRoutes() ([]config.HostRoute, error) {
 	return out, nil
 }
 
-// OtherSites reads every <site>.json in the state directory but site's
-// own (a missing directory holds none) and returns what each claims. A
+// OtherSites reads every journal in the state directory but site's own
+// (a missing directory holds none) and returns what each claims. A
 // state directory this user may not read (a `check` without root) is
 // skipped with a note: `up` runs as root and checks again.
 func (h hostLinks) OtherSites(site string) ([]config.SiteClaims, error) {
 	if h.stateDir == "" {
 		return nil, nil
 	}
-	if err := checkStateDir(h.stateDir); err != nil {
+	if err := h.stateDir.check(); err != nil {
 		return nil, err
 	}
-	ents, err := os.ReadDir(h.stateDir)
+	files, err := h.stateDir.otherJournals(site)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil
@@ -103,20 +100,15 @@ func (h hostLinks) OtherSites(site string) ([]config.SiteClaims, error) {
 		return nil, err
 	}
 	var out []config.SiteClaims
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".json") || name == site+".json" {
-			continue
-		}
-		p := filepath.Join(h.stateDir, name)
-		j, err := netcfg.LoadJournal(p)
+	for _, f := range files {
+		j, err := netcfg.LoadJournal(f.path)
 		switch {
 		case j == nil && err == nil:
 			continue // removed meanwhile
 		case err != nil:
-			out = append(out, config.SiteClaims{Site: strings.TrimSuffix(name, ".json"), Journal: p, Err: err})
+			out = append(out, config.SiteClaims{Site: f.site, Journal: f.path, Err: err})
 		default:
-			out = append(out, journalClaims(p, j, j.NetNS != nil && !j.NetNS.Same(here)))
+			out = append(out, journalClaims(f.path, j, j.NetNS != nil && !j.NetNS.Same(here)))
 		}
 	}
 	return out, nil

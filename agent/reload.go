@@ -118,7 +118,7 @@ func (l *liveSite) reload() (string, error) {
 	if err := config.CheckResolved(cfg, l.o.config); err != nil {
 		return "", err
 	}
-	dir, err := lockStateDir(l.o.stateDir, l.o.log)
+	dir, err := l.o.stateDir.lock(l.o.log)
 	if err != nil {
 		return "", err
 	}

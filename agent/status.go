@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -65,10 +64,6 @@ func (s *statusSource) snapshot() Status {
 	}
 	return Status{Site: s.site, PID: os.Getpid(), Started: s.started.UTC(), Listen: s.listen,
 		Dataplane: s.eng.Stats()}.withCapture(s.captureCounters()).withTransport(s.transport)
-}
-
-func statusPath(stateDir, site string) string {
-	return filepath.Join(stateDir, site+".sock")
 }
 
 // Bounds of the status socket. Only root can reach it (mode 0600 in a
@@ -199,7 +194,7 @@ func (s *statusServer) Close() {
 }
 
 // readStatus asks the agent of a site for its status.
-func readStatus(stateDir, site string) (Status, error) {
+func readStatus(stateDir stateDir, site string) (Status, error) {
 	var st Status
 	err := statusCall(stateDir, site, statusRequest{Command: "status"}, 5*time.Second, &st)
 	return st, err
@@ -207,9 +202,9 @@ func readStatus(stateDir, site string) (Status, error) {
 
 // statusCall sends req to the agent of a site and decodes its answer into
 // ans, all within timeout.
-func statusCall(stateDir, site string, req statusRequest, timeout time.Duration, ans any) error {
-	path := statusPath(stateDir, site)
-	if err := checkStateDir(stateDir); err != nil {
+func statusCall(stateDir stateDir, site string, req statusRequest, timeout time.Duration, ans any) error {
+	path := stateDir.socket(site)
+	if err := stateDir.check(); err != nil {
 		return err
 	}
 	if err := fstrust.CheckSocket("status socket", path); err != nil {

@@ -51,7 +51,7 @@ func runTunnel(ctx context.Context, cfg *config.Config, o *options, live *liveSi
 	}
 	st := &statusSource{site: cfg.Site, started: time.Now(), listen: transport.LocalAddr(), eng: eng, capture: capture,
 		live: live, transport: transport}
-	srv, err := serveStatus(statusPath(o.stateDir, cfg.Site), statusHandlers{st.snapshot, live.requestReload}, o.log)
+	srv, err := serveStatus(o.stateDir.socket(cfg.Site), statusHandlers{st.snapshot, live.requestReload}, o.log)
 	if err != nil {
 		o.log.Warn("status socket unavailable; `tunnel-agent status` will not work", "err", err)
 	} else {

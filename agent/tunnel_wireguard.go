@@ -32,7 +32,7 @@ func runWireGuard(ctx context.Context, cfg *config.Config, dcfg dataplane.Config
 		return fmt.Errorf("start wireguard dataplane: %w", err)
 	}
 	st := &statusSource{site: cfg.Site, started: time.Now(), listen: cfg.Tunnel.Listen, capture: capture, wg: w}
-	srv, err := serveStatus(statusPath(o.stateDir, cfg.Site), statusHandlers{st.snapshot, reload}, o.log)
+	srv, err := serveStatus(o.stateDir.socket(cfg.Site), statusHandlers{st.snapshot, reload}, o.log)
 	if err != nil {
 		o.log.Warn("status socket unavailable; `tunnel-agent status` will not work", "err", err)
 	} else {

@@ -20,7 +20,7 @@ import (
 // (hostinfo.go), and what other sites' journals in the state directory
 // claim.
 type hostLinks struct {
-	stateDir string       // "" = no journals to read
+	stateDir stateDir     // "" = no journals to read
 	log      *slog.Logger // notes what could not be checked; nil = none
 }
 
@@ -48,7 +48,7 @@ func runUp(o *options) error {
 	if err := requireConfig(o); err != nil {
 		return err
 	}
-	if err := checkStateDir(o.stateDir); err != nil {
+	if err := o.stateDir.check(); err != nil {
 		return err
 	}
 	host := o.host()
@@ -65,12 +65,12 @@ func runUp(o *options) error {
 	if err := config.CheckResolved(cfg, o.config); err != nil {
 		return err
 	}
-	lock, err := lockSite(o.stateDir, cfg.Site)
+	lock, err := o.stateDir.lockSite(cfg.Site)
 	if err != nil {
 		return err
 	}
 	defer lock.release()
-	dir, err := lockStateDir(o.stateDir, o.log)
+	dir, err := o.stateDir.lock(o.log)
 	if err != nil {
 		return err
 	}
@@ -83,8 +83,8 @@ func runUp(o *options) error {
 		return err
 	}
 	defer h.Close()
-	jp := journalPath(o.stateDir, cfg.Site)
-	removeTemporaries(jp, o.log)
+	jp := o.stateDir.journal(cfg.Site)
+	o.stateDir.removeTemporaries(cfg.Site, o.log)
 	if err := revertLeftover(jp, o.log); err != nil {
 		return fmt.Errorf("revert what a previous run left (journal %s): %w; fix the cause, then run `tunnel-agent down` (`down --force` if the journal is damaged)", jp, err)
 	}
