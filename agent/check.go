@@ -35,7 +35,7 @@ func runCheck(o *options) error {
 	if err := config.LoadKeys(cfg, o.config); err != nil {
 		return err
 	}
-	h, err := netcfg.NewNetlinkHost()
+	h, err := o.sys.openHost()
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,7 @@ type options struct {
 	stdout    io.Writer
 	stderr    io.Writer
 	log       *slog.Logger
+	sys       system // the machine: osSystem, or a fake in tests
 }
 
 // command is one subcommand: what `tunnel-agent help` lists (summary) and
@@ -134,7 +135,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == checkChildCommand { // reload_check.go
 		return runCheckChild(args[1:], stdout)
 	}
-	o := &options{stdout: stdout, stderr: stderr}
+	o := &options{stdout: stdout, stderr: stderr, sys: osSystem{}}
 	err := dispatch(args, o)
 	return report(err, stderr)
 }

@@ -42,7 +42,7 @@ func runDown(o *options) error {
 		fmt.Fprintf(o.stdout, "site %s: nothing to revert (no journal at %s)\n", cfg.Site, jp)
 		return nil
 	}
-	h, err := journalHost(j, o.log)
+	h, err := o.sys.journalHost(j, o.log)
 	if err != nil {
 		if o.force && errors.Is(err, netcfg.ErrNotFound) {
 			return forceDown(o, cfg, jp, err)
@@ -66,12 +66,16 @@ func runDown(o *options) error {
 func forceDown(o *options, cfg *config.Config, jp string, cause error) error {
 	fmt.Fprintf(o.stdout, "site %s: journal %s not used (%v); removing what %s names and carries the agent's marks\n",
 		cfg.Site, jp, cause, o.config)
-	h, err := netcfg.NewNetlinkHost()
+	h, err := o.sys.openHost()
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	removed, left, err := h.ForceRemove(Desired(cfg), otherOwners(o, cfg))
+	fr, ok := h.(forceRemover)
+	if !ok {
+		return fmt.Errorf("down --force: %w on this host", errors.ErrUnsupported)
+	}
+	removed, left, err := fr.ForceRemove(Desired(cfg), otherOwners(o, cfg))
 	for _, r := range removed {
 		fmt.Fprintf(o.stdout, "  removed %s\n", r)
 	}
@@ -90,6 +94,12 @@ func forceDown(o *options, cfg *config.Config, jp string, cause error) error {
 	}
 	fmt.Fprintf(o.stdout, "site %s: done; no journal left at %s\n", cfg.Site, jp)
 	return nil
+}
+
+// forceRemover removes what a desired state names and carries the agent's
+// marks (netcfg.NetlinkHost.ForceRemove).
+type forceRemover interface {
+	ForceRemove(d netcfg.Desired, owner func(kind, name string) string) (removed, left []string, err error)
 }
 
 // otherOwners names, for ForceRemove, the other site whose journal

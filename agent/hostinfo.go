@@ -3,73 +3,30 @@ package agent
 import (
 	"errors"
 	"io/fs"
-	"net/netip"
-
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
+	"log/slog"
 
 	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
-// The host side of config.HostInfo: addresses and default routes
-// read through netlink, journals read from the state directory.
-
-// Addrs lists every address in the agent's namespace with its interface.
-func (hostLinks) Addrs() ([]config.HostAddr, error) {
-	links, err := netlink.LinkList()
-	if err != nil {
-		return nil, err
-	}
-	names := map[int]string{}
-	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, err
-	}
-	var out []config.HostAddr
-	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok || a.IPNet == nil {
-			continue
-		}
-		ones, _ := a.Mask.Size()
-		out = append(out, config.HostAddr{Link: names[a.LinkIndex], Prefix: netip.PrefixFrom(ip.Unmap(), ones)})
-	}
-	return out, nil
+// hostLinks answers the config validator's questions about the host
+// from the namespace the agent runs in (read-only, no root): does this
+// interface exist, which addresses and default routes are there (the
+// system's namespaceReader), and what other sites' journals in the state
+// directory claim.
+type hostLinks struct {
+	sys      system
+	stateDir stateDir     // "" = no journals to read
+	log      *slog.Logger // notes what could not be checked; nil = none
 }
 
-// DefaultRoutes lists the main table's default routes.
-func (hostLinks) DefaultRoutes() ([]config.HostRoute, error) {
-	var out []config.HostRoute
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rs, err := netlink.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range rs {
-			if r.Dst != nil {
-				if ones, _ := r.Dst.Mask.Size(); ones != 0 {
-					continue
-				}
-			}
-			hr := config.HostRoute{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0)}
-			if fam == netlink.FAMILY_V6 {
-				hr.Dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
-			}
-			if gw, ok := netip.AddrFromSlice(r.Gw); ok {
-				hr.Gw = gw.Unmap()
-			}
-			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
-				hr.Dev = l.Attrs().Name
-			}
-			out = append(out, hr)
-		}
-	}
-	return out, nil
-}
+func (h hostLinks) LinkExists(name string) bool                { return h.sys.linkExists(name) }
+func (h hostLinks) Addrs() ([]config.HostAddr, error)          { return h.sys.addrs() }
+func (h hostLinks) DefaultRoutes() ([]config.HostRoute, error) { return h.sys.defaultRoutes() }
+
+// host is the HostInfo of the commands that check a file against the
+// host and the other sites in the state directory.
+func (o *options) host() hostLinks { return hostLinks{sys: o.sys, stateDir: o.stateDir, log: o.log} }
 
 // OtherSites reads every journal in the state directory but site's own
 // (a missing directory holds none) and returns what each claims. A
@@ -95,7 +52,7 @@ func (h hostLinks) OtherSites(site string) ([]config.SiteClaims, error) {
 	case err != nil:
 		return nil, err
 	}
-	here, err := netcfg.SelfNetNS()
+	here, err := h.sys.selfNetNS()
 	if err != nil {
 		return nil, err
 	}

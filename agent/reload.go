@@ -72,8 +72,8 @@ func (l *liveSite) requestReload(ctx context.Context) ReloadVerdict {
 // reloadNow reloads the file, logs and counts the result, and returns the
 // verdict. The memory the parse took is handed back to the system.
 func (l *liveSite) reloadNow() ReloadVerdict {
-	notifyReloading(l.o.log)
-	defer notifyReady(l.o.log)
+	notifyReloading(l.o)
+	defer notifyReady(l.o)
 	defer debug.FreeOSMemory()
 	summary, err := l.reload()
 	v := ReloadVerdict{Result: ReloadApplied, PID: os.Getpid(), File: l.o.config, Summary: summary}
@@ -101,7 +101,7 @@ func (l *liveSite) reloadNow() ReloadVerdict {
 // namespaces) through the watcher, which journals it and watches the new
 // state from then on. It returns what changed.
 func (l *liveSite) reload() (string, error) {
-	if err := checkInChild(context.Background(), l.self, l.o.config); err != nil {
+	if err := l.o.sys.checkFile(context.Background(), l.o.config); err != nil {
 		return "", err
 	}
 	host := l.o.host()
@@ -131,20 +131,17 @@ func (l *liveSite) reload() (string, error) {
 	if err := restartOnly(l.cfg, cfg); err != nil {
 		return "", err
 	}
-	if l.eng == nil {
+	if l.tun == nil {
 		return "", errors.New("reload is not supported in wireguard mode yet: restart the agent (systemctl restart)")
 	}
 	if err := l.w.CheckReconfigure(Desired(cfg), l.j); err != nil {
 		return "", err // a route of someone else's is in the way: refused before anything changes
 	}
-	lanAddrs, err := interfaceAddrs(cfg.LAN.Interface)
+	lanAddrs, err := l.o.sys.linkAddrs(cfg.LAN.Interface)
 	if err != nil {
 		return "", err
 	}
-	if err := l.eng.Reconfigure(engineConfig(cfg, lanAddrs, l.o)); err != nil {
-		return "", err
-	}
-	if err := l.capture.SetPrefixes(peerPrefixes(cfg)); err != nil {
+	if err := l.tun.Reconfigure(engineConfig(cfg, lanAddrs, l.o), peerPrefixes(cfg)); err != nil {
 		return "", err
 	}
 	if err := l.w.Reconfigure(Desired(cfg), l.j, l.o.log); err != nil {

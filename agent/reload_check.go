@@ -62,7 +62,7 @@ func runCheckChild(args []string, stdout io.Writer) int {
 		return ExitUsage
 	}
 	var ans checkAnswer
-	_, err := config.Load(args[1], hostLinks{})
+	_, err := config.Load(args[1], hostLinks{sys: osSystem{}})
 	if ce, ok := err.(*config.Error); ok {
 		ans.Errors = ce.Errors
 	} else if err != nil {

@@ -68,7 +68,7 @@ func TestCheckInChild(t *testing.T) {
 	}
 	err := checkInChild(context.Background(), self, bad)
 	var ce *config.Error
-	_, direct := config.Load(bad, hostLinks{})
+	_, direct := config.Load(bad, hostLinks{sys: osSystem{}})
 	if !errors.As(err, &ce) || direct == nil || err.Error() != direct.Error() {
 		t.Errorf("invalid file: child says\n%v\nLoadConfig says\n%v", err, direct)
 	}

@@ -14,11 +14,6 @@ import (
 // lookupFunc resolves a host name to addresses.
 type lookupFunc func(ctx context.Context, host string) ([]netip.Addr, error)
 
-// systemLookup is the system resolver (/etc/hosts, DNS).
-func systemLookup(ctx context.Context, host string) ([]netip.Addr, error) {
-	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-}
-
 // resolveTimeout bounds one resolution.
 const resolveTimeout = 5 * time.Second
 
@@ -95,13 +90,13 @@ func (l *liveSite) reresolveLoop(ctx context.Context) {
 // elsewhere the dataplane is moved there (the peer keeps its counters).
 func (l *liveSite) reresolveDue(last map[string]time.Time, start, now time.Time) {
 	l.mu.Lock()
-	cfg, eng := l.cfg, l.eng
+	cfg, t := l.cfg, l.tun
 	l.mu.Unlock()
-	if eng == nil {
+	if t == nil {
 		return // wireguard mode: wireguard-go roams by itself
 	}
 	heard := map[string]time.Time{}
-	for _, ps := range eng.Stats().Peers {
+	for _, ps := range t.Stats().Peers {
 		heard[ps.Name] = ps.LastReceived
 	}
 	for _, p := range cfg.Tunnel.Peers {
@@ -146,9 +141,9 @@ func (l *liveSite) reresolve(p config.Peer, listen netip.AddrPort) {
 			cfg.Tunnel.Peers[i].Endpoint = ap
 		}
 	}
-	lanAddrs, err := interfaceAddrs(cfg.LAN.Interface)
+	lanAddrs, err := l.o.sys.linkAddrs(cfg.LAN.Interface)
 	if err == nil {
-		err = l.eng.Reconfigure(engineConfig(&cfg, lanAddrs, l.o))
+		err = l.tun.Reconfigure(engineConfig(&cfg, lanAddrs, l.o), nil)
 	}
 	if err != nil {
 		l.o.log.Error("peer endpoint re-resolved, but the dataplane refused it", "peer", p.Name, "endpoint", ap, "err", err)

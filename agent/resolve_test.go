@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"tunnel-agent/agent/config"
-	"tunnel-agent/dataplane"
-	"tunnel-agent/dataplane/dptest"
 )
 
 // fakeDNS answers from a map it can change; it counts lookups.
@@ -74,13 +72,8 @@ func TestReresolveWhenUnanswered(t *testing.T) {
 	if err := resolveEndpoints(cfg, dns.lookup); err != nil {
 		t.Fatal(err)
 	}
-	o := &options{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	nw := dptest.NewNetwork()
-	eng, err := dataplane.New(engineConfig(cfg, nil, o), dptest.NewCapture(), nw.Listen(netip.MustParseAddrPort("192.0.2.1:1")), dptest.NewInjector())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &liveSite{o: o, cfg: cfg, eng: eng, lookup: dns.lookup, met: newMetrics()}
+	tun, _, o := plainForTest(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l := &liveSite{o: o, cfg: cfg, tun: tun, lookup: dns.lookup, met: newMetrics()}
 	start := time.Now()
 	last := map[string]time.Time{}
 	dns.set("vpn.test", "192.0.2.8")
@@ -89,7 +82,7 @@ func TestReresolveWhenUnanswered(t *testing.T) {
 		t.Fatalf("re-resolved before 3 intervals of silence (%d lookups)", dns.calls)
 	}
 	l.reresolveDue(last, start, start.Add(3*time.Second))
-	if got := eng.Stats().Peers[0].ConfiguredEndpoint; got != netip.MustParseAddrPort("192.0.2.8:50000") {
+	if got := tun.Stats().Peers[0].ConfiguredEndpoint; got != netip.MustParseAddrPort("192.0.2.8:50000") {
 		t.Errorf("endpoint after re-resolution %v", got)
 	}
 	l.reresolveDue(last, start, start.Add(4*time.Second))

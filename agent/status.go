@@ -46,24 +46,21 @@ type Status struct {
 	Transport *TransportStatus `json:"transport,omitempty"`
 }
 
+// statusSource answers `tunnel-agent status` for a running tunnel.
 type statusSource struct {
 	site    string
 	started time.Time
-	listen  netip.AddrPort
-	eng     *dataplane.Engine
-	capture *dataplane.PacketCapture // as opened at start
-	live    *liveSite                // re-binds the capture (status_capture.go); nil in tests
-	wg      *dataplane.WireGuard     // wireguard mode: instead of eng
-	// transport is the tunnel socket in plain mode (nil in wireguard mode).
-	transport *dataplane.UDPTransport
+	tun     tunnel
+	live    *liveSite // its capture re-binds (status_capture.go); nil in wireguard mode
 }
 
 func (s *statusSource) snapshot() Status {
-	if s.wg != nil {
-		return s.wireguardSnapshot()
+	st := s.tun.status()
+	st.Site, st.PID, st.Started = s.site, os.Getpid(), s.started.UTC()
+	if s.live != nil {
+		st = s.live.withRebinds(st)
 	}
-	return Status{Site: s.site, PID: os.Getpid(), Started: s.started.UTC(), Listen: s.listen,
-		Dataplane: s.eng.Stats()}.withCapture(s.captureCounters()).withTransport(s.transport)
+	return st
 }
 
 // Bounds of the status socket. Only root can reach it (mode 0600 in a
