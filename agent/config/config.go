@@ -187,9 +187,10 @@ func (s SiteClaims) String() string {
 	return fmt.Sprintf("site %q (journal %s)", s.Site, s.Journal)
 }
 
-// Load reads, parses and validates the YAML file at path, and
-// applies defaults. host checks that lan.interface exists; nil skips that
-// check. Every problem found comes back at once, as a *Error (also
+// Load reads, parses and validates the YAML file at path, and applies
+// defaults. host answers the checks against the host and the other sites
+// on it (lan.interface exists, subnets, default routes, claims); nil
+// skips them. Every problem found comes back at once, as a *Error (also
 // when the file cannot be read).
 func Load(path string, host HostInfo) (*Config, error) {
 	data, err := readConfigFile(path)

@@ -179,6 +179,6 @@ func TestCheckClaims(t *testing.T) {
 	host := fakeHostInfo{cfgLinks: cfgHost, sites: []SiteClaims{nsBaseClaims(dir, "one")}}
 	var ce *Error
 	if err := CheckClaims(cfg, path, host); !errors.As(err, &ce) || ce.Errors[0].Line != 4 || ce.Errors[0].File != path {
-		t.Fatalf("CheckClaims = %v, want a Error at %s:4", err, path)
+		t.Fatalf("CheckClaims = %v, want a *Error at %s:4", err, path)
 	}
 }

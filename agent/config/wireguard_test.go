@@ -157,7 +157,7 @@ func TestWireGuardConfigErrors(t *testing.T) {
 			_, err := Parse("site.yaml", []byte(tc.yaml), cfgHost)
 			var ce *Error
 			if !errors.As(err, &ce) {
-				t.Fatalf("want a Error, got %v", err)
+				t.Fatalf("want a *Error, got %v", err)
 			}
 			for _, fe := range ce.Errors {
 				if fe.Field == tc.field && strings.Contains(fe.Msg, tc.msg) && fe.Line > 0 {
