@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -56,9 +56,10 @@ func (f *fakeSystem) eventLocked() {
 	f.changed = make(chan struct{})
 }
 
-// waitFor waits until cond (called with f.mu held) holds, or fails the
-// test after a while. It wakes on the fake's events and polls besides
-// (cond may read what the fake does not record, the host say).
+// waitFor waits until cond holds, or fails the test after a while. It
+// wakes on the fake's events and polls besides (cond may read what the
+// fake does not record: the host, the agent's status). cond is called
+// without f.mu; what it reads of the fake it reads under f.mu (locked).
 func (f *fakeSystem) waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
@@ -66,9 +67,9 @@ func (f *fakeSystem) waitFor(t *testing.T, what string, cond func() bool) {
 	defer poll.Stop()
 	for {
 		f.mu.Lock()
-		ok, changed := cond(), f.changed
+		changed := f.changed
 		f.mu.Unlock()
-		if ok {
+		if cond() {
 			return
 		}
 		select {
@@ -80,15 +81,24 @@ func (f *fakeSystem) waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// locked returns what read returns, read under f.mu.
+func locked[T any](f *fakeSystem, read func() T) T {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return read()
+}
+
 // notified counts the notifications of state (its first line).
-func (f *fakeSystem) notifiedLocked(state string) int {
-	n := 0
-	for _, s := range f.states {
-		if s == state || bytes.HasPrefix([]byte(s), []byte(state+"\n")) {
-			n++
+func (f *fakeSystem) notified(state string) int {
+	return locked(f, func() int {
+		n := 0
+		for _, s := range f.states {
+			if s == state || strings.HasPrefix(s, state+"\n") {
+				n++
+			}
 		}
-	}
-	return n
+		return n
+	})
 }
 
 // signal delivers sig as the kernel would: to every channel registered
@@ -109,7 +119,7 @@ func (f *fakeSystem) signal(sig os.Signal) {
 // capture returns the i-th capture opened (the first, then each re-bind's).
 func (f *fakeSystem) capture(t *testing.T, i int) *fakeCapture {
 	t.Helper()
-	f.waitFor(t, fmt.Sprintf("capture #%d", i), func() bool { return len(f.captures) > i })
+	f.waitFor(t, fmt.Sprintf("capture #%d", i), func() bool { return locked(f, func() int { return len(f.captures) }) > i })
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.captures[i]
@@ -118,7 +128,7 @@ func (f *fakeSystem) capture(t *testing.T, i int) *fakeCapture {
 // injector returns the injector the tunnel opened.
 func (f *fakeSystem) injector(t *testing.T) *dptest.Injector {
 	t.Helper()
-	f.waitFor(t, "an injector", func() bool { return len(f.injectors) > 0 })
+	f.waitFor(t, "an injector", func() bool { return locked(f, func() int { return len(f.injectors) }) > 0 })
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.injectors[len(f.injectors)-1]
@@ -202,6 +212,7 @@ type fakeCapture struct {
 	*dptest.Capture
 	lan       string
 	truncated atomic.Uint64
+	closed    atomic.Bool
 
 	mu       sync.Mutex
 	prefixes []netip.Prefix
@@ -212,6 +223,11 @@ func (c *fakeCapture) SetPrefixes(p []netip.Prefix) error {
 	defer c.mu.Unlock()
 	c.prefixes = slices.Clone(p)
 	return nil
+}
+
+func (c *fakeCapture) Close() error {
+	c.closed.Store(true)
+	return c.Capture.Close()
 }
 
 // takes returns the prefixes the capture takes.

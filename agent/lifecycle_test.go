@@ -157,7 +157,7 @@ func (s *testSite) waitReady(n int) {
 			return true
 		default:
 		}
-		return s.sys.notifiedLocked("READY=1") >= n
+		return s.sys.notified("READY=1") >= n
 	})
 	if gone {
 		s.t.Fatalf("up exited: %v", exited)
@@ -256,10 +256,11 @@ func TestLifecycleTwoSites(t *testing.T) {
 	}
 	send(t, client.sys.capture(t, 0), server.sys.injector(t), "192.168.111.10", "11.11.11.100")
 	send(t, server.sys.capture(t, 0), client.sys.injector(t), "11.11.11.100", "192.168.111.10")
-	st := client.status()
-	if st.Site != "client" || len(st.Dataplane.Peers) != 1 || st.Dataplane.Peers[0].TxPackets != 1 || st.Dataplane.Peers[0].RxPackets != 1 {
-		t.Errorf("client status: %+v", st)
-	}
+	var st Status
+	client.sys.waitFor(t, "the client's counters", func() bool { // a packet is counted once it is sent
+		st = client.status()
+		return st.Site == "client" && len(st.Dataplane.Peers) == 1 && st.Dataplane.Peers[0].TxPackets == 1 && st.Dataplane.Peers[0].RxPackets == 1
+	})
 	if ep := server.status().Dataplane.Peers[0].CurrentEndpoint; ep != netip.AddrPortFrom(wanA, 60000) {
 		t.Errorf("server learned the client at %v", ep)
 	}
@@ -427,17 +428,15 @@ func TestLifecycleCaptureRebind(t *testing.T) {
 	host.Must(t, host.DeleteLink("", "lan0"))
 	host.AddLink(t, "", "lan0", "device", 1500, true)
 	host.Must(t, host.AddAddr("", "lan0", netip.MustParsePrefix("192.168.111.1/24")))
-	client.sys.waitFor(t, "a failed re-bind", func() bool { return client.sys.opens > 1 })
-	if st := client.status(); !st.CaptureRebindFailing || st.CaptureRebindFailures == 0 {
-		t.Errorf("status while the re-bind fails: failing %v, failures %d", st.CaptureRebindFailing, st.CaptureRebindFailures)
-	}
+	client.sys.waitFor(t, "a failed re-bind in the status", func() bool {
+		st := client.status()
+		return st.CaptureRebindFailing && st.CaptureRebindFailures > 0
+	})
 	client.sys.mu.Lock()
 	client.sys.captureErr = nil
 	client.sys.mu.Unlock()
 	second := client.sys.capture(t, 1) // the retry
-	if first.Send([]byte{0x45}) {
-		t.Error("the old capture is still open")
-	}
+	client.sys.waitFor(t, "the re-bind", func() bool { return first.closed.Load() && !client.status().CaptureRebindFailing })
 	client.sys.waitFor(t, "lan0's MTU put back", func() bool {
 		l, _ := host.LinkState("", "lan0")
 		return l.MTU == 1420
