@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
@@ -24,22 +25,22 @@ func runCheck(o *options) error {
 	if err := requireConfig(o); err != nil {
 		return err
 	}
-	if err := checkStateDir(o.stateDir); err != nil {
+	if err := o.stateDir.check(); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(o, o.host())
 	if err != nil {
 		return err
 	}
-	if err := LoadKeys(cfg, o.config); err != nil {
+	if err := config.LoadKeys(cfg, o.config); err != nil {
 		return err
 	}
-	h, err := netcfg.NewNetlinkHost()
+	h, err := o.sys.openHost()
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	rep := planReport{File: o.config, Site: cfg.Site, Journal: journalPath(o.stateDir, cfg.Site),
+	rep := planReport{File: o.config, Site: cfg.Site, Journal: o.stateDir.journal(cfg.Site),
 		Changes: netcfg.Preview(h, Desired(cfg))}
 	if o.json {
 		if err := printJSON(o.stdout, rep); err != nil {

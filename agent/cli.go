@@ -1,7 +1,7 @@
-// Package agent is tunnel-agent's command line: the YAML site
-// configuration and its validation, the mapping of a site onto the host
-// configuration (package netcfg) and the dataplane (package dataplane),
-// and the life cycle of `up`, `down` and `check`.
+// Package agent is tunnel-agent's command line: the mapping of a site
+// (package agent/config) onto the host configuration (package netcfg) and
+// the dataplane (package dataplane), and the life cycle of `up`, `down`,
+// `check` and `reload`, with status and metrics while it runs.
 package agent
 
 import (
@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
@@ -42,7 +43,7 @@ func (e usageError) Error() string { return e.msg }
 // options are the flags shared by the commands.
 type options struct {
 	config    string
-	stateDir  string
+	stateDir  stateDir
 	json      bool
 	force     bool // down --force: remove by the agent's marks when the journal cannot be used
 	logLevel  string
@@ -50,6 +51,7 @@ type options struct {
 	stdout    io.Writer
 	stderr    io.Writer
 	log       *slog.Logger
+	sys       system // the machine: osSystem, or a fake in tests
 }
 
 // command is one subcommand: what `tunnel-agent help` lists (summary) and
@@ -133,7 +135,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == checkChildCommand { // reload_check.go
 		return runCheckChild(args[1:], stdout)
 	}
-	o := &options{stdout: stdout, stderr: stderr}
+	o := &options{stdout: stdout, stderr: stderr, sys: osSystem{}}
 	err := dispatch(args, o)
 	return report(err, stderr)
 }
@@ -198,7 +200,7 @@ func commandHelp(name string, cmd command, fs *flag.FlagSet) string {
 func configFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.config, "c", "", "site configuration `file` (YAML)")
 	fs.StringVar(&o.config, "config", "", "site configuration `file` (YAML)")
-	fs.StringVar(&o.stateDir, "state-dir", DefaultStateDir, "`directory` for journals, locks and status sockets")
+	fs.StringVar((*string)(&o.stateDir), "state-dir", DefaultStateDir, "`directory` for journals, locks and status sockets")
 	logFlags(fs, o)
 }
 
@@ -262,7 +264,7 @@ func report(err error, stderr io.Writer) int {
 		return ExitOK
 	}
 	var ue usageError
-	var ce *ConfigError
+	var ce *config.Error
 	var rc *netcfg.ConflictError // the file asks for a route the host already has differently
 	var ee exitError
 	var pe privilegeError

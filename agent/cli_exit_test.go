@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
@@ -24,7 +25,7 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{nil, ExitOK},
 		{fmt.Errorf("configure host: %w", conflict), ExitUsage},
-		{&ConfigError{}, ExitUsage},
+		{&config.Error{}, ExitUsage},
 		{usageError{"x"}, ExitUsage},
 		{errors.New("configure host: set MTU of veth0 to 1420: invalid argument"), ExitFailure},
 	} {

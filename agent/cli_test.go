@@ -3,7 +3,6 @@ package agent
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -12,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"tunnel-agent/internal/probe"
+	"tunnel-agent/agent/config"
 )
 
 func TestReportPermissionDenied(t *testing.T) {
@@ -33,7 +32,7 @@ func TestReportPermissionDenied(t *testing.T) {
 		t.Errorf("status socket EACCES printed %q", out.String())
 	}
 	out.Reset()
-	cfgErr := &ConfigError{Errors: []FieldError{{File: "x.yaml", Msg: "cannot read the config file: permission denied", Err: syscall.EACCES}}}
+	cfgErr := &config.Error{Errors: []config.FieldError{{File: "x.yaml", Msg: "cannot read the config file: permission denied", Err: syscall.EACCES}}}
 	if code := report(cfgErr, &out); code != ExitUsage {
 		t.Errorf("unreadable config file: exit %d, want %d (a configuration error)", code, ExitUsage)
 	}
@@ -179,23 +178,5 @@ func TestPrintJSONKeepsArrows(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), `"create veth pair veth0 <-> veth1 & more"`) {
 		t.Errorf("printJSON escaped: %s", buf.String())
-	}
-}
-
-func TestDemoResult(t *testing.T) {
-	tcp := &probe.TransferResult{Bytes: 64 << 20, Throughput: 812.4e6}
-	tests := []struct {
-		err, cleanErr error
-		want          string
-	}{
-		{nil, nil, "demo: OK: ping both ways, TCP 64 MiB at 812 Mbit/s, host restored"},
-		{errors.New("ping 11.11.11.100: no replies"), nil, "demo: FAILED: ping 11.11.11.100: no replies (host restored)"},
-		{nil, errors.New("the server agent exited with code 1 (see its log above)"),
-			"demo: FAILED: cleaning up: the server agent exited with code 1 (see its log above)"},
-	}
-	for _, tt := range tests {
-		if got := demoResult(tt.err, tt.cleanErr, tcp); got != tt.want {
-			t.Errorf("demoResult = %q, want %q", got, tt.want)
-		}
 	}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"net/netip"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
@@ -10,13 +11,13 @@ import (
 // the tutorial's namespace, veth pair, addresses, MTUs and offloads, the
 // namespace's default route, the LAN interface's MTU and offloads, and
 // the blackhole routes for the remote prefixes.
-func Desired(c *Config) netcfg.Desired {
+func Desired(c *config.Config) netcfg.Desired {
 	var d netcfg.Desired
 	lanDone := false
 	for _, ns := range c.Namespaces {
 		d.Namespaces = append(d.Namespaces, ns.Name)
 		d.Veths = append(d.Veths, netcfg.Veth{Name: ns.Veth.Host, Peer: ns.Veth.Peer, PeerNS: ns.Name})
-		peerAddrs, hostAddrs := ns.addrs()
+		peerAddrs, hostAddrs := ns.Addrs()
 		host := netcfg.Link{Name: ns.Veth.Host, MTU: ns.Veth.MTU, Features: features(ns.Veth.Offloads),
 			Addrs: hostAddrs, Up: true}
 		if ns.Veth.Host == c.LAN.Interface {
@@ -43,7 +44,7 @@ func Desired(c *Config) netcfg.Desired {
 
 // mergeLAN folds lan.mtu and lan.offloads into the veth end that is also
 // the LAN interface (validation has rejected conflicting MTUs).
-func mergeLAN(l netcfg.Link, lan LAN) netcfg.Link {
+func mergeLAN(l netcfg.Link, lan config.LAN) netcfg.Link {
 	if lan.MTU > 0 {
 		l.MTU = lan.MTU
 	}
@@ -51,7 +52,7 @@ func mergeLAN(l netcfg.Link, lan LAN) netcfg.Link {
 	return l
 }
 
-func features(o Offloads) []netcfg.Feature {
+func features(o config.Offloads) []netcfg.Feature {
 	var out []netcfg.Feature
 	for _, f := range o {
 		out = append(out, netcfg.Feature{Name: f.Name, On: f.On})

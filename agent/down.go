@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
@@ -20,13 +20,13 @@ func runDown(o *options) error {
 	if err != nil {
 		return err
 	}
-	lock, err := lockSite(o.stateDir, cfg.Site)
+	lock, err := o.stateDir.lockSite(cfg.Site)
 	if err != nil {
 		return err
 	}
 	defer lock.release()
-	jp := journalPath(o.stateDir, cfg.Site)
-	removeTemporaries(jp, o.log)
+	jp := o.stateDir.journal(cfg.Site)
+	o.stateDir.removeTemporaries(cfg.Site, o.log)
 	j, err := netcfg.LoadJournal(jp)
 	if err != nil {
 		if o.force {
@@ -42,7 +42,7 @@ func runDown(o *options) error {
 		fmt.Fprintf(o.stdout, "site %s: nothing to revert (no journal at %s)\n", cfg.Site, jp)
 		return nil
 	}
-	h, err := journalHost(j, o.log)
+	h, err := o.sys.journalHost(j, o.log)
 	if err != nil {
 		if o.force && errors.Is(err, netcfg.ErrNotFound) {
 			return forceDown(o, cfg, jp, err)
@@ -63,22 +63,26 @@ func runDown(o *options) error {
 // 227, the file's veth pairs and then-empty namespaces:
 // netcfg.ForceRemove), leaves what other sites' journals claim, prints
 // both, and then removes the unusable journal.
-func forceDown(o *options, cfg *Config, jp string, cause error) error {
+func forceDown(o *options, cfg *config.Config, jp string, cause error) error {
 	fmt.Fprintf(o.stdout, "site %s: journal %s not used (%v); removing what %s names and carries the agent's marks\n",
 		cfg.Site, jp, cause, o.config)
-	h, err := netcfg.NewNetlinkHost()
+	h, err := o.sys.openHost()
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	removed, left, err := h.ForceRemove(Desired(cfg), otherOwners(o, cfg))
+	fr, ok := h.(forceRemover)
+	if !ok {
+		return fmt.Errorf("down --force: %w on this host", errors.ErrUnsupported)
+	}
+	removed, left, err := fr.ForceRemove(Desired(cfg), otherOwners(o, cfg))
 	for _, r := range removed {
 		fmt.Fprintf(o.stdout, "  removed %s\n", r)
 	}
 	for _, l := range left {
 		fmt.Fprintf(o.stdout, "  left as found: %s\n", l)
 	}
-	if !slices.ContainsFunc(cfg.Namespaces, func(ns Namespace) bool { return ns.Veth.Host == cfg.LAN.Interface }) &&
+	if !slices.ContainsFunc(cfg.Namespaces, func(ns config.Namespace) bool { return ns.Veth.Host == cfg.LAN.Interface }) &&
 		(cfg.LAN.MTU > 0 || len(cfg.LAN.Offloads) > 0) {
 		fmt.Fprintf(o.stdout, "  not restored: the MTU and offloads of %s (their earlier values were only in the journal)\n", cfg.LAN.Interface)
 	}
@@ -92,29 +96,37 @@ func forceDown(o *options, cfg *Config, jp string, cause error) error {
 	return nil
 }
 
+// forceRemover removes what a desired state names and carries the agent's
+// marks (netcfg.NetlinkHost.ForceRemove).
+type forceRemover interface {
+	ForceRemove(d netcfg.Desired, owner func(kind, name string) string) (removed, left []string, err error)
+}
+
 // otherOwners names, for ForceRemove, the other site whose journal
 // claims an object. Journals that cannot be read are logged.
-func otherOwners(o *options, cfg *Config) func(kind, name string) string {
-	journals, err := o.host().Journals()
+func otherOwners(o *options, cfg *config.Config) func(kind, name string) string {
+	sites, err := o.host().OtherSites(cfg.Site)
 	if err != nil {
 		o.log.Warn("cannot read the other sites' journals; objects they claim are not known", "err", err)
 	}
-	var others []otherSite
-	for _, sj := range journals {
-		switch {
-		case filepath.Base(sj.Path) == cfg.Site+".json":
-		case sj.Err != nil:
-			o.log.Warn("cannot read another site's journal; objects it claims are not known", "journal", sj.Path, "err", sj.Err)
-		default:
-			others = append(others, journalClaims(sj))
-		}
-	}
-	return func(kind, name string) string {
-		for _, s := range others {
-			if s.keys[claimKey(kind, name)] {
-				return s.String()
+	owner := map[[2]string]string{} // kind and name: the first site that claims it
+	claim := func(s config.SiteClaims, kind string, names ...string) {
+		for _, n := range names {
+			if _, ok := owner[[2]string{kind, n}]; !ok {
+				owner[[2]string{kind, n}] = s.String()
 			}
 		}
-		return ""
 	}
+	for _, s := range sites {
+		if s.Err != nil {
+			o.log.Warn("cannot read another site's journal; objects it claims are not known", "journal", s.Journal, "err", s.Err)
+			continue
+		}
+		claim(s, "namespace", s.Namespaces...)
+		claim(s, "link", s.Links...)
+		for _, r := range s.Routes {
+			claim(s, "route", r.String())
+		}
+	}
+	return func(kind, name string) string { return owner[[2]string{kind, name}] }
 }

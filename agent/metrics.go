@@ -98,36 +98,35 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	c.l.mu.Lock()
-	eng, tr := c.l.eng, c.l.transport
+	t := c.l.tun
 	c.l.mu.Unlock()
-	if eng == nil {
+	if t == nil {
 		return
 	}
-	st := eng.Stats()
-	for _, p := range st.Peers {
+	st := t.status()
+	for _, p := range st.Dataplane.Peers {
 		collectPeer(ch, p)
 	}
-	for reason, n := range st.Drops {
+	for reason, n := range st.Dataplane.Drops {
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(n), reason)
 	}
-	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPSent), "sent")
-	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPRateLimited), "rate_limited")
-	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.ICMPBadSource), "bad_source")
-	ch <- prometheus.MustNewConstMetric(descFragmented, prometheus.CounterValue, float64(st.Fragmented))
-	ch <- prometheus.MustNewConstMetric(descFragments, prometheus.CounterValue, float64(st.Fragments))
-	ch <- prometheus.MustNewConstMetric(descKeepaliveRepliesLimited, prometheus.CounterValue, float64(st.KeepaliveRepliesRateLimited))
-	cc, _ := c.l.captureCounters()
-	collectCapture(ch, cc)
-	if tr != nil {
-		ch <- prometheus.MustNewConstMetric(descTransportDrops, prometheus.CounterValue, float64(tr.KernelDrops()))
+	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.Dataplane.ICMPSent), "sent")
+	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.Dataplane.ICMPRateLimited), "rate_limited")
+	ch <- prometheus.MustNewConstMetric(descICMP, prometheus.CounterValue, float64(st.Dataplane.ICMPBadSource), "bad_source")
+	ch <- prometheus.MustNewConstMetric(descFragmented, prometheus.CounterValue, float64(st.Dataplane.Fragmented))
+	ch <- prometheus.MustNewConstMetric(descFragments, prometheus.CounterValue, float64(st.Dataplane.Fragments))
+	ch <- prometheus.MustNewConstMetric(descKeepaliveRepliesLimited, prometheus.CounterValue, float64(st.Dataplane.KeepaliveRepliesRateLimited))
+	collectCapture(ch, st)
+	if st.Transport != nil {
+		ch <- prometheus.MustNewConstMetric(descTransportDrops, prometheus.CounterValue, float64(st.Transport.KernelDrops))
 	}
 }
 
-func collectCapture(ch chan<- prometheus.Metric, cc captureCounters) {
-	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(cc.truncated))
-	ch <- prometheus.MustNewConstMetric(descGSODropped, prometheus.CounterValue, float64(cc.gsoDropped))
-	ch <- prometheus.MustNewConstMetric(descKernelDrops, prometheus.CounterValue, float64(cc.kernelDrops))
-	ch <- prometheus.MustNewConstMetric(descUnreadable, prometheus.CounterValue, float64(cc.unreadable))
+func collectCapture(ch chan<- prometheus.Metric, st Status) {
+	ch <- prometheus.MustNewConstMetric(descTruncated, prometheus.CounterValue, float64(st.CaptureTruncated))
+	ch <- prometheus.MustNewConstMetric(descGSODropped, prometheus.CounterValue, float64(st.CaptureGSODropped))
+	ch <- prometheus.MustNewConstMetric(descKernelDrops, prometheus.CounterValue, float64(st.CaptureKernelDrops))
+	ch <- prometheus.MustNewConstMetric(descUnreadable, prometheus.CounterValue, float64(st.CaptureUnreadable))
 }
 
 func collectPeer(ch chan<- prometheus.Metric, p dataplane.PeerStats) {

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"tunnel-agent/agent/config"
 )
 
 // ReloadVerdict is the running agent's answer to a reload asked on its
@@ -71,12 +72,12 @@ func (l *liveSite) requestReload(ctx context.Context) ReloadVerdict {
 // reloadNow reloads the file, logs and counts the result, and returns the
 // verdict. The memory the parse took is handed back to the system.
 func (l *liveSite) reloadNow() ReloadVerdict {
-	notifyReloading(l.o.log)
-	defer notifyReady(l.o.log)
+	notifyReloading(l.o)
+	defer notifyReady(l.o)
 	defer debug.FreeOSMemory()
 	summary, err := l.reload()
 	v := ReloadVerdict{Result: ReloadApplied, PID: os.Getpid(), File: l.o.config, Summary: summary}
-	var ce *ConfigError
+	var ce *config.Error
 	switch {
 	case err == nil:
 		l.met.reloads.WithLabelValues("ok").Inc()
@@ -100,7 +101,7 @@ func (l *liveSite) reloadNow() ReloadVerdict {
 // namespaces) through the watcher, which journals it and watches the new
 // state from then on. It returns what changed.
 func (l *liveSite) reload() (string, error) {
-	if err := checkInChild(context.Background(), l.self, l.o.config); err != nil {
+	if err := l.o.sys.checkFile(context.Background(), l.o.config); err != nil {
 		return "", err
 	}
 	host := l.o.host()
@@ -108,21 +109,21 @@ func (l *liveSite) reload() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := LoadKeys(cfg, l.o.config); err != nil {
+	if err := config.LoadKeys(cfg, l.o.config); err != nil {
 		return "", err
 	}
 	if err := resolveEndpoints(cfg, l.lookup); err != nil {
 		return "", err
 	}
-	if err := checkResolved(cfg, l.o.config); err != nil {
+	if err := config.CheckResolved(cfg, l.o.config); err != nil {
 		return "", err
 	}
-	dir, err := lockStateDir(l.o.stateDir, l.o.log)
+	dir, err := l.o.stateDir.lock(l.o.log)
 	if err != nil {
 		return "", err
 	}
 	defer dir.release()
-	if err := checkClaims(cfg, l.o.config, host); err != nil {
+	if err := config.CheckClaims(cfg, l.o.config, host); err != nil {
 		return "", err
 	}
 	l.mu.Lock()
@@ -130,20 +131,17 @@ func (l *liveSite) reload() (string, error) {
 	if err := restartOnly(l.cfg, cfg); err != nil {
 		return "", err
 	}
-	if l.eng == nil {
+	if l.tun == nil {
 		return "", errors.New("reload is not supported in wireguard mode yet: restart the agent (systemctl restart)")
 	}
 	if err := l.w.CheckReconfigure(Desired(cfg), l.j); err != nil {
 		return "", err // a route of someone else's is in the way: refused before anything changes
 	}
-	lanAddrs, err := interfaceAddrs(cfg.LAN.Interface)
+	lanAddrs, err := l.o.sys.linkAddrs(cfg.LAN.Interface)
 	if err != nil {
 		return "", err
 	}
-	if err := l.eng.Reconfigure(engineConfig(cfg, lanAddrs, l.o)); err != nil {
-		return "", err
-	}
-	if err := l.capture.SetPrefixes(peerPrefixes(cfg)); err != nil {
+	if err := l.tun.Reconfigure(engineConfig(cfg, lanAddrs, l.o), peerPrefixes(cfg)); err != nil {
 		return "", err
 	}
 	if err := l.w.Reconfigure(Desired(cfg), l.j, l.o.log); err != nil {
@@ -158,7 +156,7 @@ func (l *liveSite) reload() (string, error) {
 }
 
 // restartOnly rejects changes a reload cannot make.
-func restartOnly(old, nw *Config) error {
+func restartOnly(old, nw *config.Config) error {
 	switch {
 	case nw.Site != old.Site:
 		return fmt.Errorf("site changed from %q to %q: that is another site; stop this one first", old.Site, nw.Site)
@@ -174,8 +172,8 @@ func restartOnly(old, nw *Config) error {
 	return nil
 }
 
-func peerDiff(old, nw *Config) (added, removed []string) {
-	names := func(c *Config) map[string]bool { // a map: a hub has thousands of peers
+func peerDiff(old, nw *config.Config) (added, removed []string) {
+	names := func(c *config.Config) map[string]bool { // a map: a hub has thousands of peers
 		m := make(map[string]bool, len(c.Tunnel.Peers))
 		for _, p := range c.Tunnel.Peers {
 			m[p.Name] = true

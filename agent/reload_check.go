@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+	"tunnel-agent/agent/config"
 )
 
 // A running agent checks a file it is asked to reload in a child process
@@ -28,11 +29,11 @@ const checkChildTimeout = 60 * time.Second
 
 // checkAnswer is what the child prints on stdout.
 type checkAnswer struct {
-	Errors []FieldError `json:"errors"`
+	Errors []config.FieldError `json:"errors"`
 }
 
 // checkInChild runs `self __check-reload -c file` and returns the file's
-// problems as a *ConfigError, nil when it is valid, or another error when
+// problems as a *config.Error, nil when it is valid, or another error when
 // the child failed.
 func checkInChild(ctx context.Context, self []string, file string) error {
 	ctx, cancel := context.WithTimeout(ctx, checkChildTimeout)
@@ -48,7 +49,7 @@ func checkInChild(ctx context.Context, self []string, file string) error {
 		return fmt.Errorf("checking the file in a child process: unreadable answer: %w", err)
 	}
 	if len(ans.Errors) > 0 {
-		return &ConfigError{Errors: ans.Errors}
+		return &config.Error{Errors: ans.Errors}
 	}
 	return nil
 }
@@ -61,11 +62,11 @@ func runCheckChild(args []string, stdout io.Writer) int {
 		return ExitUsage
 	}
 	var ans checkAnswer
-	_, err := LoadConfig(args[1], hostLinks{})
-	if ce, ok := err.(*ConfigError); ok {
+	_, err := config.Load(args[1], hostLinks{sys: osSystem{}})
+	if ce, ok := err.(*config.Error); ok {
 		ans.Errors = ce.Errors
 	} else if err != nil {
-		ans.Errors = []FieldError{{File: args[1], Msg: err.Error()}}
+		ans.Errors = []config.FieldError{{File: args[1], Msg: err.Error()}}
 	}
 	if err := json.NewEncoder(stdout).Encode(ans); err != nil {
 		return ExitFailure

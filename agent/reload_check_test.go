@@ -10,7 +10,19 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"tunnel-agent/agent/config"
 )
+
+// validYAML is a minimal valid site.
+const validYAML = `site: s
+lan: {interface: eth0}
+tunnel:
+  listen: 0.0.0.0:50000
+  peers:
+    - name: p
+      prefixes: [10.1.0.0/24]
+`
 
 // TestCheckChildHelper is the child of the tests below (the test binary
 // standing in for the agent's own).
@@ -49,19 +61,19 @@ func TestCheckInChild(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(good, strings.Replace(cfgMinimal, "eth0", "lo", 1))
-	write(bad, strings.Replace(cfgMinimal, "eth0", "nosuch0", 1))
+	write(good, strings.Replace(validYAML, "eth0", "lo", 1))
+	write(bad, strings.Replace(validYAML, "eth0", "nosuch0", 1))
 	if err := checkInChild(context.Background(), self, good); err != nil {
 		t.Errorf("valid file: %v", err)
 	}
 	err := checkInChild(context.Background(), self, bad)
-	var ce *ConfigError
-	_, direct := LoadConfig(bad, hostLinks{})
+	var ce *config.Error
+	_, direct := config.Load(bad, hostLinks{sys: osSystem{}})
 	if !errors.As(err, &ce) || direct == nil || err.Error() != direct.Error() {
 		t.Errorf("invalid file: child says\n%v\nLoadConfig says\n%v", err, direct)
 	}
 	if err := checkInChild(context.Background(), []string{filepath.Join(dir, "nosuch-binary")}, good); err == nil || errors.As(err, &ce) {
-		t.Errorf("child that cannot run: %v, want a failure that is not a *ConfigError", err)
+		t.Errorf("child that cannot run: %v, want a failure that is not a *config.Error", err)
 	}
 }
 
@@ -71,7 +83,7 @@ func TestCheckInChild(t *testing.T) {
 func TestCheckInChildCostsTheParentLittle(t *testing.T) {
 	self := checkChildSelf(t)
 	junk := filepath.Join(t.TempDir(), "junk.yaml")
-	if err := os.WriteFile(junk, []byte("x: ["+strings.Repeat("a,", maxConfigSize/8)+"a]\n"), 0o600); err != nil {
+	if err := os.WriteFile(junk, []byte("x: ["+strings.Repeat("a,", config.MaxFileSize/8)+"a]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var before, after runtime.MemStats
@@ -79,13 +91,13 @@ func TestCheckInChildCostsTheParentLittle(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	err := checkInChild(context.Background(), self, junk)
 	runtime.ReadMemStats(&after)
-	var ce *ConfigError
+	var ce *config.Error
 	if !errors.As(err, &ce) {
-		t.Fatalf("junk file: %v, want a *ConfigError", err)
+		t.Fatalf("junk file: %v, want a *config.Error", err)
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
 		t.Errorf("asking the child allocated %d KB in the parent", alloc>>10)
 	} else {
-		t.Logf("asking the child about a %d KB junk file allocated %d KB in the parent", maxConfigSize>>12, alloc>>10)
+		t.Logf("asking the child about a %d KB junk file allocated %d KB in the parent", config.MaxFileSize>>12, alloc>>10)
 	}
 }

@@ -7,62 +7,36 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
-// validYAML is a minimal valid site.
-const validYAML = `site: s
-lan: {interface: eth0}
-tunnel:
-  listen: 0.0.0.0:50000
-  peers:
-    - name: p
-      prefixes: [10.1.0.0/24]
-`
-
-func TestMetricsListenParsed(t *testing.T) {
-	cfg, err := ParseConfig("site.yaml", []byte(validYAML+"metrics: {listen: 127.0.0.1:9110}\n"), cfgHost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := netip.MustParseAddrPort("127.0.0.1:9110"); cfg.Metrics.Listen != want {
-		t.Errorf("metrics.listen = %v, want %v", cfg.Metrics.Listen, want)
-	}
-	_, err = ParseConfig("site.yaml", []byte(validYAML+"metrics: {listen: localhost}\n"), cfgHost)
-	if err == nil || !strings.Contains(err.Error(), "metrics.listen") {
-		t.Errorf("bad metrics.listen: %v", err)
-	}
-	cfg, err = ParseConfig("site.yaml", []byte(validYAML), cfgHost)
-	if err != nil || cfg.Metrics.Listen.IsValid() {
-		t.Errorf("metrics must be off by default: %v %v", cfg.Metrics.Listen, err)
-	}
-}
-
 func TestRestartOnlyChanges(t *testing.T) {
-	old := &Config{Site: "a", LAN: LAN{Interface: "eth1"}, Tunnel: Tunnel{Listen: netip.MustParseAddrPort("0.0.0.0:1")}}
+	old := &config.Config{Site: "a", LAN: config.LAN{Interface: "eth1"}, Tunnel: config.Tunnel{Listen: netip.MustParseAddrPort("0.0.0.0:1")}}
 	same := *old
-	same.Tunnel.Peers = []Peer{{Name: "x"}}
+	same.Tunnel.Peers = []config.Peer{{Name: "x"}}
 	if err := restartOnly(old, &same); err != nil {
 		t.Errorf("peers may change on reload: %v", err)
 	}
-	for name, mut := range map[string]func(c *Config){
-		"site":   func(c *Config) { c.Site = "b" },
-		"lan":    func(c *Config) { c.LAN.Interface = "eth2" },
-		"listen": func(c *Config) { c.Tunnel.Listen = netip.MustParseAddrPort("0.0.0.0:2") },
+	for name, mut := range map[string]func(c *config.Config){
+		"site":        func(c *config.Config) { c.Site = "b" },
+		"lan":         func(c *config.Config) { c.LAN.Interface = "eth2" },
+		"listen":      func(c *config.Config) { c.Tunnel.Listen = netip.MustParseAddrPort("0.0.0.0:2") },
+		"lan.capture": func(c *config.Config) { c.LAN.Capture = config.CaptureRing },
 	} {
 		c := *old
 		mut(&c)
-		if err := restartOnly(old, &c); err == nil {
-			t.Errorf("%s change accepted on reload", name)
+		if err := restartOnly(old, &c); err == nil || (name == "lan.capture" && !strings.Contains(err.Error(), name)) {
+			t.Errorf("%s change on reload: %v, want an error", name, err)
 		}
 	}
 }
 
 func TestPeerDiff(t *testing.T) {
-	mk := func(names ...string) *Config {
-		c := &Config{}
+	mk := func(names ...string) *config.Config {
+		c := &config.Config{}
 		for _, n := range names {
-			c.Tunnel.Peers = append(c.Tunnel.Peers, Peer{Name: n})
+			c.Tunnel.Peers = append(c.Tunnel.Peers, config.Peer{Name: n})
 		}
 		return c
 	}

@@ -8,15 +8,11 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"tunnel-agent/agent/config"
 )
 
 // lookupFunc resolves a host name to addresses.
 type lookupFunc func(ctx context.Context, host string) ([]netip.Addr, error)
-
-// systemLookup is the system resolver (/etc/hosts, DNS).
-func systemLookup(ctx context.Context, host string) ([]netip.Addr, error) {
-	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-}
 
 // resolveTimeout bounds one resolution.
 const resolveTimeout = 5 * time.Second
@@ -24,7 +20,7 @@ const resolveTimeout = 5 * time.Second
 // resolveEndpoints resolves every peer endpoint given as a name into
 // Endpoint. A name that does not resolve is an error: `up` must not start
 // a tunnel towards nowhere.
-func resolveEndpoints(cfg *Config, lookup lookupFunc) error {
+func resolveEndpoints(cfg *config.Config, lookup lookupFunc) error {
 	for i := range cfg.Tunnel.Peers {
 		p := &cfg.Tunnel.Peers[i]
 		if p.EndpointName == "" {
@@ -94,13 +90,13 @@ func (l *liveSite) reresolveLoop(ctx context.Context) {
 // elsewhere the dataplane is moved there (the peer keeps its counters).
 func (l *liveSite) reresolveDue(last map[string]time.Time, start, now time.Time) {
 	l.mu.Lock()
-	cfg, eng := l.cfg, l.eng
+	cfg, t := l.cfg, l.tun
 	l.mu.Unlock()
-	if eng == nil {
+	if t == nil {
 		return // wireguard mode: wireguard-go roams by itself
 	}
 	heard := map[string]time.Time{}
-	for _, ps := range eng.Stats().Peers {
+	for _, ps := range t.Stats().Peers {
 		heard[ps.Name] = ps.LastReceived
 	}
 	for _, p := range cfg.Tunnel.Peers {
@@ -121,7 +117,7 @@ func (l *liveSite) reresolveDue(last map[string]time.Time, start, now time.Time)
 	}
 }
 
-func (l *liveSite) reresolve(p Peer, listen netip.AddrPort) {
+func (l *liveSite) reresolve(p config.Peer, listen netip.AddrPort) {
 	ap, err := resolveEndpoint(p.EndpointName, listen, l.lookup)
 	if err != nil {
 		l.o.log.Warn("peer unanswered; re-resolving its endpoint failed", "peer", p.Name, "endpoint", p.EndpointName, "err", err)
@@ -145,9 +141,9 @@ func (l *liveSite) reresolve(p Peer, listen netip.AddrPort) {
 			cfg.Tunnel.Peers[i].Endpoint = ap
 		}
 	}
-	lanAddrs, err := interfaceAddrs(cfg.LAN.Interface)
+	lanAddrs, err := l.o.sys.linkAddrs(cfg.LAN.Interface)
 	if err == nil {
-		err = l.eng.Reconfigure(engineConfig(&cfg, lanAddrs, l.o))
+		err = l.tun.Reconfigure(engineConfig(&cfg, lanAddrs, l.o), nil)
 	}
 	if err != nil {
 		l.o.log.Error("peer endpoint re-resolved, but the dataplane refused it", "peer", p.Name, "endpoint", ap, "err", err)
@@ -160,7 +156,7 @@ func (l *liveSite) reresolve(p Peer, listen netip.AddrPort) {
 
 // blackholeOf returns the blackhole prefix of cfg that contains a, if
 // any: datagrams to a would be dropped by the host.
-func blackholeOf(cfg *Config, a netip.Addr) netip.Prefix {
+func blackholeOf(cfg *config.Config, a netip.Addr) netip.Prefix {
 	a = a.Unmap().WithZone("")
 	for _, b := range cfg.Tunnel.Blackhole {
 		if b.Contains(a) {

@@ -13,26 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"tunnel-agent/dataplane"
-	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/agent/config"
 )
-
-func TestEndpointNameParsed(t *testing.T) {
-	yaml := strings.Replace(validYAML, "    - name: p\n", "    - name: p\n      endpoint: vpn.example.net:50000\n", 1)
-	cfg, err := ParseConfig("site.yaml", []byte(yaml), cfgHost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := cfg.Tunnel.Peers[0]; p.EndpointName != "vpn.example.net:50000" || p.Endpoint.IsValid() {
-		t.Errorf("peer = %+v", p)
-	}
-	for _, bad := range []string{"vpn.example.net", "vpn.example.net:0", "vpn..net:1", "1.2.3:80", "-x.net:5"} {
-		y := strings.Replace(validYAML, "    - name: p\n", "    - name: p\n      endpoint: "+bad+"\n", 1)
-		if _, err := ParseConfig("site.yaml", []byte(y), cfgHost); err == nil || !strings.Contains(err.Error(), "endpoint") {
-			t.Errorf("endpoint %q: %v", bad, err)
-		}
-	}
-}
 
 // fakeDNS answers from a map it can change; it counts lookups.
 type fakeDNS struct {
@@ -63,8 +45,8 @@ func (f *fakeDNS) set(host string, a ...string) {
 func TestResolveEndpointsPicksListenFamily(t *testing.T) {
 	dns := &fakeDNS{addrs: map[string][]netip.Addr{}}
 	dns.set("vpn.test", "2001:db8::1", "192.0.2.7")
-	cfg := &Config{Tunnel: Tunnel{Listen: netip.MustParseAddrPort("0.0.0.0:1"),
-		Peers: []Peer{{Name: "p", EndpointName: "vpn.test:50000"}}}}
+	cfg := &config.Config{Tunnel: config.Tunnel{Listen: netip.MustParseAddrPort("0.0.0.0:1"),
+		Peers: []config.Peer{{Name: "p", EndpointName: "vpn.test:50000"}}}}
 	if err := resolveEndpoints(cfg, dns.lookup); err != nil {
 		t.Fatal(err)
 	}
@@ -83,20 +65,15 @@ func TestResolveEndpointsPicksListenFamily(t *testing.T) {
 func TestReresolveWhenUnanswered(t *testing.T) {
 	dns := &fakeDNS{addrs: map[string][]netip.Addr{}}
 	dns.set("vpn.test", "192.0.2.7")
-	cfg := &Config{LAN: LAN{Interface: "lo"}, Tunnel: Tunnel{Listen: netip.MustParseAddrPort("0.0.0.0:1"),
+	cfg := &config.Config{LAN: config.LAN{Interface: "lo"}, Tunnel: config.Tunnel{Listen: netip.MustParseAddrPort("0.0.0.0:1"),
 		LocalPrefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")},
-		Peers: []Peer{{Name: "p", EndpointName: "vpn.test:50000", Keepalive: time.Second,
+		Peers: []config.Peer{{Name: "p", EndpointName: "vpn.test:50000", Keepalive: time.Second,
 			Prefixes: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}}}}}
 	if err := resolveEndpoints(cfg, dns.lookup); err != nil {
 		t.Fatal(err)
 	}
-	o := &options{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	nw := dptest.NewNetwork()
-	eng, err := dataplane.New(engineConfig(cfg, nil, o), dptest.NewCapture(), nw.Listen(netip.MustParseAddrPort("192.0.2.1:1")), dptest.NewInjector())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &liveSite{o: o, cfg: cfg, eng: eng, lookup: dns.lookup, met: newMetrics()}
+	tun, _, o := plainForTest(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l := &liveSite{o: o, cfg: cfg, tun: tun, lookup: dns.lookup, met: newMetrics()}
 	start := time.Now()
 	last := map[string]time.Time{}
 	dns.set("vpn.test", "192.0.2.8")
@@ -105,7 +82,7 @@ func TestReresolveWhenUnanswered(t *testing.T) {
 		t.Fatalf("re-resolved before 3 intervals of silence (%d lookups)", dns.calls)
 	}
 	l.reresolveDue(last, start, start.Add(3*time.Second))
-	if got := eng.Stats().Peers[0].ConfiguredEndpoint; got != netip.MustParseAddrPort("192.0.2.8:50000") {
+	if got := tun.Stats().Peers[0].ConfiguredEndpoint; got != netip.MustParseAddrPort("192.0.2.8:50000") {
 		t.Errorf("endpoint after re-resolution %v", got)
 	}
 	l.reresolveDue(last, start, start.Add(4*time.Second))
@@ -124,7 +101,7 @@ func TestResolvedEndpointInBlackhole(t *testing.T) {
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(path, cfgHost)
+	cfg, err := config.Load(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,14 +110,18 @@ func TestResolvedEndpointInBlackhole(t *testing.T) {
 	if err := resolveEndpoints(cfg, dns.lookup); err != nil {
 		t.Fatal(err)
 	}
-	checkConfigErrors(t, checkResolved(cfg, path), []wantFieldErr{{9, "tunnel.blackhole[0]",
-		`10.1.0.0/16 contains the endpoint 10.1.200.1 (resolved from vpn.test:50000) of peer "p"`}})
+	var ce *config.Error
+	if err := config.CheckResolved(cfg, path); !errors.As(err, &ce) || len(ce.Errors) != 1 || ce.Errors[0].Line != 9 ||
+		ce.Errors[0].Field != "tunnel.blackhole[0]" ||
+		!strings.Contains(ce.Errors[0].Msg, `10.1.0.0/16 contains the endpoint 10.1.200.1 (resolved from vpn.test:50000) of peer "p"`) {
+		t.Errorf("CheckResolved = %v", err)
+	}
 
 	dns.set("vpn.test", "192.0.2.7")
 	if err := resolveEndpoints(cfg, dns.lookup); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkResolved(cfg, path); err != nil {
+	if err := config.CheckResolved(cfg, path); err != nil {
 		t.Fatalf("endpoint outside the blackhole: %v", err)
 	}
 	var logged strings.Builder

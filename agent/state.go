@@ -20,6 +20,47 @@ import (
 // deletes), so it refuses a directory anyone else could write to, and
 // opens its files there without following symbolic links (fstrust).
 
+// stateDir is the state directory (--state-dir). Every path the agent
+// uses in it is made here: <site>.json (the journal, and the temporary
+// files of its saves: netcfg.RemoveTemporaries), <site>.lock and
+// <site>.sock (the status socket); the directory itself is locked too
+// (lock).
+type stateDir string
+
+// journal is the path of site's journal.
+func (d stateDir) journal(site string) string { return d.file(site, journalExt) }
+
+// socket is the path of site's status socket.
+func (d stateDir) socket(site string) string { return d.file(site, ".sock") }
+
+func (d stateDir) file(site, ext string) string { return filepath.Join(string(d), site+ext) }
+
+// journalExt ends the name of a journal.
+const journalExt = ".json"
+
+// siteFile is a journal found in the directory: its path, and the site
+// its name says it is of.
+type siteFile struct{ site, path string }
+
+// otherJournals lists the journals in the directory but site's own, with
+// the error of reading the directory as it is (fs.ErrNotExist: none yet).
+func (d stateDir) otherJournals(site string) ([]siteFile, error) {
+	ents, err := os.ReadDir(string(d))
+	if err != nil {
+		return nil, err
+	}
+	var out []siteFile
+	for _, e := range ents {
+		name := e.Name()
+		other, ok := strings.CutSuffix(name, journalExt)
+		if !ok || strings.HasPrefix(name, ".") || other == site {
+			continue // not a journal (a temporary, a lock, a socket), or site's own
+		}
+		out = append(out, siteFile{other, filepath.Join(string(d), name)})
+	}
+	return out, nil
+}
+
 // stateDirWhat names the state directory in messages.
 const stateDirWhat = "state directory"
 
@@ -27,19 +68,19 @@ const stateDirWhat = "state directory"
 // others could change it.
 const privateFile = 0o022
 
-// prepareStateDir creates the state directory (0700) when it is missing
-// and refuses one that others could write to (fstrust.CheckDir).
-func prepareStateDir(dir string) error {
-	return fstrust.EnsureDir(stateDirWhat, dir)
+// prepare creates the state directory (0700) when it is missing and
+// refuses one that others could write to (fstrust.CheckDir).
+func (d stateDir) prepare() error {
+	return fstrust.EnsureDir(stateDirWhat, string(d))
 }
 
-// checkStateDir refuses a state directory others could write to; a
-// missing one is fine (nothing in it to trust).
-func checkStateDir(dir string) error {
-	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+// check refuses a state directory others could write to; a missing one
+// is fine (nothing in it to trust).
+func (d stateDir) check() error {
+	if _, err := os.Lstat(string(d)); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	return fstrust.CheckDir(stateDirWhat, dir)
+	return fstrust.CheckDir(stateDirWhat, string(d))
 }
 
 // siteLock is an exclusive flock on <state-dir>/<site>.lock, held for as
@@ -47,11 +88,11 @@ func checkStateDir(dir string) error {
 // when the process dies, so a stale lock file never blocks anyone.
 type siteLock struct{ f *os.File }
 
-func lockSite(stateDir, site string) (*siteLock, error) {
-	if err := prepareStateDir(stateDir); err != nil {
+func (d stateDir) lockSite(site string) (*siteLock, error) {
+	if err := d.prepare(); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(stateDir, site+".lock")
+	path := d.file(site, ".lock")
 	f, err := fstrust.OpenFile("lock", path, os.O_RDWR|os.O_CREATE, 0o600, privateFile)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
@@ -81,15 +122,11 @@ func readPID(f *os.File) string {
 // release unlocks; the lock file stays (removing it would race).
 func (l *siteLock) release() { l.f.Close() }
 
-func journalPath(stateDir, site string) string {
-	return filepath.Join(stateDir, site+".json")
-}
-
-// removeTemporaries removes the temporary journal files a killed save
-// left (netcfg.RemoveTemporaries); `up` and `down` call it under the
-// site's lock.
-func removeTemporaries(jp string, log *slog.Logger) {
-	removed, err := netcfg.RemoveTemporaries(jp)
+// removeTemporaries removes the temporary journal files a killed save of
+// site's journal left (netcfg.RemoveTemporaries); `up` and `down` call it
+// under the site's lock.
+func (d stateDir) removeTemporaries(site string, log *slog.Logger) {
+	removed, err := netcfg.RemoveTemporaries(d.journal(site))
 	for _, p := range removed {
 		log.Info("removed a temporary journal file a killed run left", "file", p)
 	}
@@ -105,7 +142,8 @@ func removeTemporaries(jp string, log *slog.Logger) {
 // claims. The kernel drops it when the process dies.
 type dirLock struct{ f *os.File }
 
-func lockStateDir(dir string, log *slog.Logger) (*dirLock, error) {
+func (d stateDir) lock(log *slog.Logger) (*dirLock, error) {
+	dir := string(d)
 	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open %s %s: %w", stateDirWhat, dir, err)

@@ -32,12 +32,12 @@ func TestLockSiteRefusesUntrustedStateDir(t *testing.T) {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	_, err := lockSite(dir, "s")
+	_, err := stateDir(dir).lockSite("s")
 	wantUntrusted(t, "world-writable state dir", err, "state directory "+dir, "writable by group or others")
 	if _, err := os.Lstat(filepath.Join(dir, "s.lock")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a lock file was created in the refused directory: %v", err)
 	}
-	if _, err := readStatus(dir, "s"); !errors.Is(err, fstrust.ErrUntrusted) {
+	if _, err := readStatus(stateDir(dir), "s"); !errors.Is(err, fstrust.ErrUntrusted) {
 		t.Errorf("status in a world-writable directory: %v, want a refusal", err)
 	}
 
@@ -45,13 +45,13 @@ func TestLockSiteRefusesUntrustedStateDir(t *testing.T) {
 	if err := os.Symlink(t.TempDir(), link); err != nil {
 		t.Fatal(err)
 	}
-	_, err = lockSite(link, "s")
+	_, err = stateDir(link).lockSite("s")
 	wantUntrusted(t, "symlinked state dir", err, "symbolic link")
 }
 
 func TestLockSiteCreatesStateDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run", "tunnel-agent")
-	l, err := lockSite(dir, "s")
+	l, err := stateDir(dir).lockSite("s")
 	if err != nil {
 		t.Fatalf("lockSite: %v", err)
 	}
@@ -77,7 +77,7 @@ func TestLockSiteDoesNotFollowSymlink(t *testing.T) {
 	if err := os.Symlink(target, filepath.Join(dir, "s.lock")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := lockSite(dir, "s")
+	_, err := stateDir(dir).lockSite("s")
 	wantUntrusted(t, "symlinked lock", err, "lock "+filepath.Join(dir, "s.lock"), "symbolic link")
 	if b, _ := os.ReadFile(target); string(b) != "root:x:0:0\n" {
 		t.Errorf("the symlink's target was changed to %q", b)
@@ -93,7 +93,7 @@ func TestLockSiteRefusesForeignLock(t *testing.T) {
 	if err := os.Chmod(path, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	_, err := lockSite(dir, "s")
+	_, err := stateDir(dir).lockSite("s")
 	wantUntrusted(t, "world-writable lock", err, "mode 0666")
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to give the lock to another user")
@@ -104,6 +104,6 @@ func TestLockSiteRefusesForeignLock(t *testing.T) {
 	if err := os.Chown(path, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	_, err = lockSite(dir, "s")
+	_, err = stateDir(dir).lockSite("s")
 	wantUntrusted(t, "lock of nobody", err, "owned by uid 65534")
 }

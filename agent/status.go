@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -47,28 +46,21 @@ type Status struct {
 	Transport *TransportStatus `json:"transport,omitempty"`
 }
 
+// statusSource answers `tunnel-agent status` for a running tunnel.
 type statusSource struct {
 	site    string
 	started time.Time
-	listen  netip.AddrPort
-	eng     *dataplane.Engine
-	capture *dataplane.PacketCapture // as opened at start
-	live    *liveSite                // re-binds the capture (status_capture.go); nil in tests
-	wg      *dataplane.WireGuard     // wireguard mode: instead of eng
-	// transport is the tunnel socket in plain mode (nil in wireguard mode).
-	transport *dataplane.UDPTransport
+	tun     tunnel
+	live    *liveSite // its capture re-binds (status_capture.go); nil in wireguard mode
 }
 
 func (s *statusSource) snapshot() Status {
-	if s.wg != nil {
-		return s.wireguardSnapshot()
+	st := s.tun.status()
+	st.Site, st.PID, st.Started = s.site, os.Getpid(), s.started.UTC()
+	if s.live != nil {
+		st = s.live.withRebinds(st)
 	}
-	return Status{Site: s.site, PID: os.Getpid(), Started: s.started.UTC(), Listen: s.listen,
-		Dataplane: s.eng.Stats()}.withCapture(s.captureCounters()).withTransport(s.transport)
-}
-
-func statusPath(stateDir, site string) string {
-	return filepath.Join(stateDir, site+".sock")
+	return st
 }
 
 // Bounds of the status socket. Only root can reach it (mode 0600 in a
@@ -199,7 +191,7 @@ func (s *statusServer) Close() {
 }
 
 // readStatus asks the agent of a site for its status.
-func readStatus(stateDir, site string) (Status, error) {
+func readStatus(stateDir stateDir, site string) (Status, error) {
 	var st Status
 	err := statusCall(stateDir, site, statusRequest{Command: "status"}, 5*time.Second, &st)
 	return st, err
@@ -207,9 +199,9 @@ func readStatus(stateDir, site string) (Status, error) {
 
 // statusCall sends req to the agent of a site and decodes its answer into
 // ans, all within timeout.
-func statusCall(stateDir, site string, req statusRequest, timeout time.Duration, ans any) error {
-	path := statusPath(stateDir, site)
-	if err := checkStateDir(stateDir); err != nil {
+func statusCall(stateDir stateDir, site string, req statusRequest, timeout time.Duration, ans any) error {
+	path := stateDir.socket(site)
+	if err := stateDir.check(); err != nil {
 		return err
 	}
 	if err := fstrust.CheckSocket("status socket", path); err != nil {

@@ -1,28 +1,38 @@
 package agent
 
-import "testing"
+import (
+	"log/slog"
+	"net/netip"
+	"testing"
+
+	"tunnel-agent/agent/config"
+)
 
 // TestCaptureCountersAcrossRebinds: the counters of captures a re-bind
-// replaced stay in the sums status and metrics report, and status falls
-// back to the capture opened at start before the live site has one.
+// replaced stay in the sums status and metrics report.
 func TestCaptureCountersAcrossRebinds(t *testing.T) {
-	l := &liveSite{}
-	if _, ok := l.captureCounters(); ok {
-		t.Fatal("counters reported before the dataplane started")
+	cfg := &config.Config{LAN: config.LAN{Interface: "lo"}, Tunnel: config.Tunnel{Listen: netip.MustParseAddrPort("0.0.0.0:1"),
+		LocalPrefixes: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")},
+		Peers:         []config.Peer{{Name: "p", Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}}}}
+	tun, sys, _ := plainForTest(t, cfg, slog.New(slog.DiscardHandler))
+	first := sys.capture(t, 0)
+	first.truncated.Store(1)
+	if st := tun.status(); st.CaptureTruncated != 1 {
+		t.Errorf("before a re-bind: truncated %d, want 1", st.CaptureTruncated)
 	}
-	l.capBase = captureCounters{truncated: 1, gsoDropped: 2, kernelDrops: 3}.plus(captureCounters{kernelDrops: 4})
-	st := &statusSource{live: l}
-	if got := st.captureCounters(); got != (captureCounters{}) {
-		t.Errorf("before start: %+v, want the start capture's (none)", got)
+	if err := tun.RebindCapture(cfg.Tunnel.Peers[0].Prefixes); err != nil {
+		t.Fatal(err)
 	}
-	// The live site's sum: the replaced captures' counters plus the
-	// current capture's (none here, which reads as zero).
-	got, _ := l.captureCounters()
-	if want := (captureCounters{truncated: 1, gsoDropped: 2, kernelDrops: 7}); got != want {
-		t.Errorf("sum = %+v, want %+v", got, want)
+	if first.Send([]byte{0x45}) {
+		t.Error("the replaced capture is still open")
 	}
-	s := Status{}.withCapture(got)
-	if s.CaptureTruncated != 1 || s.CaptureGSODropped != 2 || s.CaptureKernelDrops != 7 {
-		t.Errorf("status = %+v", s)
+	second := sys.capture(t, 1)
+	second.truncated.Store(2)
+	st := tun.status()
+	if st.CaptureTruncated != 3 || st.CaptureKernelDrops != 0 {
+		t.Errorf("sum = %+v, want truncated 3", st)
+	}
+	if got := second.takes(); len(got) != 1 || got[0] != cfg.Tunnel.Peers[0].Prefixes[0] {
+		t.Errorf("the new capture takes %v", got)
 	}
 }

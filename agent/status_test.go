@@ -24,7 +24,7 @@ var (
 func startTestStatus(t *testing.T, h statusHandlers, readTimeout time.Duration) (dir, site string) {
 	t.Helper()
 	dir, site = t.TempDir(), "s"
-	ln, err := net.Listen("unix", statusPath(dir, site))
+	ln, err := net.Listen("unix", stateDir(dir).socket(site))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func startTestStatus(t *testing.T, h statusHandlers, readTimeout time.Duration) 
 
 func dialStatus(t *testing.T, dir, site string) net.Conn {
 	t.Helper()
-	c, err := net.Dial("unix", statusPath(dir, site))
+	c, err := net.Dial("unix", stateDir(dir).socket(site))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,20 +75,20 @@ func TestStatusSocketBounds(t *testing.T) {
 		for range statusMaxConns + 4 {
 			dialStatus(t, dir, site)
 		}
-		st, err := readStatus(dir, site)
+		st, err := readStatus(stateDir(dir), site)
 		if err != nil || st.PID != 42 {
 			t.Fatalf("readStatus = %+v, %v", st, err)
 		}
 	})
 	t.Run("unknown command", func(t *testing.T) {
 		var ans map[string]string
-		if err := statusCall(dir, site, statusRequest{Command: "dance"}, 5*time.Second, &ans); err != nil || !strings.Contains(ans["error"], "unknown command") {
+		if err := statusCall(stateDir(dir), site, statusRequest{Command: "dance"}, 5*time.Second, &ans); err != nil || !strings.Contains(ans["error"], "unknown command") {
 			t.Errorf("answer %v, %v", ans, err)
 		}
 	})
 	t.Run("reload is refused when the agent cannot reload", func(t *testing.T) {
 		var v ReloadVerdict
-		if err := statusCall(dir, site, statusRequest{Command: "reload"}, 5*time.Second, &v); err != nil || v.Result != ReloadRefused {
+		if err := statusCall(stateDir(dir), site, statusRequest{Command: "reload"}, 5*time.Second, &v); err != nil || v.Result != ReloadRefused {
 			t.Errorf("verdict %+v, %v", v, err)
 		}
 	})
@@ -100,7 +100,7 @@ func TestStatusSocketReload(t *testing.T) {
 	}}
 	dir, site := startTestStatus(t, h, time.Second)
 	var v ReloadVerdict
-	if err := statusCall(dir, site, statusRequest{Command: "reload"}, 5*time.Second, &v); err != nil {
+	if err := statusCall(stateDir(dir), site, statusRequest{Command: "reload"}, 5*time.Second, &v); err != nil {
 		t.Fatal(err)
 	}
 	if v.Result != ReloadInvalid || v.PID != 7 || len(v.Errors) != 1 {
@@ -130,7 +130,7 @@ func TestStatusPermissionDenied(t *testing.T) {
 	dir := t.TempDir()
 	// A socket that is not one: connect fails with ECONNREFUSED, which is
 	// "no running agent"; a permission failure is told apart.
-	if _, err := readStatus(dir, "s"); err == nil || !strings.Contains(err.Error(), "no running agent") {
+	if _, err := readStatus(stateDir(dir), "s"); err == nil || !strings.Contains(err.Error(), "no running agent") {
 		t.Errorf("no socket: %v", err)
 	}
 	err := statusDialError(filepath.Join(dir, "s.sock"), "s", &net.OpError{Op: "dial", Net: "unix", Err: errEACCES})

@@ -3,8 +3,6 @@ package agent
 import (
 	"fmt"
 	"io"
-
-	"tunnel-agent/dataplane"
 )
 
 // TransportStatus is the tunnel socket's own counters: datagrams dropped
@@ -18,17 +16,6 @@ type TransportStatus struct {
 	GRO         bool   `json:"gro"`
 	GROMessages uint64 `json:"gro_messages"` // messages that carried several datagrams
 	GROSegments uint64 `json:"gro_segments"` // datagrams those carried
-}
-
-// withTransport returns st with the counters of transport t (if any).
-func (st Status) withTransport(t *dataplane.UDPTransport) Status {
-	if t == nil {
-		return st
-	}
-	g := t.GROStats()
-	st.Transport = &TransportStatus{Truncated: t.Truncated(), KernelDrops: t.KernelDrops(), GRO: g.Enabled,
-		GROMessages: g.Messages, GROSegments: g.Segments}
-	return st
 }
 
 // printTransport writes the transport line of `tunnel-agent status`.

@@ -6,66 +6,97 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
+	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
 )
 
-// runTunnel opens the capture on the LAN interface, the raw injection
-// socket and the UDP socket, serves the status socket, and runs the
-// dataplane until ctx is done. It runs after the host is configured, so
-// that a LAN interface the file creates exists. live (watch.go) keeps the
-// host as configured, reloads on SIGHUP and serves metrics meanwhile.
-func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) error {
-	lanAddrs, err := interfaceAddrs(cfg.LAN.Interface)
+// tunnel is the dataplane of a running site: it moves packets between
+// the LAN interface and the peers. Plain mode (tunnel_plain.go: the engine
+// over the capture, the UDP transport and raw injection) implements all of
+// it; wireguard mode (tunnel_wireguard.go) runs and reports, and its
+// reconfiguration while running is still to come (issue 14), as is an
+// eBPF dataplane behind the same interface (issue 15). The live site
+// (watch.go) drives a running tunnel; status and metrics read it.
+type tunnel interface {
+	// Run moves packets until ctx is done (then it returns nil) or the
+	// dataplane fails; it closes the tunnel's I/O before it returns.
+	Run(ctx context.Context) error
+	// Stats are the dataplane's counters.
+	Stats() dataplane.Stats
+	// Reconfigure applies a changed site to the running dataplane:
+	// peers, prefixes, keepalives, endpoints; and, unless capture is
+	// nil, the prefixes the capture takes. An invalid cfg changes
+	// nothing.
+	Reconfigure(cfg dataplane.Config, capture []netip.Prefix) error
+	// SetLANMTU hands the dataplane the LAN interface's current MTU.
+	SetLANMTU(mtu int) error
+	// RebindCapture re-opens the capture on the LAN interface, which was
+	// re-created (its index changed), taking prefixes; the counters of
+	// the old capture stay in the sums. An error opening it changes
+	// nothing; dataplane.ErrStopped means the tunnel has stopped.
+	RebindCapture(prefixes []netip.Prefix) error
+	// status is the tunnel's part of the status: listen address,
+	// dataplane, capture and transport counters, WireGuard state.
+	status() Status
+}
+
+// runTunnel opens the tunnel of the site's mode, serves the status
+// socket, and runs the dataplane until ctx is done. It runs after the
+// host is configured, so that a LAN interface the file creates exists.
+// live (watch.go) keeps the host as configured, reloads on SIGHUP and
+// serves metrics meanwhile.
+func runTunnel(ctx context.Context, cfg *config.Config, o *options, live *liveSite) error {
+	lanAddrs, err := o.sys.linkAddrs(cfg.LAN.Interface)
 	if err != nil {
 		return err
 	}
 	dcfg := engineConfig(cfg, lanAddrs, o)
-	if cfg.Tunnel.Mode == ModeWireGuard {
-		defer live.started(ctx, nil, nil, nil)() // host repairs only; no live reload of wireguard-go yet
+	if cfg.Tunnel.Mode == config.ModeWireGuard {
+		defer live.started(ctx, nil)() // host repairs only; no live reload of wireguard-go yet
 		return runWireGuard(ctx, cfg, dcfg, o, live.requestReload)
 	}
-	capture, err := dataplane.OpenCaptureWith(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
+	t, err := openPlain(cfg, dcfg, o.sys, o.log)
 	if err != nil {
-		return fmt.Errorf("open capture on %s: %w", cfg.LAN.Interface, err)
+		return err
 	}
-	injector, err := dataplane.OpenInjector()
+	defer serveSiteStatus(o, &statusSource{site: cfg.Site, started: time.Now(), tun: t, live: live}, live.requestReload)()
+	o.log.Info("tunnel running", "site", cfg.Site, "lan", cfg.LAN.Interface, "listen", t.transport.LocalAddr(),
+		"peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes)
+	defer live.started(ctx, t)()
+	return t.Run(ctx)
+}
+
+// openLAN opens the capture on the LAN interface, taking the peers'
+// prefixes, and the raw injection socket: the LAN side of every mode.
+func openLAN(cfg *config.Config, io plainIO) (lanCapture, dataplane.Injector, error) {
+	capture, err := io.openCapture(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
+	if err != nil {
+		return nil, nil, fmt.Errorf("open capture on %s: %w", cfg.LAN.Interface, err)
+	}
+	injector, err := io.openInjector()
 	if err != nil {
 		capture.Close()
-		return fmt.Errorf("open raw injection socket: %w", err)
+		return nil, nil, fmt.Errorf("open raw injection socket: %w", err)
 	}
-	transport, err := dataplane.ListenUDP(cfg.Tunnel.Listen)
-	if err != nil {
-		capture.Close()
-		injector.Close()
-		return fmt.Errorf("listen on %s: %w", cfg.Tunnel.Listen, err)
-	}
-	eng, err := dataplane.New(dcfg, capture, transport, injector)
-	if err != nil {
-		capture.Close()
-		injector.Close()
-		transport.Close()
-		return fmt.Errorf("start dataplane: %w", err)
-	}
-	st := &statusSource{site: cfg.Site, started: time.Now(), listen: transport.LocalAddr(), eng: eng, capture: capture,
-		live: live, transport: transport}
-	srv, err := serveStatus(statusPath(o.stateDir, cfg.Site), statusHandlers{st.snapshot, live.requestReload}, o.log)
+	return capture, injector, nil
+}
+
+// serveSiteStatus serves the status socket of the running site until the
+// returned function is called. A socket that cannot be served is logged:
+// the tunnel runs on without it.
+func serveSiteStatus(o *options, st *statusSource, reload func(context.Context) ReloadVerdict) (stop func()) {
+	srv, err := serveStatus(o.stateDir.socket(st.site), statusHandlers{st.snapshot, reload}, o.log)
 	if err != nil {
 		o.log.Warn("status socket unavailable; `tunnel-agent status` will not work", "err", err)
-	} else {
-		defer srv.Close()
+		return func() {}
 	}
-	o.log.Info("tunnel running", "site", cfg.Site, "lan", cfg.LAN.Interface, "listen", transport.LocalAddr(),
-		"peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes)
-	defer live.started(ctx, eng, capture, transport)()
-	return eng.Run(ctx)
+	return srv.Close
 }
 
 // engineConfig maps the site onto the dataplane's options.
-func engineConfig(cfg *Config, lanAddrs []netip.Prefix, o *options) dataplane.Config {
+func engineConfig(cfg *config.Config, lanAddrs []netip.Prefix, o *options) dataplane.Config {
 	d := dataplane.Config{LocalPrefixes: localPrefixes(cfg, lanAddrs), Logger: o.log, Relay: cfg.Tunnel.Relay,
-		LANMTU: lanMTU(cfg.LAN.Interface), LANPrefixes: lanAddrs}
+		LANMTU: o.sys.linkMTU(cfg.LAN.Interface), LANPrefixes: lanAddrs}
 	for _, a := range lanAddrs {
 		if a.Addr().Is4() {
 			d.ICMPSource = a.Addr()
@@ -76,7 +107,7 @@ func engineConfig(cfg *Config, lanAddrs []netip.Prefix, o *options) dataplane.Co
 	for _, p := range cfg.Tunnel.Peers {
 		pc := dataplane.PeerConfig{Name: p.Name, Endpoint: p.Endpoint, Prefixes: p.Prefixes, Keepalive: p.Keepalive}
 		if p.Endpoint.IsValid() {
-			if mtu, err := dataplane.PathMTU(p.Endpoint.Addr()); err == nil {
+			if mtu, err := o.sys.pathMTU(p.Endpoint.Addr()); err == nil {
 				pc.PathMTU = mtu
 			} else {
 				o.log.Warn("cannot read the path MTU towards the peer; assuming 1500", "peer", p.Name, "err", err)
@@ -89,7 +120,7 @@ func engineConfig(cfg *Config, lanAddrs []netip.Prefix, o *options) dataplane.Co
 
 // localPrefixes is tunnel.local_prefixes, or by default the networks of
 // the LAN interface's addresses and of the namespaces the file creates.
-func localPrefixes(cfg *Config, lanAddrs []netip.Prefix) []netip.Prefix {
+func localPrefixes(cfg *config.Config, lanAddrs []netip.Prefix) []netip.Prefix {
 	if len(cfg.Tunnel.LocalPrefixes) > 0 {
 		return cfg.Tunnel.LocalPrefixes
 	}
@@ -113,31 +144,36 @@ func localPrefixes(cfg *Config, lanAddrs []netip.Prefix) []netip.Prefix {
 	return out
 }
 
-func peerPrefixes(cfg *Config) []netip.Prefix {
+// icmpSource6 picks the source of the engine's ICMPv6 errors among the LAN
+// interface's addresses: a global one if there is one (the errors may have
+// to cross a router on the LAN), else a link-local one, else none.
+func icmpSource6(lanAddrs []netip.Prefix) netip.Addr {
+	var ll netip.Addr
+	for _, p := range lanAddrs {
+		a := p.Addr()
+		switch {
+		case !a.Is6() || a.Is4In6() || a.IsMulticast() || a.IsLoopback():
+		case a.IsLinkLocalUnicast():
+			if !ll.IsValid() {
+				ll = a
+			}
+		default:
+			return a
+		}
+	}
+	return ll
+}
+
+// captureOptions maps lan.capture onto the dataplane's capture options
+// (the ring with its default geometry).
+func captureOptions(cfg *config.Config) dataplane.CaptureOptions {
+	return dataplane.CaptureOptions{Ring: cfg.LAN.Capture == config.CaptureRing}
+}
+
+func peerPrefixes(cfg *config.Config) []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range cfg.Tunnel.Peers {
 		out = append(out, p.Prefixes...)
 	}
 	return out
-}
-
-// interfaceAddrs reads the addresses of a link in the agent's namespace.
-func interfaceAddrs(name string) ([]netip.Prefix, error) {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		return nil, fmt.Errorf("LAN interface %s: %w", name, err)
-	}
-	addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, fmt.Errorf("addresses of %s: %w", name, err)
-	}
-	var out []netip.Prefix
-	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		ones, _ := a.Mask.Size()
-		if ok {
-			out = append(out, netip.PrefixFrom(ip.Unmap(), ones))
-		}
-	}
-	return out, nil
 }

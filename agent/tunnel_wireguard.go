@@ -2,27 +2,23 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
+	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
 )
 
 // runWireGuard is runTunnel in wireguard mode: the same capture and
 // injection, wireguard-go's protocol and UDP socket in place of the plain
 // transport.
-func runWireGuard(ctx context.Context, cfg *Config, dcfg dataplane.Config, o *options,
+func runWireGuard(ctx context.Context, cfg *config.Config, dcfg dataplane.Config, o *options,
 	reload func(context.Context) ReloadVerdict) error {
-	capture, err := dataplane.OpenCaptureWith(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
+	capture, injector, err := openLAN(cfg, o.sys)
 	if err != nil {
-		return fmt.Errorf("open capture on %s: %w", cfg.LAN.Interface, err)
-	}
-	injector, err := dataplane.OpenInjector()
-	if err != nil {
-		capture.Close()
-		return fmt.Errorf("open raw injection socket: %w", err)
+		return err
 	}
 	w, err := dataplane.NewWireGuard(wireGuardConfig(cfg, dcfg), capture, injector)
 	if err != nil {
@@ -30,34 +26,56 @@ func runWireGuard(ctx context.Context, cfg *Config, dcfg dataplane.Config, o *op
 		injector.Close()
 		return fmt.Errorf("start wireguard dataplane: %w", err)
 	}
-	st := &statusSource{site: cfg.Site, started: time.Now(), listen: cfg.Tunnel.Listen, capture: capture, wg: w}
-	srv, err := serveStatus(statusPath(o.stateDir, cfg.Site), statusHandlers{st.snapshot, reload}, o.log)
-	if err != nil {
-		o.log.Warn("status socket unavailable; `tunnel-agent status` will not work", "err", err)
-	} else {
-		defer srv.Close()
-	}
-	o.log.Info("tunnel running", "mode", ModeWireGuard, "site", cfg.Site, "lan", cfg.LAN.Interface,
+	t := &wireguardTunnel{wg: w, capture: capture, listen: cfg.Tunnel.Listen}
+	defer serveSiteStatus(o, &statusSource{site: cfg.Site, started: time.Now(), tun: t}, reload)()
+	o.log.Info("tunnel running", "mode", config.ModeWireGuard, "site", cfg.Site, "lan", cfg.LAN.Interface,
 		"listen_port", cfg.Tunnel.Listen.Port(), "peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes)
-	return w.Run(ctx)
+	return t.Run(ctx)
 }
 
-// wireGuardConfig adds the keys to the LAN-side configuration.
-func wireGuardConfig(cfg *Config, dcfg dataplane.Config) dataplane.WireGuardConfig {
-	wc := dataplane.WireGuardConfig{LAN: dcfg, PrivateKey: cfg.Tunnel.WireGuard.PrivateKey, ListenPort: cfg.Tunnel.Listen.Port()}
-	for _, p := range cfg.Tunnel.Peers {
-		wc.PeerKeys = append(wc.PeerKeys, dataplane.WireGuardPeerKeys{Public: p.WireGuard.PublicKey, Preshared: p.WireGuard.PresharedKey})
-	}
-	return wc
+// wireguardTunnel is wireguard mode's tunnel: wireguard-go's device over
+// the capture and injection. It runs and reports; changing it while it
+// runs (reload, re-resolution, capture re-binds, LAN MTU changes) is not
+// supported yet, so the live site is not given it (runTunnel).
+type wireguardTunnel struct {
+	wg      *dataplane.WireGuard
+	capture lanCapture
+	listen  netip.AddrPort // tunnel.listen: its port, before the device binds
 }
 
-// wireguardSnapshot is snapshot in wireguard mode.
-func (s *statusSource) wireguardSnapshot() Status {
-	wg := s.wg.WireGuardStats()
-	listen := s.listen
+// errWireGuardNotYet is what wireguard mode answers to a change while it
+// runs.
+var errWireGuardNotYet = fmt.Errorf("not supported in wireguard mode yet: %w", errors.ErrUnsupported)
+
+func (t *wireguardTunnel) Run(ctx context.Context) error { return t.wg.Run(ctx) }
+
+func (t *wireguardTunnel) Stats() dataplane.Stats { return t.wg.Stats() }
+
+func (t *wireguardTunnel) Reconfigure(dataplane.Config, []netip.Prefix) error {
+	return errWireGuardNotYet
+}
+
+func (t *wireguardTunnel) SetLANMTU(int) error { return errWireGuardNotYet }
+
+func (t *wireguardTunnel) RebindCapture([]netip.Prefix) error { return errWireGuardNotYet }
+
+// status reports the device's port once it is bound, and what WireGuard
+// refused.
+func (t *wireguardTunnel) status() Status {
+	wg := t.wg.WireGuardStats()
+	listen := t.listen
 	if wg.ListenPort != 0 {
 		listen = netip.AddrPortFrom(listen.Addr(), wg.ListenPort)
 	}
-	return Status{Site: s.site, PID: os.Getpid(), Started: s.started.UTC(), Listen: listen,
-		Dataplane: s.wg.Stats(), WireGuard: &wg}.withCapture(s.captureCounters())
+	return Status{Listen: listen, Dataplane: t.wg.Stats(), WireGuard: &wg}.withCapture(t.capture.counters())
+}
+
+// wireGuardConfig adds the keys to the LAN-side configuration.
+func wireGuardConfig(cfg *config.Config, dcfg dataplane.Config) dataplane.WireGuardConfig {
+	wc := dataplane.WireGuardConfig{LAN: dcfg, PrivateKey: dataplane.WireGuardKey(cfg.Tunnel.WireGuard.PrivateKey), ListenPort: cfg.Tunnel.Listen.Port()}
+	for _, p := range cfg.Tunnel.Peers {
+		wc.PeerKeys = append(wc.PeerKeys, dataplane.WireGuardPeerKeys{Public: dataplane.WireGuardKey(p.WireGuard.PublicKey),
+			Preshared: dataplane.WireGuardKey(p.WireGuard.PresharedKey)})
+	}
+	return wc
 }

@@ -1,42 +1,20 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/signal"
 	"syscall"
 
-	"github.com/vishvananda/netlink"
-
+	"tunnel-agent/agent/config"
 	"tunnel-agent/netcfg"
 )
 
-// hostLinks answers the config validator's questions about the host
-// from the namespace the agent runs in (read-only, no root): does this
-// interface exist, which addresses and default routes are there
-// (hostinfo.go), and what other sites' journals in the state directory
-// claim.
-type hostLinks struct {
-	stateDir string       // "" = no journals to read
-	log      *slog.Logger // notes what could not be checked; nil = none
-}
-
-func (hostLinks) LinkExists(name string) bool {
-	_, err := netlink.LinkByName(name)
-	return err == nil
-}
-
-// host is the HostInfo of the commands that check a file against the
-// host and the other sites in the state directory.
-func (o *options) host() hostLinks { return hostLinks{stateDir: o.stateDir, log: o.log} }
-
-func loadConfig(o *options, host HostInfo) (*Config, error) {
+func loadConfig(o *options, host config.HostInfo) (*config.Config, error) {
 	if err := requireConfig(o); err != nil {
 		return nil, err
 	}
-	return LoadConfig(o.config, host)
+	return config.Load(o.config, host)
 }
 
 // runUp applies the host configuration, runs the tunnel until SIGINT or
@@ -47,7 +25,7 @@ func runUp(o *options) error {
 	if err := requireConfig(o); err != nil {
 		return err
 	}
-	if err := checkStateDir(o.stateDir); err != nil {
+	if err := o.stateDir.check(); err != nil {
 		return err
 	}
 	host := o.host()
@@ -55,39 +33,39 @@ func runUp(o *options) error {
 	if err != nil {
 		return err
 	}
-	if err := LoadKeys(cfg, o.config); err != nil {
+	if err := config.LoadKeys(cfg, o.config); err != nil {
 		return err
 	}
-	if err := resolveEndpoints(cfg, systemLookup); err != nil { // names: resolve.go
+	if err := resolveEndpoints(cfg, o.sys.lookup); err != nil { // names: resolve.go
 		return err
 	}
-	if err := checkResolved(cfg, o.config); err != nil {
+	if err := config.CheckResolved(cfg, o.config); err != nil {
 		return err
 	}
-	lock, err := lockSite(o.stateDir, cfg.Site)
+	lock, err := o.stateDir.lockSite(cfg.Site)
 	if err != nil {
 		return err
 	}
 	defer lock.release()
-	dir, err := lockStateDir(o.stateDir, o.log)
+	dir, err := o.stateDir.lock(o.log)
 	if err != nil {
 		return err
 	}
 	defer dir.release()
-	if err := checkClaims(cfg, o.config, host); err != nil { // another site may have started meanwhile
+	if err := config.CheckClaims(cfg, o.config, host); err != nil { // another site may have started meanwhile
 		return err
 	}
-	h, err := netcfg.NewNetlinkHost()
+	h, err := o.sys.openHost()
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	jp := journalPath(o.stateDir, cfg.Site)
-	removeTemporaries(jp, o.log)
-	if err := revertLeftover(jp, o.log); err != nil {
+	jp := o.stateDir.journal(cfg.Site)
+	o.stateDir.removeTemporaries(cfg.Site, o.log)
+	if err := revertLeftover(o.sys, jp, o.log); err != nil {
 		return fmt.Errorf("revert what a previous run left (journal %s): %w; fix the cause, then run `tunnel-agent down` (`down --force` if the journal is damaged)", jp, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := signalContext(o.sys, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	j := netcfg.NewJournal(jp, cfg.Site)
 	live := newLiveSite(cfg, o, h, j) // watcher, reload, metrics: watch.go
@@ -110,14 +88,14 @@ func runUp(o *options) error {
 
 // revertLeftover reverts the journal of a run that did not exit cleanly,
 // in the network namespace it was made in (journalHost).
-func revertLeftover(path string, log *slog.Logger) error {
+func revertLeftover(sys system, path string, log *slog.Logger) error {
 	j, err := netcfg.LoadJournal(path)
 	if err != nil || j == nil {
 		return err
 	}
 	log.Warn("found the journal of a run that did not exit cleanly; reverting it first",
 		"pid", j.PID, "started", j.Started, "changes", len(j.Entries))
-	h, err := journalHost(j, log)
+	h, err := sys.journalHost(j, log)
 	if err != nil {
 		return err
 	}

@@ -3,16 +3,12 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/netip"
 	"os"
-	"os/signal"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
+	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
 	"tunnel-agent/netcfg"
 )
@@ -21,46 +17,38 @@ import (
 // the watcher that keeps the host as the file says, and the dataplane.
 // It is what SIGHUP reloads and what the metrics endpoint reads.
 type liveSite struct {
-	o      *options
-	h      *netcfg.NetlinkHost
-	j      *netcfg.Journal
-	w      *netcfg.Watcher
-	met    *metrics
-	lookup lookupFunc     // resolves peer endpoint names (resolve.go)
-	hup    chan os.Signal // SIGHUP, registered before Apply so none is lost
+	o       *options
+	h       siteHost
+	j       *netcfg.Journal
+	w       *netcfg.Watcher
+	met     *metrics
+	lookup  lookupFunc       // resolves peer endpoint names (resolve.go)
+	hup     <-chan os.Signal // SIGHUP, registered before Apply so none is lost
+	stopHup func()
 	// reloads are the reloads asked on the status socket (reload.go).
 	reloads chan chan ReloadVerdict
-	// self runs this binary, for checking a file to reload in a child
-	// process (reload_check.go).
-	self []string
 
-	mu      sync.Mutex // guards what follows (reload vs. capture re-bind)
-	cfg     *Config
-	eng     *dataplane.Engine
-	capture *dataplane.PacketCapture
-	capIdx  int             // ifindex the capture is bound to
-	capBase captureCounters // counters of the captures re-binds replaced
-	rebind  rebindRetry     // a failed re-bind of the capture, retried
-	stopped bool            // started's stop ran: no more re-binds
-	// openCapture opens the capture (dataplane.OpenCaptureWith; tests
-	// replace it).
-	openCapture func(string, []netip.Prefix, dataplane.CaptureOptions) (*dataplane.PacketCapture, error)
-	// transport is the tunnel socket in plain mode (nil in wireguard
-	// mode), for its counters in the metrics.
-	transport *dataplane.UDPTransport
+	mu  sync.Mutex // guards what follows (reload vs. capture re-bind)
+	cfg *config.Config
+	// tun is the running tunnel; nil before it starts, and in wireguard
+	// mode, which cannot be changed while it runs yet (tunnel.go).
+	tun     tunnel
+	capIdx  int         // ifindex the capture is bound to
+	rebind  rebindRetry // a failed re-bind of the capture, retried
+	stopped bool        // started's stop ran: no more re-binds
 }
 
 // newLiveSite prepares the watcher for a host Apply just configured.
-func newLiveSite(cfg *Config, o *options, h *netcfg.NetlinkHost, j *netcfg.Journal) *liveSite {
-	l := &liveSite{o: o, h: h, j: j, cfg: cfg, met: newMetrics(), hup: make(chan os.Signal, 1), lookup: systemLookup,
-		reloads: make(chan chan ReloadVerdict), openCapture: dataplane.OpenCaptureWith, self: []string{"/proc/self/exe"}}
+func newLiveSite(cfg *config.Config, o *options, h siteHost, j *netcfg.Journal) *liveSite {
+	l := &liveSite{o: o, h: h, j: j, cfg: cfg, met: newMetrics(), lookup: o.sys.lookup,
+		reloads: make(chan chan ReloadVerdict)}
 	l.w = netcfg.NewWatcher(h, Desired(cfg), netcfg.WatchOptions{OnEvent: l.onRepair, OnChecked: l.onChecked, Journal: j})
-	signal.Notify(l.hup, syscall.SIGHUP)
+	l.hup, l.stopHup = o.sys.signals(syscall.SIGHUP)
 	return l
 }
 
 // close stops taking SIGHUP.
-func (l *liveSite) close() { signal.Stop(l.hup) }
+func (l *liveSite) close() { l.stopHup() }
 
 // onRepair logs one line per repair and counts it.
 func (l *liveSite) onRepair(ev netcfg.WatchEvent) {
@@ -84,10 +72,11 @@ func (l *liveSite) onRepair(ev netcfg.WatchEvent) {
 
 // started is called by runTunnel once the dataplane exists; it starts the
 // watcher, the reload handler and the metrics endpoint. The returned
-// function stops them (and waits) before the host is reverted.
-func (l *liveSite) started(ctx context.Context, eng *dataplane.Engine, c *dataplane.PacketCapture, t *dataplane.UDPTransport) (stop func()) {
+// function stops them (and waits) before the host is reverted. t is the
+// tunnel they change and read (nil: the host only).
+func (l *liveSite) started(ctx context.Context, t tunnel) (stop func()) {
 	l.mu.Lock()
-	l.eng, l.capture, l.capIdx, l.transport = eng, c, ifindex(l.cfg.LAN.Interface), t
+	l.tun, l.capIdx = t, l.ifindex(l.cfg.LAN.Interface)
 	l.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -95,9 +84,9 @@ func (l *liveSite) started(ctx context.Context, eng *dataplane.Engine, c *datapl
 	wg.Go(func() { l.handleReloads(ctx) })
 	wg.Go(func() { l.reresolveLoop(ctx) })
 	stopMetrics := l.serveMetrics()
-	notifyReady(l.o.log)
+	notifyReady(l.o)
 	return func() {
-		notifyStopping(l.o.log)
+		notifyStopping(l.o)
 		cancel()
 		wg.Wait()
 		l.mu.Lock()
@@ -117,11 +106,11 @@ func (l *liveSite) rebindCapture() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.rebind.cancel()
-	if l.stopped || l.eng == nil {
+	if l.stopped || l.tun == nil {
 		return
 	}
 	lan := l.cfg.LAN.Interface
-	idx, err := lookupIndex(lan)
+	idx, err := l.o.sys.linkIndex(lan)
 	if err != nil { // out of descriptors, say: whether it changed is unknown
 		l.rebindFailed(0, "cannot look up the LAN interface to check the capture's binding", err)
 		return
@@ -130,21 +119,17 @@ func (l *liveSite) rebindCapture() {
 		l.rebind.reset() // gone (a later pass brings it back), or bound already
 		return
 	}
-	c, err := l.openCapture(lan, peerPrefixes(l.cfg), captureOptions(l.cfg))
-	if err != nil {
+	err = l.tun.RebindCapture(peerPrefixes(l.cfg))
+	if err != nil && !errors.Is(err, dataplane.ErrStopped) {
 		l.rebindFailed(idx, "LAN interface re-created, but the capture cannot be re-opened; no packet is captured until it is", err)
 		return
 	}
 	l.rebind.reset()
-	if err := l.eng.ReplaceCapture(c); errors.Is(err, dataplane.ErrStopped) {
-		return // stopping; ReplaceCapture closed c
-	} else if err != nil {
-		l.o.log.Warn("closing the capture of the old LAN interface", "lan", lan, "err", err)
+	if err != nil {
+		return // stopping
 	}
-	// Read after ReplaceCapture closed it: its counters as of Close.
-	l.capBase = l.capBase.plus(readCaptureCounters(l.capture))
 	l.o.log.Warn("LAN interface re-created; capture re-bound", "lan", lan, "old_ifindex", l.capIdx, "ifindex", idx)
-	l.capture, l.capIdx = c, idx
+	l.capIdx = idx
 	l.met.repairs.WithLabelValues("re-bind capture to "+lan, string(netcfg.Repaired)).Inc()
 }
 
@@ -208,34 +193,8 @@ func (r *rebindRetry) cancel() {
 	}
 }
 
-// captureCounters are the drop counters of the captures this site has
-// run (the current one plus those re-binds replaced, so that they never
-// go down), for status and metrics; ok is false before the dataplane
-// started.
-func (l *liveSite) captureCounters() (cc captureCounters, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	cc = l.capBase.plus(readCaptureCounters(l.capture))
-	cc.rebindFailures, cc.rebindFailing = l.rebind.failures, l.rebind.failing()
-	return cc, l.capture != nil
-}
-
 // ifindex returns the index of a link in the agent's namespace, 0 if none.
-func ifindex(name string) int {
-	idx, _ := lookupIndex(name)
+func (l *liveSite) ifindex(name string) int {
+	idx, _ := l.o.sys.linkIndex(name)
 	return idx
-}
-
-// lookupIndex returns the index of a link in the agent's namespace: 0
-// when there is no such link, an error when it could not be looked up.
-func lookupIndex(name string) (int, error) {
-	link, err := netlink.LinkByName(name)
-	var notFound netlink.LinkNotFoundError
-	switch {
-	case errors.As(err, &notFound):
-		return 0, nil
-	case err != nil:
-		return 0, fmt.Errorf("look up %s: %w", name, err)
-	}
-	return link.Attrs().Index, nil
 }

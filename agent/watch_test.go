@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"tunnel-agent/dataplane"
+	"tunnel-agent/agent/config"
 )
 
 // fakeTimers records the retries rebindRetry schedules instead of
@@ -62,53 +62,28 @@ func equalDurations(a, b []time.Duration) bool {
 	return true
 }
 
-// The capture, transport and injector of an engine that never runs.
-type (
-	stubCapture   struct{}
-	stubTransport struct{}
-	stubInjector  struct{}
-)
-
-func (stubCapture) ReadBatch([][]byte, []int) (int, error) { return 0, errors.New("stub") }
-func (stubCapture) Close() error                           { return nil }
-func (stubTransport) ReadBatch([][]byte, []int, []netip.AddrPort) (int, error) {
-	return 0, errors.New("stub")
-}
-func (stubTransport) WriteBatch([][]byte, []netip.AddrPort) (int, error) { return 0, nil }
-func (stubTransport) LocalAddr() netip.AddrPort                          { return netip.AddrPort{} }
-func (stubTransport) Close() error                                       { return nil }
-func (stubInjector) WriteBatch([][]byte) (int, error)                    { return 0, nil }
-func (stubInjector) Close() error                                        { return nil }
-
 // TestRebindCaptureFailureRetried: the LAN interface has a new index but
 // the capture cannot be opened (EMFILE in the report): the failure is
 // logged, counted in status and metrics, and retried with backoff.
 func TestRebindCaptureFailureRetried(t *testing.T) {
-	eng, err := dataplane.New(dataplane.Config{LocalPrefixes: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}, Peers: []dataplane.PeerConfig{{Name: "p", Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}}},
-		stubCapture{}, stubTransport{}, stubInjector{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := &config.Config{LAN: config.LAN{Interface: "lo"}, Tunnel: config.Tunnel{Listen: netip.MustParseAddrPort("0.0.0.0:1"),
+		LocalPrefixes: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")},
+		Peers:         []config.Peer{{Name: "p", Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}}}}
 	var logBuf strings.Builder
+	tun, sys, o := plainForTest(t, cfg, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	sys.captureErr = errors.New("socket: too many open files")
 	ft := &fakeTimers{}
-	opens := 0
-	l := &liveSite{o: &options{log: slog.New(slog.NewTextHandler(&logBuf, nil))}, met: newMetrics(), eng: eng,
-		cfg: &Config{LAN: LAN{Interface: "lo"}}, capIdx: -1, // "lo" has another index now
-		openCapture: func(string, []netip.Prefix, dataplane.CaptureOptions) (*dataplane.PacketCapture, error) {
-			opens++
-			return nil, errors.New("socket: too many open files")
-		}}
+	l := &liveSite{o: o, met: newMetrics(), tun: tun, cfg: cfg, capIdx: -1} // "lo" has another index now
 	l.rebind.after = ft.after
 	l.rebindCapture()
 	ft.fns[0]() // the retry
-	if opens != 2 || len(ft.delays) != 2 || ft.delays[1] != 2*rebindFirstRetry {
-		t.Errorf("opens %d, retries scheduled after %v; want 2 opens, retries after 200ms then 400ms", opens, ft.delays)
+	if sys.opens != 3 || len(ft.delays) != 2 || ft.delays[1] != 2*rebindFirstRetry {
+		t.Errorf("opens %d, retries scheduled after %v; want 2 opens after the first, retries after 200ms then 400ms", sys.opens, ft.delays)
 	}
 	if got := testutil.ToFloat64(l.met.rebindFailures); got != 2 {
 		t.Errorf("metric capture_rebind_failures_total = %v, want 2", got)
 	}
-	cc, _ := l.captureCounters()
-	if st := (Status{}).withCapture(cc); st.CaptureRebindFailures != 2 || !st.CaptureRebindFailing {
+	if st := l.withRebinds(Status{}); st.CaptureRebindFailures != 2 || !st.CaptureRebindFailing {
 		t.Errorf("status: failures %d failing %v; want 2, true", st.CaptureRebindFailures, st.CaptureRebindFailing)
 	}
 	if !strings.Contains(logBuf.String(), "capture cannot be re-opened") || !strings.Contains(logBuf.String(), "too many open files") {
@@ -116,9 +91,9 @@ func TestRebindCaptureFailureRetried(t *testing.T) {
 	}
 	// The capture is bound to the interface again (say, it was re-created
 	// once more with the old index): the retries stop.
-	l.capIdx = ifindex("lo")
+	l.capIdx = l.ifindex("lo")
 	l.rebindCapture()
-	if cc, _ := l.captureCounters(); cc.rebindFailing || l.rebind.timer != nil || opens != 2 {
-		t.Errorf("after the interface came back: failing %v, timer %v, opens %d", cc.rebindFailing, l.rebind.timer, opens)
+	if st := l.withRebinds(Status{}); st.CaptureRebindFailing || l.rebind.timer != nil || sys.opens != 3 {
+		t.Errorf("after the interface came back: failing %v, timer %v, opens %d", st.CaptureRebindFailing, l.rebind.timer, sys.opens)
 	}
 }

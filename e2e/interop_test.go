@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"tunnel-agent/agent"
+	"tunnel-agent/agent/config"
 	"tunnel-agent/internal/probe"
 	"tunnel-agent/internal/topo"
 	"tunnel-agent/netcfg"
@@ -70,7 +71,7 @@ func TestInteropTutorialClient(t *testing.T) {
 // through netcfg, from the server's config file).
 func TestInteropTutorialServer(t *testing.T) {
 	s := newTwoSite(t, topo.Options{NAT: true})
-	cfg, err := agent.LoadConfig(s.cfgB, nil)
+	cfg, err := config.Load(s.cfgB, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

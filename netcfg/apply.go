@@ -167,45 +167,21 @@ func (l *changeLog) done(kind Kind) {
 }
 
 // Revert undoes the journal's entries in reverse order, restoring each
-// prior value, and removes the journal file when all succeeded and none
-// of the changes is found still in place afterwards (verify). Entries
-// that fail stay in the journal (so that `down` can try again) and their
-// errors are returned together. Earlier entries for the same target as a
-// failed one stay too, untried: restoring their older value now would be
-// overwritten by the failed entry's prior when it is retried. A journal
-// made in another network namespace than h's is refused untouched
+// prior value (revertEntries), and removes the journal file when all
+// succeeded and none of the changes is found still in place afterwards
+// (verify). Entries that fail stay in the journal (so that `down` can try
+// again) and their errors are returned together. A journal made in
+// another network namespace than h's is refused untouched
 // (ErrOtherNetNS).
 func Revert(h Host, j *Journal, log *slog.Logger) error {
 	if err := sameNetNS(h, j); err != nil {
 		return err
 	}
-	var failed []Entry
-	var errs []error
-	blocked := map[target]bool{} // targets of entries that failed
-	each := newChangeLog(log, "reverted", len(j.Entries)-countState(j.Entries, Unchanged))
-	for i := len(j.Entries) - 1; i >= 0; i-- {
-		e := j.Entries[i]
-		if e.State == Unchanged {
-			continue
-		}
-		if blocked[e.target()] {
-			failed = append(failed, e)
-			continue
-		}
-		if err := ops[e.Kind].revert(h, &e); err != nil {
-			errs = append(errs, fmt.Errorf("revert %q: %w", e.String(), err))
-			failed = append(failed, e)
-			blocked[e.target()] = true
-			continue
-		}
-		each.add(&e)
-	}
-	each.done("")
-	slices.Reverse(failed)
+	left, errs := revertEntries(h, j.Entries, func(*Entry) bool { return true }, log)
 	if len(errs) == 0 {
-		failed, errs = verify(h, j.Entries)
+		left, errs = verify(h, j.Entries)
 	}
-	j.Entries = failed
+	j.Entries = left
 	if len(errs) > 0 {
 		if err := j.Save(); err != nil {
 			errs = append(errs, err)
@@ -215,14 +191,45 @@ func Revert(h Host, j *Journal, log *slog.Logger) error {
 	return j.Remove()
 }
 
-func countState(entries []Entry, s State) int {
+// revertEntries reverts, newest first, the entries that drop selects
+// (those that changed something: an unchanged entry has nothing to
+// revert) and returns, in journal order, the entries that stay: those
+// drop leaves, those that failed, and the older entries for the target
+// of a failed one, untried (restoring their older value now would be
+// overwritten by the failed entry's prior when it is retried). The
+// errors of the failed entries are returned together. Revert drops every
+// entry, Reconfigure those its new state no longer has (revertWhere).
+func revertEntries(h Host, entries []Entry, drop func(*Entry) bool, log *slog.Logger) ([]Entry, []error) {
+	var errs []error
+	blocked := map[target]bool{} // targets of entries that failed
+	kept := make([]Entry, 0, len(entries))
 	n := 0
 	for i := range entries {
-		if entries[i].State == s {
+		if drop(&entries[i]) && entries[i].State != Unchanged {
 			n++
 		}
 	}
-	return n
+	each := newChangeLog(log, "reverted", n)
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		if !drop(&e) || blocked[e.target()] {
+			kept = append(kept, e)
+			continue
+		}
+		if e.State == Unchanged {
+			continue
+		}
+		if err := ops[e.Kind].revert(h, &e); err != nil {
+			errs = append(errs, fmt.Errorf("revert %q: %w", e.String(), err))
+			blocked[e.target()] = true
+			kept = append(kept, e)
+			continue
+		}
+		each.add(&e)
+	}
+	each.done("")
+	slices.Reverse(kept)
+	return kept, errs
 }
 
 // target is what an entry changes (a link's MTU, an address, the route

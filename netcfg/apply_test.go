@@ -1,17 +1,22 @@
-package netcfg
+package netcfg_test
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	. "tunnel-agent/netcfg"
+	"tunnel-agent/netcfg/netcfgtest"
 )
 
 // These tests run Apply and Revert against fakeHost (fakehost_test.go),
@@ -41,7 +46,7 @@ func vpsDesired(ns1 string) Desired {
 }
 
 // vpsApplied is the fake host's dump after applying vpsDesired("ns1") to
-// newFakeHost(). TX checksums off take TSO down with them (still
+// netcfgtest.New(). TX checksums off take TSO down with them (still
 // requested, no longer active), as on Linux.
 const vpsApplied = `host link lo device mtu=65536 up
 host addr lo 127.0.0.1/8
@@ -72,7 +77,7 @@ ns1 route 0.0.0.0/0 type=1 gw=11.11.11.1 dev=veth1 proto=227 scope=0 src=- metri
 ns1 route 11.11.11.0/24 type=1 gw=- dev=veth1 proto=2 scope=253 src=11.11.11.100 metric=0
 `
 
-// vpsSteps are the plan's steps for vpsDesired("ns1") on newFakeHost(),
+// vpsSteps are the plan's steps for vpsDesired("ns1") on netcfgtest.New(),
 // as Entry.String() gives them once read (features by kernel name). Each
 // makes exactly one mutating Host call, in this order.
 var vpsSteps = []string{
@@ -105,9 +110,9 @@ func checkNoJournal(t *testing.T, j *Journal) {
 }
 
 // checkDump fails the test if the host's dump is not want.
-func checkDump(t *testing.T, what string, h *fakeHost, want string) {
+func checkDump(t *testing.T, what string, h *netcfgtest.Host, want string) {
 	t.Helper()
-	if got := h.dump(); got != want {
+	if got := h.Dump(); got != want {
 		t.Errorf("%s: host dump:\n%s\nwant:\n%s\ndiff:\n%s", what, got, want, lineDiff(want, got))
 	}
 }
@@ -137,8 +142,8 @@ func lineDiff(a, b string) string {
 }
 
 func TestApplyGolden(t *testing.T) {
-	h := newFakeHost()
-	before := h.dump()
+	h := netcfgtest.New()
+	before := h.Dump()
 	j := newTestJournal(t)
 	if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
 		t.Fatalf("Apply: %v", err)
@@ -155,7 +160,7 @@ func TestApplyGolden(t *testing.T) {
 	if got, want := strings.Join(steps, "\n"), strings.Join(vpsSteps, "\n"); got != want {
 		t.Errorf("journal entries:\n%s\nwant:\n%s", got, want)
 	}
-	if n := len(h.mutatingCalls()); n != len(vpsSteps) {
+	if n := len(h.MutatingCalls()); n != len(vpsSteps) {
 		t.Errorf("%d mutating calls, want %d (one per step)", n, len(vpsSteps))
 	}
 	onDisk, err := LoadJournal(j.Path())
@@ -165,7 +170,7 @@ func TestApplyGolden(t *testing.T) {
 
 	// Applying again changes nothing and records nothing to revert.
 	j2 := NewJournal(filepath.Join(t.TempDir(), "again.json"), "site")
-	h.must(t)
+	h.Must(t)
 	if err := Apply(h, vpsDesired("ns1"), j2, discard); err != nil {
 		t.Fatalf("second Apply: %v", err)
 	}
@@ -174,7 +179,7 @@ func TestApplyGolden(t *testing.T) {
 			t.Errorf("second Apply: %q is %s, want %s", e.String(), e.State, Unchanged)
 		}
 	}
-	if c := h.mutatingCalls(); len(c) != 0 {
+	if c := h.MutatingCalls(); len(c) != 0 {
 		t.Errorf("second Apply made changes: %v", c)
 	}
 	if err := Revert(h, j2, discard); err != nil {
@@ -192,14 +197,14 @@ func TestApplyGolden(t *testing.T) {
 
 // foundBlackhole is the blackhole route of vpsDesired, as someone else
 // added it (proto static).
-var foundBlackhole = RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: rtnBlackhole, Protocol: 4}
+var foundBlackhole = RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: RouteBlackhole, Protocol: 4}
 
 // halfThere makes part of vpsDesired("ns1") on h, as someone else would
 // have: the namespace with lo up, the veth pair, veth0's MTU, address and
 // up, and foundBlackhole.
-func halfThere(t *testing.T, h *fakeHost) {
+func halfThere(t *testing.T, h *netcfgtest.Host) {
 	t.Helper()
-	h.must(t,
+	h.Must(t,
 		h.CreateNamespace("ns1"),
 		h.SetUp("ns1", "lo", true),
 		h.AddVeth("veth0", "veth1", "ns1"),
@@ -213,10 +218,10 @@ func halfThere(t *testing.T, h *fakeHost) {
 // TestApplyLeavesFoundStateAlone: what already matched is recorded as
 // unchanged and is still there, exactly, after Revert.
 func TestApplyLeavesFoundStateAlone(t *testing.T) {
-	h := newFakeHost()
+	h := netcfgtest.New()
 	blackhole := foundBlackhole
 	halfThere(t, h)
-	before := h.dump()
+	before := h.Dump()
 	j := newTestJournal(t)
 	if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
 		t.Fatalf("Apply: %v", err)
@@ -259,7 +264,7 @@ func TestApplyLeavesFoundStateAlone(t *testing.T) {
 		"host route 192.168.111.0/30 type=6 gw=- dev=- proto=4 scope=0 src=- metric=0",
 		"ns1 link lo device mtu=65536 up",
 	} {
-		if !strings.Contains(h.dump(), line+"\n") {
+		if !strings.Contains(h.Dump(), line+"\n") {
 			t.Errorf("after Revert the dump lacks %q", line)
 		}
 	}
@@ -268,12 +273,12 @@ func TestApplyLeavesFoundStateAlone(t *testing.T) {
 
 // vpsHost returns a host with an uplink, eth0, and its default route, as
 // on a VPS.
-func vpsHost(t testing.TB) *fakeHost {
-	h := newFakeHost()
-	h.addLink(t, "", "eth0", "device", 1500, true)
-	h.must(t,
+func vpsHost(t testing.TB) *netcfgtest.Host {
+	h := netcfgtest.New()
+	h.AddLink(t, "", "eth0", "device", 1500, true)
+	h.Must(t,
 		h.AddAddr("", "eth0", netip.MustParsePrefix("192.0.2.10/24")),
-		h.ReplaceRoute("", RouteSpec{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("192.0.2.1"), Type: rtnUnicast, Protocol: 3}),
+		h.ReplaceRoute("", RouteSpec{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("192.0.2.1"), Type: RouteUnicast, Protocol: 3}),
 	)
 	return h
 }
@@ -281,13 +286,13 @@ func vpsHost(t testing.TB) *fakeHost {
 // TestRevertLeavesForeignRoute: a route of ours that someone replaced in
 // the meantime is not ours to delete.
 func TestRevertLeavesForeignRoute(t *testing.T) {
-	h := newFakeHost()
+	h := netcfgtest.New()
 	j := newTestJournal(t)
 	if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	theirs := RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: rtnBlackhole, Protocol: 4}
-	h.must(t, h.ReplaceRoute("", theirs))
+	theirs := RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: RouteBlackhole, Protocol: 4}
+	h.Must(t, h.ReplaceRoute("", theirs))
 	if err := Revert(h, j, discard); err != nil {
 		t.Fatalf("Revert: %v", err)
 	}
@@ -302,15 +307,15 @@ func TestRevertLeavesForeignRoute(t *testing.T) {
 func TestApplyFailureRollsBack(t *testing.T) {
 	for n, step := range vpsSteps {
 		t.Run(step, func(t *testing.T) {
-			h := newFakeHost()
-			before := h.dump()
-			h.failAt = n + 1
+			h := netcfgtest.New()
+			before := h.Dump()
+			h.FailAt(n + 1)
 			j := newTestJournal(t)
 			err := Apply(h, vpsDesired("ns1"), j, discard)
 			if err == nil {
 				t.Fatal("Apply succeeded")
 			}
-			if !strings.HasPrefix(err.Error(), step+": ") || !errors.Is(err, errInjected) {
+			if !strings.HasPrefix(err.Error(), step+": ") || !errors.Is(err, netcfgtest.ErrInjected) {
 				t.Errorf("error %q does not start with %q and wrap the fault", err, step+": ")
 			}
 			checkDump(t, "after failed Apply", h, before)
@@ -321,11 +326,11 @@ func TestApplyFailureRollsBack(t *testing.T) {
 
 // TestApplyReadFailureRollsBack makes reading a step's current value fail.
 func TestApplyReadFailureRollsBack(t *testing.T) {
-	on := func(op, ns, link string) func(c call) bool {
-		return func(c call) bool { return c.Op == op && c.NS == ns && (link == "" || c.Link == link) }
+	on := func(op, ns, link string) func(c netcfgtest.Call) bool {
+		return func(c netcfgtest.Call) bool { return c.Op == op && c.NS == ns && (link == "" || c.Link == link) }
 	}
 	tests := []struct {
-		fault func(c call) bool
+		fault func(c netcfgtest.Call) bool
 		step  string
 	}{
 		{on("NamespaceExists", "ns1", ""), "create namespace ns1"},
@@ -338,12 +343,12 @@ func TestApplyReadFailureRollsBack(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.step, func(t *testing.T) {
-			h := newFakeHost()
-			before := h.dump()
-			h.failIf = tt.fault
+			h := netcfgtest.New()
+			before := h.Dump()
+			h.FailIf(tt.fault)
 			j := newTestJournal(t)
 			err := Apply(h, vpsDesired("ns1"), j, discard)
-			if err == nil || !strings.HasPrefix(err.Error(), tt.step+": ") || !errors.Is(err, errInjected) {
+			if err == nil || !strings.HasPrefix(err.Error(), tt.step+": ") || !errors.Is(err, netcfgtest.ErrInjected) {
 				t.Errorf("Apply error %q, want one starting with %q", err, tt.step+": ")
 			}
 			checkDump(t, "after failed Apply", h, before)
@@ -352,13 +357,13 @@ func TestApplyReadFailureRollsBack(t *testing.T) {
 	}
 }
 
-// applyKilled runs Apply until the fake host panics with errKilled, as
+// applyKilled runs Apply until the fake host panics with netcfgtest.ErrKilled, as
 // when the agent is killed; it reports whether that happened.
-func applyKilled(t *testing.T, h *fakeHost, d Desired, j *Journal) (killed bool) {
+func applyKilled(t *testing.T, h *netcfgtest.Host, d Desired, j *Journal) (killed bool) {
 	t.Helper()
 	defer func() {
 		if r := recover(); r != nil {
-			if r != errKilled {
+			if r != netcfgtest.ErrKilled {
 				panic(r)
 			}
 			killed = true
@@ -371,11 +376,11 @@ func applyKilled(t *testing.T, h *fakeHost, d Desired, j *Journal) (killed bool)
 }
 
 // revertKilled is applyKilled for Revert.
-func revertKilled(t *testing.T, h *fakeHost, j *Journal) (killed bool) {
+func revertKilled(t *testing.T, h *netcfgtest.Host, j *Journal) (killed bool) {
 	t.Helper()
 	defer func() {
 		if r := recover(); r != nil {
-			if r != errKilled {
+			if r != netcfgtest.ErrKilled {
 				panic(r)
 			}
 			killed = true
@@ -415,14 +420,14 @@ func TestApplyKilled(t *testing.T) {
 				name = "after " + step
 			}
 			t.Run(name, func(t *testing.T) {
-				h := newFakeHost()
-				before := h.dump()
-				h.killAt, h.killAfter = n+1, after
+				h := netcfgtest.New()
+				before := h.Dump()
+				h.KillAt(n+1, after)
 				j := newTestJournal(t)
 				if !applyKilled(t, h, vpsDesired("ns1"), j) {
 					t.Fatal("not killed")
 				}
-				h.clearFaults()
+				h.ClearFaults()
 				onDisk, err := LoadJournal(j.Path())
 				if err != nil || onDisk == nil {
 					t.Fatalf("LoadJournal after the kill: %v, %v", onDisk, err)
@@ -449,18 +454,18 @@ func TestApplyKilled(t *testing.T) {
 // still on disk finishes the job.
 func TestRevertKilled(t *testing.T) {
 	for n := range vpsSteps {
-		h := newFakeHost()
-		before := h.dump()
+		h := netcfgtest.New()
+		before := h.Dump()
 		j := newTestJournal(t)
 		if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
 			t.Fatalf("Apply: %v", err)
 		}
-		h.must(t)
-		h.killAt = n + 1
+		h.Must(t)
+		h.KillAt(n+1, false)
 		if !revertKilled(t, h, j) {
 			t.Fatalf("revert step %d: not killed", n+1)
 		}
-		h.clearFaults()
+		h.ClearFaults()
 		down(t, h, j.Path())
 		checkDump(t, "after down", h, before)
 		checkNoJournal(t, j)
@@ -478,27 +483,27 @@ func TestRevertKilled(t *testing.T) {
 // gone, a second Revert finishes and removes the journal.
 func TestRevertFailureKeepsEntry(t *testing.T) {
 	tests := []struct {
-		fault  func(c call) bool
+		fault  func(c netcfgtest.Call) bool
 		entry  string
 		during []string // lines the dump has, beyond the original, between the two Reverts
 	}{
 		{
-			fault:  func(c call) bool { return c.Op == "DelRoute" && c.NS == "" },
+			fault:  func(c netcfgtest.Call) bool { return c.Op == "DelRoute" && c.NS == "" },
 			entry:  "add route blackhole 192.168.111.0/30",
 			during: []string{"host route 192.168.111.0/30 type=6 gw=- dev=- proto=227 scope=0 src=- metric=0"},
 		},
 		{
 			// The address goes with the namespace; the second Revert
 			// finds it gone.
-			fault: func(c call) bool { return c.Op == "DelAddr" && c.Link == "veth1" },
+			fault: func(c netcfgtest.Call) bool { return c.Op == "DelAddr" && c.Link == "veth1" },
 			entry: "add address 11.11.11.100/24 to veth1 in ns1",
 		},
 		{
-			fault: func(c call) bool { return c.Op == "SetMTU" && c.Link == "veth0" },
+			fault: func(c netcfgtest.Call) bool { return c.Op == "SetMTU" && c.Link == "veth0" },
 			entry: "set MTU of veth0 to 1420",
 		},
 		{
-			fault: func(c call) bool { return c.Op == "DeleteNamespace" },
+			fault: func(c netcfgtest.Call) bool { return c.Op == "DeleteNamespace" },
 			entry: "create namespace ns1",
 			// lo keeps the 127.0.0.1/8 it got when it came up.
 			during: []string{"ns1 namespace", "ns1 link lo device mtu=65536 down", "ns1 addr lo 127.0.0.1/8"},
@@ -506,26 +511,26 @@ func TestRevertFailureKeepsEntry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.entry, func(t *testing.T) {
-			h := newFakeHost()
-			before := h.dump()
+			h := netcfgtest.New()
+			before := h.Dump()
 			j := newTestJournal(t)
 			if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
 				t.Fatalf("Apply: %v", err)
 			}
-			h.failIf = tt.fault
+			h.FailIf(tt.fault)
 			err := Revert(h, j, discard)
-			if err == nil || !strings.Contains(err.Error(), `revert "`+tt.entry+`": `) || !errors.Is(err, errInjected) {
+			if err == nil || !strings.Contains(err.Error(), `revert "`+tt.entry+`": `) || !errors.Is(err, netcfgtest.ErrInjected) {
 				t.Fatalf("Revert error %q, want one naming %q", err, tt.entry)
 			}
 			onDisk, lerr := LoadJournal(j.Path())
 			if lerr != nil || onDisk == nil || len(onDisk.Entries) != 1 || onDisk.Entries[0].String() != tt.entry {
 				t.Fatalf("journal on disk: %+v, %v; want the one entry %q", onDisk, lerr, tt.entry)
 			}
-			if got := lineDiff(before, h.dump()); got != plusLines(tt.during) {
+			if got := lineDiff(before, h.Dump()); got != plusLines(tt.during) {
 				t.Errorf("between the Reverts the dump differs from the original by:\n%s\nwant:\n%s", got, plusLines(tt.during))
 			}
 
-			h.clearFaults()
+			h.ClearFaults()
 			if err := Revert(h, onDisk, discard); err != nil {
 				t.Fatalf("second Revert: %v", err)
 			}
@@ -545,8 +550,8 @@ func plusLines(lines []string) string {
 
 // TestApplyJournalWriteFails: Apply changes nothing when it cannot journal.
 func TestApplyJournalWriteFails(t *testing.T) {
-	h := newFakeHost()
-	before := h.dump()
+	h := netcfgtest.New()
+	before := h.Dump()
 	blocker := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -618,12 +623,12 @@ func prefixes(s ...string) []netip.Prefix {
 // default route and a static route, a spare NIC (eth1), a namespace
 // "other" holding the peer of vo0, and the bystanders (dummy0, namespace
 // "bystander") that only the test touches.
-func randHost(t *testing.T) *fakeHost {
+func randHost(t *testing.T) *netcfgtest.Host {
 	h := vpsHost(t)
-	h.addLink(t, "", "eth1", "device", 1500, false)
-	h.addLink(t, "", "dummy0", "dummy", 1500, true)
-	h.must(t,
-		h.ReplaceRoute("", RouteSpec{Dst: netip.MustParsePrefix("10.60.0.0/16"), Gw: netip.MustParseAddr("192.0.2.1"), Type: rtnUnicast, Protocol: 4}),
+	h.AddLink(t, "", "eth1", "device", 1500, false)
+	h.AddLink(t, "", "dummy0", "dummy", 1500, true)
+	h.Must(t,
+		h.ReplaceRoute("", RouteSpec{Dst: netip.MustParsePrefix("10.60.0.0/16"), Gw: netip.MustParseAddr("192.0.2.1"), Type: RouteUnicast, Protocol: 4}),
 		h.AddAddr("", "dummy0", netip.MustParsePrefix("172.31.0.1/24")),
 		h.CreateNamespace("other"),
 		h.SetUp("other", "lo", true),
@@ -639,7 +644,7 @@ func randHost(t *testing.T) *fakeHost {
 type randRun struct {
 	t   *testing.T
 	rng *rand.Rand
-	h   *fakeHost
+	h   *netcfgtest.Host
 	dir string
 
 	// stack holds the applied states, innermost last, each with a copy
@@ -652,12 +657,12 @@ type randRun struct {
 type applied struct {
 	d      Desired
 	j      *Journal
-	before *fakeHost
+	before *netcfgtest.Host
 }
 
-func (r *randRun) link(ns, name string) *fakeLink {
-	if n := r.h.nss[ns]; n != nil {
-		return n.links[name]
+func (r *randRun) link(ns, name string) *netcfgtest.LinkState {
+	if l, ok := r.h.LinkState(ns, name); ok {
+		return &l
 	}
 	return nil
 }
@@ -669,7 +674,7 @@ func (r *randRun) desired() Desired {
 	var d Desired
 	nsAfter := map[string]bool{"": true}
 	newNS := map[string]bool{}
-	for ns := range r.h.nss {
+	for _, ns := range r.h.Namespaces() {
 		nsAfter[ns] = true
 	}
 	for _, ns := range []string{"ns1", "ns2", "other"} {
@@ -705,7 +710,7 @@ func (r *randRun) desired() Desired {
 		l := Link{NS: rl.ns, Name: rl.name, MTU: randMTUs[rng.IntN(len(randMTUs))]}
 		for range rng.IntN(3) {
 			f := randFeatures[rng.IntN(len(randFeatures))]
-			if (cur == nil || cur.typ != "device") || !strings.HasPrefix(f.Name, "tx-") || rng.IntN(5) == 0 {
+			if (cur == nil || cur.Type != "device") || !strings.HasPrefix(f.Name, "tx-") || rng.IntN(5) == 0 {
 				l.Features = append(l.Features, f)
 			}
 		}
@@ -716,25 +721,25 @@ func (r *randRun) desired() Desired {
 		}
 		// Bringing up the lo of a namespace found with lo down is not
 		// revertible exactly (the kernel gives lo 127.0.0.1/8 for good).
-		l.Up = rng.IntN(2) == 0 && (rl.name != "lo" || newNS[rl.ns] || (cur != nil && cur.up))
+		l.Up = rng.IntN(2) == 0 && (rl.name != "lo" || newNS[rl.ns] || (cur != nil && cur.Up))
 		d.Links = append(d.Links, l)
 		if rng.IntN(10) == 0 { // the same link twice
 			l2 := l
 			l2.MTU = randMTUs[rng.IntN(len(randMTUs))]
 			d.Links = append(d.Links, l2)
 		}
-		if l.Up || (cur != nil && cur.up) {
+		if l.Up || (cur != nil && cur.Up) {
 			for _, p := range l.Addrs {
 				connected = append(connected, upAddr{rl.ns, p})
 			}
 			if cur != nil {
-				for p := range cur.addrs {
+				for _, p := range cur.Addrs {
 					connected = append(connected, upAddr{rl.ns, p})
 				}
 			}
 		}
 	}
-	for _, ns := range sortedKeys(nsAfter) {
+	for _, ns := range slices.Sorted(maps.Keys(nsAfter)) {
 		for _, dst := range randRouteDsts[ns] {
 			if rng.IntN(10) < 7 {
 				continue
@@ -763,12 +768,12 @@ func (r *randRun) mutateWorld() {
 	var err error
 	switch rng.IntN(7) {
 	case 0:
-		err = h.SetUp("", "eth1", !r.link("", "eth1").up)
+		err = h.SetUp("", "eth1", !r.link("", "eth1").Up)
 	case 1:
 		err = h.SetMTU("", "eth1", []int{1500, 9000}[rng.IntN(2)])
 	case 2:
 		p := netip.MustParsePrefix("10.9.0.5/24")
-		if r.link("", "eth1").addrs[p] {
+		if slices.Contains(r.link("", "eth1").Addrs, p) {
 			err = h.DelAddr("", "eth1", p)
 		} else {
 			err = h.AddAddr("", "eth1", p)
@@ -787,14 +792,14 @@ func (r *randRun) mutateWorld() {
 				err = nil
 			}
 		case 1, 2:
-			err = h.ReplaceRoute("", RouteSpec{Dst: dst, Type: rtnBlackhole, Protocol: 4, Metric: metric})
+			err = h.ReplaceRoute("", RouteSpec{Dst: dst, Type: RouteBlackhole, Protocol: 4, Metric: metric})
 		case 3:
 			if dst.Addr().Is4() {
-				err = h.ReplaceRoute("", RouteSpec{Dst: dst, Gw: netip.MustParseAddr("192.0.2.1"), Type: rtnUnicast, Protocol: 4, Metric: metric})
+				err = h.ReplaceRoute("", RouteSpec{Dst: dst, Gw: netip.MustParseAddr("192.0.2.1"), Type: RouteUnicast, Protocol: 4, Metric: metric})
 			}
 		}
 	case 5:
-		if h.nss["ns2"] != nil {
+		if h.HasNamespace("ns2") {
 			err = h.DeleteNamespace("ns2")
 		} else if err = h.CreateNamespace("ns2"); err == nil && rng.IntN(2) == 0 {
 			err = h.SetUp("ns2", "lo", true)
@@ -813,19 +818,19 @@ func (r *randRun) mutateWorld() {
 
 // bystander returns a change to state no desired state touches; it is
 // made to the host and to every saved copy.
-func (r *randRun) bystander() func(h *fakeHost) error {
+func (r *randRun) bystander() func(h *netcfgtest.Host) error {
 	rng := r.rng
 	switch rng.IntN(5) {
 	case 0:
 		mtu := []int{1500, 1400, 9000}[rng.IntN(3)]
-		return func(h *fakeHost) error { return h.SetMTU("", "dummy0", mtu) }
+		return func(h *netcfgtest.Host) error { return h.SetMTU("", "dummy0", mtu) }
 	case 1:
 		up := rng.IntN(2) == 0
-		return func(h *fakeHost) error { return h.SetUp("", "dummy0", up) }
+		return func(h *netcfgtest.Host) error { return h.SetUp("", "dummy0", up) }
 	case 2:
 		p := prefixes("172.31.0.1/24", "172.31.1.1/24")[rng.IntN(2)]
-		return func(h *fakeHost) error {
-			if h.nss[""].links["dummy0"].addrs[p] {
+		return func(h *netcfgtest.Host) error {
+			if l, _ := h.LinkState("", "dummy0"); slices.Contains(l.Addrs, p) {
 				return h.DelAddr("", "dummy0", p)
 			}
 			return h.AddAddr("", "dummy0", p)
@@ -833,15 +838,15 @@ func (r *randRun) bystander() func(h *fakeHost) error {
 	case 3:
 		dst := netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte(rng.IntN(4)), 0}), 24)
 		del := rng.IntN(2) == 0
-		return func(h *fakeHost) error {
+		return func(h *netcfgtest.Host) error {
 			if del {
-				return h.DelRoute("", RouteSpec{Dst: dst, Type: rtnBlackhole})
+				return h.DelRoute("", RouteSpec{Dst: dst, Type: RouteBlackhole})
 			}
-			return h.ReplaceRoute("", RouteSpec{Dst: dst, Type: rtnBlackhole, Protocol: 4})
+			return h.ReplaceRoute("", RouteSpec{Dst: dst, Type: RouteBlackhole, Protocol: 4})
 		}
 	default:
-		return func(h *fakeHost) error {
-			if h.nss["bystander"] != nil {
+		return func(h *netcfgtest.Host) error {
+			if h.HasNamespace("bystander") {
 				return h.DeleteNamespace("bystander")
 			}
 			return h.CreateNamespace("bystander")
@@ -859,22 +864,22 @@ func (r *randRun) journal() *Journal {
 func (r *randRun) apply() {
 	t, h := r.t, r.h
 	d := r.desired()
-	before := h.clone()
+	before := h.Clone()
 	j := r.journal()
-	h.must(t)
+	h.Must(t)
 	fault := r.rng.IntN(10)
 	switch {
 	case fault == 0:
-		h.failAt = 1 + r.rng.IntN(15)
+		h.FailAt(1 + r.rng.IntN(15))
 	case fault == 1:
-		h.killAt, h.killAfter = 1+r.rng.IntN(15), r.rng.IntN(2) == 0
+		h.KillAt(1+r.rng.IntN(15), r.rng.IntN(2) == 0)
 	}
 	var err error
 	killed := false
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				if p != errKilled {
+				if p != netcfgtest.ErrKilled {
 					panic(p)
 				}
 				killed = true
@@ -882,7 +887,7 @@ func (r *randRun) apply() {
 		}()
 		err = Apply(h, d, j, discard)
 	}()
-	h.clearFaults()
+	h.ClearFaults()
 	switch {
 	case killed:
 		r.stats["apply killed"]++
@@ -891,12 +896,12 @@ func (r *randRun) apply() {
 		// The fault hit the rollback (Apply had failed by itself
 		// before): the journal stays for `down`.
 		r.stats["apply and rollback failed"]++
-		if !errors.Is(err, errInjected) {
+		if !errors.Is(err, netcfgtest.ErrInjected) {
 			t.Fatalf("Apply of %+v: rollback failed by itself: %v", d, err)
 		}
 		down(t, h, j.Path())
 	case err != nil:
-		if errors.Is(err, errInjected) {
+		if errors.Is(err, netcfgtest.ErrInjected) {
 			r.stats["apply failed (injected)"]++
 		} else {
 			r.stats["apply failed (invalid)"]++
@@ -910,7 +915,7 @@ func (r *randRun) apply() {
 		return
 	}
 	checkNoJournal(t, j)
-	if got, want := h.dump(), before.dump(); got != want {
+	if got, want := h.Dump(), before.Dump(); got != want {
 		t.Fatalf("after a failed or killed Apply (err %v) of %+v the host differs from before:\n%s", err, d, lineDiff(want, got))
 	}
 }
@@ -919,18 +924,18 @@ func (r *randRun) apply() {
 // that second journal changes nothing either.
 func (r *randRun) reapply(d Desired) {
 	t, h := r.t, r.h
-	want := h.dump()
+	want := h.Dump()
 	j := r.journal()
 	if err := Apply(h, d, j, discard); err != nil {
 		t.Fatalf("applying %+v again: %v", d, err)
 	}
-	if got := h.dump(); got != want {
+	if got := h.Dump(); got != want {
 		t.Fatalf("applying %+v again changed the host:\n%s", d, lineDiff(want, got))
 	}
 	if err := Revert(h, j, discard); err != nil {
 		t.Fatalf("reverting the second Apply: %v", err)
 	}
-	if got := h.dump(); got != want {
+	if got := h.Dump(); got != want {
 		t.Fatalf("reverting the second Apply of %+v changed the host:\n%s", d, lineDiff(want, got))
 	}
 	checkNoJournal(t, j)
@@ -944,19 +949,19 @@ func (r *randRun) revert() {
 	t, h := r.t, r.h
 	top := r.stack[len(r.stack)-1]
 	r.stack = r.stack[:len(r.stack)-1]
-	h.must(t)
+	h.Must(t)
 	switch r.rng.IntN(8) {
 	case 0:
-		h.failAt = 1 + r.rng.IntN(10)
+		h.FailAt(1 + r.rng.IntN(10))
 	case 1:
-		h.killAt, h.killAfter = 1+r.rng.IntN(10), r.rng.IntN(2) == 0
+		h.KillAt(1+r.rng.IntN(10), r.rng.IntN(2) == 0)
 	}
 	var err error
 	killed := false
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				if p != errKilled {
+				if p != netcfgtest.ErrKilled {
 					panic(p)
 				}
 				killed = true
@@ -964,13 +969,13 @@ func (r *randRun) revert() {
 		}()
 		err = Revert(h, top.j, discard)
 	}()
-	h.clearFaults()
+	h.ClearFaults()
 	switch {
 	case killed:
 		r.stats["revert killed"]++
 		down(t, h, top.j.Path())
 	case err != nil:
-		if !errors.Is(err, errInjected) {
+		if !errors.Is(err, netcfgtest.ErrInjected) {
 			t.Fatalf("Revert of %+v: %v", top.d, err)
 		}
 		r.stats["revert failed (injected)"]++
@@ -979,7 +984,7 @@ func (r *randRun) revert() {
 		r.stats["reverted"]++
 	}
 	checkNoJournal(t, top.j)
-	if got, want := h.dump(), top.before.dump(); got != want {
+	if got, want := h.Dump(), top.before.Dump(); got != want {
 		t.Fatalf("after reverting %+v the host differs from before it was applied:\n%s", top.d, lineDiff(want, got))
 	}
 }
@@ -1029,7 +1034,7 @@ func TestRandomStates(t *testing.T) {
 				t: t, rng: rand.New(rand.NewPCG(uint64(seed), 0)), h: randHost(t),
 				dir: fastTempDir(t), stats: map[string]int{},
 			}
-			start := r.h.dump()
+			start := r.h.Dump()
 			for range steps {
 				switch x := r.rng.IntN(10); {
 				case x < 4 && len(r.stack) < 3:
@@ -1056,7 +1061,7 @@ func TestRandomStates(t *testing.T) {
 				t.Errorf("too few successful transitions: %v", r.stats)
 			}
 			t.Logf("seed %d: %v", seed, r.stats)
-			if got := r.h.dump(); strings.Count(got, "\n") < strings.Count(start, "\n")/2 {
+			if got := r.h.Dump(); strings.Count(got, "\n") < strings.Count(start, "\n")/2 {
 				t.Errorf("the world shrank too much to be interesting:\n%s", got)
 			}
 		})
@@ -1071,12 +1076,12 @@ func TestRevertFailureKeepsOrder(t *testing.T) {
 	tests := []struct {
 		name  string
 		d     Desired
-		fault func(c call) bool // fails undoing the second change
+		fault func(c netcfgtest.Call) bool // fails undoing the second change
 	}{
 		{
 			name: "MTU",
 			d:    Desired{Links: []Link{{Name: "eth0", MTU: 1400}, {Name: "eth0", MTU: 9000}}},
-			fault: func(c call) bool {
+			fault: func(c netcfgtest.Call) bool {
 				return c.Op == "SetMTU" && c.Arg == "1400"
 			},
 		},
@@ -1086,22 +1091,22 @@ func TestRevertFailureKeepsOrder(t *testing.T) {
 				{Name: "eth0", Features: []Feature{{"rx", false}, {"gro", false}}},
 				{Name: "eth0", Features: []Feature{{"rx", true}}},
 			}},
-			fault: func(c call) bool { return c.Op == "SetFeatures" && c.Arg == "rx-checksum off" },
+			fault: func(c netcfgtest.Call) bool { return c.Op == "SetFeatures" && c.Arg == "rx-checksum off" },
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := vpsHost(t)
-			before := h.dump()
+			before := h.Dump()
 			j := newTestJournal(t)
 			if err := Apply(h, tt.d, j, discard); err != nil {
 				t.Fatalf("Apply: %v", err)
 			}
-			h.failIf = tt.fault
-			if err := Revert(h, j, discard); !errors.Is(err, errInjected) {
+			h.FailIf(tt.fault)
+			if err := Revert(h, j, discard); !errors.Is(err, netcfgtest.ErrInjected) {
 				t.Fatalf("Revert: %v, want the injected fault", err)
 			}
-			h.clearFaults()
+			h.ClearFaults()
 			down(t, h, j.Path())
 			checkDump(t, "after down", h, before)
 			checkNoJournal(t, j)
@@ -1116,16 +1121,16 @@ func TestRevertFailureKeepsOrder(t *testing.T) {
 func TestRevertKernelSideEffects(t *testing.T) {
 	tests := []struct {
 		name  string
-		setup func(h *fakeHost)
+		setup func(h *netcfgtest.Host)
 		d     Desired
 	}{
 		{
 			// Deleting a link's last IPv4 address flushes every route
 			// through the link, also routes someone else added.
 			name: "last IPv4 address of a link",
-			setup: func(h *fakeHost) {
-				h.addLink(t, "", "eth1", "device", 1500, true)
-				h.must(t, h.ReplaceRoute("", RouteSpec{Dst: netip.MustParsePrefix("10.11.0.0/16"), Dev: "eth1", Type: rtnUnicast, Protocol: 4, Scope: 253}))
+			setup: func(h *netcfgtest.Host) {
+				h.AddLink(t, "", "eth1", "device", 1500, true)
+				h.Must(t, h.ReplaceRoute("", RouteSpec{Dst: netip.MustParsePrefix("10.11.0.0/16"), Dev: "eth1", Type: RouteUnicast, Protocol: 4, Scope: 253}))
 			},
 			d: Desired{Links: []Link{{Name: "eth1", Addrs: prefixes("10.9.0.1/24")}}},
 		},
@@ -1133,7 +1138,7 @@ func TestRevertKernelSideEffects(t *testing.T) {
 			// Bringing lo up gives it 127.0.0.1/8, which stays when lo
 			// goes down again.
 			name:  "lo of a namespace found down",
-			setup: func(h *fakeHost) { h.must(t, h.CreateNamespace("ns1")) },
+			setup: func(h *netcfgtest.Host) { h.Must(t, h.CreateNamespace("ns1")) },
 			d:     Desired{Links: []Link{{NS: "ns1", Name: "lo", Up: true}}},
 		},
 	}
@@ -1141,7 +1146,7 @@ func TestRevertKernelSideEffects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := vpsHost(t)
 			tt.setup(h)
-			before := h.dump()
+			before := h.Dump()
 			j := newTestJournal(t)
 			if err := Apply(h, tt.d, j, discard); err != nil {
 				t.Fatalf("Apply: %v", err)
@@ -1149,7 +1154,7 @@ func TestRevertKernelSideEffects(t *testing.T) {
 			if err := Revert(h, j, discard); err != nil {
 				t.Fatalf("Revert: %v", err)
 			}
-			if d := lineDiff(before, h.dump()); d != "" {
+			if d := lineDiff(before, h.Dump()); d != "" {
 				t.Skipf("known limitation: after Revert the host differs:\n%s", d)
 			}
 		})

@@ -10,7 +10,7 @@ import (
 // Kind names one type of host change.
 type Kind string
 
-// The kinds of host change, in the order Plan emits them.
+// The kinds of host change, in the order Entries (plan.go) emits them.
 const (
 	KindNamespace Kind = "namespace"
 	KindVeth      Kind = "veth"
@@ -128,8 +128,8 @@ func sameRoute(have, want *RouteSpec) bool {
 var routeProtocols = map[int]string{2: "kernel", 3: "boot", 4: "static", 9: "ra", 16: "dhcp", RouteProtocol: "tunnel-agent"}
 
 // routeTypes names the route types of rtnetlink.h that a main table holds.
-var routeTypes = map[int]string{rtnUnicast: "", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
-	rtnBlackhole: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}
+var routeTypes = map[int]string{RouteUnicast: "", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
+	RouteBlackhole: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}
 
 // where names the entry's namespace for messages.
 func where(ns string) string {
@@ -166,7 +166,7 @@ func (r *RouteSpec) String() string {
 	if r == nil {
 		return "none"
 	}
-	if r.Type == rtnBlackhole {
+	if r.Type == RouteBlackhole {
 		return "blackhole " + r.Dst.String()
 	}
 	dst := r.Dst.String()
@@ -182,7 +182,7 @@ func (r *RouteSpec) String() string {
 	if r.Gw.IsValid() {
 		s += " via " + r.Gw.String()
 	}
-	if r.Dev != "" && r.Type == rtnUnicast {
+	if r.Dev != "" && r.Type == RouteUnicast {
 		s += " dev " + r.Dev
 	}
 	return s

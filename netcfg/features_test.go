@@ -1,4 +1,4 @@
-package netcfg
+package netcfg_test
 
 import (
 	"maps"
@@ -6,18 +6,14 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	. "tunnel-agent/netcfg"
+	"tunnel-agent/netcfg/netcfgtest"
 )
 
 // devFeatures is what Host.Features reports for a fresh link of the
 // fake's type typ ("veth", "device", "loopback").
-func devFeatures(typ string) map[string]FeatureInfo {
-	l := &fakeLink{features: defaultFeatures(typ)}
-	out := map[string]FeatureInfo{}
-	for k, f := range l.features {
-		out[k] = FeatureInfo{Requested: f.requested, Active: l.active(k), Fixed: f.fixed}
-	}
-	return out
-}
+func devFeatures(typ string) map[string]FeatureInfo { return netcfgtest.DeviceFeatures(typ) }
 
 func TestExpandFeatures(t *testing.T) {
 	veth := devFeatures("veth")
@@ -79,7 +75,7 @@ func TestExpandFeatures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := expandFeatures(tt.want, tt.dev)
+			out, err := ExpandFeatures(tt.want, tt.dev)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Errorf("expandFeatures = %v, %v; want error %q", out, err, tt.wantErr)
@@ -109,8 +105,8 @@ func TestIsShortFeature(t *testing.T) {
 // Revert restores the request, which the kernel then honours again.
 func TestFeaturesRevertRequested(t *testing.T) {
 	h := vpsHost(t)
-	h.must(t, h.AddVeth("veth0", "veth1", ""), h.SetFeatures("", "veth0", map[string]bool{"tx-checksum-ip-generic": false}))
-	before := h.dump()
+	h.Must(t, h.AddVeth("veth0", "veth1", ""), h.SetFeatures("", "veth0", map[string]bool{"tx-checksum-ip-generic": false}))
+	before := h.Dump()
 	fs, _ := h.Features("", "veth0")
 	if fi := fs["tx-tcp-segmentation"]; !fi.Requested || fi.Active {
 		t.Fatalf("setup: TSO %+v, want requested and inactive", fi)
@@ -146,8 +142,8 @@ func TestFeaturesRevertRequested(t *testing.T) {
 // TestFeaturesShortNamesJournaledAsKernelNames: the journal holds the
 // kernel names resolved on the device, not the short names asked for.
 func TestFeaturesShortNamesJournaledAsKernelNames(t *testing.T) {
-	h := newFakeHost()
-	h.must(t, h.AddVeth("veth0", "veth1", ""))
+	h := netcfgtest.New()
+	h.Must(t, h.AddVeth("veth0", "veth1", ""))
 	d := Desired{Links: []Link{{Name: "veth0", Features: []Feature{{"rx", false}, {"gro", true}},
 		Addrs: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")}}}}
 	j := newTestJournal(t)

@@ -1,4 +1,4 @@
-package netcfg
+package netcfg_test
 
 import (
 	"log/slog"
@@ -11,6 +11,8 @@ import (
 
 	"tunnel-agent/internal/hostdump"
 	"tunnel-agent/internal/nsutil"
+
+	. "tunnel-agent/netcfg"
 )
 
 // TestForceRemove: without a journal, ForceRemove removes the tutorial's

@@ -17,10 +17,10 @@ var ErrExists = errors.New("already exists")
 // `ip route`), so that its routes can be told apart from everyone else's.
 const RouteProtocol = 227
 
-// Route types, as in the kernel's rtnetlink.h.
+// Route types (RouteSpec.Type), as in the kernel's rtnetlink.h.
 const (
-	rtnUnicast   = 1
-	rtnBlackhole = 6
+	RouteUnicast   = 1
+	RouteBlackhole = 6
 )
 
 // LinkInfo is what Apply needs to know of a link.

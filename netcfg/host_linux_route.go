@@ -102,7 +102,7 @@ func (x *nsHandles) route(s RouteSpec) (*netlink.Route, error) {
 	if s.Src.IsValid() {
 		r.Src = net.IP(s.Src.AsSlice())
 	}
-	if s.Dev != "" && s.Type == rtnUnicast {
+	if s.Dev != "" && s.Type == RouteUnicast {
 		l, err := x.nl.LinkByName(s.Dev)
 		if err != nil {
 			return nil, fmt.Errorf("link %s: %w", s.Dev, mapErr(err))

@@ -1,4 +1,4 @@
-package netcfg
+package netcfg_test
 
 import (
 	"encoding/json"
@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	. "tunnel-agent/netcfg"
 )
 
 // sampleEntries has one entry of every kind, with every Prior field and
@@ -25,11 +27,11 @@ func sampleEntries() []Entry {
 		{Kind: KindAddr, Link: "veth0", Prefix: netip.MustParsePrefix("fd00:1::1/64"), State: Done},
 		{Kind: KindAddr, Link: "eth0", Prefix: netip.MustParsePrefix("192.0.2.10/24"), Prior: Prior{Exists: true}, State: Unchanged},
 		{Kind: KindUp, Link: "eth0", Prior: Prior{Up: true}, State: Unchanged},
-		{Kind: KindRoute, NS: "ns1", Route: &RouteSpec{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("11.11.11.1"), Type: rtnUnicast, Protocol: RouteProtocol},
+		{Kind: KindRoute, NS: "ns1", Route: &RouteSpec{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("11.11.11.1"), Type: RouteUnicast, Protocol: RouteProtocol},
 			Prior: Prior{Route: &RouteSpec{Dst: netip.MustParsePrefix("0.0.0.0/0"), Gw: netip.MustParseAddr("192.0.2.1"), Dev: "eth0",
-				Type: rtnUnicast, Protocol: 4, Scope: 0, Src: netip.MustParseAddr("192.0.2.10")}}, State: Done},
-		{Kind: KindRoute, Route: &RouteSpec{Dst: netip.MustParsePrefix("2001:db8::/32"), Type: rtnBlackhole, Protocol: RouteProtocol},
-			Prior: Prior{Route: &RouteSpec{Dst: netip.MustParsePrefix("2001:db8::/32"), Gw: netip.MustParseAddr("fe80::1"), Dev: "eth0", Type: rtnUnicast, Protocol: 3, Scope: 0}},
+				Type: RouteUnicast, Protocol: 4, Scope: 0, Src: netip.MustParseAddr("192.0.2.10")}}, State: Done},
+		{Kind: KindRoute, Route: &RouteSpec{Dst: netip.MustParsePrefix("2001:db8::/32"), Type: RouteBlackhole, Protocol: RouteProtocol},
+			Prior: Prior{Route: &RouteSpec{Dst: netip.MustParsePrefix("2001:db8::/32"), Gw: netip.MustParseAddr("fe80::1"), Dev: "eth0", Type: RouteUnicast, Protocol: 3, Scope: 0}},
 			State: Done},
 	}
 }

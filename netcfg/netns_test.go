@@ -1,4 +1,4 @@
-package netcfg
+package netcfg_test
 
 import (
 	"errors"
@@ -6,13 +6,17 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	. "tunnel-agent/netcfg"
+	"tunnel-agent/netcfg/netcfgtest"
 )
 
 // TestJournalRecordsNetNS: Apply records the namespace its changes are
 // made in, and the field survives the journal's round trip.
 func TestJournalRecordsNetNS(t *testing.T) {
-	h := newFakeHost()
-	h.netns = NetNSID{Dev: 4, Ino: 4026532281, Name: "site-a"}
+	h := netcfgtest.New()
+	id := NetNSID{Dev: 4, Ino: 4026532281, Name: "site-a"}
+	h.SetNetNS(id)
 	j := newTestJournal(t)
 	if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
 		t.Fatalf("Apply: %v", err)
@@ -21,8 +25,8 @@ func TestJournalRecordsNetNS(t *testing.T) {
 	if err != nil || loaded == nil {
 		t.Fatalf("LoadJournal: %v, %v", loaded, err)
 	}
-	if loaded.NetNS == nil || *loaded.NetNS != h.netns {
-		t.Errorf("journal records namespace %v, want %v", loaded.NetNS, h.netns)
+	if loaded.NetNS == nil || *loaded.NetNS != id {
+		t.Errorf("journal records namespace %v, want %v", loaded.NetNS, id)
 	}
 	if err := Revert(h, loaded, discard); err != nil {
 		t.Fatalf("Revert in the same namespace: %v", err)
@@ -35,18 +39,18 @@ func TestJournalRecordsNetNS(t *testing.T) {
 // nothing and deleted the journal. Now the revert refuses, touches
 // nothing, names both namespaces and keeps the journal.
 func TestRevertRefusesOtherNetNS(t *testing.T) {
-	h := newFakeHost()
+	h := netcfgtest.New()
 	j := newTestJournal(t)
 	if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	during := h.dump()
+	during := h.Dump()
 	loaded, err := LoadJournal(j.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := h.clone()
-	other.netns = NetNSID{Dev: 4, Ino: 4026532999, Name: "elsewhere"}
+	other := h.Clone()
+	other.SetNetNS(NetNSID{Dev: 4, Ino: 4026532999, Name: "elsewhere"})
 	err = Revert(other, loaded, discard)
 	if !errors.Is(err, ErrOtherNetNS) {
 		t.Fatalf("Revert from another namespace: %v, want ErrOtherNetNS", err)
@@ -56,7 +60,7 @@ func TestRevertRefusesOtherNetNS(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
-	if calls := other.mutatingCalls(); len(calls) != 0 {
+	if calls := other.MutatingCalls(); len(calls) != 0 {
 		t.Errorf("refused revert changed the host: %v", calls)
 	}
 	again, err := LoadJournal(j.Path())
@@ -68,7 +72,7 @@ func TestRevertRefusesOtherNetNS(t *testing.T) {
 
 // noopHost answers "already gone" to every removal without removing
 // anything: what a revert sees from the wrong place.
-type noopHost struct{ *fakeHost }
+type noopHost struct{ *netcfgtest.Host }
 
 func (n noopHost) DeleteNamespace(string) error     { return fmt.Errorf("gone: %w", ErrNotFound) }
 func (n noopHost) DeleteLink(string, string) error  { return fmt.Errorf("gone: %w", ErrNotFound) }
@@ -85,7 +89,7 @@ func (n noopHost) SetFeatures(string, string, map[string]bool) error {
 // TestRevertVerifies: a revert whose every step reported "already gone"
 // while the changes stayed is not success; the journal keeps them.
 func TestRevertVerifies(t *testing.T) {
-	h := newFakeHost()
+	h := netcfgtest.New()
 	j := newTestJournal(t)
 	if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
 		t.Fatalf("Apply: %v", err)

@@ -56,9 +56,9 @@ func linkEntries(l Link) []Entry {
 // with it, as it would with the agent's).
 func routeSpec(r Route) *RouteSpec {
 	dst := r.Dst.Masked()
-	s := &RouteSpec{Dst: dst, Protocol: RouteProtocol, Type: rtnUnicast, Metric: DefaultMetric(dst)}
+	s := &RouteSpec{Dst: dst, Protocol: RouteProtocol, Type: RouteUnicast, Metric: DefaultMetric(dst)}
 	if r.Blackhole {
-		s.Type = rtnBlackhole
+		s.Type = RouteBlackhole
 	} else {
 		s.Gw = r.Gw
 	}

@@ -1,15 +1,18 @@
-package netcfg
+package netcfg_test
 
 import (
 	"strings"
 	"testing"
+
+	. "tunnel-agent/netcfg"
+	"tunnel-agent/netcfg/netcfgtest"
 )
 
 // TestPreviewEmptyHost: on a host without any of it, every step is a
 // change, and targets an earlier step would create read as absent.
 func TestPreviewEmptyHost(t *testing.T) {
-	h := newFakeHost()
-	before := h.dump()
+	h := netcfgtest.New()
+	before := h.Dump()
 	plan := Preview(h, vpsDesired("ns1"))
 	const want = `  1. create namespace ns1
   2. create veth pair veth0 <-> veth1 (veth1 in ns1)
@@ -39,7 +42,7 @@ func TestPreviewEmptyHost(t *testing.T) {
 	if c := plan[3]; c.From != "absent" || c.To != "rx off, tx off" {
 		t.Errorf("features of a link still to be created: %q -> %q", c.From, c.To)
 	}
-	if calls := h.mutatingCalls(); len(calls) != 0 {
+	if calls := h.MutatingCalls(); len(calls) != 0 {
 		t.Errorf("Preview changed the host: %v", calls)
 	}
 	checkDump(t, "after Preview", h, before)
@@ -48,15 +51,15 @@ func TestPreviewEmptyHost(t *testing.T) {
 // TestPreviewPartlyThere: current values are read, and what is already as
 // wanted is flagged unchanged.
 func TestPreviewPartlyThere(t *testing.T) {
-	h := newFakeHost()
-	h.must(t,
+	h := netcfgtest.New()
+	h.Must(t,
 		h.CreateNamespace("ns1"),
 		h.SetUp("ns1", "lo", true),
 		h.AddVeth("veth0", "veth1", "ns1"),
 		h.SetMTU("ns1", "veth1", 1420),
 		h.SetFeatures("ns1", "veth1", map[string]bool{"rx-checksum": false, "tx-checksum-ip-generic": false, "tx-checksum-sctp": false}),
 	)
-	before := h.dump()
+	before := h.Dump()
 	plan := Preview(h, vpsDesired("ns1"))
 	tests := []struct {
 		from, to  string
@@ -100,7 +103,7 @@ func TestPreviewPartlyThere(t *testing.T) {
 			t.Errorf("plan lacks %q:\n%s", line, text)
 		}
 	}
-	if calls := h.mutatingCalls(); len(calls) != 0 {
+	if calls := h.MutatingCalls(); len(calls) != 0 {
 		t.Errorf("Preview changed the host: %v", calls)
 	}
 	checkDump(t, "after Preview", h, before)
@@ -109,9 +112,9 @@ func TestPreviewPartlyThere(t *testing.T) {
 // TestPreviewReadError: a value that cannot be read is shown as such, and
 // the rest of the plan is still computed.
 func TestPreviewReadError(t *testing.T) {
-	h := newFakeHost()
-	h.must(t, h.AddVeth("veth0", "veth1", ""))
-	h.failIf = func(c call) bool { return c.Op == "Addrs" }
+	h := netcfgtest.New()
+	h.Must(t, h.AddVeth("veth0", "veth1", ""))
+	h.FailIf(func(c netcfgtest.Call) bool { return c.Op == "Addrs" })
 	d := Desired{Links: []Link{{Name: "veth0", MTU: 1400, Features: []Feature{{"tx-lockless", false}},
 		Addrs: vpsDesired("x").Links[0].Addrs}}}
 	plan := Preview(h, d)
@@ -124,7 +127,7 @@ func TestPreviewReadError(t *testing.T) {
 	if c := plan[1]; c.From != "?" || !strings.Contains(c.Error, `feature "tx-lockless" is fixed on`) {
 		t.Errorf("features step: %+v", c)
 	}
-	if c := plan[2]; c.From != "?" || !strings.Contains(c.Error, errInjected.Error()) {
+	if c := plan[2]; c.From != "?" || !strings.Contains(c.Error, netcfgtest.ErrInjected.Error()) {
 		t.Errorf("address step: %+v", c)
 	}
 	text := FormatPlan(plan)
@@ -134,7 +137,7 @@ func TestPreviewReadError(t *testing.T) {
 }
 
 func TestFormatPlanEmpty(t *testing.T) {
-	if got := FormatPlan(Preview(newFakeHost(), Desired{})); got != "" {
+	if got := FormatPlan(Preview(netcfgtest.New(), Desired{})); got != "" {
 		t.Errorf("plan of nothing: %q", got)
 	}
 }

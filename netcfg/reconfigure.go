@@ -2,7 +2,6 @@ package netcfg
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 )
@@ -89,40 +88,11 @@ func keyOf(e *Entry) reconfigureKey {
 }
 
 // revertWhere reverts, newest first, the journal entries that drop
-// selects and removes them from the journal. An entry that fails to
-// revert stays (and so do older ones for its target); the errors are
-// returned together after the journal is saved.
+// selects and removes them from the journal (revertEntries). An entry
+// that fails to revert stays (and so do older ones for its target); the
+// errors are returned together after the journal is saved.
 func revertWhere(h Host, j *Journal, drop func(*Entry) bool, log *slog.Logger) error {
-	var errs []error
-	blocked := map[target]bool{}
-	kept := make([]Entry, 0, len(j.Entries))
-	n := 0
-	for i := range j.Entries {
-		if drop(&j.Entries[i]) && j.Entries[i].State != Unchanged {
-			n++
-		}
-	}
-	each := newChangeLog(log, "reverted", n)
-	for i := len(j.Entries) - 1; i >= 0; i-- {
-		e := j.Entries[i]
-		if !drop(&e) || blocked[e.target()] {
-			kept = append(kept, e)
-			continue
-		}
-		if e.State != Unchanged {
-			if err := ops[e.Kind].revert(h, &e); err != nil {
-				errs = append(errs, fmt.Errorf("revert %q: %w", e.String(), err))
-				blocked[e.target()] = true
-				kept = append(kept, e)
-				continue
-			}
-			each.add(&e)
-		}
-	}
-	each.done("")
-	for l, r := 0, len(kept)-1; l < r; l, r = l+1, r-1 {
-		kept[l], kept[r] = kept[r], kept[l]
-	}
+	kept, errs := revertEntries(h, j.Entries, drop, log)
 	if len(kept) == len(j.Entries) && len(errs) == 0 {
 		return nil
 	}

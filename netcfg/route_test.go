@@ -1,4 +1,4 @@
-package netcfg
+package netcfg_test
 
 import (
 	"errors"
@@ -6,6 +6,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	. "tunnel-agent/netcfg"
+	"tunnel-agent/netcfg/netcfgtest"
 )
 
 // Route identity is the kernel's: family, main table, destination and
@@ -33,11 +36,11 @@ func blackholes(ps ...netip.Prefix) Desired {
 // ipv6Host is vpsHost with the operator's own IPv6 blackholes: one added
 // without a metric (`ip -6 route add blackhole fd00:202::/48 proto
 // static`: the kernel stores it at 1024) and one at metric 500.
-func ipv6Host(t *testing.T) *fakeHost {
+func ipv6Host(t *testing.T) *netcfgtest.Host {
 	h := vpsHost(t)
-	h.must(t,
-		h.ReplaceRoute("", RouteSpec{Dst: bh6a, Type: rtnBlackhole, Protocol: 4}),
-		h.ReplaceRoute("", RouteSpec{Dst: bh6b, Type: rtnBlackhole, Protocol: 4, Metric: 500}),
+	h.Must(t,
+		h.ReplaceRoute("", RouteSpec{Dst: bh6a, Type: RouteBlackhole, Protocol: 4}),
+		h.ReplaceRoute("", RouteSpec{Dst: bh6b, Type: RouteBlackhole, Protocol: 4, Metric: 500}),
 	)
 	return h
 }
@@ -61,7 +64,7 @@ host route fd00:204::/48 type=6 gw=- dev=- proto=227 scope=0 src=- metric=1024
 // metric 1024 and recognised as its own.
 func TestApplyIPv6RoutesGolden(t *testing.T) {
 	h := ipv6Host(t)
-	before := h.dump()
+	before := h.Dump()
 	d := blackholes(bh6a, bh6b, bh6c, bh4)
 
 	plan := FormatPlan(Preview(h, d))
@@ -94,7 +97,7 @@ func TestApplyIPv6RoutesGolden(t *testing.T) {
 
 	// Everything is recognised: nothing to apply again, nothing to
 	// repair, the plan says so.
-	h.must(t)
+	h.Must(t)
 	j2 := newTestJournal(t)
 	if err := Apply(h, d, j2, discard); err != nil {
 		t.Fatalf("second Apply: %v", err)
@@ -107,7 +110,7 @@ func TestApplyIPv6RoutesGolden(t *testing.T) {
 	if evs := NewWatcher(h, d, WatchOptions{Journal: j}).Check(); len(evs) != 0 {
 		t.Errorf("watcher events on a host as configured:\n%s", actions(evs))
 	}
-	if c := h.mutatingCalls(); len(c) != 0 {
+	if c := h.MutatingCalls(); len(c) != 0 {
 		t.Errorf("changes on a host as configured: %v", c)
 	}
 	for _, c := range Preview(h, d) {
@@ -138,19 +141,19 @@ func TestApplyRefusesForeignRoute(t *testing.T) {
 	}{
 		{
 			name:  "IPv4 gateway route where a blackhole goes",
-			have:  RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Gw: netip.MustParseAddr("192.0.2.1"), Type: rtnUnicast, Protocol: 4},
+			have:  RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Gw: netip.MustParseAddr("192.0.2.1"), Type: RouteUnicast, Protocol: 4},
 			want:  vpsDesired("ns1"),
 			named: "192.168.111.0/30 via 192.0.2.1 dev eth0 proto static metric 0",
 		},
 		{
 			name:  "IPv6 route through a device where a blackhole goes",
-			have:  RouteSpec{Dst: bh6a, Dev: "eth0", Type: rtnUnicast, Protocol: 16},
+			have:  RouteSpec{Dst: bh6a, Dev: "eth0", Type: RouteUnicast, Protocol: 16},
 			want:  blackholes(bh4, bh6a),
 			named: "fd00:202::/48 dev eth0 proto dhcp metric 1024",
 		},
 		{
 			name:  "IPv4 blackhole where a gateway route goes",
-			have:  RouteSpec{Dst: netip.MustParsePrefix("10.20.0.0/16"), Type: rtnBlackhole, Protocol: 3},
+			have:  RouteSpec{Dst: netip.MustParsePrefix("10.20.0.0/16"), Type: RouteBlackhole, Protocol: 3},
 			want:  Desired{Routes: []Route{{Dst: netip.MustParsePrefix("10.20.0.0/16"), Gw: netip.MustParseAddr("192.0.2.1")}}},
 			named: "blackhole 10.20.0.0/16 proto boot metric 0",
 		},
@@ -158,8 +161,8 @@ func TestApplyRefusesForeignRoute(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := vpsHost(t)
-			h.must(t, h.ReplaceRoute("", tt.have))
-			before := h.dump()
+			h.Must(t, h.ReplaceRoute("", tt.have))
+			before := h.Dump()
 
 			plan := Preview(h, tt.want)
 			var ce *ConflictError
@@ -178,7 +181,7 @@ func TestApplyRefusesForeignRoute(t *testing.T) {
 			if !strings.Contains(err.Error(), "never replaces or deletes such a route") {
 				t.Errorf("error %q does not say why", err)
 			}
-			if c := h.mutatingCalls(); len(c) != 0 {
+			if c := h.MutatingCalls(); len(c) != 0 {
 				t.Errorf("Apply changed the host before refusing: %v", c)
 			}
 			checkDump(t, "after the refusal", h, before)
@@ -197,7 +200,7 @@ func TestApplyRefusesDuplicateRoutes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "same destination and metric") {
 		t.Errorf("Apply: %v", err)
 	}
-	if c := h.mutatingCalls(); len(c) != 0 {
+	if c := h.MutatingCalls(); len(c) != 0 {
 		t.Errorf("changes: %v", c)
 	}
 }
@@ -207,13 +210,13 @@ func TestApplyRefusesDuplicateRoutes(t *testing.T) {
 // deleted, and the IPv4 route it had replaced is put back.
 func TestRevertOldJournalRoutes(t *testing.T) {
 	h := vpsHost(t)
-	theirs := RouteSpec{Dst: bh4, Gw: netip.MustParseAddr("192.0.2.1"), Type: rtnUnicast, Protocol: 4}
-	h.must(t, h.ReplaceRoute("", theirs))
-	before := h.dump()
+	theirs := RouteSpec{Dst: bh4, Gw: netip.MustParseAddr("192.0.2.1"), Type: RouteUnicast, Protocol: 4}
+	h.Must(t, h.ReplaceRoute("", theirs))
+	before := h.Dump()
 	// What the earlier version did: replace theirs, add an IPv6 route.
-	h.must(t,
-		h.ReplaceRoute("", RouteSpec{Dst: bh4, Type: rtnBlackhole, Protocol: RouteProtocol}),
-		h.ReplaceRoute("", RouteSpec{Dst: bh6a, Type: rtnBlackhole, Protocol: RouteProtocol}),
+	h.Must(t,
+		h.ReplaceRoute("", RouteSpec{Dst: bh4, Type: RouteBlackhole, Protocol: RouteProtocol}),
+		h.ReplaceRoute("", RouteSpec{Dst: bh6a, Type: RouteBlackhole, Protocol: RouteProtocol}),
 	)
 	path := newTestJournal(t).Path()
 	writeJournal(t, path, `{"version":1,"site":"s","pid":1,"started":"2026-01-01T00:00:00Z","entries":[

@@ -1,10 +1,12 @@
-package netcfg
+package netcfg_test
 
 import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	. "tunnel-agent/netcfg"
 )
 
 // hubDesired is a hub's host configuration: the VPS setup of vpsDesired
@@ -30,7 +32,7 @@ func hubDesired(n int) Desired {
 func TestHubScale(t *testing.T) {
 	const n = 5000
 	h := vpsHost(t)
-	before := h.dump()
+	before := h.Dump()
 	d := hubDesired(n)
 	j := NewJournal(filepath.Join(fastTempDir(t), "hub.json"), "hub")
 	if err := Apply(h, d, j, discard); err != nil {
@@ -39,24 +41,24 @@ func TestHubScale(t *testing.T) {
 	if got := len(j.Entries); got != len(Entries(d)) {
 		t.Fatalf("%d entries journaled, want %d", got, len(Entries(d)))
 	}
-	if j.saves > 30 {
-		t.Errorf("the journal was written %d times for %d entries; want twice per batch", j.saves, len(j.Entries))
+	if j.Saves() > 30 {
+		t.Errorf("the journal was written %d times for %d entries; want twice per batch", j.Saves(), len(j.Entries))
 	}
 	reads := func() map[string]int {
 		m := map[string]int{}
-		for _, c := range h.calls {
+		for _, c := range h.Calls() {
 			if !c.Mutating {
 				m[c.Op]++
 			}
 		}
 		return m
 	}
-	h.must(t)
+	h.Must(t)
 	Preview(h, d)
 	if r := reads(); r["Routes"] > 3 {
 		t.Errorf("Preview listed route tables %d times (%v), want once per namespace and family", r["Routes"], r)
 	}
-	h.must(t)
+	h.Must(t)
 	if evs := NewWatcher(h, d, WatchOptions{Journal: j}).Check(); len(evs) != 0 {
 		t.Errorf("events: %s", actions(evs))
 	}

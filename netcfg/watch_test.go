@@ -1,4 +1,4 @@
-package netcfg
+package netcfg_test
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	. "tunnel-agent/netcfg"
+	"tunnel-agent/netcfg/netcfgtest"
 )
 
 // These tests run the Watcher's repair and anti-fight logic, and
@@ -16,10 +19,10 @@ import (
 
 // appliedVPS applies vpsDesired("ns1") to a VPS-like fake host and returns
 // the host, its dump before Apply and the journal.
-func appliedVPS(t *testing.T) (*fakeHost, string, *Journal) {
+func appliedVPS(t *testing.T) (*netcfgtest.Host, string, *Journal) {
 	t.Helper()
 	h := vpsHost(t)
-	before := h.dump()
+	before := h.Dump()
 	j := newTestJournal(t)
 	if err := Apply(h, vpsDesired("ns1"), j, discard); err != nil {
 		t.Fatal(err)
@@ -43,11 +46,11 @@ func actions(evs []WatchEvent) string {
 func TestWatchNoDriftNoRepair(t *testing.T) {
 	h, _, _ := appliedVPS(t)
 	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{})
-	h.must(t)
+	h.Must(t)
 	if evs := w.Check(); len(evs) != 0 {
 		t.Errorf("events on an unchanged host:\n%s", actions(evs))
 	}
-	if c := h.mutatingCalls(); len(c) != 0 {
+	if c := h.MutatingCalls(); len(c) != 0 {
 		t.Errorf("mutating calls on an unchanged host: %v", c)
 	}
 }
@@ -58,28 +61,30 @@ func TestWatchRepairs(t *testing.T) {
 	bh := netip.MustParsePrefix("192.168.111.0/30")
 	cases := []struct {
 		name  string
-		drift func(h *fakeHost) error
+		drift func(h *netcfgtest.Host) error
 		want  string
 	}{
-		{"blackhole deleted", func(h *fakeHost) error {
-			return h.DelRoute("", RouteSpec{Dst: bh, Type: rtnBlackhole, Protocol: RouteProtocol})
+		{"blackhole deleted", func(h *netcfgtest.Host) error {
+			return h.DelRoute("", RouteSpec{Dst: bh, Type: RouteBlackhole, Protocol: RouteProtocol})
 		}, "repaired: add route blackhole 192.168.111.0/30 (absent -> blackhole 192.168.111.0/30)"},
-		{"LAN MTU", func(h *fakeHost) error { return h.SetMTU("", "veth0", 1500) },
+		{"LAN MTU", func(h *netcfgtest.Host) error { return h.SetMTU("", "veth0", 1500) },
 			"repaired: set MTU of veth0 to 1420 (1500 -> 1420)"},
-		{"LAN down", func(h *fakeHost) error { return h.SetUp("", "veth0", false) },
+		{"LAN down", func(h *netcfgtest.Host) error { return h.SetUp("", "veth0", false) },
 			"repaired: bring up veth0 (down -> up)"},
-		{"rx checksum on", func(h *fakeHost) error { return h.SetFeatures("", "veth0", map[string]bool{"rx-checksum": true}) },
+		{"rx checksum on", func(h *netcfgtest.Host) error {
+			return h.SetFeatures("", "veth0", map[string]bool{"rx-checksum": true})
+		},
 			"repaired: set features of veth0: rx off, tx off (rx-checksum on -> rx-checksum off)"},
-		{"namespace address", func(h *fakeHost) error {
+		{"namespace address", func(h *netcfgtest.Host) error {
 			return h.DelAddr("ns1", "veth1", netip.MustParsePrefix("11.11.11.100/24"))
 		}, "repaired: add address 11.11.11.100/24 to veth1 in ns1 (absent -> present)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			h, _, _ := appliedVPS(t)
-			applied := h.dump()
+			applied := h.Dump()
 			w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{})
-			h.must(t, c.drift(h))
+			h.Must(t, c.drift(h))
 			evs := w.Check()
 			if got := actions(evs); !strings.Contains(got, c.want) {
 				t.Errorf("events:\n%s\nwant a line %q", got, c.want)
@@ -93,9 +98,9 @@ func TestWatchRepairs(t *testing.T) {
 // address and default route go with it) comes back whole in one pass.
 func TestWatchVethRecreated(t *testing.T) {
 	h, before, j := appliedVPS(t)
-	applied := h.dump()
+	applied := h.Dump()
 	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{})
-	h.must(t, h.DeleteLink("", "veth0"))
+	h.Must(t, h.DeleteLink("", "veth0"))
 	evs := w.Check()
 	if len(evs) == 0 || evs[0].Item != "create veth pair veth0 <-> veth1 (veth1 in ns1)" {
 		t.Errorf("first event should re-create the pair:\n%s", actions(evs))
@@ -116,7 +121,7 @@ func TestWatchJournalUntouched(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{})
-	h.must(t, h.SetMTU("", "veth0", 9000), h.DeleteLink("", "veth0"))
+	h.Must(t, h.SetMTU("", "veth0", 9000), h.DeleteLink("", "veth0"))
 	w.Check()
 	again, err := LoadJournal(j.Path())
 	if err != nil {
@@ -138,7 +143,7 @@ func TestWatchAntiFight(t *testing.T) {
 	h, _, _ := appliedVPS(t)
 	clk := &fakeClock{t: time.Unix(1000, 0)}
 	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{MaxRepairs: 3, Window: 10 * time.Second, Now: clk.now})
-	bh := RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: rtnBlackhole, Protocol: RouteProtocol}
+	bh := RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: RouteBlackhole, Protocol: RouteProtocol}
 	var got []WatchAction
 	for range 10 {
 		_ = h.DelRoute("", bh) // fails once the watcher no longer puts it back
@@ -154,7 +159,7 @@ func TestWatchAntiFight(t *testing.T) {
 	if _, err := h.Route("", bh.Dst); err == nil {
 		t.Error("route repaired after giving up")
 	}
-	h.must(t, h.SetMTU("", "veth0", 1500))
+	h.Must(t, h.SetMTU("", "veth0", 1500))
 	if evs := w.Check(); len(evs) != 1 || evs[0].Action != Repaired {
 		t.Errorf("other items must still be repaired: %s", actions(evs))
 	}
@@ -171,7 +176,7 @@ func TestWatchWindowSlides(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1000, 0)}
 	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{MaxRepairs: 2, Window: time.Second, Now: clk.now})
 	for i := range 6 {
-		h.must(t, h.SetMTU("", "veth0", 1500))
+		h.Must(t, h.SetMTU("", "veth0", 1500))
 		if evs := w.Check(); len(evs) != 1 || evs[0].Action != Repaired {
 			t.Fatalf("repair %d: %s", i, actions(evs))
 		}
@@ -197,16 +202,16 @@ func TestReconfigure(t *testing.T) {
 	nw.Routes = []Route{nw.Routes[0], {Dst: netip.MustParsePrefix("10.9.0.0/24"), Blackhole: true}}
 	nw.Links[0].MTU = 1400
 	nw.Links[1].Addrs = append(nw.Links[1].Addrs, netip.MustParsePrefix("11.11.11.101/24"))
-	h.must(t)
+	h.Must(t)
 	w := NewWatcher(h, old, WatchOptions{})
 	if err := w.Reconfigure(nw, j, discard); err != nil {
 		t.Fatal(err)
 	}
-	calls := h.mutatingCalls()
+	calls := h.MutatingCalls()
 	if len(calls) != 4 {
 		t.Errorf("want 4 changes (del route, MTU, addr, add route), got %d: %v", len(calls), calls)
 	}
-	d := h.dump()
+	d := h.Dump()
 	for _, l := range []string{"host route 10.9.0.0/24 type=6", "host link veth0 veth mtu=1400", "ns1 addr veth1 11.11.11.101/24"} {
 		if !strings.Contains(d, l) {
 			t.Errorf("dump lacks %q:\n%s", l, d)
@@ -266,7 +271,7 @@ func TestWatchRun(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	w.Locked(func() { h.must(t, h.SetMTU("ns1", "veth1", 1500)) }) // the fake's call log is not goroutine-safe
+	w.Locked(func() { h.Must(t, h.SetMTU("ns1", "veth1", 1500)) }) // the fake's call log is not goroutine-safe
 	src.kick("ns1")
 	select {
 	case e := <-events:
@@ -294,12 +299,12 @@ func TestWatchLeavesWhatIsNotOurs(t *testing.T) {
 	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{Journal: j})
 	check := func(what, want string) {
 		t.Helper()
-		h.must(t)
+		h.Must(t)
 		evs := w.Check()
 		if got := actions(evs); got != want {
 			t.Errorf("%s: events\n%s\nwant\n%s", what, got, want)
 		}
-		for _, c := range h.mutatingCalls() {
+		for _, c := range h.MutatingCalls() {
 			if !strings.HasPrefix(want, "repaired") {
 				t.Errorf("%s: the watcher changed the host: %v", what, c)
 			}
@@ -307,31 +312,31 @@ func TestWatchLeavesWhatIsNotOurs(t *testing.T) {
 	}
 
 	// The owner removes its blackhole: reported once, not re-created.
-	h.must(t, h.DelRoute("", theirs))
+	h.Must(t, h.DelRoute("", theirs))
 	check("their route removed", "owner removed: add route blackhole 192.168.111.0/30 (absent -> blackhole 192.168.111.0/30)")
 	check("their route still gone", "")
-	h.must(t, h.ReplaceRoute("", theirs))
+	h.Must(t, h.ReplaceRoute("", theirs))
 	check("their route back", "")
-	h.must(t, h.DelRoute("", theirs))
+	h.Must(t, h.DelRoute("", theirs))
 	check("their route removed again", "owner removed: add route blackhole 192.168.111.0/30 (absent -> blackhole 192.168.111.0/30)")
 
 	// An address found on veth0, removed by its owner.
-	h.must(t, h.DelAddr("", "veth0", netip.MustParsePrefix("11.11.11.1/24")))
+	h.Must(t, h.DelAddr("", "veth0", netip.MustParsePrefix("11.11.11.1/24")))
 	check("their address removed", "owner removed: add address 11.11.11.1/24 to veth0 (absent -> present)")
 
 	// An MTU found as configured and changed later is repaired.
-	h.must(t, h.SetMTU("", "veth0", 1500))
+	h.Must(t, h.SetMTU("", "veth0", 1500))
 	check("MTU found as configured, changed", "repaired: set MTU of veth0 to 1420 (1500 -> 1420)")
 
 	// The route the agent added in ns1 replaced by someone else's route
 	// (same destination and metric): left to them, reported once.
-	h.must(t, h.ReplaceRoute("ns1", RouteSpec{Dst: netip.MustParsePrefix("0.0.0.0/0"), Dev: "veth1", Type: rtnUnicast, Protocol: 4, Scope: 253}))
+	h.Must(t, h.ReplaceRoute("ns1", RouteSpec{Dst: netip.MustParsePrefix("0.0.0.0/0"), Dev: "veth1", Type: RouteUnicast, Protocol: 4, Scope: 253}))
 	check("our route displaced", "displaced: add route default via 11.11.11.1 in ns1 (default dev veth1 proto static metric 0 -> default via 11.11.11.1)")
 	check("our route still displaced", "")
 
 	// The veth pair and namespace found, removed by their owner: neither
 	// comes back (what was on them cannot be read, and is skipped).
-	h.must(t, h.DeleteNamespace("ns1"))
+	h.Must(t, h.DeleteNamespace("ns1"))
 	check("their namespace removed", "owner removed: create namespace ns1 (absent -> present)\n"+
 		"owner removed: create veth pair veth0 <-> veth1 (veth1 in ns1) (absent -> present)")
 	if ok, _ := h.NamespaceExists("ns1"); ok {
@@ -339,7 +344,7 @@ func TestWatchLeavesWhatIsNotOurs(t *testing.T) {
 	}
 
 	// Revert leaves all of that as it is now.
-	now := h.dump()
+	now := h.Dump()
 	if err := Revert(h, j, discard); err != nil {
 		t.Fatal(err)
 	}
@@ -351,8 +356,8 @@ func TestWatchLeavesWhatIsNotOurs(t *testing.T) {
 func TestWatchRepairsOwnDeletedRoute(t *testing.T) {
 	h, _, j := appliedVPS(t)
 	w := NewWatcher(h, vpsDesired("ns1"), WatchOptions{Journal: j})
-	ours := RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: rtnBlackhole, Protocol: RouteProtocol}
-	h.must(t, h.DelRoute("", ours))
+	ours := RouteSpec{Dst: netip.MustParsePrefix("192.168.111.0/30"), Type: RouteBlackhole, Protocol: RouteProtocol}
+	h.Must(t, h.DelRoute("", ours))
 	if got := actions(w.Check()); got != "repaired: add route blackhole 192.168.111.0/30 (absent -> blackhole 192.168.111.0/30)" {
 		t.Errorf("events after our route was deleted: %s", got)
 	}
@@ -371,11 +376,11 @@ func TestReconfigureRoutes(t *testing.T) {
 	nw := vpsDesired("ns1")
 	nw.Routes[0].Gw = netip.MustParseAddr("11.11.11.2")
 	w := NewWatcher(h, old, WatchOptions{Journal: j})
-	h.must(t)
+	h.Must(t)
 	if err := w.Reconfigure(nw, j, discard); err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(h.mutatingCalls()); !strings.Contains(got, "DelRoute ns1 0.0.0.0/0 type=1 gw=11.11.11.1") ||
+	if got := fmt.Sprint(h.MutatingCalls()); !strings.Contains(got, "DelRoute ns1 0.0.0.0/0 type=1 gw=11.11.11.1") ||
 		!strings.Contains(got, "AddRoute ns1 0.0.0.0/0 type=1 gw=11.11.11.2") {
 		t.Errorf("calls: %s", got)
 	}
@@ -384,8 +389,8 @@ func TestReconfigureRoutes(t *testing.T) {
 	}
 
 	// Someone's route where the next reload wants a blackhole.
-	theirs := RouteSpec{Dst: netip.MustParsePrefix("10.9.0.0/24"), Gw: netip.MustParseAddr("192.0.2.1"), Type: rtnUnicast, Protocol: 4}
-	h.must(t, h.ReplaceRoute("", theirs))
+	theirs := RouteSpec{Dst: netip.MustParsePrefix("10.9.0.0/24"), Gw: netip.MustParseAddr("192.0.2.1"), Type: RouteUnicast, Protocol: 4}
+	h.Must(t, h.ReplaceRoute("", theirs))
 	third := nw
 	third.Routes = append(third.Routes[:len(third.Routes):len(third.Routes)], Route{Dst: theirs.Dst, Blackhole: true})
 	var ce *ConflictError
@@ -393,18 +398,18 @@ func TestReconfigureRoutes(t *testing.T) {
 		t.Errorf("CheckReconfigure: %v, want a *ConflictError", err)
 	}
 	saved := len(j.Entries)
-	h.must(t)
+	h.Must(t)
 	if err := w.Reconfigure(third, j, discard); !errors.As(err, &ce) {
 		t.Errorf("Reconfigure: %v, want a *ConflictError", err)
 	}
-	if c := h.mutatingCalls(); len(c) != 0 || len(j.Entries) != saved {
+	if c := h.MutatingCalls(); len(c) != 0 || len(j.Entries) != saved {
 		t.Errorf("refused reload changed the host (%v) or the journal (%d entries, was %d)", c, len(j.Entries), saved)
 	}
 	if evs := w.Check(); len(evs) != 0 {
 		t.Errorf("after a refused reload the watcher must watch the state before it: %s", actions(evs))
 	}
 
-	h.must(t, h.DelRoute("", theirs))
+	h.Must(t, h.DelRoute("", theirs))
 	if err := Revert(h, j, discard); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"tunnel-agent/agent"
+	"tunnel-agent/agent/config"
 )
 
 // The parts of the manifest the test reads.
@@ -136,7 +136,7 @@ func checkConfigMount(t *testing.T, pod podSpec, c container, cfg string, cm obj
 		t.Fatal("the ConfigMap holds no site file")
 	}
 	for key, site := range cm.Data {
-		if _, err := agent.ParseConfig(key, []byte(site), nil); err != nil {
+		if _, err := config.Parse(key, []byte(site), nil); err != nil {
 			t.Errorf("site file %s in the ConfigMap: %v", key, err)
 		}
 	}
