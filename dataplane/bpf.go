@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"slices"
 
+	"tunnel-agent/dataplane/internal/header"
+
 	"golang.org/x/net/bpf"
 )
 
@@ -192,9 +194,9 @@ func captureMatchProgramAt(prefixes []netip.Prefix, base int) ([]bpf.Instruction
 		blocks[0] = ipv4DstBlock(minimalPrefixes(v4))
 	}
 	if len(v6) > 0 {
-		blocks[1] = append(keepShorter(ipv6HeaderLen), ipv6DstBlock(minimalPrefixes(v6))...)
+		blocks[1] = append(keepShorter(header.IPv6HeaderLen), ipv6DstBlock(minimalPrefixes(v6))...)
 	}
-	prog := append(keepShorter(ipv4MinHeaderLen), versionDispatch([]uint32{4, 6}, blocks)...)
+	prog := append(keepShorter(header.IPv4MinHeaderLen), versionDispatch([]uint32{4, 6}, blocks)...)
 	return rebase(prog, base), nil
 }
 
@@ -280,7 +282,7 @@ func ipv6PrefixMatch(p netip.Prefix) []bpf.Instruction {
 	a := p.Addr().As16()
 	var prog []bpf.Instruction
 	for w := range (p.Bits() + 31) / 32 {
-		prog = append(prog, bpf.LoadAbsolute{Off: uint32(ipv6OffDst + 4*w), Size: 4})
+		prog = append(prog, bpf.LoadAbsolute{Off: uint32(header.IPv6OffDst + 4*w), Size: 4})
 		val := uint32(a[4*w])<<24 | uint32(a[4*w+1])<<16 | uint32(a[4*w+2])<<8 | uint32(a[4*w+3])
 		if bits := p.Bits() - 32*w; bits < 32 {
 			mask := ^uint32(0) << (32 - bits)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"tunnel-agent/dataplane/internal/header"
 	"tunnel-agent/internal/nstest"
 )
 
@@ -45,5 +46,5 @@ func validL4Checksum(pkt []byte) bool {
 	for i := 12; i < 20; i += 2 {
 		pseudo += uint32(binary.BigEndian.Uint16(pkt[i:]))
 	}
-	return checksum(l4, pseudo) == 0
+	return header.Checksum(l4, pseudo) == 0
 }

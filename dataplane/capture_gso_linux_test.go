@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"tunnel-agent/dataplane/internal/header"
 	"tunnel-agent/internal/nstest"
 )
 
@@ -26,10 +27,10 @@ func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt CaptureOptions, v6 boo
 	nstest.RequireRoot(t)
 	const mtu = 1500
 	topo := newVethTopo(t, mtu)
-	addr, bits, ipLen, protoOff, network := topo.AddrA, 32, 20, ipv4OffProto, "tcp4"
+	addr, bits, ipLen, protoOff, network := topo.AddrA, 32, 20, header.IPv4OffProto, "tcp4"
 	if v6 {
 		addIPv6(t, topo)
-		addr, bits, ipLen, protoOff, network = topoAddrA6, 128, 40, ipv6OffNextHeader, "tcp6"
+		addr, bits, ipLen, protoOff, network = topoAddrA6, 128, 40, header.IPv6OffNextHeader, "tcp6"
 	}
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, netip.PrefixFrom(addr, bits).String())
 	dst := netip.AddrPortFrom(addr, 5201)
@@ -66,7 +67,7 @@ func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt CaptureOptions, v6 boo
 		seen = seen || c.g.seen
 		for i := range n {
 			pkt := bufs[i][:sizes[i]]
-			if len(pkt) > mtu || pkt[protoOff] != protoTCP || !validTransport(pkt) {
+			if len(pkt) > mtu || pkt[protoOff] != header.ProtoTCP || !validTransport(pkt) {
 				t.Fatalf("captured a %d-byte packet that is not TCP, too big or has a bad checksum", len(pkt))
 			}
 			payload += len(pkt) - ipLen - int(pkt[ipLen+12]>>4)*4

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"tunnel-agent/dataplane/internal/header"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -148,7 +150,7 @@ func benchUDPPacket(size int) []byte {
 	binary.BigEndian.PutUint16(pkt[2:], uint16(size))
 	copy(pkt[12:], net.IPv4(198, 18, 0, 2).To4())
 	copy(pkt[16:], net.IPv4(198, 19, 1, 1).To4())
-	binary.BigEndian.PutUint16(pkt[10:], checksum(pkt[:20], 0))
+	binary.BigEndian.PutUint16(pkt[10:], header.Checksum(pkt[:20], 0))
 	binary.BigEndian.PutUint16(pkt[20:], 40000)
 	binary.BigEndian.PutUint16(pkt[22:], 4000)
 	binary.BigEndian.PutUint16(pkt[24:], uint16(size-20))

@@ -1,13 +1,14 @@
 package dataplane
 
-import "encoding/binary"
+import (
+	"encoding/binary"
 
-// Transport protocols whose checksums the capture completes and whose
-// super-packets it cuts.
+	"tunnel-agent/dataplane/internal/header"
+)
+
+// TCP and UDP header layout, for the transport protocols whose checksums
+// the capture completes and whose super-packets it cuts.
 const (
-	protoTCP = 6
-	protoUDP = 17
-
 	tcpMinHeaderLen = 20
 	udpHeaderLen    = 8
 	tcpOffChecksum  = 16
@@ -36,22 +37,22 @@ func locateL4(pkt []byte) (l4Loc, bool) {
 	}
 	switch pkt[0] >> 4 {
 	case 4: // the header checksum is the engine's to check
-		if len(pkt) < ipv4MinHeaderLen {
+		if len(pkt) < header.IPv4MinHeaderLen {
 			return l4Loc{}, false
 		}
 		ihl := int(pkt[0]&0x0f) * 4
-		total := int(binary.BigEndian.Uint16(pkt[ipv4OffTotalLen:]))
-		if ihl < ipv4MinHeaderLen || total < ihl || total > len(pkt) ||
-			binary.BigEndian.Uint16(pkt[ipv4OffFrag:])&(ipv4FlagMF|ipv4FragOffMask) != 0 {
+		total := int(binary.BigEndian.Uint16(pkt[header.IPv4OffTotalLen:]))
+		if ihl < header.IPv4MinHeaderLen || total < ihl || total > len(pkt) ||
+			binary.BigEndian.Uint16(pkt[header.IPv4OffFrag:])&(header.IPv4FlagMF|header.IPv4FragOffMask) != 0 {
 			return l4Loc{}, false
 		}
-		return l4Loc{off: ihl, total: total, proto: pkt[ipv4OffProto]}, true
+		return l4Loc{off: ihl, total: total, proto: pkt[header.IPv4OffProto]}, true
 	case 6:
 		h, why := parseIPv6(pkt)
-		if why != DropNone || h.fragment {
+		if why != DropNone || h.Fragment {
 			return l4Loc{}, false
 		}
-		return l4Loc{off: h.l4Off, total: h.totalLen, proto: h.proto, v6: true, routing: h.routing}, true
+		return l4Loc{off: h.L4Off, total: h.TotalLen, proto: h.Proto, v6: true, routing: h.Routing}, true
 	}
 	return l4Loc{}, false
 }
@@ -61,9 +62,9 @@ func locateL4(pkt []byte) (l4Loc, bool) {
 // the capture does not complete.
 func checksumField(proto uint8) (off, minLen int, ok bool) {
 	switch proto {
-	case protoTCP:
+	case header.ProtoTCP:
 		return tcpOffChecksum, tcpMinHeaderLen, true
-	case protoUDP:
+	case header.ProtoUDP:
 		return udpOffChecksum, udpHeaderLen, true
 	}
 	return 0, 0, false
@@ -97,8 +98,8 @@ func completeChecksum(pkt []byte) bool {
 	if !ok || len(seg) < minLen {
 		return false
 	}
-	c := checksum(seg, 0) // the field holds the pseudo-header sum already
-	if c == 0 && l.proto == protoUDP {
+	c := header.Checksum(seg, 0) // the field holds the pseudo-header sum already
+	if c == 0 && l.proto == header.ProtoUDP {
 		c = 0xffff // UDP: 0 means "no checksum"
 	}
 	binary.BigEndian.PutUint16(seg[off:], c)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // l4Packet builds an IPv4 packet of protocol proto with a transport header
@@ -17,7 +18,7 @@ func l4Packet(proto uint8, hdrLen, csumOff int, payload string) (full, partial [
 	pkt := make([]byte, 20+l4len)
 	pkt[0], pkt[8], pkt[9] = 0x45, 64, proto
 	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
-	binary.BigEndian.PutUint16(pkt[6:], ipv4FlagDF)
+	binary.BigEndian.PutUint16(pkt[6:], header.IPv4FlagDF)
 	copy(pkt[12:], []byte{192, 168, 111, 2, 11, 11, 11, 100})
 	for i := 20; i < 20+hdrLen; i++ {
 		pkt[i] = byte(i * 7)
@@ -31,9 +32,9 @@ func l4Packet(proto uint8, hdrLen, csumOff int, payload string) (full, partial [
 		pseudo += uint32(binary.BigEndian.Uint16(pkt[i:]))
 	}
 	pseudo += uint32(proto) + uint32(l4len)
-	binary.BigEndian.PutUint16(l4[csumOff:], checksum(l4, pseudo))
+	binary.BigEndian.PutUint16(l4[csumOff:], header.Checksum(l4, pseudo))
 	full = append([]byte(nil), pkt...)
-	binary.BigEndian.PutUint16(l4[csumOff:], fold(uint64(pseudo)))
+	binary.BigEndian.PutUint16(l4[csumOff:], ^header.Checksum(nil, pseudo)) // the folded pseudo-header sum
 	return full, pkt
 }
 

@@ -1,6 +1,10 @@
 package dataplane
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"tunnel-agent/dataplane/internal/header"
+)
 
 // captureState is the capture goroutine's working set, allocated once.
 type captureState struct {
@@ -108,13 +112,13 @@ func (e *Engine) forward4(pkt []byte, eps *endpoints, icmpBuf []byte, now int64)
 	if why != DropNone {
 		return verdict{reason: why}
 	}
-	pkt = pkt[:h.totalLen] // drop link-layer padding (short Ethernet frames)
-	v := verdict{dropInfo: dropInfo{src: h.src, dst: h.dst}}
-	if !e.routeTo(&v, h.dst, eps) {
+	pkt = pkt[:h.TotalLen] // drop link-layer padding (short Ethernet frames)
+	v := verdict{dropInfo: dropInfo{src: h.Src, dst: h.Dst}}
+	if !e.routeTo(&v, h.Dst, eps) {
 		return v
 	}
 	if v.reason, v.icmp = e.hopChecks4(pkt, &h, v.peer, v.addr, icmpBuf, now); v.reason == DropNone {
-		decrementTTL(pkt)
+		header.DecrementTTL(pkt)
 		v.pkt = pkt
 	}
 	return v
@@ -140,15 +144,15 @@ func (e *Engine) routeTo(v *verdict, dst netip.Addr, eps *endpoints) bool {
 // enters the tunnel: TTL must outlive this hop, and a DF packet must fit
 // the path MTU minus the outer headers. A failing check returns its drop
 // reason and the length of the ICMP error written to icmpBuf, if any.
-func (e *Engine) hopChecks4(pkt []byte, h *ipv4Header, p *peer, to netip.AddrPort, icmpBuf []byte, now int64) (DropReason, int) {
-	if h.ttl <= 1 {
+func (e *Engine) hopChecks4(pkt []byte, h *header.IPv4, p *peer, to netip.AddrPort, icmpBuf []byte, now int64) (DropReason, int) {
+	if h.TTL <= 1 {
 		return DropTTLExpired, e.icmpError(icmpBuf, pkt, h, icmpTypeTimeExceeded, icmpCodeTTLExceeded, 0, now)
 	}
 	mtu := p.pathMTU - outerOverhead(to)
 	switch {
 	case len(pkt) <= mtu:
 		return DropNone, 0
-	case h.df():
+	case h.DF():
 		return DropTooBig, e.icmpError(icmpBuf, pkt, h, icmpTypeDestUnreachable, icmpCodeFragNeeded, uint16(mtu), now)
 	case len(pkt) > maxUDPPayload(to):
 		return DropTooBig, 0 // cannot be one datagram at all; a real router would fragment
@@ -159,7 +163,7 @@ func (e *Engine) hopChecks4(pkt []byte, h *ipv4Header, p *peer, to netip.AddrPor
 
 // icmpError writes an ICMP error about pkt to buf when it is allowed
 // (configured source, RFC 1812 rules, rate limit) and returns its length.
-func (e *Engine) icmpError(buf, pkt []byte, h *ipv4Header, typ, code uint8, mtu uint16, now int64) int {
+func (e *Engine) icmpError(buf, pkt []byte, h *header.IPv4, typ, code uint8, mtu uint16, now int64) int {
 	if !e.icmpSrc.IsValid() || !e.mayAnswer4(pkt, h) {
 		return 0
 	}
@@ -170,20 +174,26 @@ func (e *Engine) icmpError(buf, pkt []byte, h *ipv4Header, typ, code uint8, mtu 
 	return buildICMPv4Error(buf, e.icmpSrc, pkt, typ, code, mtu)
 }
 
+// The outer IP and UDP headers the kernel puts around a tunnel datagram.
+const (
+	ipv4OuterUDPSize = 20 + 8
+	ipv6OuterUDPSize = 40 + 8
+)
+
 // outerOverhead is what the kernel puts around our UDP payload: IP and UDP
 // headers of the outer family.
 func outerOverhead(to netip.AddrPort) int {
 	if to.Addr().Is4() {
 		return ipv4OuterUDPSize
 	}
-	return 40 + 8
+	return ipv6OuterUDPSize
 }
 
 // maxUDPPayload is the largest UDP payload towards to: the IPv4 total
 // length, or the IPv6 payload length, is a 16-bit field.
 func maxUDPPayload(to netip.AddrPort) int {
 	if to.Addr().Is4() {
-		return ipv4MaxLen - ipv4OuterUDPSize
+		return header.IPv4MaxLen - ipv4OuterUDPSize
 	}
 	return 0xffff - 8
 }

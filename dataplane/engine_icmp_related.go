@@ -1,6 +1,10 @@
 package dataplane
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"tunnel-agent/dataplane/internal/header"
+)
 
 // ICMP errors about our own packets, from routers of a peer's site.
 //
@@ -34,37 +38,37 @@ var (
 // relatedError4 reports whether pkt (a valid IPv4 packet with header h,
 // from peer from, refused by the source check) is an ICMP error about a
 // packet sent to from, as above.
-func (e *Engine) relatedError4(pkt []byte, h *ipv4Header, from *peer) bool {
-	if from == nil || h.proto != ipv4ProtoICMP || h.flagsOff&(ipv4FlagMF|ipv4FragOffMask) != 0 {
+func (e *Engine) relatedError4(pkt []byte, h *header.IPv4, from *peer) bool {
+	if from == nil || h.Proto != header.ProtoICMP || h.FlagsOff&(header.IPv4FlagMF|header.IPv4FragOffMask) != 0 {
 		return false
 	}
-	msg := pkt[h.hdrLen:]
-	if len(msg) < icmpHeaderLen+ipv4MinHeaderLen || !icmpErrorTypes4[msg[0]] {
+	msg := pkt[h.HeaderLen:]
+	if len(msg) < icmpHeaderLen+header.IPv4MinHeaderLen || !icmpErrorTypes4[msg[0]] {
 		return false
 	}
 	q := msg[icmpHeaderLen:] // the quoted packet, from its header on
 	if q[0]>>4 != 4 {
 		return false
 	}
-	return e.relatedAddrs(h.src, h.dst, netip.AddrFrom4([4]byte(q[ipv4OffSrc:ipv4OffSrc+4])),
-		netip.AddrFrom4([4]byte(q[ipv4OffDst:ipv4OffDst+4])), from)
+	return e.relatedAddrs(h.Src, h.Dst, netip.AddrFrom4([4]byte(q[header.IPv4OffSrc:header.IPv4OffSrc+4])),
+		netip.AddrFrom4([4]byte(q[header.IPv4OffDst:header.IPv4OffDst+4])), from)
 }
 
 // relatedError6 is relatedError4 for ICMPv6.
-func (e *Engine) relatedError6(pkt []byte, h *ipv6Header, from *peer) bool {
-	if from == nil || h.proto != ipv6ProtoICMPv6 || h.fragment {
+func (e *Engine) relatedError6(pkt []byte, h *header.IPv6, from *peer) bool {
+	if from == nil || h.Proto != header.ProtoICMPv6 || h.Fragment {
 		return false
 	}
-	msg := pkt[h.l4Off:h.totalLen]
-	if len(msg) < icmpHeaderLen+ipv6HeaderLen || !icmpv6ErrorTypes[msg[0]] {
+	msg := pkt[h.L4Off:h.TotalLen]
+	if len(msg) < icmpHeaderLen+header.IPv6HeaderLen || !icmpv6ErrorTypes[msg[0]] {
 		return false
 	}
 	q := msg[icmpHeaderLen:]
 	if q[0]>>4 != 6 {
 		return false
 	}
-	return e.relatedAddrs(h.src, h.dst, netip.AddrFrom16([16]byte(q[ipv6OffSrc:ipv6OffSrc+16])),
-		netip.AddrFrom16([16]byte(q[ipv6OffDst:ipv6OffDst+16])), from)
+	return e.relatedAddrs(h.Src, h.Dst, netip.AddrFrom16([16]byte(q[header.IPv6OffSrc:header.IPv6OffSrc+16])),
+		netip.AddrFrom16([16]byte(q[header.IPv6OffDst:header.IPv6OffDst+16])), from)
 }
 
 // relatedAddrs applies the address rules to an ICMP error from src to dst

@@ -7,6 +7,12 @@ import (
 	"tunnel-agent/dataplane/dptest"
 )
 
+var (
+	lanHost  = netip.MustParseAddr("192.168.111.2")
+	farHost  = netip.MustParseAddr("11.11.11.100")
+	tutorial = dptest.EchoRequest(lanHost, farHost, 40, 1, 56) // ping's "56(84) bytes"
+)
+
 // TestCaptureSeedOutcomes pins what each capture seed exercises.
 func TestCaptureSeedOutcomes(t *testing.T) {
 	want := map[string]struct {

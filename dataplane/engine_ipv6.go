@@ -1,6 +1,10 @@
 package dataplane
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"tunnel-agent/dataplane/internal/header"
+)
 
 // forward6 is forward for IPv6: the same route, endpoint and router-hop
 // steps as forward4, with the hop limit for the TTL and ICMPv6 errors.
@@ -9,13 +13,13 @@ func (e *Engine) forward6(pkt []byte, eps *endpoints, icmpBuf []byte, now int64)
 	if why != DropNone {
 		return verdict{reason: why}
 	}
-	pkt = pkt[:h.totalLen] // drop link-layer padding
-	v := verdict{dropInfo: dropInfo{src: h.src, dst: h.dst}}
-	if !e.routeTo(&v, h.dst, eps) {
+	pkt = pkt[:h.TotalLen] // drop link-layer padding
+	v := verdict{dropInfo: dropInfo{src: h.Src, dst: h.Dst}}
+	if !e.routeTo(&v, h.Dst, eps) {
 		return v
 	}
 	if v.reason, v.icmp = e.hopChecks6(pkt, &h, v.peer, v.addr, icmpBuf, now); v.reason == DropNone {
-		decrementHopLimit(pkt)
+		header.DecrementHopLimit(pkt)
 		v.pkt = pkt
 	}
 	return v
@@ -28,8 +32,8 @@ func (e *Engine) forward6(pkt []byte, eps *endpoints, icmpBuf []byte, now int64)
 // announced is never below 1280: a tunnel whose path is smaller must carry
 // 1280-byte packets anyway, and does (the kernel fragments the outer
 // datagram, which is the tunnel's link-layer fragmentation).
-func (e *Engine) hopChecks6(pkt []byte, h *ipv6Header, p *peer, to netip.AddrPort, icmpBuf []byte, now int64) (DropReason, int) {
-	if h.hopLimit <= 1 {
+func (e *Engine) hopChecks6(pkt []byte, h *header.IPv6, p *peer, to netip.AddrPort, icmpBuf []byte, now int64) (DropReason, int) {
+	if h.HopLimit <= 1 {
 		return DropTTLExpired, e.icmpError6(icmpBuf, pkt, h, icmpv6TypeTimeExceeded, icmpv6CodeHopLimit, 0, now)
 	}
 	mtu := tunnelMTU6(p, to)
@@ -43,13 +47,13 @@ func (e *Engine) hopChecks6(pkt []byte, h *ipv6Header, p *peer, to netip.AddrPor
 // without being too big: the path MTU less the outer headers, at least the
 // IPv6 minimum MTU.
 func tunnelMTU6(p *peer, to netip.AddrPort) int {
-	return max(p.pathMTU-outerOverhead(to), ipv6MinMTU)
+	return max(p.pathMTU-outerOverhead(to), header.IPv6MinMTU)
 }
 
 // icmpError6 writes an ICMPv6 error about pkt to buf when it is allowed
 // (configured source, RFC 4443 rules, rate limit) and returns its length.
 // The limiter is the one ICMPv4 uses: one budget for both families.
-func (e *Engine) icmpError6(buf, pkt []byte, h *ipv6Header, typ, code uint8, param uint32, now int64) int {
+func (e *Engine) icmpError6(buf, pkt []byte, h *header.IPv6, typ, code uint8, param uint32, now int64) int {
 	if !e.icmpSrc6.IsValid() || len(buf) < icmpv6MaxLen || !e.mayAnswer6(pkt, h, typ) {
 		return 0
 	}
@@ -67,10 +71,10 @@ func (e *Engine) admit6(pkt []byte, from *peer) (DropReason, dropInfo) {
 	if why != DropNone {
 		return why, dropInfo{}
 	}
-	if h.totalLen != len(pkt) {
+	if h.TotalLen != len(pkt) {
 		return DropBadHeader, dropInfo{}
 	}
-	r, d := e.admitAddrs(h.src, h.dst, from)
+	r, d := e.admitAddrs(h.Src, h.Dst, from)
 	if r == DropSrcNotAllowed && e.relatedError6(pkt, &h, from) {
 		r, d.peer = DropNone, from // an ICMP error about our packet (engine_icmp_related.go)
 	}

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
+
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // Packets from the tunnel that are larger than the LAN MTU.
@@ -117,7 +119,7 @@ func (e *Engine) SetLANMTU(mtu int) error {
 func (e *Engine) tooBigForLAN(q *injectQueue, errs *relayState, p *peer, pkt []byte, from netip.AddrPort, t batchTime) {
 	if pkt[0]>>4 == 4 {
 		h, _ := parseIPv4(pkt) // valid: admitted
-		if !h.df() {
+		if !h.DF() {
 			e.fragmentToLAN(q, p, pkt, &h, t)
 			return
 		}
@@ -130,14 +132,14 @@ func (e *Engine) tooBigForLAN(q *injectQueue, errs *relayState, p *peer, pkt []b
 
 // fragmentToLAN queues the fragments of pkt (header h, DF clear) for
 // injection, counted as one packet received from p.
-func (e *Engine) fragmentToLAN(q *injectQueue, p *peer, pkt []byte, h *ipv4Header, t batchTime) {
+func (e *Engine) fragmentToLAN(q *injectQueue, p *peer, pkt []byte, h *header.IPv4, t batchTime) {
 	plan, ok := planFragments(pkt, h, q.lan.mtu)
 	if !ok {
 		r := DropTooBigLAN // an MTU too small for 8 bytes of data
 		if plan.first >= 8 {
 			r = DropBadHeader // malformed options: nothing to copy them by
 		}
-		e.drop(r, dropInfo{peer: p, src: h.src, dst: h.dst}, t.mono)
+		e.drop(r, dropInfo{peer: p, src: h.Src, dst: h.Dst}, t.mono)
 		return
 	}
 	p.ctr.rxPackets.Add(1)

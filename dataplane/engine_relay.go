@@ -1,6 +1,10 @@
 package dataplane
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"tunnel-agent/dataplane/internal/header"
+)
 
 // Hub-and-spoke relaying (Config.Relay). A hub serves many sites, each a
 // peer; a packet from site A to site B arrives from A's endpoint with a
@@ -127,7 +131,7 @@ func (e *Engine) relayICMP(buf, pkt []byte, r DropReason, mtu int) int {
 		return 0
 	}
 	if r == DropTooBig {
-		if !h.df() {
+		if !h.DF() {
 			return 0 // too big for one datagram at all: no MTU to announce
 		}
 		return buildICMPv4Error(buf, e.icmpSrc, pkt, icmpTypeDestUnreachable, icmpCodeFragNeeded, uint16(mtu))
@@ -140,22 +144,22 @@ func (e *Engine) relayICMP(buf, pkt []byte, r DropReason, mtu int) int {
 // decrements its TTL or hop limit.
 func relayHop(pkt []byte, q *peer, to netip.AddrPort) DropReason {
 	if pkt[0]>>4 == 6 {
-		if pkt[ipv6OffHopLimit] <= 1 {
+		if pkt[header.IPv6OffHopLimit] <= 1 {
 			return DropTTLExpired
 		}
 		if len(pkt) > tunnelMTU6(q, to) {
 			return DropTooBig
 		}
-		decrementHopLimit(pkt)
+		header.DecrementHopLimit(pkt)
 		return DropNone
 	}
-	if pkt[ipv4OffTTL] <= 1 {
+	if pkt[header.IPv4OffTTL] <= 1 {
 		return DropTTLExpired
 	}
-	df := pkt[ipv4OffFrag]&(ipv4FlagDF>>8) != 0
+	df := pkt[header.IPv4OffFrag]&(header.IPv4FlagDF>>8) != 0
 	if (df && len(pkt) > q.pathMTU-outerOverhead(to)) || len(pkt) > maxUDPPayload(to) {
 		return DropTooBig
 	}
-	decrementTTL(pkt)
+	header.DecrementTTL(pkt)
 	return DropNone
 }

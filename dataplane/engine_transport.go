@@ -150,10 +150,10 @@ func (e *Engine) admit4(pkt []byte, from *peer) (DropReason, dropInfo) {
 	if why != DropNone {
 		return why, dropInfo{}
 	}
-	if h.totalLen != len(pkt) {
+	if h.TotalLen != len(pkt) {
 		return DropBadHeader, dropInfo{}
 	}
-	r, d := e.admitAddrs(h.src, h.dst, from)
+	r, d := e.admitAddrs(h.Src, h.Dst, from)
 	if r == DropSrcNotAllowed && e.relatedError4(pkt, &h, from) {
 		r, d.peer = DropNone, from // an ICMP error about our packet (engine_icmp_related.go)
 	}

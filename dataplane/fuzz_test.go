@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // fuzzConfig is the tutorial's client side plus a learning peer and a peer
@@ -69,13 +70,13 @@ func checkForwarded(t *testing.T, in []byte, v verdict) {
 		return
 	}
 	h, r := parseIPv4(v.pkt)
-	if r != DropNone || h.totalLen != len(v.pkt) || v.peer == nil || !v.addr.IsValid() {
+	if r != DropNone || h.TotalLen != len(v.pkt) || v.peer == nil || !v.addr.IsValid() {
 		t.Fatalf("forwarded packet invalid: %v %+v", r, h)
 	}
 	want := bytes.Clone(in[:len(v.pkt)])
-	want[ipv4OffTTL]--
-	copy(want[ipv4OffChecksum:], v.pkt[ipv4OffChecksum:ipv4OffChecksum+2])
-	if !bytes.Equal(v.pkt, want) || in[ipv4OffTTL] < 2 {
+	want[header.IPv4OffTTL]--
+	copy(want[header.IPv4OffChecksum:], v.pkt[header.IPv4OffChecksum:header.IPv4OffChecksum+2])
+	if !bytes.Equal(v.pkt, want) || in[header.IPv4OffTTL] < 2 {
 		t.Fatalf("forwarded\n% x\nfrom\n% x", v.pkt, in)
 	}
 }
@@ -87,7 +88,7 @@ func checkGenerated(t *testing.T, in, msg []byte, reason DropReason) {
 		return
 	}
 	h, r := parseIPv4(msg)
-	if r != DropNone || h.totalLen != len(msg) || len(msg) > icmpMaxLen || checksum(msg[20:], 0) != 0 {
+	if r != DropNone || h.TotalLen != len(msg) || len(msg) > icmpMaxLen || header.Checksum(msg[20:], 0) != 0 {
 		t.Fatalf("ICMP error invalid: %v % x", r, msg)
 	}
 	if reason != DropTTLExpired && reason != DropTooBig {

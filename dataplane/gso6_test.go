@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // Fixtures for checksum completion and segmentation over IPv6 (extension
@@ -215,7 +216,7 @@ func TestSegmentUDPGSO(t *testing.T) {
 	segs := cut(t, seg.Partial(), mtu, frameMeta{partial: true, gsoType: vnetGSOUDPL4, gsoSize: size})
 	var payload []byte
 	for i, d := range segs {
-		if len(d) != 20+8+size || checksum(d[:20], 0) != 0 || binary.BigEndian.Uint16(d[2:]) != uint16(len(d)) ||
+		if len(d) != 20+8+size || header.Checksum(d[:20], 0) != 0 || binary.BigEndian.Uint16(d[2:]) != uint16(len(d)) ||
 			binary.BigEndian.Uint16(d[4:]) != 0xfffe+uint16(i) || binary.BigEndian.Uint16(d[24:]) != 8+size ||
 			!dptest.ValidL4(lanHost4, farHost4, dptest.ProtoUDP, d[20:]) {
 			t.Fatalf("IPv4 datagram %d invalid: % x", i, d[:28])

@@ -1,6 +1,10 @@
 package dataplane
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"tunnel-agent/dataplane/internal/header"
+)
 
 // Software segmentation of captured "super-packets".
 //
@@ -104,7 +108,7 @@ func parseSuper(pkt []byte, mtu int, m frameMeta) (s superPkt, ok bool) {
 	}
 	s.l4, s.v6 = l.off, l.v6
 	switch {
-	case l.proto == protoTCP && l.total-l.off >= tcpMinHeaderLen:
+	case l.proto == header.ProtoTCP && l.total-l.off >= tcpMinHeaderLen:
 		s.hdrLen = l.off + int(pkt[l.off+12]>>4)*4
 		s.mss = mtu - s.hdrLen
 		if size := m.tcpSize(l.v6); size > 0 {
@@ -113,7 +117,7 @@ func parseSuper(pkt []byte, mtu int, m frameMeta) (s superPkt, ok bool) {
 		if s.hdrLen < l.off+tcpMinHeaderLen || s.hdrLen > l.total || s.mss < 8 {
 			return s, false
 		}
-	case l.proto == protoUDP && l.total-l.off >= udpHeaderLen && m.udpSize() > 0:
+	case l.proto == header.ProtoUDP && l.total-l.off >= udpHeaderLen && m.udpSize() > 0:
 		s.hdrLen, s.mss, s.udp = l.off+udpHeaderLen, m.udpSize(), true
 	default:
 		return s, false
@@ -138,9 +142,9 @@ func (s *superPkt) pseudoSum(pkt []byte, l l4Loc, partial bool) bool {
 	if l.routing {
 		return false
 	}
-	addrs := pkt[ipv4OffSrc : ipv4OffDst+4]
+	addrs := pkt[header.IPv4OffSrc : header.IPv4OffDst+4]
 	if s.v6 {
-		addrs = pkt[ipv6OffSrc : ipv6OffDst+16]
+		addrs = pkt[header.IPv6OffSrc : header.IPv6OffDst+16]
 	}
 	s.pseudo = uint32(l.proto)
 	for k := 0; k < len(addrs); k += 2 {
@@ -181,7 +185,7 @@ func (s *superPkt) segment(dst, src []byte, i int) int {
 	}
 	c := s.csumOff()
 	l4[c], l4[c+1] = 0, 0
-	sum := checksum(l4, s.pseudo+uint32(len(l4)))
+	sum := header.Checksum(l4, s.pseudo+uint32(len(l4)))
 	if sum == 0 && s.udp {
 		sum = 0xffff // UDP: 0 means "no checksum"
 	}
@@ -193,13 +197,13 @@ func (s *superPkt) segment(dst, src []byte, i int) int {
 // (the original's plus i) and header checksum.
 func (s *superPkt) fixIP(dst, src []byte, i, size int) {
 	if s.v6 {
-		binary.BigEndian.PutUint16(dst[ipv6OffPayloadLen:], uint16(size-ipv6HeaderLen))
+		binary.BigEndian.PutUint16(dst[header.IPv6OffPayloadLen:], uint16(size-header.IPv6HeaderLen))
 		return
 	}
-	binary.BigEndian.PutUint16(dst[ipv4OffTotalLen:], uint16(size))
+	binary.BigEndian.PutUint16(dst[header.IPv4OffTotalLen:], uint16(size))
 	binary.BigEndian.PutUint16(dst[4:], binary.BigEndian.Uint16(src[4:])+uint16(i))
-	dst[ipv4OffChecksum], dst[ipv4OffChecksum+1] = 0, 0
-	binary.BigEndian.PutUint16(dst[ipv4OffChecksum:], checksum(dst[:s.l4], 0))
+	dst[header.IPv4OffChecksum], dst[header.IPv4OffChecksum+1] = 0, 0
+	binary.BigEndian.PutUint16(dst[header.IPv4OffChecksum:], header.Checksum(dst[:s.l4], 0))
 }
 
 // TCP flags cleared on some segments.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"testing"
+
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // superPacket builds an IPv4 (v6 false) or IPv6 TCP packet with a 12-byte
@@ -61,7 +63,7 @@ func checkSegments(t *testing.T, orig []byte, segs [][]byte, mtu int) {
 			if got := int(binary.BigEndian.Uint16(seg[2:])); got != len(seg) {
 				t.Errorf("segment %d: total length %d, want %d", i, got, len(seg))
 			}
-			if checksum(seg[:20], 0) != 0 {
+			if header.Checksum(seg[:20], 0) != 0 {
 				t.Errorf("segment %d: IPv4 header checksum invalid", i)
 			}
 			if id := binary.BigEndian.Uint16(seg[4:]); id != 0xfffe+uint16(i) {
@@ -105,7 +107,7 @@ func validTCPChecksum(pkt []byte, ipLen int) bool {
 	for i := 0; i < len(addrs); i += 2 {
 		sum += uint32(binary.BigEndian.Uint16(addrs[i:]))
 	}
-	return checksum(pkt[ipLen:], sum) == 0
+	return header.Checksum(pkt[ipLen:], sum) == 0
 }
 
 func TestSegmentTCP(t *testing.T) {

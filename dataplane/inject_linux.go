@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"unsafe"
 
+	"tunnel-agent/dataplane/internal/header"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -168,17 +170,17 @@ func (s *rawSocket) unavailable() error {
 func injectDest(raw *unix.RawSockaddrInet6, h *unix.Msghdr, pkt []byte) error {
 	switch ipVersion(pkt) {
 	case 4:
-		if len(pkt) < ipv4MinHeaderLen {
+		if len(pkt) < header.IPv4MinHeaderLen {
 			return fmt.Errorf("inject: IPv4 packet of %d bytes is shorter than its header", len(pkt))
 		}
 		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(raw))
-		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte(pkt[ipv4OffDst : ipv4OffDst+4])}
+		*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte(pkt[header.IPv4OffDst : header.IPv4OffDst+4])}
 		h.Namelen = unix.SizeofSockaddrInet4
 	case 6:
-		if len(pkt) < ipv6HeaderLen {
+		if len(pkt) < header.IPv6HeaderLen {
 			return fmt.Errorf("inject: IPv6 packet of %d bytes is shorter than its header", len(pkt))
 		}
-		*raw = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: [16]byte(pkt[ipv6OffDst : ipv6OffDst+16])}
+		*raw = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: [16]byte(pkt[header.IPv6OffDst : header.IPv6OffDst+16])}
 		h.Namelen = unix.SizeofSockaddrInet6
 	case 0:
 		if len(pkt) == 0 {

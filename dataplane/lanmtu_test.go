@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // reassemble puts IPv4 fragments back together (by offset) and checks what
@@ -18,7 +19,7 @@ import (
 // data and the fragments' headers.
 func reassemble(t *testing.T, orig []byte, frags [][]byte, mtu int) (data []byte, hdrs [][]byte) {
 	t.Helper()
-	origOff := int(binary.BigEndian.Uint16(orig[6:])&ipv4FragOffMask) * 8
+	origOff := int(binary.BigEndian.Uint16(orig[6:])&header.IPv4FragOffMask) * 8
 	origMF := orig[6]&0x20 != 0
 	next := origOff
 	for i, f := range frags {
@@ -26,15 +27,15 @@ func reassemble(t *testing.T, orig []byte, frags [][]byte, mtu int) (data []byte
 		fl := binary.BigEndian.Uint16(f[6:])
 		last := i == len(frags)-1
 		switch {
-		case len(f) > mtu || int(binary.BigEndian.Uint16(f[2:])) != len(f) || checksum(f[:hl], 0) != 0:
+		case len(f) > mtu || int(binary.BigEndian.Uint16(f[2:])) != len(f) || header.Checksum(f[:hl], 0) != 0:
 			t.Fatalf("fragment %d: %d bytes (MTU %d), total length %d, header checksum ok %v", i, len(f), mtu,
-				binary.BigEndian.Uint16(f[2:]), checksum(f[:hl], 0) == 0)
-		case fl&ipv4FlagDF != 0 || !bytes.Equal(f[4:6], orig[4:6]) || !bytes.Equal(f[8:10], orig[8:10]) || !bytes.Equal(f[12:20], orig[12:20]):
+				binary.BigEndian.Uint16(f[2:]), header.Checksum(f[:hl], 0) == 0)
+		case fl&header.IPv4FlagDF != 0 || !bytes.Equal(f[4:6], orig[4:6]) || !bytes.Equal(f[8:10], orig[8:10]) || !bytes.Equal(f[12:20], orig[12:20]):
 			t.Fatalf("fragment %d: DF, ID, TTL, protocol or addresses changed", i)
-		case int(fl&ipv4FragOffMask)*8 != next:
-			t.Fatalf("fragment %d: offset %d, want %d", i, int(fl&ipv4FragOffMask)*8, next)
-		case (fl&ipv4FlagMF != 0) != (!last || origMF):
-			t.Fatalf("fragment %d of %d: MF %v", i, len(frags), fl&ipv4FlagMF != 0)
+		case int(fl&header.IPv4FragOffMask)*8 != next:
+			t.Fatalf("fragment %d: offset %d, want %d", i, int(fl&header.IPv4FragOffMask)*8, next)
+		case (fl&header.IPv4FlagMF != 0) != (!last || origMF):
+			t.Fatalf("fragment %d of %d: MF %v", i, len(frags), fl&header.IPv4FlagMF != 0)
 		case !last && (len(f)-hl)%8 != 0:
 			t.Fatalf("fragment %d: %d data bytes, not a multiple of 8", i, len(f)-hl)
 		}
@@ -244,7 +245,7 @@ func TestTooBigForLANQueueFlushes(t *testing.T) {
 		pkt := echo4(65535, false)
 		binary.BigEndian.PutUint16(pkt[4:], uint16(i)) // ID
 		binary.BigEndian.PutUint16(pkt[10:], 0)
-		binary.BigEndian.PutUint16(pkt[10:], checksum(pkt[:20], 0))
+		binary.BigEndian.PutUint16(pkt[10:], header.Checksum(pkt[:20], 0))
 		s.sizes[i] = copy(s.bufs[i], pkt)
 		s.from[i] = westEndpoint
 	}
@@ -317,9 +318,9 @@ func TestRelatedICMPErrors(t *testing.T) {
 	fragNeeded := func(src, dst netip.Addr, quoted []byte, typ uint8) []byte {
 		buf := make([]byte, icmpBufLen)
 		msg := buf[:buildICMPv4Error(buf, src, quoted, typ, icmpCodeFragNeeded, 1420)]
-		copy(msg[ipv4OffDst:], dst.AsSlice()) // buildICMPv4Error sends it to the quoted source
-		binary.BigEndian.PutUint16(msg[ipv4OffChecksum:], 0)
-		binary.BigEndian.PutUint16(msg[ipv4OffChecksum:], checksum(msg[:20], 0))
+		copy(msg[header.IPv4OffDst:], dst.AsSlice()) // buildICMPv4Error sends it to the quoted source
+		binary.BigEndian.PutUint16(msg[header.IPv4OffChecksum:], 0)
+		binary.BigEndian.PutUint16(msg[header.IPv4OffChecksum:], header.Checksum(msg[:20], 0))
 		return msg
 	}
 	ptb := func(src netip.Addr, quoted []byte, typ uint8) []byte {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // hubConfig: a hub serving a (configured), b (learning) and c (configured,
@@ -99,12 +100,12 @@ func droppedAs(e *Engine) DropReason {
 func checkRelayed(t *testing.T, name string, in, out []byte) {
 	t.Helper()
 	if in[0]>>4 == 6 {
-		if out[ipv6OffHopLimit] != in[ipv6OffHopLimit]-1 || string(out[8:]) != string(in[8:]) {
+		if out[header.IPv6OffHopLimit] != in[header.IPv6OffHopLimit]-1 || string(out[8:]) != string(in[8:]) {
 			t.Errorf("%s: relayed packet changed beyond the hop limit", name)
 		}
 		return
 	}
-	if _, r := parseIPv4(out); r != DropNone || out[ipv4OffTTL] != in[ipv4OffTTL]-1 || string(out[20:]) != string(in[20:]) {
+	if _, r := parseIPv4(out); r != DropNone || out[header.IPv4OffTTL] != in[header.IPv4OffTTL]-1 || string(out[20:]) != string(in[20:]) {
 		t.Errorf("%s: relayed packet invalid (%v) or changed beyond the TTL", name, r)
 	}
 }

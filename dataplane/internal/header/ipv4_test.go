@@ -1,4 +1,4 @@
-package dataplane
+package header
 
 import (
 	"encoding/binary"
@@ -22,24 +22,24 @@ func TestTutorialEchoIs84Bytes(t *testing.T) {
 }
 
 func TestParseIPv4Valid(t *testing.T) {
-	h, r := parseIPv4(tutorial)
-	if r != DropNone {
+	h, r := ParseIPv4(tutorial)
+	if r != OK {
 		t.Fatalf("reason %v", r)
 	}
-	want := ipv4Header{hdrLen: 20, totalLen: 84, ttl: 64, proto: 1, flagsOff: ipv4FlagDF, src: lanHost, dst: farHost}
+	want := IPv4{HeaderLen: 20, TotalLen: 84, TTL: 64, Proto: 1, FlagsOff: IPv4FlagDF, Src: lanHost, Dst: farHost}
 	if h != want {
 		t.Fatalf("got %+v, want %+v", h, want)
 	}
-	if !h.df() || h.fragOffset() != 0 {
-		t.Fatalf("df %v, frag offset %d", h.df(), h.fragOffset())
+	if !h.DF() || h.FragOffset() != 0 {
+		t.Fatalf("df %v, frag offset %d", h.DF(), h.FragOffset())
 	}
 }
 
 func TestParseIPv4WithOptionsAndPadding(t *testing.T) {
 	pkt := dptest.IPv4{Src: lanHost, Dst: farHost, TTL: 9, Proto: 17, Options: []byte{1, 1, 1, 0}}.Marshal([]byte("hi"))
 	padded := append(pkt, make([]byte, 46-len(pkt))...) // Ethernet minimum payload
-	h, r := parseIPv4(padded)
-	if r != DropNone || h.hdrLen != 24 || h.totalLen != len(pkt) || h.ttl != 9 {
+	h, r := ParseIPv4(padded)
+	if r != OK || h.HeaderLen != 24 || h.TotalLen != len(pkt) || h.TTL != 9 {
 		t.Fatalf("got %+v, %v", h, r)
 	}
 }
@@ -61,19 +61,19 @@ func TestParseIPv4Reasons(t *testing.T) {
 	cases := []struct {
 		name string
 		pkt  []byte
-		want DropReason
+		want Fault
 	}{
-		{"empty", nil, DropTooShort},
-		{"19 bytes", tutorial[:19], DropTooShort},
-		{"IHL 4", corrupt(func(b []byte) { b[0] = 0x44; fixChecksum(b) }), DropBadHeader},
-		{"IHL 15 beyond packet", corrupt(func(b []byte) { b[0] = 0x4f; binary.BigEndian.PutUint16(b[2:], 60) })[:40], DropTooShort},
-		{"total length < IHL", corrupt(func(b []byte) { binary.BigEndian.PutUint16(b[2:], 19); fixChecksum(b) }), DropBadHeader},
-		{"truncated", tutorial[:83], DropTooShort},
-		{"bad checksum", corrupt(func(b []byte) { b[11] ^= 1 }), DropBadHeader},
-		{"changed TTL", corrupt(func(b []byte) { b[8]-- }), DropBadHeader},
+		{"empty", nil, TooShort},
+		{"19 bytes", tutorial[:19], TooShort},
+		{"IHL 4", corrupt(func(b []byte) { b[0] = 0x44; fixChecksum(b) }), Malformed},
+		{"IHL 15 beyond packet", corrupt(func(b []byte) { b[0] = 0x4f; binary.BigEndian.PutUint16(b[2:], 60) })[:40], TooShort},
+		{"total length < IHL", corrupt(func(b []byte) { binary.BigEndian.PutUint16(b[2:], 19); fixChecksum(b) }), Malformed},
+		{"truncated", tutorial[:83], TooShort},
+		{"bad checksum", corrupt(func(b []byte) { b[11] ^= 1 }), Malformed},
+		{"changed TTL", corrupt(func(b []byte) { b[8]-- }), Malformed},
 	}
 	for _, c := range cases {
-		if _, r := parseIPv4(c.pkt); r != c.want {
+		if _, r := ParseIPv4(c.pkt); r != c.want {
 			t.Errorf("%s: got %v, want %v", c.name, r, c.want)
 		}
 	}
@@ -83,11 +83,11 @@ func TestParseIPv4Reasons(t *testing.T) {
 func TestChecksumKnown(t *testing.T) {
 	h := []byte{0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11,
 		0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7}
-	if got := checksum(h, 0); got != 0xb861 {
+	if got := Checksum(h, 0); got != 0xb861 {
 		t.Fatalf("checksum %#04x, want 0xb861", got)
 	}
 	h[10], h[11] = 0xb8, 0x61
-	if got := checksum(h, 0); got != 0 {
+	if got := Checksum(h, 0); got != 0 {
 		t.Fatalf("checksum over valid header %#04x, want 0", got)
 	}
 }
@@ -101,7 +101,7 @@ func TestChecksumMatchesReference(t *testing.T) {
 		for i := range b {
 			b[i] = byte(rng.Uint32())
 		}
-		if got, want := checksum(b, 0), dptest.Checksum(b); got != want {
+		if got, want := Checksum(b, 0), dptest.Checksum(b); got != want {
 			t.Fatalf("len %d: %#04x, want %#04x", len(b), got, want)
 		}
 	}
@@ -110,7 +110,7 @@ func TestChecksumMatchesReference(t *testing.T) {
 // TestChecksumUpdateRFC1624 is the example of RFC 1624 section 4, where the
 // older incremental formula wrongly yields 0xffff.
 func TestChecksumUpdateRFC1624(t *testing.T) {
-	if got := checksumUpdate(0xdd2f, 0x5555, 0x3285); got != 0x0000 {
+	if got := ChecksumUpdate(0xdd2f, 0x5555, 0x3285); got != 0x0000 {
 		t.Fatalf("got %#04x, want 0x0000", got)
 	}
 }
@@ -124,13 +124,13 @@ func TestDecrementTTL(t *testing.T) {
 		for ttl := 2; ttl <= 255; ttl++ {
 			pkt[8] = byte(ttl)
 			fixChecksumLen(pkt)
-			decrementTTL(pkt)
+			DecrementTTL(pkt)
 			got := binary.BigEndian.Uint16(pkt[10:])
 			fixChecksumLen(pkt)
 			if want := binary.BigEndian.Uint16(pkt[10:]); got != want || pkt[8] != byte(ttl-1) {
 				t.Fatalf("ttl %d: checksum %#04x, want %#04x (ttl now %d)", ttl, got, want, pkt[8])
 			}
-			if _, r := parseIPv4(pkt); r != DropNone {
+			if _, r := ParseIPv4(pkt); r != OK {
 				t.Fatalf("ttl %d: decremented header does not parse: %v", ttl, r)
 			}
 		}

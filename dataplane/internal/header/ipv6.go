@@ -1,4 +1,4 @@
-package dataplane
+package header
 
 import (
 	"encoding/binary"
@@ -7,17 +7,16 @@ import (
 
 // IPv6 header layout (RFC 8200). Offsets are into the fixed header.
 const (
-	ipv6HeaderLen = 40
+	IPv6HeaderLen = 40
 
-	ipv6OffPayloadLen = 4
-	ipv6OffNextHeader = 6
-	ipv6OffHopLimit   = 7
-	ipv6OffSrc        = 8
-	ipv6OffDst        = 24
+	IPv6OffPayloadLen = 4
+	IPv6OffNextHeader = 6
+	IPv6OffHopLimit   = 7
+	IPv6OffSrc        = 8
+	IPv6OffDst        = 24
 
-	ipv6OuterUDPSize = 40 + 8 // outer IPv6 + UDP headers added by the kernel
-	// ipv6MinMTU is the link MTU every IPv6 path must carry (RFC 8200 §5).
-	ipv6MinMTU = 1280
+	// IPv6MinMTU is the link MTU every IPv6 path must carry (RFC 8200 §5).
+	IPv6MinMTU = 1280
 
 	// Next-header values of the extension headers the parser walks, and
 	// of the upper layers it cares about.
@@ -29,7 +28,6 @@ const (
 	ipv6ExtMobility = 135
 	ipv6ExtHIP      = 139
 	ipv6ExtShim6    = 140
-	ipv6ProtoICMPv6 = 58
 
 	// ipv6MaxExtHeaders bounds the walk over the extension header chain,
 	// so a crafted packet cannot make it long; a longer chain is malformed
@@ -37,65 +35,65 @@ const (
 	ipv6MaxExtHeaders = 16
 )
 
-// ipv6Header is the parsed, validated view of an IPv6 packet: the fixed
+// IPv6 is the parsed, validated view of an IPv6 packet: the fixed
 // header and what the extension header chain says. Values only, so parsing
 // never allocates.
-type ipv6Header struct {
-	totalLen int // 40 + payload length
-	hopLimit uint8
-	// proto is the upper-layer protocol after the extension headers
-	// (for ESP or "no next header", that value), and l4Off the offset of
-	// its header; l4Off is 0 in a non-first fragment, which holds none.
-	proto    uint8
-	l4Off    int
-	fragment bool // a fragment header is present
-	fragOff  uint16
-	// routing: a routing header is present, so the destination of the
-	// transport checksum's pseudo-header is not dst but the final one.
-	routing  bool
-	src, dst netip.Addr
+type IPv6 struct {
+	TotalLen int // 40 + payload length
+	HopLimit uint8
+	// Proto is the upper-layer protocol after the extension headers
+	// (for ESP or "no next header", that value), and L4Off the offset of
+	// its header; L4Off is 0 in a non-first fragment, which holds none.
+	Proto    uint8
+	L4Off    int
+	Fragment bool // a fragment header is present
+	FragOff  uint16
+	// Routing: a routing header is present, so the destination of the
+	// transport checksum's pseudo-header is not Dst but the final one.
+	Routing  bool
+	Src, Dst netip.Addr
 }
 
-// firstFragment reports whether the packet is unfragmented or the first
+// FirstFragment reports whether the packet is unfragmented or the first
 // fragment (the one that holds the upper-layer header).
-func (h *ipv6Header) firstFragment() bool { return h.fragOff == 0 }
+func (h *IPv6) FirstFragment() bool { return h.FragOff == 0 }
 
-// parseIPv6 validates the IPv6 packet at the start of pkt and walks its
-// extension headers. Like parseIPv4 it accepts trailing bytes after the
+// ParseIPv6 validates the IPv6 packet at the start of pkt and walks its
+// extension headers. Like ParseIPv4 it accepts trailing bytes after the
 // payload length (link-layer padding). Jumbograms (payload length 0 with a
 // jumbo option) are refused: they cannot be one UDP datagram anyway. The
 // caller has already checked that the version nibble is 6.
-func parseIPv6(pkt []byte) (ipv6Header, DropReason) {
-	var h ipv6Header
-	if len(pkt) < ipv6HeaderLen {
-		return h, DropTooShort
+func ParseIPv6(pkt []byte) (IPv6, Fault) {
+	var h IPv6
+	if len(pkt) < IPv6HeaderLen {
+		return h, TooShort
 	}
-	plen := int(binary.BigEndian.Uint16(pkt[ipv6OffPayloadLen:]))
-	h.totalLen = ipv6HeaderLen + plen
-	if plen == 0 && pkt[ipv6OffNextHeader] == ipv6ExtHopByHop {
-		return h, DropBadHeader // jumbogram
+	plen := int(binary.BigEndian.Uint16(pkt[IPv6OffPayloadLen:]))
+	h.TotalLen = IPv6HeaderLen + plen
+	if plen == 0 && pkt[IPv6OffNextHeader] == ipv6ExtHopByHop {
+		return h, Malformed // jumbogram
 	}
-	if len(pkt) < h.totalLen {
-		return h, DropTooShort
+	if len(pkt) < h.TotalLen {
+		return h, TooShort
 	}
-	h.hopLimit = pkt[ipv6OffHopLimit]
-	h.src = netip.AddrFrom16([16]byte(pkt[ipv6OffSrc : ipv6OffSrc+16]))
-	h.dst = netip.AddrFrom16([16]byte(pkt[ipv6OffDst : ipv6OffDst+16]))
-	if !h.walkExtensions(pkt[:h.totalLen]) {
-		return h, DropBadHeader
+	h.HopLimit = pkt[IPv6OffHopLimit]
+	h.Src = netip.AddrFrom16([16]byte(pkt[IPv6OffSrc : IPv6OffSrc+16]))
+	h.Dst = netip.AddrFrom16([16]byte(pkt[IPv6OffDst : IPv6OffDst+16]))
+	if !h.walkExtensions(pkt[:h.TotalLen]) {
+		return h, Malformed
 	}
-	return h, DropNone
+	return h, OK
 }
 
 // walkExtensions follows the extension header chain of pkt (trimmed to its
 // total length) and records the upper layer in h. It reports false for a
 // chain that is malformed: a header running past the packet, a hop-by-hop
 // header anywhere but first, or more than ipv6MaxExtHeaders headers.
-func (h *ipv6Header) walkExtensions(pkt []byte) bool {
-	next, off := pkt[ipv6OffNextHeader], ipv6HeaderLen
+func (h *IPv6) walkExtensions(pkt []byte) bool {
+	next, off := pkt[IPv6OffNextHeader], IPv6HeaderLen
 	for i := range ipv6MaxExtHeaders {
 		if !isIPv6Extension(next) {
-			h.proto, h.l4Off = next, off
+			h.Proto, h.L4Off = next, off
 			return true
 		}
 		if next == ipv6ExtHopByHop && i > 0 {
@@ -105,8 +103,8 @@ func (h *ipv6Header) walkExtensions(pkt []byte) bool {
 		if !ok {
 			return false
 		}
-		if h.fragOff != 0 { // the rest is not the upper-layer header
-			h.proto = pkt[off]
+		if h.FragOff != 0 { // the rest is not the upper-layer header
+			h.Proto = pkt[off]
 			return true
 		}
 		next, off = pkt[off], off+size
@@ -116,7 +114,7 @@ func (h *ipv6Header) walkExtensions(pkt []byte) bool {
 
 // extension checks the extension header of type typ at off and returns its
 // size; a fragment header also fills the fragment fields of h.
-func (h *ipv6Header) extension(pkt []byte, typ uint8, off int) (int, bool) {
+func (h *IPv6) extension(pkt []byte, typ uint8, off int) (int, bool) {
 	if off+8 > len(pkt) {
 		return 0, false
 	}
@@ -124,12 +122,12 @@ func (h *ipv6Header) extension(pkt []byte, typ uint8, off int) (int, bool) {
 	switch typ {
 	case ipv6ExtFragment:
 		size = 8
-		h.fragment = true
-		h.fragOff = binary.BigEndian.Uint16(pkt[off+2:]) >> 3
+		h.Fragment = true
+		h.FragOff = binary.BigEndian.Uint16(pkt[off+2:]) >> 3
 	case ipv6ExtAH:
 		size = (int(pkt[off+1]) + 2) * 4 // RFC 4302: in 4-octet units, minus 2
 	case ipv6ExtRouting:
-		h.routing = true
+		h.Routing = true
 	}
 	return size, off+size <= len(pkt)
 }
@@ -146,6 +144,6 @@ func isIPv6Extension(v uint8) bool {
 	return false
 }
 
-// decrementHopLimit lowers the hop limit of the IPv6 packet pkt by one
+// DecrementHopLimit lowers the hop limit of the IPv6 packet pkt by one
 // (IPv6 has no header checksum to patch).
-func decrementHopLimit(pkt []byte) { pkt[ipv6OffHopLimit]-- }
+func DecrementHopLimit(pkt []byte) { pkt[IPv6OffHopLimit]-- }
