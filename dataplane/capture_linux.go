@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"unsafe"
 
+	"tunnel-agent/dataplane/internal/mmsg"
+
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -51,7 +53,7 @@ type PacketCapture struct {
 	ifname string
 
 	mu sync.Mutex // serialises ReadBatch (r holds per-call state)
-	r  batchReader
+	r  mmsg.Reader
 	g  *gsoSplitter // TCP super-packets cut to the MTU (gso_batch.go)
 	rx *rxRing      // the receive ring, nil on the socket path (ring_linux.go)
 
@@ -125,9 +127,9 @@ func OpenCaptureWith(ifname string, prefixes []netip.Prefix, opt CaptureOptions)
 		return nil, opErr(err)
 	}
 	c := &PacketCapture{f: f, rc: rc, ifname: ifname, g: newGSOSplitter(ifi.MTU), rx: rx, link: link}
-	c.r.init(rc)
-	c.r.m.ctrlLen = auxControlLen
-	c.r.m.headLen = link.headLen()
+	c.r.Init(rc)
+	c.r.Msgs.CtrlLen = auxControlLen
+	c.r.Msgs.HeadLen = link.headLen()
 	if rx != nil {
 		rx.init(rc, c)
 	}
@@ -168,7 +170,7 @@ func filterCaptureSocket(fd int, filter []bpf.RawInstruction) error {
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
 		return os.NewSyscallError("setsockopt SO_ATTACH_FILTER", err)
 	}
-	setSocketBuffers(fd, udpSocketBuffer)
+	mmsg.SetSocketBuffers(fd, mmsg.SocketBuffer)
 	// Per-packet status (TP_STATUS_CSUMNOTREADY), see completeChecksum.
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
 		return os.NewSyscallError("setsockopt PACKET_AUXDATA", err)
@@ -206,7 +208,7 @@ var auxControlLen = unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{})))
 // auxData returns the PACKET_AUXDATA message (a struct tpacket_auxdata) in
 // the ancillary data ctrl, or nil if there is none.
 func auxData(ctrl []byte) []byte {
-	return cmsgData(ctrl, unix.SOL_PACKET, unix.PACKET_AUXDATA)
+	return mmsg.CmsgData(ctrl, unix.SOL_PACKET, unix.PACKET_AUXDATA)
 }
 
 // htons converts a 16-bit value to network byte order, as sll_protocol
@@ -230,7 +232,7 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		return c.readRing(bufs[:n], sizes)
 	}
 	for {
-		got, err := c.r.read(bufs[:c.g.readLimit(n)], false)
+		got, err := c.r.Read(bufs[:c.g.readLimit(n)], false)
 		if err != nil {
 			if c.vnetRefused(err) {
 				continue
@@ -243,13 +245,13 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		meta := c.g.metaFor(got)
 		out := 0
 		for i := range got {
-			h := &c.r.m.hdrs[i]
-			size, m, ok := c.link.message(c.r.m.head(i), auxData(c.r.m.control(i)), int(h.Len))
+			h := &c.r.Msgs.Hdrs[i]
+			size, m, ok := c.link.message(c.r.Msgs.Head(i), auxData(c.r.Msgs.Control(i)), int(h.Len))
 			if !ok {
 				c.unreadable.Add(1)
 				continue
 			}
-			if h.Hdr.Flags&unix.MSG_TRUNC != 0 || size > len(bufs[i]) || !compact(bufs, i, out, size) {
+			if h.Hdr.Flags&unix.MSG_TRUNC != 0 || size > len(bufs[i]) || !mmsg.Compact(bufs, i, out, size) {
 				c.truncated.Add(1)
 				continue
 			}

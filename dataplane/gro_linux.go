@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"tunnel-agent/dataplane/internal/mmsg"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -57,7 +59,7 @@ type groReader struct {
 }
 
 func newGROReader() *groReader {
-	return &groReader{q: newGROQueue(), msgs: make([]groMsg, maxBatch)}
+	return &groReader{q: newGROQueue(), msgs: make([]groMsg, mmsg.MaxBatch)}
 }
 
 var groRefused sync.Once
@@ -89,7 +91,7 @@ func (t *UDPTransport) GROStats() GROStats {
 // groSegmentSize returns the segment size from the UDP_GRO message in the
 // ancillary data ctrl (an int), or 0 if there is none.
 func groSegmentSize(ctrl []byte) int {
-	return int(int32(cmsgUint32(ctrl, unix.SOL_UDP, unix.UDP_GRO)))
+	return int(int32(mmsg.CmsgUint32(ctrl, unix.SOL_UDP, unix.UDP_GRO)))
 }
 
 // readGRO is ReadBatch with UDP_GRO; the caller holds t.rmu. Staged
@@ -138,7 +140,7 @@ func (t *UDPTransport) countTruncated(n int) {
 // messages it reads only as many as should fit.
 func (t *UDPTransport) receiveInPlace(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
 	g := t.gro
-	got, err := t.r.read(bufs[:g.q.readLimit(len(bufs))], true)
+	got, err := t.r.Read(bufs[:g.q.readLimit(len(bufs))], true)
 	if err != nil {
 		return 0, t.opError("read", err)
 	}
@@ -151,7 +153,7 @@ func (t *UDPTransport) receiveInPlace(bufs [][]byte, sizes []int, from []netip.A
 func (t *UDPTransport) receiveStaged() error {
 	g := t.gro
 	g.one[0] = g.q.recvArea()
-	got, err := t.r.read(g.one[:], true)
+	got, err := t.r.Read(g.one[:], true)
 	if err != nil {
 		return t.opError("read", err)
 	}
@@ -165,17 +167,17 @@ func (t *UDPTransport) receiveStaged() error {
 // dropping (and counting) truncated ones; message j ends up in bufs[j]. It
 // returns how many were kept and the most datagrams one carried.
 func (t *UDPTransport) collect(bufs [][]byte, got int) (k, most int) {
-	g, m := t.gro, &t.r.m
+	g, m := t.gro, &t.r.Msgs
 	for i := range got {
-		h := &m.hdrs[i]
-		size, seg := int(h.Len), groSegmentSize(m.control(i))
+		h := &m.Hdrs[i]
+		size, seg := int(h.Len), groSegmentSize(m.Control(i))
 		// A truncated control buffer may have lost the segment size.
 		if h.Hdr.Flags&unix.MSG_TRUNC != 0 || (seg == 0 && h.Hdr.Flags&unix.MSG_CTRUNC != 0) ||
-			!compact(bufs, i, k, size) {
+			!mmsg.Compact(bufs, i, k, size) {
 			t.truncated.Add(1)
 			continue
 		}
-		g.msgs[k] = groMsg{n: size, seg: seg, from: addrPortFromRaw(&m.names[i])}
+		g.msgs[k] = groMsg{n: size, seg: seg, from: mmsg.AddrPortFromRaw(&m.Names[i])}
 		if c := g.msgs[k].segments(); c > 1 {
 			g.messages.Add(1)
 			g.segments.Add(uint64(c))

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+
+	"tunnel-agent/dataplane/internal/mmsg"
 )
 
 // simMsg is a message as the kernel would hand it to a UDP_GRO socket.
@@ -45,7 +47,7 @@ type simReader struct {
 }
 
 func newSimReader(in []simMsg) *simReader {
-	return &simReader{q: newGROQueue(), in: in, msgs: make([]groMsg, maxBatch)}
+	return &simReader{q: newGROQueue(), in: in, msgs: make([]groMsg, mmsg.MaxBatch)}
 }
 
 // read is ReadBatch: 0 when the input is used up.

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"unsafe"
 
+	"tunnel-agent/dataplane/internal/mmsg"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -42,9 +44,9 @@ type gsoBatch struct {
 
 func newGSOBatch() *gsoBatch {
 	return &gsoBatch{
-		hdrs: make([]unix.Mmsghdr, maxBatch), iovs: make([]unix.Iovec, maxBatch),
-		names: make([]unix.RawSockaddrInet6, maxBatch), ctrl: make([]byte, maxBatch*gsoCtrlLen),
-		segs: make([]int, maxBatch),
+		hdrs: make([]unix.Mmsghdr, mmsg.MaxBatch), iovs: make([]unix.Iovec, mmsg.MaxBatch),
+		names: make([]unix.RawSockaddrInet6, mmsg.MaxBatch), ctrl: make([]byte, mmsg.MaxBatch*gsoCtrlLen),
+		segs: make([]int, mmsg.MaxBatch),
 	}
 }
 
@@ -75,7 +77,7 @@ func (t *UDPTransport) buildGSO(bufs [][]byte, to []netip.AddrPort) (int, error)
 		n := runLen(bufs[i:], to[i:])
 		h := &g.hdrs[k]
 		h.Hdr, h.Len = unix.Msghdr{}, 0
-		if !putSockaddr(&g.names[k], &h.Hdr, t.fam, t.mapped(to[i])) {
+		if !mmsg.PutSockaddr(&g.names[k], &h.Hdr, t.fam, t.mapped(to[i])) {
 			return k, errBadDest(to[i])
 		}
 		for j := range n {
@@ -117,10 +119,9 @@ func (g *gsoBatch) datagrams(k int) int {
 func (t *UDPTransport) writeGSO(bufs [][]byte, to []netip.AddrPort) (int, error) {
 	total := 0
 	for len(bufs) > 0 {
-		chunk := min(len(bufs), maxBatch)
+		chunk := min(len(bufs), mmsg.MaxBatch)
 		nh, bad := t.buildGSO(bufs[:chunk], to[:chunk])
-		t.gw.m.hdrs, t.gw.vlen = t.g.hdrs, nh
-		sent, err := t.gw.write(nh)
+		sent, err := t.gw.WriteMsgs(t.g.hdrs[:nh])
 		done := t.g.datagrams(sent)
 		total += done
 		if err != nil && sent < nh && t.g.segs[sent] > 1 {

@@ -11,6 +11,7 @@ import (
 	"unsafe"
 
 	"tunnel-agent/dataplane/internal/header"
+	"tunnel-agent/dataplane/internal/mmsg"
 
 	"golang.org/x/sys/unix"
 )
@@ -41,7 +42,7 @@ type RawInjector struct {
 type rawSocket struct {
 	f   *os.File
 	rc  syscall.RawConn
-	w   batchWriter
+	w   mmsg.Writer
 	err error
 }
 
@@ -87,7 +88,7 @@ func (s *rawSocket) open(fam int) error {
 		s.f = nil
 		return err
 	}
-	s.w.initBlocking(s.rc)
+	s.w.InitBlocking(s.rc)
 	return nil
 }
 
@@ -119,7 +120,7 @@ func (inj *RawInjector) WriteBatch(pkts [][]byte) (int, error) {
 func (inj *RawInjector) socketFor(pkts [][]byte) (*rawSocket, int) {
 	ver := ipVersion(pkts[0])
 	run := 1
-	for run < len(pkts) && run < maxBatch && ipVersion(pkts[run]) == ver {
+	for run < len(pkts) && run < mmsg.MaxBatch && ipVersion(pkts[run]) == ver {
 		run++
 	}
 	if ver == 6 {
@@ -142,15 +143,15 @@ func (inj *RawInjector) writeRun(s *rawSocket, pkts [][]byte) (int, error) {
 	if s.f == nil {
 		return 0, fmt.Errorf("inject: %w", s.unavailable())
 	}
-	m := s.w.prepare(pkts)
+	m := s.w.Prepare(pkts)
 	var bad error
 	k := 0
 	for ; k < len(pkts); k++ {
-		if bad = injectDest(&m.names[k], &m.hdrs[k].Hdr, pkts[k]); bad != nil {
+		if bad = injectDest(&m.Names[k], &m.Hdrs[k].Hdr, pkts[k]); bad != nil {
 			break
 		}
 	}
-	sent, err := s.w.write(k)
+	sent, err := s.w.Write(k)
 	if err == nil {
 		err = bad
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"tunnel-agent/dataplane/internal/mmsg"
 	"tunnel-agent/internal/nstest"
 )
 
@@ -100,7 +101,7 @@ func TestUDPTransportLargeBatch(t *testing.T) {
 	}
 	readDatagrams(t, tb, 1, 64, 5*time.Second)
 
-	const count = maxBatch + 100 // more than one sendmmsg
+	const count = mmsg.MaxBatch + 100 // more than one sendmmsg
 	bufs := make([][]byte, count)
 	to := make([]netip.AddrPort, count)
 	for i := range bufs {
@@ -230,8 +231,8 @@ func TestUDPTransportSocketOptions(t *testing.T) {
 		t.Errorf("IP_MTU_DISCOVER = %d, %v; want IP_PMTUDISC_DONT", pmtud, gerr)
 	}
 	// As root the *FORCE options apply: the kernel reports double the size.
-	if rcv < udpSocketBuffer || snd < udpSocketBuffer {
-		t.Errorf("SO_RCVBUF = %d, SO_SNDBUF = %d; want at least %d", rcv, snd, udpSocketBuffer)
+	if rcv < mmsg.SocketBuffer || snd < mmsg.SocketBuffer {
+		t.Errorf("SO_RCVBUF = %d, SO_SNDBUF = %d; want at least %d", rcv, snd, mmsg.SocketBuffer)
 	}
 }
 

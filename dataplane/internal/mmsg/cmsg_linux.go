@@ -1,4 +1,4 @@
-package dataplane
+package mmsg
 
 import (
 	"encoding/binary"
@@ -7,21 +7,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cmsgUint32 returns the first 4 bytes of data of the control message of
+// CmsgUint32 returns the first 4 bytes of data of the control message of
 // the given level and type in the ancillary data ctrl (host byte order),
 // or 0 if there is none.
-func cmsgUint32(ctrl []byte, level, typ int32) uint32 {
-	if d := cmsgData(ctrl, level, typ); len(d) >= 4 {
+func CmsgUint32(ctrl []byte, level, typ int32) uint32 {
+	if d := CmsgData(ctrl, level, typ); len(d) >= 4 {
 		return binary.NativeEndian.Uint32(d)
 	}
 	return 0
 }
 
-// cmsgData returns the data of the first control message of the given
+// CmsgData returns the data of the first control message of the given
 // level and type in the ancillary data ctrl, or nil if there is none. It
 // walks the cmsg headers by hand, bounded by len(ctrl):
 // unix.ParseSocketControlMessage allocates.
-func cmsgData(ctrl []byte, level, typ int32) []byte {
+func CmsgData(ctrl []byte, level, typ int32) []byte {
 	for len(ctrl) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
 		n := int(h.Len)
