@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"tunnel-agent/dataplane/internal/header"
+	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
 
@@ -19,13 +20,13 @@ func TestCaptureCompletesPartialChecksum(t *testing.T) {
 
 func testCaptureCompletesPartialChecksum(t *testing.T, opt CaptureOptions) {
 	nstest.RequireRoot(t)
-	topo := newVethTopo(t, 1500)
-	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, topoRemote.String())
-	conn := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
-	bufs, sizes := makeBufs(4, CaptureBufferSize)
+	topo := vethtest.New(t, 1500)
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, vethtest.Remote.String())
+	conn := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
+	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
 	for _, payload := range []string{"partial checksum", "odd"} {
-		sendTo(t, conn, "198.19.0.9:7", []byte(payload))
-		n := readCapture(t, c, bufs, sizes, 5*time.Second)
+		vethtest.SendTo(t, conn, "198.19.0.9:7", []byte(payload))
+		n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 		for i := range n {
 			pkt := bufs[i][:sizes[i]]
 			if got := string(udpPayload(t, pkt)); got != payload {

@@ -9,65 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
-
-// The IPv6 side of vethTopo (addIPv6): A fd00:18::1/64, B fd00:18::2/64,
-// fd00:19::/48 blackholed in A and routed via A in B.
-var (
-	topoAddrA6  = netip.MustParseAddr("fd00:18::1")
-	topoAddrB6  = netip.MustParseAddr("fd00:18::2")
-	topoRemote6 = netip.MustParsePrefix("fd00:19::/48")
-)
-
-// addIPv6 gives the veth topology its IPv6 addresses (without duplicate
-// address detection, so they are usable at once) and routes.
-func addIPv6(t testing.TB, topo *vethTopo) {
-	t.Helper()
-	for _, side := range []struct {
-		ns     *nstest.NS
-		ifname string
-		addr   netip.Addr
-	}{{topo.A, topo.IfA, topoAddrA6}, {topo.B, topo.IfB, topoAddrB6}} {
-		link, err := side.ns.NL.LinkByName(side.ifname)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: side.addr.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD}
-		if err := side.ns.NL.AddrAdd(link, a); err != nil {
-			t.Fatalf("IPv6 address on %s: %v", side.ifname, err)
-		}
-	}
-	remote := &net.IPNet{IP: topoRemote6.Addr().AsSlice(), Mask: net.CIDRMask(topoRemote6.Bits(), 128)}
-	if err := topo.A.NL.RouteAdd(&netlink.Route{Dst: remote, Type: unix.RTN_BLACKHOLE}); err != nil {
-		t.Fatalf("IPv6 blackhole in A: %v", err)
-	}
-	linkB, err := topo.B.NL.LinkByName(topo.IfB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := topo.B.NL.RouteAdd(&netlink.Route{Dst: remote, Gw: topoAddrA6.AsSlice(), LinkIndex: linkB.Attrs().Index}); err != nil {
-		t.Fatalf("IPv6 route in B: %v", err)
-	}
-}
-
-// udp6In opens a UDP socket of either family bound to addr in ns.
-func udp6In(t testing.TB, ns *nstest.NS, addr netip.AddrPort) *net.UDPConn {
-	t.Helper()
-	var conn *net.UDPConn
-	if err := ns.Do(func() (err error) {
-		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
-		return err
-	}); err != nil {
-		t.Fatalf("UDP socket in %s: %v", ns.Name, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
 
 // validTransport checks the TCP or UDP checksum of a captured IPv4 or IPv6
 // packet without extension headers or options.
@@ -88,14 +35,14 @@ func TestCaptureCompletesPartialChecksum6(t *testing.T) {
 
 func testCaptureCompletesPartialChecksum6(t *testing.T, opt CaptureOptions) {
 	nstest.RequireRoot(t)
-	topo := newVethTopo(t, 1500)
-	addIPv6(t, topo)
-	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, topoRemote6.String())
-	conn := udp6In(t, topo.B, netip.AddrPortFrom(topoAddrB6, 0))
-	bufs, sizes := makeBufs(4, CaptureBufferSize)
+	topo := vethtest.New(t, 1500)
+	topo.AddIPv6(t)
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, vethtest.Remote6.String())
+	conn := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(vethtest.AddrB6, 0))
+	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
 	for _, payload := range []string{"partial checksum over IPv6", "odd"} {
-		sendTo(t, conn, "[fd00:19::9]:7", []byte(payload))
-		n := readCapture(t, c, bufs, sizes, 5*time.Second)
+		vethtest.SendTo(t, conn, "[fd00:19::9]:7", []byte(payload))
+		n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 		pkt := bufs[0][:sizes[0]]
 		if n != 1 || pkt[0]>>4 != 6 || pkt[6] != unix.IPPROTO_UDP || string(pkt[48:]) != payload {
 			t.Fatalf("captured %d packets, first % x", n, pkt[:min(len(pkt), 48)])
@@ -117,7 +64,7 @@ func testCaptureCompletesPartialChecksum6(t *testing.T, opt CaptureOptions) {
 		return nil
 	})
 	t.Cleanup(func() { cancel(); <-dialed })
-	n := readCapture(t, c, bufs, sizes, 5*time.Second)
+	n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 	pkt := bufs[0][:sizes[0]]
 	if n < 1 || pkt[6] != unix.IPPROTO_TCP || pkt[40+13]&dptest.TCPSyn == 0 {
 		t.Fatalf("captured % x, want a TCP SYN", pkt[:min(len(pkt), 60)])
@@ -135,16 +82,16 @@ func TestCaptureSplitsUDPGSO(t *testing.T) { forCaptureModes(t, testCaptureSplit
 
 func testCaptureSplitsUDPGSO(t *testing.T, opt CaptureOptions) {
 	nstest.RequireRoot(t)
-	topo := newVethTopo(t, 1500)
-	addIPv6(t, topo)
-	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, topoRemote.String(), topoRemote6.String())
+	topo := vethtest.New(t, 1500)
+	topo.AddIPv6(t)
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, vethtest.Remote.String(), vethtest.Remote6.String())
 	payload := pattern(3500)
 	for _, dst := range []string{"198.19.0.9:7", "[fd00:19::9]:7"} {
 		src := topo.AddrB
 		if netip.MustParseAddrPort(dst).Addr().Is6() {
-			src = topoAddrB6
+			src = vethtest.AddrB6
 		}
-		conn := udp6In(t, topo.B, netip.AddrPortFrom(src, 0))
+		conn := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(src, 0))
 		rc, err := conn.SyscallConn()
 		if err != nil {
 			t.Fatal(err)
@@ -154,12 +101,12 @@ func testCaptureSplitsUDPGSO(t *testing.T, opt CaptureOptions) {
 		if serr != nil {
 			t.Skipf("UDP_SEGMENT: %v", serr)
 		}
-		sendTo(t, conn, dst, payload)
-		bufs, sizes := makeBufs(8, CaptureBufferSize)
+		vethtest.SendTo(t, conn, dst, payload)
+		bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
 		var got []byte
 		var count int
 		for deadline := time.Now().Add(5 * time.Second); len(got) < len(payload) && time.Now().Before(deadline); {
-			n := readCapture(t, c, bufs, sizes, time.Until(deadline))
+			n := vethtest.Read(t, c, bufs, sizes, time.Until(deadline))
 			for i := range n {
 				pkt := bufs[i][:sizes[i]]
 				l4 := 20

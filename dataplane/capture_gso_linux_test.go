@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"tunnel-agent/dataplane/internal/header"
+	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
 
@@ -26,11 +27,11 @@ func TestCaptureSegmentsTCPSuperPackets6(t *testing.T) {
 func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt CaptureOptions, v6 bool) {
 	nstest.RequireRoot(t)
 	const mtu = 1500
-	topo := newVethTopo(t, mtu)
+	topo := vethtest.New(t, mtu)
 	addr, bits, ipLen, protoOff, network := topo.AddrA, 32, 20, header.IPv4OffProto, "tcp4"
 	if v6 {
-		addIPv6(t, topo)
-		addr, bits, ipLen, protoOff, network = topoAddrA6, 128, 40, header.IPv6OffNextHeader, "tcp6"
+		topo.AddIPv6(t)
+		addr, bits, ipLen, protoOff, network = vethtest.AddrA6, 128, 40, header.IPv6OffNextHeader, "tcp6"
 	}
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, netip.PrefixFrom(addr, bits).String())
 	dst := netip.AddrPortFrom(addr, 5201)
@@ -60,10 +61,10 @@ func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt CaptureOptions, v6 boo
 			}
 		}
 	}()
-	bufs, sizes := makeBufs(64, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(64, CaptureBufferSize)
 	seen, payload := false, 0
 	for deadline := time.Now().Add(10 * time.Second); payload < 256<<10 && time.Now().Before(deadline); {
-		n := readCapture(t, c, bufs, sizes, 5*time.Second)
+		n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 		seen = seen || c.g.seen
 		for i := range n {
 			pkt := bufs[i][:sizes[i]]

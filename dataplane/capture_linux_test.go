@@ -9,111 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
-
-// vethTopo is two throwaway namespaces joined by a veth pair:
-//
-//	A: veth-a 198.18.0.1/24, blackhole 198.19.0.0/16 (the "tunnelled" range)
-//	B: veth-b 198.18.0.2/24, 198.19.0.0/16 via 198.18.0.1
-//
-// so that B sending to 198.19.x.y puts an inbound frame for a non-local
-// destination on A's veth-a, as a LAN host sending into the tunnel would.
-type vethTopo struct {
-	A, B         *nstest.NS
-	IfA, IfB     string
-	AddrA, AddrB netip.Addr
-}
-
-var (
-	topoAddrA  = netip.MustParseAddr("198.18.0.1")
-	topoAddrB  = netip.MustParseAddr("198.18.0.2")
-	topoRemote = netip.MustParsePrefix("198.19.0.0/16")
-)
-
-func newVethTopo(t testing.TB, mtu int) *vethTopo {
-	t.Helper()
-	topo := &vethTopo{
-		A: nstest.New(t, "dpa"), B: nstest.New(t, "dpb"),
-		IfA: "veth-a", IfB: "veth-b",
-		AddrA: topoAddrA, AddrB: topoAddrB,
-	}
-	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: topo.IfA, MTU: mtu},
-		PeerName:      topo.IfB,
-		PeerMTU:       uint32(mtu),
-		PeerNamespace: netlink.NsFd(topo.B.Handle),
-	}
-	if err := topo.A.NL.LinkAdd(veth); err != nil {
-		t.Fatalf("create veth pair: %v", err)
-	}
-	setup := func(ns *nstest.NS, ifname string, addr netip.Addr) netlink.Link {
-		link, err := ns.NL.LinkByName(ifname)
-		if err != nil {
-			t.Fatalf("%s in %s: %v", ifname, ns.Name, err)
-		}
-		if link.Attrs().MTU != mtu {
-			if err := ns.NL.LinkSetMTU(link, mtu); err != nil {
-				t.Fatalf("set MTU of %s: %v", ifname, err)
-			}
-		}
-		a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(24, 32)}}
-		if err := ns.NL.AddrAdd(link, a); err != nil {
-			t.Fatalf("address on %s: %v", ifname, err)
-		}
-		if err := ns.NL.LinkSetUp(link); err != nil {
-			t.Fatalf("bring %s up: %v", ifname, err)
-		}
-		return link
-	}
-	setup(topo.A, topo.IfA, topo.AddrA)
-	linkB := setup(topo.B, topo.IfB, topo.AddrB)
-	// The kernel activates a device's queueing (linkwatch) up to a second
-	// after carrier comes up; until then it drops what is sent, including
-	// the first ARP request, whose retry would delay the tests by 1s.
-	for _, side := range []struct {
-		ns     *nstest.NS
-		ifname string
-	}{{topo.A, topo.IfA}, {topo.B, topo.IfB}} {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			link, err := side.ns.NL.LinkByName(side.ifname)
-			if err == nil && link.Attrs().OperState == netlink.OperUp {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not operationally up after 5s: %v", side.ifname, err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	remote := &net.IPNet{IP: topoRemote.Addr().AsSlice(), Mask: net.CIDRMask(topoRemote.Bits(), 32)}
-	if err := topo.A.NL.RouteAdd(&netlink.Route{Dst: remote, Type: unix.RTN_BLACKHOLE}); err != nil {
-		t.Fatalf("blackhole route in A: %v", err)
-	}
-	if err := topo.B.NL.RouteAdd(&netlink.Route{Dst: remote, Gw: topo.AddrA.AsSlice(), LinkIndex: linkB.Attrs().Index}); err != nil {
-		t.Fatalf("route in B: %v", err)
-	}
-	return topo
-}
-
-// udpIn opens a plain UDP socket bound to addr in namespace ns.
-func udpIn(t testing.TB, ns *nstest.NS, addr netip.AddrPort) *net.UDPConn {
-	t.Helper()
-	var conn *net.UDPConn
-	err := ns.Do(func() (err error) {
-		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(addr))
-		return err
-	})
-	if err != nil {
-		t.Fatalf("UDP socket in %s: %v", ns.Name, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
 
 // captureModes are the receive paths the capture tests run on.
 var captureModes = []struct {
@@ -151,48 +51,6 @@ func openCaptureWithIn(t testing.TB, ns *nstest.NS, ifname string, opt CaptureOp
 	return c
 }
 
-// readCapture reads one batch, failing the test (and closing c to unblock
-// the read) if nothing arrives within d.
-func readCapture(t testing.TB, c *PacketCapture, bufs [][]byte, sizes []int, d time.Duration) int {
-	t.Helper()
-	type result struct {
-		n   int
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		n, err := c.ReadBatch(bufs, sizes)
-		done <- result{n, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			t.Fatalf("ReadBatch: %v", r.err)
-		}
-		return r.n
-	case <-time.After(d):
-		c.Close()
-		<-done
-		t.Fatalf("ReadBatch: nothing captured within %v", d)
-		return 0
-	}
-}
-
-// watchdog closes c if the test is still running after d, so that a lost
-// packet fails a blocked read instead of hanging the test.
-func watchdog(t testing.TB, d time.Duration, c interface{ Close() error }) {
-	timer := time.AfterFunc(d, func() { c.Close() })
-	t.Cleanup(func() { timer.Stop() })
-}
-
-func makeBufs(n, size int) ([][]byte, []int) {
-	bufs := make([][]byte, n)
-	for i := range bufs {
-		bufs[i] = make([]byte, size)
-	}
-	return bufs, make([]int, n)
-}
-
 // ipv4Dst returns the destination address of an IPv4 packet.
 func ipv4Dst(pkt []byte) netip.Addr { return netip.AddrFrom4([4]byte(pkt[16:20])) }
 
@@ -206,31 +64,24 @@ func udpPayload(t testing.TB, pkt []byte) []byte {
 	return pkt[ihl+8:]
 }
 
-func sendTo(t testing.TB, conn *net.UDPConn, dst string, payload []byte) {
-	t.Helper()
-	if _, err := conn.WriteToUDPAddrPort(payload, netip.MustParseAddrPort(dst)); err != nil {
-		t.Fatalf("send to %s: %v", dst, err)
-	}
-}
-
 func TestCaptureInboundMatchedOnly(t *testing.T) { forCaptureModes(t, testCaptureInboundMatchedOnly) }
 
 func testCaptureInboundMatchedOnly(t *testing.T, opt CaptureOptions) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.1.0/24", "198.19.7.7/32")
-	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
+	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 
 	// Unmatched first: if the filter let it through it would be read first.
-	sendTo(t, sender, "198.19.2.5:4000", []byte("unmatched"))
-	sendTo(t, sender, "198.19.1.5:4000", []byte("matched-1"))
-	sendTo(t, sender, "198.19.3.3:4000", []byte("unmatched"))
-	sendTo(t, sender, "198.19.7.7:4000", []byte("matched-2"))
+	vethtest.SendTo(t, sender, "198.19.2.5:4000", []byte("unmatched"))
+	vethtest.SendTo(t, sender, "198.19.1.5:4000", []byte("matched-1"))
+	vethtest.SendTo(t, sender, "198.19.3.3:4000", []byte("unmatched"))
+	vethtest.SendTo(t, sender, "198.19.7.7:4000", []byte("matched-2"))
 
-	bufs, sizes := makeBufs(8, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
 	var got []string
 	deadline := time.Now().Add(5 * time.Second)
 	for len(got) < 2 && time.Now().Before(deadline) {
-		n := readCapture(t, c, bufs, sizes, time.Until(deadline))
+		n := vethtest.Read(t, c, bufs, sizes, time.Until(deadline))
 		for i := range n {
 			pkt := bufs[i][:sizes[i]]
 			if int(binary.BigEndian.Uint16(pkt[2:4])) != sizes[i] {
@@ -251,22 +102,22 @@ func testCaptureInboundMatchedOnly(t *testing.T, opt CaptureOptions) {
 func TestCaptureIgnoresOutgoing(t *testing.T) { forCaptureModes(t, testCaptureIgnoresOutgoing) }
 
 func testCaptureIgnoresOutgoing(t *testing.T, opt CaptureOptions) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	// 198.18.0.2/32 (B) matches the packets A sends out on veth-a.
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.18.0.2/32", "198.19.1.0/24")
-	fromA := udpIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
-	inB := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 5000))
+	fromA := vethtest.UDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
+	inB := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 5000))
 
-	sendTo(t, fromA, "198.18.0.2:5000", []byte("outgoing"))
+	vethtest.SendTo(t, fromA, "198.18.0.2:5000", []byte("outgoing"))
 	inB.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 100)
 	if n, err := inB.Read(buf); err != nil || string(buf[:n]) != "outgoing" {
 		t.Fatalf("B did not receive A's packet (so it did not leave veth-a): %q, %v", buf[:n], err)
 	}
 	// Now an inbound marker: it must be the first thing captured.
-	sendTo(t, inB, "198.19.1.9:4000", []byte("inbound"))
-	bufs, sizes := makeBufs(4, CaptureBufferSize)
-	n := readCapture(t, c, bufs, sizes, 5*time.Second)
+	vethtest.SendTo(t, inB, "198.19.1.9:4000", []byte("inbound"))
+	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
+	n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 	if p := udpPayload(t, bufs[0][:sizes[0]]); string(p) != "inbound" || n != 1 {
 		t.Fatalf("first capture = %q (n=%d), want only the inbound marker", p, n)
 	}
@@ -277,17 +128,17 @@ func TestCaptureJumboWholeAndTruncated(t *testing.T) {
 }
 
 func testCaptureJumboWholeAndTruncated(t *testing.T, opt CaptureOptions) {
-	topo := newVethTopo(t, 9000)
+	topo := vethtest.New(t, 9000)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
-	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
+	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 
 	jumbo := make([]byte, 9000-28)
 	for i := range jumbo {
 		jumbo[i] = byte(i * 7)
 	}
-	sendTo(t, sender, "198.19.1.1:4000", jumbo)
-	bufs, sizes := makeBufs(4, CaptureBufferSize)
-	n := readCapture(t, c, bufs, sizes, 5*time.Second)
+	vethtest.SendTo(t, sender, "198.19.1.1:4000", jumbo)
+	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
+	n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 	if n != 1 || sizes[0] != 9000 {
 		t.Fatalf("captured n=%d size=%d, want one 9000-byte packet", n, sizes[0])
 	}
@@ -302,10 +153,10 @@ func testCaptureJumboWholeAndTruncated(t *testing.T, opt CaptureOptions) {
 	// Buffers of 2048 bytes: the 9000-byte frame is dropped and counted,
 	// the small one behind it is returned (possibly in the same batch,
 	// moved down into bufs[0]).
-	small, ssizes := makeBufs(4, 2048)
-	sendTo(t, sender, "198.19.1.1:4000", jumbo)
-	sendTo(t, sender, "198.19.1.1:4000", []byte("small"))
-	n = readCapture(t, c, small, ssizes, 5*time.Second)
+	small, ssizes := vethtest.Bufs(4, 2048)
+	vethtest.SendTo(t, sender, "198.19.1.1:4000", jumbo)
+	vethtest.SendTo(t, sender, "198.19.1.1:4000", []byte("small"))
+	n = vethtest.Read(t, c, small, ssizes, 5*time.Second)
 	if n != 1 || string(udpPayload(t, small[0][:ssizes[0]])) != "small" {
 		t.Fatalf("after truncation: n=%d first=%q, want the small packet", n, small[0][:ssizes[0]])
 	}
@@ -317,18 +168,18 @@ func testCaptureJumboWholeAndTruncated(t *testing.T, opt CaptureOptions) {
 func TestCaptureBatch(t *testing.T) { forCaptureModes(t, testCaptureBatch) }
 
 func testCaptureBatch(t *testing.T, opt CaptureOptions) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
-	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
+	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	const count = 50
 	for i := range count {
-		sendTo(t, sender, "198.19.1.1:4000", []byte{byte(i)})
+		vethtest.SendTo(t, sender, "198.19.1.1:4000", []byte{byte(i)})
 	}
-	bufs, sizes := makeBufs(16, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(16, CaptureBufferSize)
 	next := 0
 	deadline := time.Now().Add(5 * time.Second)
 	for next < count && time.Now().Before(deadline) {
-		n := readCapture(t, c, bufs, sizes, time.Until(deadline))
+		n := vethtest.Read(t, c, bufs, sizes, time.Until(deadline))
 		for i := range n {
 			p := udpPayload(t, bufs[i][:sizes[i]])
 			if len(p) != 1 || int(p[0]) != next {
@@ -345,11 +196,11 @@ func testCaptureBatch(t *testing.T, opt CaptureOptions) {
 func TestCaptureCloseUnblocksRead(t *testing.T) { forCaptureModes(t, testCaptureCloseUnblocksRead) }
 
 func testCaptureCloseUnblocksRead(t *testing.T, opt CaptureOptions) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	done := make(chan error, 1)
 	go func() {
-		bufs, sizes := makeBufs(2, CaptureBufferSize)
+		bufs, sizes := vethtest.Bufs(2, CaptureBufferSize)
 		_, err := c.ReadBatch(bufs, sizes)
 		done <- err
 	}()
@@ -374,7 +225,7 @@ func testCaptureCloseUnblocksRead(t *testing.T, opt CaptureOptions) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("ReadBatch still blocked 5s after Close")
 	}
-	bufs, sizes := makeBufs(1, 64)
+	bufs, sizes := vethtest.Bufs(1, 64)
 	if _, err := c.ReadBatch(bufs, sizes); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("ReadBatch on closed capture: %v", err)
 	}
@@ -383,7 +234,7 @@ func testCaptureCloseUnblocksRead(t *testing.T, opt CaptureOptions) {
 func TestCaptureOpenErrors(t *testing.T) {
 	ns := nstest.New(t, "dpe")
 	err := ns.Do(func() error {
-		_, err := OpenCapture("no-such-if", []netip.Prefix{topoRemote})
+		_, err := OpenCapture("no-such-if", []netip.Prefix{vethtest.Remote})
 		return err
 	})
 	var oe *net.OpError
@@ -404,16 +255,16 @@ func TestCaptureOpenErrors(t *testing.T) {
 func TestCaptureZeroAllocs(t *testing.T) { forCaptureModes(t, testCaptureZeroAllocs) }
 
 func testCaptureZeroAllocs(t *testing.T, opt CaptureOptions) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
-	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
+	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	dst := netip.MustParseAddrPort("198.19.1.1:4000")
 	payload := make([]byte, 100)
-	bufs, sizes := makeBufs(8, CaptureBufferSize)
-	watchdog(t, time.Minute, c)
+	bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
+	vethtest.Watchdog(t, time.Minute, c)
 	// Warm up (ARP, buffers).
 	sender.WriteToUDPAddrPort(payload, dst)
-	readCapture(t, c, bufs, sizes, 5*time.Second)
+	vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 	allocs := testing.AllocsPerRun(100, func() {
 		if _, err := sender.WriteToUDPAddrPort(payload, dst); err != nil {
 			t.Fatal(err)
@@ -428,7 +279,7 @@ func testCaptureZeroAllocs(t *testing.T, opt CaptureOptions) {
 }
 
 func BenchmarkCaptureReadBatch(b *testing.B) {
-	topo := newVethTopo(b, 1500)
+	topo := vethtest.New(b, 1500)
 	c := openCaptureIn(b, topo.A, topo.IfA, "198.19.0.0/16")
 	var tr *UDPTransport
 	if err := topo.B.Do(func() (err error) {
@@ -441,7 +292,7 @@ func BenchmarkCaptureReadBatch(b *testing.B) {
 	// One datagram per packet: with GSO the 32 would cross the veth as one
 	// super-packet, and the capture would see one 45 KB frame.
 	tr.gso.Store(false)
-	watchdog(b, 5*time.Minute, c)
+	vethtest.Watchdog(b, 5*time.Minute, c)
 	const batch = 32
 	out := make([][]byte, batch)
 	to := make([]netip.AddrPort, batch)
@@ -449,7 +300,7 @@ func BenchmarkCaptureReadBatch(b *testing.B) {
 		out[i] = make([]byte, 1400)
 		to[i] = netip.MustParseAddrPort("198.19.1.1:4000")
 	}
-	bufs, sizes := makeBufs(batch, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(batch, CaptureBufferSize)
 	b.SetBytes(batch * (1400 + 28))
 	b.ReportAllocs()
 	b.ResetTimer()

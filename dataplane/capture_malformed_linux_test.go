@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
 
@@ -18,8 +19,8 @@ func TestCaptureKeepsMalformed(t *testing.T) { forCaptureModes(t, testCaptureKee
 
 func testCaptureKeepsMalformed(t *testing.T, opt CaptureOptions) {
 	nstest.RequireRoot(t)
-	topo := newVethTopo(t, 1500)
-	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, topoRemote.String())
+	topo := vethtest.New(t, 1500)
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, vethtest.Remote.String())
 	linkA, err := topo.A.NL.LinkByName(topo.IfA)
 	if err != nil {
 		t.Fatal(err)
@@ -46,10 +47,10 @@ func testCaptureKeepsMalformed(t *testing.T, opt CaptureOptions) {
 			t.Fatalf("send a raw frame: %v", err)
 		}
 	}
-	bufs, sizes := makeBufs(4, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
 	var got [][]byte
 	for deadline := time.Now().Add(5 * time.Second); len(got) < 2 && time.Now().Before(deadline); {
-		n := readCapture(t, c, bufs, sizes, time.Until(deadline))
+		n := vethtest.Read(t, c, bufs, sizes, time.Until(deadline))
 		for i := range n {
 			got = append(got, bytes.Clone(bufs[i][:sizes[i]]))
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"tunnel-agent/dataplane/internal/header"
+	"tunnel-agent/dataplane/internal/vethtest"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,11 +41,11 @@ func BenchmarkCaptureDrained(b *testing.B) {
 }
 
 func benchDrained(b *testing.B, opt CaptureOptions, size int) {
-	topo := newVethTopo(b, 1500)
+	topo := vethtest.New(b, 1500)
 	c := openCaptureWithIn(b, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	s := newRawSender(b, topo, size)
-	watchdog(b, 5*time.Minute, c)
-	bufs, sizes := makeBufs(64, CaptureBufferSize)
+	vethtest.Watchdog(b, 5*time.Minute, c)
+	bufs, sizes := vethtest.Bufs(64, CaptureBufferSize)
 	const chunk = 512 // fits every ring of benchModes and the socket buffer
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -79,11 +80,11 @@ func BenchmarkCaptureStream(b *testing.B) {
 }
 
 func benchStream(b *testing.B, opt CaptureOptions, size int) {
-	topo := newVethTopo(b, 1500)
+	topo := vethtest.New(b, 1500)
 	c := openCaptureWithIn(b, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	s := newRawSender(b, topo, size)
-	watchdog(b, 5*time.Minute, c)
-	bufs, sizes := makeBufs(64, CaptureBufferSize)
+	vethtest.Watchdog(b, 5*time.Minute, c)
+	bufs, sizes := vethtest.Bufs(64, CaptureBufferSize)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { s.flood(stop) })
@@ -116,7 +117,7 @@ type rawSender struct {
 	pkt []byte
 }
 
-func newRawSender(b testing.TB, topo *vethTopo, size int) *rawSender {
+func newRawSender(b testing.TB, topo *vethtest.Topo, size int) *rawSender {
 	linkA, err := topo.A.NL.LinkByName(topo.IfA)
 	if err != nil {
 		b.Fatal(err)
@@ -193,11 +194,11 @@ func (s *rawSender) flood(stop <-chan struct{}) {
 func BenchmarkCaptureLatency(b *testing.B) {
 	for _, m := range captureModes {
 		b.Run(m.name, func(b *testing.B) {
-			topo := newVethTopo(b, 1500)
+			topo := vethtest.New(b, 1500)
 			c := openCaptureWithIn(b, topo.A, topo.IfA, m.opt, "198.19.0.0/16")
 			s := newRawSender(b, topo, 64)
-			watchdog(b, 5*time.Minute, c)
-			bufs, sizes := makeBufs(8, CaptureBufferSize)
+			vethtest.Watchdog(b, 5*time.Minute, c)
+			bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
@@ -221,11 +222,11 @@ func BenchmarkCaptureLatency(b *testing.B) {
 func BenchmarkCaptureTCPBurst(b *testing.B) {
 	for _, m := range benchModes {
 		b.Run(m.name, func(b *testing.B) {
-			topo := newVethTopo(b, 1500)
+			topo := vethtest.New(b, 1500)
 			c := openCaptureWithIn(b, topo.A, topo.IfA, m.opt, netip.PrefixFrom(topo.AddrA, 32).String())
-			watchdog(b, 5*time.Minute, c)
+			vethtest.Watchdog(b, 5*time.Minute, c)
 			ln := tcpSink(b, topo)
-			bufs, sizes := makeBufs(64, CaptureBufferSize)
+			bufs, sizes := vethtest.Bufs(64, CaptureBufferSize)
 			before := c.KernelStats()
 			b.ResetTimer()
 			for b.Loop() {
@@ -246,7 +247,7 @@ func BenchmarkCaptureTCPBurst(b *testing.B) {
 
 // tcpSink listens on A's address and discards what every connection
 // sends.
-func tcpSink(b testing.TB, topo *vethTopo) net.Listener {
+func tcpSink(b testing.TB, topo *vethtest.Topo) net.Listener {
 	var ln net.Listener
 	if err := topo.A.Do(func() (err error) { ln, err = net.Listen("tcp4", topo.AddrA.String()+":0"); return err }); err != nil {
 		b.Fatal(err)
@@ -269,7 +270,7 @@ func tcpSink(b testing.TB, topo *vethTopo) net.Listener {
 }
 
 // tcpSend sends n bytes from B to addr over one connection.
-func tcpSend(topo *vethTopo, addr string, n int) error {
+func tcpSend(topo *vethtest.Topo, addr string, n int) error {
 	var conn net.Conn
 	if err := topo.B.Do(func() (err error) { conn, err = net.DialTimeout("tcp4", addr, 5*time.Second); return err }); err != nil {
 		return err
@@ -302,11 +303,11 @@ func drainUntilMarker(b *testing.B, c *PacketCapture, bufs [][]byte, sizes []int
 
 // tcpBurst sends n bytes over TCP from B to ln, then UDP markers to A
 // until stop is closed.
-func tcpBurst(b *testing.B, topo *vethTopo, ln net.Listener, n int, stop <-chan struct{}) {
+func tcpBurst(b *testing.B, topo *vethtest.Topo, ln net.Listener, n int, stop <-chan struct{}) {
 	if err := tcpSend(topo, ln.Addr().String(), n); err != nil {
 		b.Error(err)
 	}
-	marker := udpIn(b, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
+	marker := vethtest.UDPIn(b, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	dst := netip.AddrPortFrom(topo.AddrA, 9)
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
 		marker.WriteToUDPAddrPort([]byte("end"), dst)

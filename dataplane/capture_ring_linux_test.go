@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"tunnel-agent/dataplane/internal/vethtest"
 )
 
 // smallRing is the smallest ring: two 128 KiB blocks, about 860 frames of
@@ -26,18 +28,18 @@ var smallRing = CaptureOptions{Ring: true, RingBlockSize: MinRingBlockSize, Ring
 // by as many timeouts as there are blocks finds the ring full
 // (TestRingKernelDrops): 16 blocks leave room for a scheduler hiccup.
 func TestRingWholeInOrderAcrossWrap(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	opt := smallRing
 	opt.RingBlocks = 16 // 16 × 442 frames of 200 bytes when full
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
-	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
-	watchdog(t, 30*time.Second, c)
+	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
+	vethtest.Watchdog(t, 30*time.Second, c)
 	const count, burst, payloadLen = 10000, 250, 172 // 200-byte IPv4 packets
 	var received atomic.Int64
 	done := make(chan error, 1)
 	go func() { done <- sendBursts(sender, count, burst, payloadLen, &received) }()
 
-	bufs, sizes := makeBufs(7, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(7, CaptureBufferSize)
 	for next := 0; next < count; {
 		n, err := c.ReadBatch(bufs, sizes)
 		if err != nil {
@@ -90,23 +92,23 @@ func sendBursts(conn *net.UDPConn, count, burst, size int, received *atomic.Int6
 // freezes, KernelStats says so, and the frames kept are still returned
 // whole and in order.
 func TestRingKernelDrops(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, smallRing, "198.19.0.0/16")
-	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
+	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	payload := make([]byte, 1372)
 	for i := range 400 { // 400 × 1.5 KB: three times the ring
 		binary.BigEndian.PutUint32(payload, uint32(i))
-		sendTo(t, sender, "198.19.1.1:4000", payload)
+		vethtest.SendTo(t, sender, "198.19.1.1:4000", payload)
 	}
 	time.Sleep(20 * time.Millisecond) // the retire timer hands over the last block
 	st := c.KernelStats()
 	if st.Drops == 0 || st.QueueFreezes == 0 || st.Packets != 400 {
 		t.Fatalf("kernel stats %+v: want 400 packets, drops and freezes", st)
 	}
-	bufs, sizes := makeBufs(64, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(64, CaptureBufferSize)
 	got := 0
 	for last := -1; got < int(st.Packets-st.Drops); {
-		n := readCapture(t, c, bufs, sizes, 5*time.Second)
+		n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 		for i := range n {
 			seq := int(binary.BigEndian.Uint32(udpPayload(t, bufs[i][:sizes[i]])))
 			if seq <= last {
@@ -125,15 +127,15 @@ func TestRingKernelDrops(t *testing.T) {
 func TestCaptureSetPrefixes(t *testing.T) { forCaptureModes(t, testCaptureSetPrefixes) }
 
 func testCaptureSetPrefixes(t *testing.T, opt CaptureOptions) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.1.0/24")
-	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
-	bufs, sizes := makeBufs(4, CaptureBufferSize)
+	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
+	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
 	for _, want := range []string{"198.19.1.1", "198.19.2.1"} {
-		sendTo(t, sender, "198.19.2.1:4000", []byte("two"))
-		sendTo(t, sender, "198.19.1.1:4000", []byte("one"))
-		sendTo(t, sender, "198.19.3.1:4000", []byte("three"))
-		n := readCapture(t, c, bufs, sizes, 5*time.Second)
+		vethtest.SendTo(t, sender, "198.19.2.1:4000", []byte("two"))
+		vethtest.SendTo(t, sender, "198.19.1.1:4000", []byte("one"))
+		vethtest.SendTo(t, sender, "198.19.3.1:4000", []byte("three"))
+		n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 		if got := ipv4Dst(bufs[0][:sizes[0]]).String(); n != 1 || got != want {
 			t.Fatalf("captured %d frames, first to %s; want one to %s", n, got, want)
 		}
@@ -147,8 +149,8 @@ func testCaptureSetPrefixes(t *testing.T, opt CaptureOptions) {
 // with a flood: the reader must get net.ErrClosed, never touch the
 // unmapped ring (a crash), and later reads must fail the same way.
 func TestRingCloseWhileReading(t *testing.T) {
-	topo := newVethTopo(t, 1500)
-	sender := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
+	topo := vethtest.New(t, 1500)
+	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { flood(sender, stop) })
@@ -157,7 +159,7 @@ func TestRingCloseWhileReading(t *testing.T) {
 		c := openCaptureWithIn(t, topo.A, topo.IfA, smallRing, "198.19.0.0/16")
 		errc := make(chan error, 1)
 		go func() {
-			bufs, sizes := makeBufs(8, CaptureBufferSize)
+			bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
 			for {
 				if _, err := c.ReadBatch(bufs, sizes); err != nil {
 					errc <- err
@@ -177,7 +179,7 @@ func TestRingCloseWhileReading(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("round %d: reader still running 5s after Close", round)
 		}
-		bufs, sizes := makeBufs(1, CaptureBufferSize)
+		bufs, sizes := vethtest.Bufs(1, CaptureBufferSize)
 		if _, err := c.ReadBatch(bufs, sizes); !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("ReadBatch after Close: %v", err)
 		}

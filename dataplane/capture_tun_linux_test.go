@@ -9,6 +9,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
 
@@ -44,18 +45,18 @@ func testCaptureOnTUN(t *testing.T, opt CaptureOptions) {
 	if l, err := linkOfIn(t, ns, "tun-lan"); err != nil || l.linkLen != 0 || l.vnetLen != 0 {
 		t.Fatalf("link of a tun device: %+v, %v; want SOCK_RAW without a link-layer header", l, err)
 	}
-	c := openCaptureWithIn(t, ns, "tun-lan", opt, topoRemote.String())
+	c := openCaptureWithIn(t, ns, "tun-lan", opt, vethtest.Remote.String())
 	if c.link.vnetLen != vnetHdrLen {
 		t.Errorf("no virtio-net header on the tun capture (%+v)", c.link)
 	}
-	seg := dptest.UDP4(dptest.IPv4{Src: topoAddrB, Dst: topoRemote.Addr().Next(), TTL: 64}, 1, 2, []byte("through a tun"))
-	bufs, sizes := makeBufs(4, CaptureBufferSize)
+	seg := dptest.UDP4(dptest.IPv4{Src: vethtest.AddrB, Dst: vethtest.Remote.Addr().Next(), TTL: 64}, 1, 2, []byte("through a tun"))
+	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) { // the first write may precede the link's readiness
 		if _, err := tun.Fds[0].Write(seg.Packet); err != nil {
 			t.Fatalf("write into the tun device: %v", err)
 		}
-		if n := readCapture(t, c, bufs, sizes, time.Until(deadline)); n > 0 {
+		if n := vethtest.Read(t, c, bufs, sizes, time.Until(deadline)); n > 0 {
 			if got := bufs[0][:sizes[0]]; !bytes.Equal(got, seg.Packet) {
 				t.Fatalf("captured\n% x\nwant\n% x", got, seg.Packet)
 			}

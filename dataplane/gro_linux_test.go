@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
 
@@ -26,42 +26,6 @@ func listenGRO(t testing.TB, ns *nstest.NS, addr netip.AddrPort, gro bool) *UDPT
 		t.Fatalf("GROStats().Enabled = %v, want %v (kernel refused UDP_GRO?)", st.Enabled, gro)
 	}
 	return tr
-}
-
-// addVethIPv6 gives both ends of topo an IPv6 address (no DAD wait) and
-// returns them.
-func addVethIPv6(t testing.TB, topo *vethTopo) (a, b netip.Addr) {
-	t.Helper()
-	a, b = netip.MustParseAddr("fd00:18::1"), netip.MustParseAddr("fd00:18::2")
-	for _, end := range []struct {
-		ns     *nstest.NS
-		ifname string
-		addr   netip.Addr
-	}{{topo.A, topo.IfA, a}, {topo.B, topo.IfB, b}} {
-		link, err := end.ns.NL.LinkByName(end.ifname)
-		if err == nil {
-			err = end.ns.NL.AddrAdd(link, &netlink.Addr{
-				IPNet: &net.IPNet{IP: end.addr.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD})
-		}
-		if err != nil {
-			t.Fatalf("IPv6 address on %s: %v", end.ifname, err)
-		}
-	}
-	return a, b
-}
-
-// groUDPIn opens a plain UDP socket of either family in ns.
-func groUDPIn(t testing.TB, ns *nstest.NS, addr netip.AddrPort) *net.UDPConn {
-	t.Helper()
-	var c *net.UDPConn
-	if err := ns.Do(func() (err error) {
-		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
-		return err
-	}); err != nil {
-		t.Fatalf("UDP socket on %v: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // segmentCmsg is a UDP_SEGMENT control message for segments of size bytes.
@@ -126,7 +90,7 @@ func readBatches(t testing.TB, tr *UDPTransport, count, batch, size int, d time.
 	t.Helper()
 	timer := time.AfterFunc(d, func() { tr.Close() })
 	defer timer.Stop()
-	bufs, sizes := makeBufs(batch, size)
+	bufs, sizes := vethtest.Bufs(batch, size)
 	from := make([]netip.AddrPort, batch)
 	var got []datagram
 	for len(got) < count {
@@ -182,8 +146,9 @@ type groAddrs struct {
 	src         netip.Addr
 }
 
-func groFamilies(t *testing.T, topo *vethTopo) map[string]groAddrs {
-	a6, b6 := addVethIPv6(t, topo)
+func groFamilies(t *testing.T, topo *vethtest.Topo) map[string]groAddrs {
+	topo.AddIPv6(t)
+	a6, b6 := vethtest.AddrA6, vethtest.AddrB6
 	return map[string]groAddrs{
 		"ipv4": {netip.AddrPortFrom(topo.AddrB, 0), netip.AddrPortFrom(topo.AddrB, 0), topo.AddrA},
 		"ipv6": {netip.AddrPortFrom(b6, 0), netip.AddrPortFrom(b6, 0), a6},
@@ -198,7 +163,7 @@ func groFamilies(t *testing.T, topo *vethTopo) map[string]groAddrs {
 // datagrams (dropped and counted). Every datagram must come in order with
 // its size and sender.
 func TestUDPTransportGRO(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	sends := groScenario()
 	wantGSO, wantPlain := groExpected(sends)
 	for fam, addrs := range groFamilies(t, topo) {
@@ -207,8 +172,8 @@ func TestUDPTransportGRO(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/gro=%v/buf%d", fam, gro, size), func(t *testing.T) {
 					tr := listenGRO(t, topo.B, addrs.listen, gro)
 					dst := netip.AddrPortFrom(addrs.dst.Addr(), tr.LocalAddr().Port())
-					gsoConn := groUDPIn(t, topo.A, netip.AddrPortFrom(addrs.src, 0))
-					plainConn := groUDPIn(t, topo.A, netip.AddrPortFrom(addrs.src, 0))
+					gsoConn := vethtest.UDPIn(t, topo.A, netip.AddrPortFrom(addrs.src, 0))
+					plainConn := vethtest.UDPIn(t, topo.A, netip.AddrPortFrom(addrs.src, 0))
 					sendScenario(t, gsoConn, plainConn, dst, []groSend{{false, []byte("warm-up"), 0}})
 					readBatches(t, tr, 1, 8, size, 5*time.Second) // neighbour resolved
 					sendScenario(t, gsoConn, plainConn, dst, sends)
@@ -234,9 +199,9 @@ func TestUDPTransportGRO(t *testing.T) {
 // TestUDPTransportGROPending: datagrams staged for the next ReadBatch are
 // returned before anything read later, and without blocking.
 func TestUDPTransportGROPending(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	tr := listenGRO(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0), true)
-	c := groUDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
+	c := vethtest.UDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	sendScenario(t, c, c, tr.LocalAddr(), []groSend{{false, []byte("warm-up"), 0}})
 	readBatches(t, tr, 1, 8, maxPacketSize, 5*time.Second)
 	payload := numbered("p", 40*1400+100)
@@ -255,12 +220,12 @@ func TestUDPTransportGROPending(t *testing.T) {
 }
 
 func TestUDPTransportGROZeroAllocs(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	ta := listenUDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	tb := listenGRO(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0), true)
-	watchdog(t, time.Minute, tb)
+	vethtest.Watchdog(t, time.Minute, tb)
 	out, to := gsoRun(40, 1400, tb.LocalAddr())
-	bufs, sizes := makeBufs(8, maxPacketSize)
+	bufs, sizes := vethtest.Bufs(8, maxPacketSize)
 	from := make([]netip.AddrPort, len(bufs))
 	roundTrip := func() {
 		if _, err := ta.WriteBatch(out, to); err != nil {
@@ -302,12 +267,12 @@ func gsoRun(n, size int, dst netip.AddrPort) ([][]byte, []netip.AddrPort) {
 func BenchmarkUDPTransportGRO(b *testing.B) {
 	for _, gro := range []bool{true, false} {
 		b.Run(fmt.Sprintf("gro=%v", gro), func(b *testing.B) {
-			topo := newVethTopo(b, 1500)
+			topo := vethtest.New(b, 1500)
 			ta := listenUDPIn(b, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 			tb := listenGRO(b, topo.B, netip.AddrPortFrom(topo.AddrB, 0), gro)
-			watchdog(b, 5*time.Minute, tb)
+			vethtest.Watchdog(b, 5*time.Minute, tb)
 			out, to := gsoRun(64, 1400, tb.LocalAddr())
-			bufs, sizes := makeBufs(32, maxPacketSize)
+			bufs, sizes := vethtest.Bufs(32, maxPacketSize)
 			from := make([]netip.AddrPort, len(bufs))
 			var rx time.Duration
 			var reads int

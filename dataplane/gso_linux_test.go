@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/ethfeat"
 )
 
@@ -74,7 +75,7 @@ func gsoBatchFor(to1, to2 netip.AddrPort) (bufs [][]byte, to []netip.AddrPort, w
 
 // checkGSOBatch sends the mixed batch from A and checks that both of B's
 // sockets receive exactly their datagrams, one by one and in order.
-func checkGSOBatch(t *testing.T, topo *vethTopo, ta *UDPTransport) {
+func checkGSOBatch(t *testing.T, topo *vethtest.Topo, ta *UDPTransport) {
 	t.Helper()
 	tb1 := listenUDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	tb2 := listenUDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
@@ -100,7 +101,7 @@ func checkGSOBatch(t *testing.T, topo *vethTopo, ta *UDPTransport) {
 }
 
 func TestUDPTransportGSO(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	ta := listenUDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	checkGSOBatch(t, topo, ta)
 	if !ta.gso.Load() {
@@ -112,7 +113,7 @@ func TestUDPTransportGSO(t *testing.T) {
 // tx checksum offload; newer ones segment and checksum in software. Either
 // way every datagram must arrive.
 func TestUDPTransportGSOChecksumOffloadOff(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	err := topo.A.Do(func() error {
 		et, err := ethfeat.Open()
 		if err != nil {
@@ -132,7 +133,7 @@ func TestUDPTransportGSOChecksumOffloadOff(t *testing.T) {
 // A GSO message the kernel refuses (here EINVAL: UDP_SEGMENT is invalid on
 // a socket with SO_NO_CHECK) is resent datagram by datagram.
 func TestUDPTransportGSORefused(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	ta := listenUDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	var serr error
 	if err := ta.rc.Control(func(fd uintptr) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
 
@@ -76,9 +77,9 @@ func openInjectorIn(t testing.TB, ns *nstest.NS) *RawInjector {
 }
 
 func TestInjectorDelivers(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	inj := openInjectorIn(t, topo.A)
-	rx := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 7777))
+	rx := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 7777))
 
 	// As if decapsulated from the tunnel: a remote source, a LAN
 	// destination reached through veth-a.
@@ -106,9 +107,9 @@ func TestInjectorDelivers(t *testing.T) {
 }
 
 func TestInjectorErrors(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	inj := openInjectorIn(t, topo.A)
-	rx := udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 7777))
+	rx := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 7777))
 	src := netip.MustParseAddrPort("198.19.1.5:1234")
 	dst := netip.AddrPortFrom(topo.AddrB, 7777)
 	ok := buildUDP4(src, dst, false, []byte("ok"))
@@ -158,9 +159,9 @@ func TestInjectorErrors(t *testing.T) {
 }
 
 func TestInjectorZeroAllocs(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	inj := openInjectorIn(t, topo.A)
-	udpIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 7777)) // a sink; never read
+	vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 7777)) // a sink; never read
 	src := netip.MustParseAddrPort("198.19.1.5:1234")
 	pkts := make([][]byte, 16)
 	for i := range pkts {
@@ -178,9 +179,9 @@ func TestInjectorZeroAllocs(t *testing.T) {
 }
 
 func BenchmarkInjectorWriteBatch(b *testing.B) {
-	topo := newVethTopo(b, 1500)
+	topo := vethtest.New(b, 1500)
 	inj := openInjectorIn(b, topo.A)
-	udpIn(b, topo.B, netip.AddrPortFrom(topo.AddrB, 7777)) // a sink; never read
+	vethtest.UDPIn(b, topo.B, netip.AddrPortFrom(topo.AddrB, 7777)) // a sink; never read
 	src := netip.MustParseAddrPort("198.19.1.5:1234")
 	const batch = 32
 	pkts := make([][]byte, batch)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"testing"
 
+	"tunnel-agent/dataplane/internal/vethtest"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -23,7 +25,7 @@ func TestRingFillCopiesAndCounts(t *testing.T) {
 	r.retire(t, 1, synthFrame{data: []byte("next block")})
 	c := &PacketCapture{g: newGSOSplitter(1500)}
 	rx := &rxRing{w: newRingWalker(r.mem, r.bsize, r.nblk), c: c}
-	bufs, sizes := makeBufs(2, 64)
+	bufs, sizes := vethtest.Bufs(2, 64)
 
 	rx.bufs, rx.sizes, rx.meta = bufs, sizes, c.g.metaFor(2)
 	if !rx.fill(0) || rx.out != 2 {

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
 
@@ -26,10 +27,10 @@ func TestUDPTransportKernelDrops(t *testing.T) {
 	if tr.KernelDrops() != 0 {
 		t.Fatalf("a new socket has %d drops", tr.KernelDrops())
 	}
-	sender := udpIn(t, ns, netip.MustParseAddrPort("127.0.0.1:0"))
+	sender := vethtest.UDPIn(t, ns, netip.MustParseAddrPort("127.0.0.1:0"))
 	const sent = 200
 	for range sent {
-		sendTo(t, sender, tr.LocalAddr().String(), make([]byte, 1000))
+		vethtest.SendTo(t, sender, tr.LocalAddr().String(), make([]byte, 1000))
 	}
 	drops := tr.KernelDrops()
 	if drops == 0 || drops >= sent {

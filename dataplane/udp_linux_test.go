@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tunnel-agent/dataplane/internal/mmsg"
+	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
 
@@ -42,7 +43,7 @@ func readDatagrams(t testing.TB, tr *UDPTransport, count, bufSize int, d time.Du
 	t.Helper()
 	timer := time.AfterFunc(d, func() { tr.Close() })
 	defer timer.Stop()
-	bufs, sizes := makeBufs(16, bufSize)
+	bufs, sizes := vethtest.Bufs(16, bufSize)
 	from := make([]netip.AddrPort, len(bufs))
 	var got []datagram
 	for len(got) < count {
@@ -58,7 +59,7 @@ func readDatagrams(t testing.TB, tr *UDPTransport, count, bufSize int, d time.Du
 }
 
 func TestUDPTransportRoundTrip(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	ta := listenUDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	tb := listenUDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	if ta.LocalAddr().Addr() != topo.AddrA || ta.LocalAddr().Port() == 0 {
@@ -91,7 +92,7 @@ func TestUDPTransportRoundTrip(t *testing.T) {
 }
 
 func TestUDPTransportLargeBatch(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	ta := listenUDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	tb := listenUDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	// Resolve ARP first: until then the kernel queues only ~200 KiB of
@@ -120,7 +121,7 @@ func TestUDPTransportLargeBatch(t *testing.T) {
 }
 
 func TestUDPTransportDropsOversized(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	ta := listenUDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	tb := listenUDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	bufs := [][]byte{make([]byte, 500), []byte("fits"), make([]byte, 101), []byte("fits too")}
@@ -141,7 +142,7 @@ func TestUDPTransportDropsOversized(t *testing.T) {
 // PacketCapture: they leave A with DF clear, and one larger than the MTU
 // is fragmented by A's kernel and reassembled in B.
 func TestUDPTransportDFCleared(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	ta := listenUDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	tb := listenUDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	c := openCaptureIn(t, topo.B, topo.IfB, topo.AddrB.String()+"/32")
@@ -157,9 +158,9 @@ func TestUDPTransportDFCleared(t *testing.T) {
 	}
 	// small, then the fragments of big (3000+8 bytes over 1480-byte pieces).
 	var frames [][]byte
-	bufs, sizes := makeBufs(8, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
 	for len(frames) < 4 {
-		n := readCapture(t, c, bufs, sizes, 5*time.Second)
+		n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 		for i := range n {
 			frames = append(frames, bytes.Clone(bufs[i][:sizes[i]]))
 		}
@@ -180,7 +181,7 @@ func TestUDPTransportCloseUnblocksRead(t *testing.T) {
 	tr := listenUDPIn(t, ns, netip.MustParseAddrPort("127.0.0.1:0"))
 	done := make(chan error, 1)
 	go func() {
-		bufs, sizes := makeBufs(2, 100)
+		bufs, sizes := vethtest.Bufs(2, 100)
 		_, err := tr.ReadBatch(bufs, sizes, make([]netip.AddrPort, 2))
 		done <- err
 	}()
@@ -237,10 +238,10 @@ func TestUDPTransportSocketOptions(t *testing.T) {
 }
 
 func TestUDPTransportZeroAllocs(t *testing.T) {
-	topo := newVethTopo(t, 1500)
+	topo := vethtest.New(t, 1500)
 	ta := listenUDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	tb := listenUDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
-	watchdog(t, time.Minute, tb)
+	vethtest.Watchdog(t, time.Minute, tb)
 	const batch = 8
 	out := make([][]byte, batch)
 	to := make([]netip.AddrPort, batch)
@@ -248,7 +249,7 @@ func TestUDPTransportZeroAllocs(t *testing.T) {
 		out[i] = make([]byte, 1000)
 		to[i] = tb.LocalAddr()
 	}
-	bufs, sizes := makeBufs(batch, 2048)
+	bufs, sizes := vethtest.Bufs(batch, 2048)
 	from := make([]netip.AddrPort, batch)
 	roundTrip := func() {
 		if _, err := ta.WriteBatch(out, to); err != nil {
@@ -269,10 +270,10 @@ func TestUDPTransportZeroAllocs(t *testing.T) {
 }
 
 func BenchmarkUDPTransportBatch(b *testing.B) {
-	topo := newVethTopo(b, 1500)
+	topo := vethtest.New(b, 1500)
 	ta := listenUDPIn(b, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	tb := listenUDPIn(b, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
-	watchdog(b, 5*time.Minute, tb)
+	vethtest.Watchdog(b, 5*time.Minute, tb)
 	const batch = 32
 	out := make([][]byte, batch)
 	to := make([]netip.AddrPort, batch)
@@ -280,7 +281,7 @@ func BenchmarkUDPTransportBatch(b *testing.B) {
 		out[i] = make([]byte, 1400)
 		to[i] = tb.LocalAddr()
 	}
-	bufs, sizes := makeBufs(batch, 2048)
+	bufs, sizes := vethtest.Bufs(batch, 2048)
 	from := make([]netip.AddrPort, batch)
 	b.SetBytes(batch * 1400)
 	b.ReportAllocs()
@@ -299,7 +300,7 @@ func BenchmarkUDPTransportBatch(b *testing.B) {
 }
 
 func TestPathMTU(t *testing.T) {
-	topo := newVethTopo(t, 1400)
+	topo := vethtest.New(t, 1400)
 	// A route with its own MTU attribute.
 	linkA, err := topo.A.NL.LinkByName(topo.IfA)
 	if err != nil {
