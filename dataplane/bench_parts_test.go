@@ -28,14 +28,3 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	}
 }
-
-// BenchmarkCompleteChecksum: finish the UDP checksum of a 1400-byte packet
-// captured from a host with tx checksum offload on.
-func BenchmarkCompleteChecksum(b *testing.B) {
-	_, pkt := l4Packet(17, 8, 6, string(make([]byte, 1372)))
-	b.ReportAllocs()
-	b.SetBytes(int64(len(pkt)))
-	for b.Loop() {
-		completeChecksum(pkt)
-	}
-}

@@ -13,6 +13,24 @@ var (
 	tutorial = dptest.EchoRequest(lanHost, farHost, 40, 1, 56) // ping's "56(84) bytes"
 )
 
+// TestEngineCountsWhatCaptureKeeps: the frames the capture's filter keeps
+// whatever their destination so that the engine counts them (afpacket's
+// TestCaptureKeepsMalformed) are dropped as not_ipv4 and too_short.
+func TestEngineCountsWhatCaptureKeeps(t *testing.T) {
+	v5 := dptest.IPv4{Src: lanHost, Dst: netip.MustParseAddr("192.0.2.9"), TTL: 64, Proto: 17}.Marshal(make([]byte, 12))
+	v5[0] = 0x55
+	runt := dptest.IPv4{Src: lanHost, Dst: netip.MustParseAddr("198.19.1.1"), TTL: 64, Proto: 17}.Marshal(nil)[:12]
+	e := newFuzzEngine(t)
+	for i, c := range []struct {
+		pkt  []byte
+		want DropReason
+	}{{v5, DropNotIPv4}, {runt, DropTooShort}} {
+		if v := e.forward(c.pkt, e.eps.Load(), make([]byte, icmpBufLen), 0); v.reason != c.want {
+			t.Errorf("frame %d: the engine drops it as %v, want %v", i, v.reason, c.want)
+		}
+	}
+}
+
 // TestCaptureSeedOutcomes pins what each capture seed exercises.
 func TestCaptureSeedOutcomes(t *testing.T) {
 	want := map[string]struct {

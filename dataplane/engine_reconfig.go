@@ -88,7 +88,7 @@ func (e *Engine) nextCapture(c Capture, gen uint64, err error) (Capture, uint64)
 	if curGen != gen {
 		return cur, curGen
 	}
-	if transientCaptureErr(err) {
+	if errors.Is(err, ErrInterfaceDown) {
 		time.Sleep(10 * time.Millisecond) // bounds the loop should the error repeat
 		return c, gen
 	}

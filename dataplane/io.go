@@ -7,7 +7,10 @@
 // capture and injection unchanged.
 package dataplane
 
-import "net/netip"
+import (
+	"errors"
+	"net/netip"
+)
 
 // Capture delivers IP packets seen arriving on the LAN interface, from the
 // IP header on (link-layer header already removed).
@@ -20,6 +23,12 @@ type Capture interface {
 	ReadBatch(bufs [][]byte, sizes []int) (n int, err error)
 	Close() error
 }
+
+// ErrInterfaceDown is wrapped by a Capture's read error when its interface
+// went down (or away) but the capture stays usable: the interface may come
+// back up, or the capture be replaced (Engine.ReplaceCapture). The engine
+// keeps reading after it; any other error stops the engine.
+var ErrInterfaceDown = errors.New("dataplane: capture interface down")
 
 // Transport carries tunnel datagrams to and from peers (UDP in production).
 type Transport interface {

@@ -70,7 +70,7 @@ func TestFragmentIPv4(t *testing.T) {
 	// bytes), record route (0x07, not copied, 7 bytes), NOP, end: 16 bytes.
 	opts := []byte{1, 0x83, 7, 4, 10, 0, 0, 1, 7, 7, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0}
 	copied := []byte{0x83, 7, 4, 10, 0, 0, 1, 0}
-	h := dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60, ID: 0x1234}
+	h := dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60, ID: 0x1234}
 	for _, c := range []struct {
 		name  string
 		h     dptest.IPv4
@@ -82,13 +82,13 @@ func TestFragmentIPv4(t *testing.T) {
 		{"64 KiB into 1420", h, 65535, 1420, 47},
 		{"exactly two", h, 20 + 2*1400, 1420, 2},
 		{"odd tail", h, 1421, 1420, 2},
-		{"options", dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60, Options: opts}, 3000, 576, 6},
-		{"a first fragment", dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60, MF: true}, 1500, 1000, 2},
-		{"a middle fragment", dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60, MF: true, FragOffset: 185}, 1500, 1000, 2},
-		{"a last fragment", dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60, FragOffset: 370}, 1500, 68, 31},
+		{"options", dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60, Options: opts}, 3000, 576, 6},
+		{"a first fragment", dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60, MF: true}, 1500, 1000, 2},
+		{"a middle fragment", dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60, MF: true, FragOffset: 185}, 1500, 1000, 2},
+		{"a last fragment", dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60, FragOffset: 370}, 1500, 68, 31},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			pkt := dptest.UDP(c.h, 9, 7, pattern(c.size-int(20+len(c.h.Options))-8))
+			pkt := dptest.UDP(c.h, 9, 7, dptest.Pattern(c.size-int(20+len(c.h.Options))-8))
 			frags := fragmentAll(t, pkt, c.mtu)
 			if len(frags) != c.count {
 				t.Errorf("%d fragments, want %d", len(frags), c.count)
@@ -111,7 +111,7 @@ func TestFragmentIPv4(t *testing.T) {
 }
 
 func TestFragmentIPv4Refuses(t *testing.T) {
-	h := dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60}
+	h := dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60}
 	for name, c := range map[string]struct {
 		opts []byte
 		mtu  int
@@ -122,7 +122,7 @@ func TestFragmentIPv4Refuses(t *testing.T) {
 		"MTU below header+8":     {make([]byte, 40), 67},
 	} {
 		h.Options = c.opts
-		pkt := dptest.UDP(h, 1, 2, pattern(1000))
+		pkt := dptest.UDP(h, 1, 2, dptest.Pattern(1000))
 		hdr, _ := parseIPv4(pkt)
 		if _, ok := planFragments(pkt, &hdr, c.mtu); ok {
 			t.Errorf("%s: planned", name)
@@ -146,7 +146,7 @@ var westEndpoint = netip.MustParseAddrPort("192.0.2.1:60000")
 
 // echo4 is a ping of size bytes from the client to the VPS host.
 func echo4(size int, df bool) []byte {
-	h := dptest.IPv4{Src: lanHost4, Dst: farHost4, Proto: dptest.ProtoICMP, TTL: 63, DF: df, ID: 7}
+	h := dptest.IPv4{Src: lanHost, Dst: farHost, Proto: dptest.ProtoICMP, TTL: 63, DF: df, ID: 7}
 	return h.Marshal(dptest.ICMPEcho(1, 1, size-28))
 }
 
@@ -328,21 +328,21 @@ func TestRelatedICMPErrors(t *testing.T) {
 		return buf[:buildICMPv6Error(buf, src, quoted, typ, 0, 1420)]
 	}
 	ours, ours6 := echo4(1472, true), echo6(1500)
-	toOther := dptest.EchoRequest(lanHost4, netip.MustParseAddr("10.9.0.5"), 1, 1, 100)
+	toOther := dptest.EchoRequest(lanHost, netip.MustParseAddr("10.9.0.5"), 1, 1, 100)
 	for _, c := range []struct {
 		name string
 		pkt  []byte
 		want DropReason
 	}{
-		{"frag needed from the VPS's LAN address", fragNeeded(gw, lanHost4, ours, icmpTypeDestUnreachable), DropNone},
-		{"time exceeded", fragNeeded(gw, lanHost4, ours, icmpTypeTimeExceeded), DropNone},
+		{"frag needed from the VPS's LAN address", fragNeeded(gw, lanHost, ours, icmpTypeDestUnreachable), DropNone},
+		{"time exceeded", fragNeeded(gw, lanHost, ours, icmpTypeTimeExceeded), DropNone},
 		{"packet too big over IPv6", ptb(gw6, ours6, icmpv6TypePacketTooBig), DropNone},
-		{"about a packet to another peer", fragNeeded(gw, lanHost4, toOther, icmpTypeDestUnreachable), DropSrcNotAllowed},
-		{"from another peer's address", fragNeeded(netip.MustParseAddr("10.9.0.1"), lanHost4, ours, icmpTypeDestUnreachable), DropSrcNotAllowed},
-		{"not an error (redirect)", fragNeeded(gw, lanHost4, ours, 5), DropSrcNotAllowed},
-		{"an echo request", dptest.EchoRequest(gw, lanHost4, 1, 1, 100), DropSrcNotAllowed},
+		{"about a packet to another peer", fragNeeded(gw, lanHost, toOther, icmpTypeDestUnreachable), DropSrcNotAllowed},
+		{"from another peer's address", fragNeeded(netip.MustParseAddr("10.9.0.1"), lanHost, ours, icmpTypeDestUnreachable), DropSrcNotAllowed},
+		{"not an error (redirect)", fragNeeded(gw, lanHost, ours, 5), DropSrcNotAllowed},
+		{"an echo request", dptest.EchoRequest(gw, lanHost, 1, 1, 100), DropSrcNotAllowed},
 		{"ICMPv6 echo", dptest.EchoRequest6(gw6, netip.MustParseAddr("fd00:111::2"), 1, 1, 100), DropSrcNotAllowed},
-		{"quoting a packet from elsewhere", fragNeeded(gw, lanHost4, dptest.EchoRequest(netip.MustParseAddr("192.168.111.9"), farHost4, 1, 1, 100), icmpTypeDestUnreachable), DropSrcNotAllowed},
+		{"quoting a packet from elsewhere", fragNeeded(gw, lanHost, dptest.EchoRequest(netip.MustParseAddr("192.168.111.9"), farHost, 1, 1, 100), icmpTypeDestUnreachable), DropSrcNotAllowed},
 	} {
 		r, d := e.admit(c.pkt, server)
 		if r != c.want || (r == DropNone && d.peer != server) {
@@ -350,7 +350,7 @@ func TestRelatedICMPErrors(t *testing.T) {
 		}
 	}
 	// From a learning (unknown) sender nothing is related.
-	if r, _ := e.admit(fragNeeded(gw, lanHost4, ours, icmpTypeDestUnreachable), nil); r != DropSrcNotAllowed {
+	if r, _ := e.admit(fragNeeded(gw, lanHost, ours, icmpTypeDestUnreachable), nil); r != DropSrcNotAllowed {
 		t.Errorf("from an unknown sender: %v", r)
 	}
 }
@@ -391,7 +391,7 @@ func FuzzLANMTU(f *testing.F) {
 	f.Add(echo4(1500, false), uint16(576))
 	f.Add(echo4(1472, true), uint16(1420))
 	f.Add(echo6(1500), uint16(1280))
-	f.Add(dptest.UDP(dptest.IPv4{Src: lanHost4, Dst: farHost4, TTL: 9, Options: []byte{0x83, 7, 4, 10, 0, 0, 1, 1}}, 1, 2, pattern(3000)), uint16(68))
+	f.Add(dptest.UDP(dptest.IPv4{Src: lanHost, Dst: farHost, TTL: 9, Options: []byte{0x83, 7, 4, 10, 0, 0, 1, 1}}, 1, 2, dptest.Pattern(3000)), uint16(68))
 	f.Fuzz(func(t *testing.T, data []byte, mtu uint16) {
 		e, err := newEngine(lanConfig())
 		if err != nil || e.SetLANMTU(int(mtu)) != nil {

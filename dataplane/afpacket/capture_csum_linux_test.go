@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"encoding/binary"
@@ -18,12 +18,12 @@ func TestCaptureCompletesPartialChecksum(t *testing.T) {
 	forCaptureModes(t, testCaptureCompletesPartialChecksum)
 }
 
-func testCaptureCompletesPartialChecksum(t *testing.T, opt CaptureOptions) {
+func testCaptureCompletesPartialChecksum(t *testing.T, opt Options) {
 	nstest.RequireRoot(t)
 	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, vethtest.Remote.String())
 	conn := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
-	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(4, BufferSize)
 	for _, payload := range []string{"partial checksum", "odd"} {
 		vethtest.SendTo(t, conn, "198.19.0.9:7", []byte(payload))
 		n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)

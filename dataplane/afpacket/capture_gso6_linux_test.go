@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"bytes"
@@ -33,13 +33,13 @@ func TestCaptureCompletesPartialChecksum6(t *testing.T) {
 	forCaptureModes(t, testCaptureCompletesPartialChecksum6)
 }
 
-func testCaptureCompletesPartialChecksum6(t *testing.T, opt CaptureOptions) {
+func testCaptureCompletesPartialChecksum6(t *testing.T, opt Options) {
 	nstest.RequireRoot(t)
 	topo := vethtest.New(t, 1500)
 	topo.AddIPv6(t)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, vethtest.Remote6.String())
 	conn := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(vethtest.AddrB6, 0))
-	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(4, BufferSize)
 	for _, payload := range []string{"partial checksum over IPv6", "odd"} {
 		vethtest.SendTo(t, conn, "[fd00:19::9]:7", []byte(payload))
 		n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
@@ -80,12 +80,12 @@ func testCaptureCompletesPartialChecksum6(t *testing.T, opt CaptureOptions) {
 // IPv4 and IPv6.
 func TestCaptureSplitsUDPGSO(t *testing.T) { forCaptureModes(t, testCaptureSplitsUDPGSO) }
 
-func testCaptureSplitsUDPGSO(t *testing.T, opt CaptureOptions) {
+func testCaptureSplitsUDPGSO(t *testing.T, opt Options) {
 	nstest.RequireRoot(t)
 	topo := vethtest.New(t, 1500)
 	topo.AddIPv6(t)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, vethtest.Remote.String(), vethtest.Remote6.String())
-	payload := pattern(3500)
+	payload := dptest.Pattern(3500)
 	for _, dst := range []string{"198.19.0.9:7", "[fd00:19::9]:7"} {
 		src := topo.AddrB
 		if netip.MustParseAddrPort(dst).Addr().Is6() {
@@ -102,7 +102,7 @@ func testCaptureSplitsUDPGSO(t *testing.T, opt CaptureOptions) {
 			t.Skipf("UDP_SEGMENT: %v", serr)
 		}
 		vethtest.SendTo(t, conn, dst, payload)
-		bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
+		bufs, sizes := vethtest.Bufs(8, BufferSize)
 		var got []byte
 		var count int
 		for deadline := time.Now().Add(5 * time.Second); len(got) < len(payload) && time.Now().Before(deadline); {

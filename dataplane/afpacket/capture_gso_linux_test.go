@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"io"
@@ -16,15 +16,15 @@ import (
 // stream reaches the capture as super-packets; ReadBatch must return them
 // cut to the MTU with valid checksums.
 func TestCaptureSegmentsTCPSuperPackets(t *testing.T) {
-	forCaptureModes(t, func(t *testing.T, opt CaptureOptions) { testCaptureSegmentsTCPSuperPackets(t, opt, false) })
+	forCaptureModes(t, func(t *testing.T, opt Options) { testCaptureSegmentsTCPSuperPackets(t, opt, false) })
 }
 
 // TestCaptureSegmentsTCPSuperPackets6 is the same over IPv6.
 func TestCaptureSegmentsTCPSuperPackets6(t *testing.T) {
-	forCaptureModes(t, func(t *testing.T, opt CaptureOptions) { testCaptureSegmentsTCPSuperPackets(t, opt, true) })
+	forCaptureModes(t, func(t *testing.T, opt Options) { testCaptureSegmentsTCPSuperPackets(t, opt, true) })
 }
 
-func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt CaptureOptions, v6 bool) {
+func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt Options, v6 bool) {
 	nstest.RequireRoot(t)
 	const mtu = 1500
 	topo := vethtest.New(t, mtu)
@@ -61,7 +61,7 @@ func testCaptureSegmentsTCPSuperPackets(t *testing.T, opt CaptureOptions, v6 boo
 			}
 		}
 	}()
-	bufs, sizes := vethtest.Bufs(64, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(64, BufferSize)
 	seen, payload := false, 0
 	for deadline := time.Now().Add(10 * time.Second); payload < 256<<10 && time.Now().Before(deadline); {
 		n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"errors"
@@ -11,20 +11,21 @@ import (
 	"syscall"
 	"unsafe"
 
-	"tunnel-agent/dataplane/internal/mmsg"
-
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/internal/mmsg"
 )
 
-// CaptureBufferSize is a buffer size that holds any frame a capture can
+// BufferSize is a buffer size that holds any frame a capture can
 // deliver: the largest IPv4 packet (65535 bytes) plus headroom. Buffers
-// passed to PacketCapture.ReadBatch should be at least this large;
+// passed to Capture.ReadBatch should be at least this large;
 // smaller ones work, but frames that do not fit are dropped (Truncated).
-const CaptureBufferSize = 65535 + 1024
+const BufferSize = 65535 + 1024
 
-// PacketCapture is the production Capture: an AF_PACKET socket bound to
-// one interface, SOCK_RAW with PACKET_VNET_HDR on Ethernet-like and
+// Capture is the production dataplane.Capture: an AF_PACKET socket bound
+// to one interface, SOCK_RAW with PACKET_VNET_HDR on Ethernet-like and
 // header-less interfaces, SOCK_DGRAM on others (see captureLink). Either
 // way the IP packet is delivered straight into the caller's buffer, the
 // link-layer and virtio-net headers stripped, with no copy.
@@ -41,31 +42,31 @@ const CaptureBufferSize = 65535 + 1024
 // into the segments the sender meant (gsoSplitter), so one frame may fill
 // several entries of a batch.
 //
-// With CaptureOptions.Ring the frames are read from a TPACKET_V3 ring
+// With Options.Ring the frames are read from a TPACKET_V3 ring
 // mapped into the process instead (ring_linux.go); filter, checksum
 // completion, super-packet cutting and counters are the same.
 //
 // ReadBatch calls are serialised; Close may be called concurrently and
 // unblocks a blocked ReadBatch.
-type PacketCapture struct {
+type Capture struct {
 	f      *os.File
 	rc     syscall.RawConn
 	ifname string
 
 	mu sync.Mutex // serialises ReadBatch (r holds per-call state)
 	r  mmsg.Reader
-	g  *gsoSplitter // TCP super-packets cut to the MTU (gso_batch.go)
+	g  *gsoSplitter // TCP super-packets cut to the MTU (split.go)
 	rx *rxRing      // the receive ring, nil on the socket path (ring_linux.go)
 
-	link captureLink // socket type and headers to strip (capture_link_linux.go)
+	link captureLink // socket type and headers to strip (link_linux.go)
 
 	truncated  atomic.Uint64
 	unreadable atomic.Uint64
 	closed     atomic.Bool
-	ks         kernelStats // capture_stats_linux.go
+	ks         kernelStats // stats_linux.go
 }
 
-var _ Capture = (*PacketCapture)(nil)
+var _ dataplane.Capture = (*Capture)(nil)
 
 // captureAddr names the interface in a net.OpError.
 type captureAddr string
@@ -73,17 +74,11 @@ type captureAddr string
 func (a captureAddr) Network() string { return "packet" }
 func (a captureAddr) String() string  { return string(a) }
 
-// OpenCapture opens a capture on the interface ifname (in the calling
-// thread's network namespace) for IPv4 and IPv6 packets arriving for this host
-// whose destination lies in one of prefixes. An empty prefix list
-// captures nothing. It receives on the socket path: OpenCaptureWith with
-// the zero CaptureOptions.
-func OpenCapture(ifname string, prefixes []netip.Prefix) (*PacketCapture, error) {
-	return OpenCaptureWith(ifname, prefixes, CaptureOptions{})
-}
-
-// OpenCaptureWith is OpenCapture receiving as opt says (socket or ring).
-func OpenCaptureWith(ifname string, prefixes []netip.Prefix, opt CaptureOptions) (*PacketCapture, error) {
+// Open opens a capture on the interface ifname (in the calling thread's
+// network namespace) for IPv4 and IPv6 packets arriving for this host
+// whose destination lies in one of prefixes, receiving as opt says (the
+// zero Options: the socket path). An empty prefix list captures nothing.
+func Open(ifname string, prefixes []netip.Prefix, opt Options) (*Capture, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "listen", Net: "packet", Addr: captureAddr(ifname), Err: err}
 	}
@@ -126,7 +121,7 @@ func OpenCaptureWith(ifname string, prefixes []netip.Prefix, opt CaptureOptions)
 		rx.unmap()
 		return nil, opErr(err)
 	}
-	c := &PacketCapture{f: f, rc: rc, ifname: ifname, g: newGSOSplitter(ifi.MTU), rx: rx, link: link}
+	c := &Capture{f: f, rc: rc, ifname: ifname, g: newGSOSplitter(ifi.MTU), rx: rx, link: link}
 	c.r.Init(rc)
 	c.r.Msgs.CtrlLen = auxControlLen
 	c.r.Msgs.HeadLen = link.headLen()
@@ -138,7 +133,7 @@ func OpenCaptureWith(ifname string, prefixes []netip.Prefix, opt CaptureOptions)
 
 // setupCaptureSocket attaches the filter, maps the ring if opt asks for
 // one, and only then binds fd to the interface.
-func setupCaptureSocket(fd, ifindex int, filter []bpf.RawInstruction, opt CaptureOptions) (*rxRing, error) {
+func setupCaptureSocket(fd, ifindex int, filter []bpf.RawInstruction, opt Options) (*rxRing, error) {
 	if err := filterCaptureSocket(fd, filter); err != nil {
 		return nil, err
 	}
@@ -218,7 +213,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // ReadBatch implements Capture. Packets are received directly into bufs;
 // one larger than its buffer is dropped and counted by Truncated. It
 // never returns bytes beyond what the kernel delivered.
-func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+func (c *Capture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	n := min(len(bufs), len(sizes))
 	if n == 0 {
 		return 0, nil
@@ -237,10 +232,7 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 			if c.vnetRefused(err) {
 				continue
 			}
-			if c.closed.Load() {
-				err = net.ErrClosed
-			}
-			return 0, &net.OpError{Op: "read", Net: "packet", Addr: captureAddr(c.ifname), Err: err}
+			return 0, c.readError(err)
 		}
 		meta := c.g.metaFor(got)
 		out := 0
@@ -264,9 +256,30 @@ func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	}
 }
 
+// readError is ReadBatch's error for a failed read: net.ErrClosed after
+// Close, and a read that failed because the interface went down (or away)
+// wraps dataplane.ErrInterfaceDown, after which the engine keeps reading
+// (the socket stays usable, or is replaced on a re-created interface).
+func (c *Capture) readError(err error) error {
+	if c.closed.Load() {
+		err = net.ErrClosed
+	} else if errors.Is(err, unix.ENETDOWN) {
+		err = interfaceDown{err}
+	}
+	return &net.OpError{Op: "read", Net: "packet", Addr: captureAddr(c.ifname), Err: err}
+}
+
+// interfaceDown is ENETDOWN, which an AF_PACKET socket reports once when
+// its interface goes down: errors.Is finds both the errno and
+// dataplane.ErrInterfaceDown in it.
+type interfaceDown struct{ error }
+
+func (e interfaceDown) Is(target error) bool { return target == dataplane.ErrInterfaceDown }
+func (e interfaceDown) Unwrap() error        { return e.error }
+
 // Truncated is the number of frames dropped because they were larger than
 // the buffer they would have been returned in.
-func (c *PacketCapture) Truncated() uint64 { return c.truncated.Load() }
+func (c *Capture) Truncated() uint64 { return c.truncated.Load() }
 
 // Unreadable is the number of frames dropped because the capture could not
 // take them apart: the kernel could not describe a super-packet in a
@@ -274,12 +287,12 @@ func (c *PacketCapture) Truncated() uint64 { return c.truncated.Load() }
 // or UDP GSO before Linux 6.2: the read fails with EINVAL and the frame is
 // gone), or the link-layer header was not the expected length. On the ring
 // the kernel counts the former as a drop (KernelStats) instead.
-func (c *PacketCapture) Unreadable() uint64 { return c.unreadable.Load() }
+func (c *Capture) Unreadable() uint64 { return c.unreadable.Load() }
 
 // vnetRefused reports whether a failed read lost one frame the kernel
 // could not put a virtio-net header on (EINVAL, from packet_rcv_vnet), and
 // counts it: the read is then simply repeated.
-func (c *PacketCapture) vnetRefused(err error) bool {
+func (c *Capture) vnetRefused(err error) bool {
 	if c.link.vnetLen == 0 || !errors.Is(err, unix.EINVAL) || c.closed.Load() {
 		return false
 	}
@@ -289,7 +302,7 @@ func (c *PacketCapture) vnetRefused(err error) bool {
 
 // Close closes the socket; a blocked ReadBatch returns an error wrapping
 // net.ErrClosed.
-func (c *PacketCapture) Close() error {
+func (c *Capture) Close() error {
 	if c.closed.Swap(true) {
 		return &net.OpError{Op: "close", Net: "packet", Addr: captureAddr(c.ifname), Err: net.ErrClosed}
 	}
@@ -305,4 +318,8 @@ func (c *PacketCapture) Close() error {
 }
 
 // String names the capture for logs.
-func (c *PacketCapture) String() string { return fmt.Sprintf("capture(%s)", c.ifname) }
+func (c *Capture) String() string { return fmt.Sprintf("capture(%s)", c.ifname) }
+
+// GSODropped is the number of packets dropped because the segments of a
+// TCP super-packet before them filled the batch (see gsoSplitter).
+func (c *Capture) GSODropped() uint64 { return c.g.dropped.Load() }

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"bytes"
@@ -6,46 +6,49 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/internal/vethtest"
+	"tunnel-agent/dataplane/udp"
 	"tunnel-agent/internal/nstest"
 )
 
 // captureModes are the receive paths the capture tests run on.
 var captureModes = []struct {
 	name string
-	opt  CaptureOptions
-}{{"socket", CaptureOptions{}}, {"ring", CaptureOptions{Ring: true}}}
+	opt  Options
+}{{"socket", Options{}}, {"ring", Options{Ring: true}}}
 
 // forCaptureModes runs test once per receive path.
-func forCaptureModes(t *testing.T, test func(t *testing.T, opt CaptureOptions)) {
+func forCaptureModes(t *testing.T, test func(t *testing.T, opt Options)) {
 	for _, m := range captureModes {
 		t.Run(m.name, func(t *testing.T) { test(t, m.opt) })
 	}
 }
 
-func openCaptureIn(t testing.TB, ns *nstest.NS, ifname string, prefixes ...string) *PacketCapture {
+func openCaptureIn(t testing.TB, ns *nstest.NS, ifname string, prefixes ...string) *Capture {
 	t.Helper()
-	return openCaptureWithIn(t, ns, ifname, CaptureOptions{}, prefixes...)
+	return openCaptureWithIn(t, ns, ifname, Options{}, prefixes...)
 }
 
-func openCaptureWithIn(t testing.TB, ns *nstest.NS, ifname string, opt CaptureOptions, prefixes ...string) *PacketCapture {
+func openCaptureWithIn(t testing.TB, ns *nstest.NS, ifname string, opt Options, prefixes ...string) *Capture {
 	t.Helper()
 	var pfx []netip.Prefix
 	for _, s := range prefixes {
 		pfx = append(pfx, netip.MustParsePrefix(s))
 	}
-	var c *PacketCapture
+	var c *Capture
 	err := ns.Do(func() (err error) {
-		c, err = OpenCaptureWith(ifname, pfx, opt)
+		c, err = Open(ifname, pfx, opt)
 		return err
 	})
 	if err != nil {
-		t.Fatalf("OpenCaptureWith(%s, %v, %+v): %v", ifname, pfx, opt, err)
+		t.Fatalf("Open(%s, %v, %+v): %v", ifname, pfx, opt, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -66,7 +69,7 @@ func udpPayload(t testing.TB, pkt []byte) []byte {
 
 func TestCaptureInboundMatchedOnly(t *testing.T) { forCaptureModes(t, testCaptureInboundMatchedOnly) }
 
-func testCaptureInboundMatchedOnly(t *testing.T, opt CaptureOptions) {
+func testCaptureInboundMatchedOnly(t *testing.T, opt Options) {
 	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.1.0/24", "198.19.7.7/32")
 	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
@@ -77,7 +80,7 @@ func testCaptureInboundMatchedOnly(t *testing.T, opt CaptureOptions) {
 	vethtest.SendTo(t, sender, "198.19.3.3:4000", []byte("unmatched"))
 	vethtest.SendTo(t, sender, "198.19.7.7:4000", []byte("matched-2"))
 
-	bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(8, BufferSize)
 	var got []string
 	deadline := time.Now().Add(5 * time.Second)
 	for len(got) < 2 && time.Now().Before(deadline) {
@@ -101,7 +104,7 @@ func testCaptureInboundMatchedOnly(t *testing.T, opt CaptureOptions) {
 
 func TestCaptureIgnoresOutgoing(t *testing.T) { forCaptureModes(t, testCaptureIgnoresOutgoing) }
 
-func testCaptureIgnoresOutgoing(t *testing.T, opt CaptureOptions) {
+func testCaptureIgnoresOutgoing(t *testing.T, opt Options) {
 	topo := vethtest.New(t, 1500)
 	// 198.18.0.2/32 (B) matches the packets A sends out on veth-a.
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.18.0.2/32", "198.19.1.0/24")
@@ -116,7 +119,7 @@ func testCaptureIgnoresOutgoing(t *testing.T, opt CaptureOptions) {
 	}
 	// Now an inbound marker: it must be the first thing captured.
 	vethtest.SendTo(t, inB, "198.19.1.9:4000", []byte("inbound"))
-	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(4, BufferSize)
 	n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 	if p := udpPayload(t, bufs[0][:sizes[0]]); string(p) != "inbound" || n != 1 {
 		t.Fatalf("first capture = %q (n=%d), want only the inbound marker", p, n)
@@ -127,7 +130,7 @@ func TestCaptureJumboWholeAndTruncated(t *testing.T) {
 	forCaptureModes(t, testCaptureJumboWholeAndTruncated)
 }
 
-func testCaptureJumboWholeAndTruncated(t *testing.T, opt CaptureOptions) {
+func testCaptureJumboWholeAndTruncated(t *testing.T, opt Options) {
 	topo := vethtest.New(t, 9000)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
@@ -137,7 +140,7 @@ func testCaptureJumboWholeAndTruncated(t *testing.T, opt CaptureOptions) {
 		jumbo[i] = byte(i * 7)
 	}
 	vethtest.SendTo(t, sender, "198.19.1.1:4000", jumbo)
-	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(4, BufferSize)
 	n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 	if n != 1 || sizes[0] != 9000 {
 		t.Fatalf("captured n=%d size=%d, want one 9000-byte packet", n, sizes[0])
@@ -167,7 +170,7 @@ func testCaptureJumboWholeAndTruncated(t *testing.T, opt CaptureOptions) {
 
 func TestCaptureBatch(t *testing.T) { forCaptureModes(t, testCaptureBatch) }
 
-func testCaptureBatch(t *testing.T, opt CaptureOptions) {
+func testCaptureBatch(t *testing.T, opt Options) {
 	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
@@ -175,7 +178,7 @@ func testCaptureBatch(t *testing.T, opt CaptureOptions) {
 	for i := range count {
 		vethtest.SendTo(t, sender, "198.19.1.1:4000", []byte{byte(i)})
 	}
-	bufs, sizes := vethtest.Bufs(16, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(16, BufferSize)
 	next := 0
 	deadline := time.Now().Add(5 * time.Second)
 	for next < count && time.Now().Before(deadline) {
@@ -195,12 +198,12 @@ func testCaptureBatch(t *testing.T, opt CaptureOptions) {
 
 func TestCaptureCloseUnblocksRead(t *testing.T) { forCaptureModes(t, testCaptureCloseUnblocksRead) }
 
-func testCaptureCloseUnblocksRead(t *testing.T, opt CaptureOptions) {
+func testCaptureCloseUnblocksRead(t *testing.T, opt Options) {
 	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	done := make(chan error, 1)
 	go func() {
-		bufs, sizes := vethtest.Bufs(2, CaptureBufferSize)
+		bufs, sizes := vethtest.Bufs(2, BufferSize)
 		_, err := c.ReadBatch(bufs, sizes)
 		done <- err
 	}()
@@ -234,19 +237,19 @@ func testCaptureCloseUnblocksRead(t *testing.T, opt CaptureOptions) {
 func TestCaptureOpenErrors(t *testing.T) {
 	ns := nstest.New(t, "dpe")
 	err := ns.Do(func() error {
-		_, err := OpenCapture("no-such-if", []netip.Prefix{vethtest.Remote})
+		_, err := Open("no-such-if", []netip.Prefix{vethtest.Remote}, Options{})
 		return err
 	})
 	var oe *net.OpError
 	if !errors.As(err, &oe) || oe.Op != "listen" || oe.Addr.String() != "no-such-if" {
-		t.Fatalf("OpenCapture(no-such-if) = %v, want a listen *net.OpError naming the interface", err)
+		t.Fatalf("Open(no-such-if) = %v, want a listen *net.OpError naming the interface", err)
 	}
 	err = ns.Do(func() error {
-		_, err := OpenCapture("lo", []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")})
+		_, err := Open("lo", []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")}, Options{})
 		return err
 	})
 	if err == nil {
-		t.Fatal("OpenCapture with an IPv4-mapped prefix succeeded; want an error")
+		t.Fatal("Open with an IPv4-mapped prefix succeeded; want an error")
 	}
 }
 
@@ -254,13 +257,13 @@ func TestCaptureOpenErrors(t *testing.T) {
 // nothing (the sender, a plain UDP socket, is alloc-free too).
 func TestCaptureZeroAllocs(t *testing.T) { forCaptureModes(t, testCaptureZeroAllocs) }
 
-func testCaptureZeroAllocs(t *testing.T, opt CaptureOptions) {
+func testCaptureZeroAllocs(t *testing.T, opt Options) {
 	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	dst := netip.MustParseAddrPort("198.19.1.1:4000")
 	payload := make([]byte, 100)
-	bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(8, BufferSize)
 	vethtest.Watchdog(t, time.Minute, c)
 	// Warm up (ARP, buffers).
 	sender.WriteToUDPAddrPort(payload, dst)
@@ -281,17 +284,16 @@ func testCaptureZeroAllocs(t *testing.T, opt CaptureOptions) {
 func BenchmarkCaptureReadBatch(b *testing.B) {
 	topo := vethtest.New(b, 1500)
 	c := openCaptureIn(b, topo.A, topo.IfA, "198.19.0.0/16")
-	var tr *UDPTransport
+	// One datagram per packet: with GSO the 32 would cross the veth as one
+	// super-packet, and the capture would see one 45 KB frame.
+	var tr *udp.Transport
 	if err := topo.B.Do(func() (err error) {
-		tr, err = ListenUDP(netip.AddrPortFrom(topo.AddrB, 0))
+		tr, err = udp.Listen(netip.AddrPortFrom(topo.AddrB, 0), udp.Options{DisableGSO: true})
 		return err
 	}); err != nil {
 		b.Fatal(err)
 	}
 	defer tr.Close()
-	// One datagram per packet: with GSO the 32 would cross the veth as one
-	// super-packet, and the capture would see one 45 KB frame.
-	tr.gso.Store(false)
 	vethtest.Watchdog(b, 5*time.Minute, c)
 	const batch = 32
 	out := make([][]byte, batch)
@@ -300,7 +302,7 @@ func BenchmarkCaptureReadBatch(b *testing.B) {
 		out[i] = make([]byte, 1400)
 		to[i] = netip.MustParseAddrPort("198.19.1.1:4000")
 	}
-	bufs, sizes := vethtest.Bufs(batch, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(batch, BufferSize)
 	b.SetBytes(batch * (1400 + 28))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -315,5 +317,23 @@ func BenchmarkCaptureReadBatch(b *testing.B) {
 			}
 			got += n
 		}
+	}
+}
+
+// TestReadErrorInterfaceDown: a read that fails with ENETDOWN tells the
+// engine the interface went down (dataplane.ErrInterfaceDown) and keeps
+// the errno; after Close a read error is net.ErrClosed.
+func TestReadErrorInterfaceDown(t *testing.T) {
+	c := &Capture{ifname: "lan0"}
+	err := c.readError(os.NewSyscallError("recvmmsg", unix.ENETDOWN))
+	if !errors.Is(err, dataplane.ErrInterfaceDown) || !errors.Is(err, unix.ENETDOWN) {
+		t.Errorf("ENETDOWN: %v does not wrap both ErrInterfaceDown and ENETDOWN", err)
+	}
+	if err := c.readError(os.NewSyscallError("recvmmsg", unix.ENOBUFS)); errors.Is(err, dataplane.ErrInterfaceDown) {
+		t.Errorf("ENOBUFS: %v wraps ErrInterfaceDown", err)
+	}
+	c.closed.Store(true)
+	if err := c.readError(os.NewSyscallError("recvmmsg", unix.ENETDOWN)); !errors.Is(err, net.ErrClosed) || errors.Is(err, dataplane.ErrInterfaceDown) {
+		t.Errorf("after Close: %v, want net.ErrClosed only", err)
 	}
 }

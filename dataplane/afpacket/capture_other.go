@@ -1,37 +1,32 @@
 //go:build !linux
 
-package dataplane
+package afpacket
 
 import (
 	"errors"
 	"net/netip"
 )
 
-// CaptureBufferSize is a buffer size that holds any frame a capture can
+// BufferSize is a buffer size that holds any frame a capture can
 // deliver.
-const CaptureBufferSize = 65535 + 1024
+const BufferSize = 65535 + 1024
 
-// PacketCapture is only implemented on Linux.
-type PacketCapture struct{}
+// Capture is only implemented on Linux.
+type Capture struct{}
 
-// OpenCapture is only implemented on Linux.
-func OpenCapture(ifname string, prefixes []netip.Prefix) (*PacketCapture, error) {
+// Open is only implemented on Linux.
+func Open(ifname string, prefixes []netip.Prefix, opt Options) (*Capture, error) {
 	return nil, errors.ErrUnsupported
 }
 
-// OpenCaptureWith is only implemented on Linux.
-func OpenCaptureWith(ifname string, prefixes []netip.Prefix, opt CaptureOptions) (*PacketCapture, error) {
-	return nil, errors.ErrUnsupported
-}
-
-func (c *PacketCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+func (c *Capture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	return 0, errors.ErrUnsupported
 }
-func (c *PacketCapture) Truncated() uint64               { return 0 }
-func (c *PacketCapture) GSODropped() uint64              { return 0 }
-func (c *PacketCapture) Unreadable() uint64              { return 0 }
-func (c *PacketCapture) KernelStats() CaptureKernelStats { return CaptureKernelStats{} }
-func (c *PacketCapture) Close() error                    { return nil }
+func (c *Capture) Truncated() uint64        { return 0 }
+func (c *Capture) GSODropped() uint64       { return 0 }
+func (c *Capture) Unreadable() uint64       { return 0 }
+func (c *Capture) KernelStats() KernelStats { return KernelStats{} }
+func (c *Capture) Close() error             { return nil }
 
 // SetPrefixes is only implemented on Linux.
-func (c *PacketCapture) SetPrefixes(prefixes []netip.Prefix) error { return errors.ErrUnsupported }
+func (c *Capture) SetPrefixes(prefixes []netip.Prefix) error { return errors.ErrUnsupported }

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"encoding/binary"
@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"tunnel-agent/dataplane/internal/header"
 	"tunnel-agent/dataplane/internal/vethtest"
-
-	"golang.org/x/sys/unix"
 )
 
 // benchModes are the receive paths and ring geometries the capture
@@ -21,12 +21,12 @@ import (
 // smaller ones.
 var benchModes = []struct {
 	name string
-	opt  CaptureOptions
+	opt  Options
 }{
-	{"socket", CaptureOptions{}},
-	{"ring", CaptureOptions{Ring: true}},
-	{"ring-256Kx16", CaptureOptions{Ring: true, RingBlockSize: 256 << 10, RingBlocks: 16}},
-	{"ring-128Kx16", CaptureOptions{Ring: true, RingBlockSize: 128 << 10, RingBlocks: 16}},
+	{"socket", Options{}},
+	{"ring", Options{Ring: true}},
+	{"ring-256Kx16", Options{Ring: true, RingBlockSize: 256 << 10, RingBlocks: 16}},
+	{"ring-128Kx16", Options{Ring: true, RingBlockSize: 128 << 10, RingBlocks: 16}},
 }
 
 // BenchmarkCaptureDrained is the reader's cost per packet: each round
@@ -40,12 +40,12 @@ func BenchmarkCaptureDrained(b *testing.B) {
 	}
 }
 
-func benchDrained(b *testing.B, opt CaptureOptions, size int) {
+func benchDrained(b *testing.B, opt Options, size int) {
 	topo := vethtest.New(b, 1500)
 	c := openCaptureWithIn(b, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	s := newRawSender(b, topo, size)
 	vethtest.Watchdog(b, 5*time.Minute, c)
-	bufs, sizes := vethtest.Bufs(64, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(64, BufferSize)
 	const chunk = 512 // fits every ring of benchModes and the socket buffer
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -79,12 +79,12 @@ func BenchmarkCaptureStream(b *testing.B) {
 	}
 }
 
-func benchStream(b *testing.B, opt CaptureOptions, size int) {
+func benchStream(b *testing.B, opt Options, size int) {
 	topo := vethtest.New(b, 1500)
 	c := openCaptureWithIn(b, topo.A, topo.IfA, opt, "198.19.0.0/16")
 	s := newRawSender(b, topo, size)
 	vethtest.Watchdog(b, 5*time.Minute, c)
-	bufs, sizes := vethtest.Bufs(64, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(64, BufferSize)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { s.flood(stop) })
@@ -161,7 +161,7 @@ func benchUDPPacket(size int) []byte {
 // queue sends n packets and waits for them to be queued for c (the ring's
 // last block is handed over by its retire timer); it returns how many
 // the kernel kept.
-func (s *rawSender) queue(b *testing.B, c *PacketCapture, n int) int {
+func (s *rawSender) queue(b *testing.B, c *Capture, n int) int {
 	before := c.KernelStats()
 	for range n {
 		if err := unix.Sendto(s.fd, s.pkt, 0, s.sa); err != nil {
@@ -198,7 +198,7 @@ func BenchmarkCaptureLatency(b *testing.B) {
 			c := openCaptureWithIn(b, topo.A, topo.IfA, m.opt, "198.19.0.0/16")
 			s := newRawSender(b, topo, 64)
 			vethtest.Watchdog(b, 5*time.Minute, c)
-			bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
+			bufs, sizes := vethtest.Bufs(8, BufferSize)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
@@ -226,7 +226,7 @@ func BenchmarkCaptureTCPBurst(b *testing.B) {
 			c := openCaptureWithIn(b, topo.A, topo.IfA, m.opt, netip.PrefixFrom(topo.AddrA, 32).String())
 			vethtest.Watchdog(b, 5*time.Minute, c)
 			ln := tcpSink(b, topo)
-			bufs, sizes := vethtest.Bufs(64, CaptureBufferSize)
+			bufs, sizes := vethtest.Bufs(64, BufferSize)
 			before := c.KernelStats()
 			b.ResetTimer()
 			for b.Loop() {
@@ -287,7 +287,7 @@ func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 
 // drainUntilMarker reads from c until it sees a UDP packet (tcpBurst's
 // marker, sent every 10ms once the transfer is done).
-func drainUntilMarker(b *testing.B, c *PacketCapture, bufs [][]byte, sizes []int) {
+func drainUntilMarker(b *testing.B, c *Capture, bufs [][]byte, sizes []int) {
 	for {
 		n, err := c.ReadBatch(bufs, sizes)
 		if err != nil {

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"encoding/binary"
@@ -15,7 +15,7 @@ import (
 
 // smallRing is the smallest ring: two 128 KiB blocks, about 860 frames of
 // 200 bytes, so that a test wraps around it many times.
-var smallRing = CaptureOptions{Ring: true, RingBlockSize: MinRingBlockSize, RingBlocks: 2}
+var smallRing = Options{Ring: true, RingBlockSize: MinRingBlockSize, RingBlocks: 2}
 
 // TestRingWholeInOrderAcrossWrap sends many more frames than the ring
 // holds and reads them in batches much smaller than a block (so batches
@@ -39,7 +39,7 @@ func TestRingWholeInOrderAcrossWrap(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- sendBursts(sender, count, burst, payloadLen, &received) }()
 
-	bufs, sizes := vethtest.Bufs(7, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(7, BufferSize)
 	for next := 0; next < count; {
 		n, err := c.ReadBatch(bufs, sizes)
 		if err != nil {
@@ -105,7 +105,7 @@ func TestRingKernelDrops(t *testing.T) {
 	if st.Drops == 0 || st.QueueFreezes == 0 || st.Packets != 400 {
 		t.Fatalf("kernel stats %+v: want 400 packets, drops and freezes", st)
 	}
-	bufs, sizes := vethtest.Bufs(64, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(64, BufferSize)
 	got := 0
 	for last := -1; got < int(st.Packets-st.Drops); {
 		n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
@@ -126,11 +126,11 @@ func TestRingKernelDrops(t *testing.T) {
 // TestCaptureSetPrefixes swaps the filter of an open capture.
 func TestCaptureSetPrefixes(t *testing.T) { forCaptureModes(t, testCaptureSetPrefixes) }
 
-func testCaptureSetPrefixes(t *testing.T, opt CaptureOptions) {
+func testCaptureSetPrefixes(t *testing.T, opt Options) {
 	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.1.0/24")
 	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
-	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(4, BufferSize)
 	for _, want := range []string{"198.19.1.1", "198.19.2.1"} {
 		vethtest.SendTo(t, sender, "198.19.2.1:4000", []byte("two"))
 		vethtest.SendTo(t, sender, "198.19.1.1:4000", []byte("one"))
@@ -159,7 +159,7 @@ func TestRingCloseWhileReading(t *testing.T) {
 		c := openCaptureWithIn(t, topo.A, topo.IfA, smallRing, "198.19.0.0/16")
 		errc := make(chan error, 1)
 		go func() {
-			bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
+			bufs, sizes := vethtest.Bufs(8, BufferSize)
 			for {
 				if _, err := c.ReadBatch(bufs, sizes); err != nil {
 					errc <- err
@@ -179,7 +179,7 @@ func TestRingCloseWhileReading(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("round %d: reader still running 5s after Close", round)
 		}
-		bufs, sizes := vethtest.Bufs(1, CaptureBufferSize)
+		bufs, sizes := vethtest.Bufs(1, BufferSize)
 		if _, err := c.ReadBatch(bufs, sizes); !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("ReadBatch after Close: %v", err)
 		}

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 // was complete.
 func TestCaptureOnTUN(t *testing.T) { forCaptureModes(t, testCaptureOnTUN) }
 
-func testCaptureOnTUN(t *testing.T, opt CaptureOptions) {
+func testCaptureOnTUN(t *testing.T, opt Options) {
 	nstest.RequireRoot(t)
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		t.Skipf("no tun device: %v", err)
@@ -50,7 +50,7 @@ func testCaptureOnTUN(t *testing.T, opt CaptureOptions) {
 		t.Errorf("no virtio-net header on the tun capture (%+v)", c.link)
 	}
 	seg := dptest.UDP4(dptest.IPv4{Src: vethtest.AddrB, Dst: vethtest.Remote.Addr().Next(), TTL: 64}, 1, 2, []byte("through a tun"))
-	bufs, sizes := vethtest.Bufs(4, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(4, BufferSize)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) { // the first write may precede the link's readiness
 		if _, err := tun.Fds[0].Write(seg.Packet); err != nil {

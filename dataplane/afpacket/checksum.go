@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"encoding/binary"
@@ -48,8 +48,8 @@ func locateL4(pkt []byte) (l4Loc, bool) {
 		}
 		return l4Loc{off: ihl, total: total, proto: pkt[header.IPv4OffProto]}, true
 	case 6:
-		h, why := parseIPv6(pkt)
-		if why != DropNone || h.Fragment {
+		h, f := header.ParseIPv6(pkt)
+		if f != header.OK || h.Fragment {
 			return l4Loc{}, false
 		}
 		return l4Loc{off: h.L4Off, total: h.TotalLen, proto: h.Proto, v6: true, routing: h.Routing}, true

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"cmp"
@@ -8,9 +8,9 @@ import (
 	"net/netip"
 	"slices"
 
-	"tunnel-agent/dataplane/internal/header"
-
 	"golang.org/x/net/bpf"
+
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // Classic BPF filter for the capture socket.
@@ -91,7 +91,7 @@ const (
 	etherTypeIPv6 = 0x86dd
 )
 
-// CaptureFilter returns the assembled classic BPF program for a capture
+// Filter returns the assembled classic BPF program for a capture
 // socket: it accepts only frames addressed to this host (pkttype ==
 // PACKET_HOST, an ancillary load that only the Linux kernel implements)
 // that are IPv4 or IPv6 packets (by EtherType and version) whose
@@ -104,11 +104,11 @@ const (
 // superset of the packets, which costs only a few wasted copies: the
 // engine's exact longest-prefix match drops the rest as no_route, and the
 // capture is a tap (the kernel handles the original packet regardless).
-func CaptureFilter(prefixes []netip.Prefix) ([]bpf.RawInstruction, error) {
+func Filter(prefixes []netip.Prefix) ([]bpf.RawInstruction, error) {
 	return captureFilter(prefixes, 0)
 }
 
-// captureFilter is CaptureFilter for a socket whose packet data starts
+// captureFilter is Filter for a socket whose packet data starts
 // base bytes before the IP header (the link-layer header of a SOCK_RAW
 // socket).
 func captureFilter(prefixes []netip.Prefix, base int) ([]bpf.RawInstruction, error) {

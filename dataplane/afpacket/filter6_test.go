@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"math/rand/v2"
@@ -94,7 +94,7 @@ func TestCaptureMatchProgramIPv6Random(t *testing.T) {
 // TestCaptureFilterIPv6EtherType: the whole filter keeps IPv6 frames
 // (EtherType 0x86dd) for an IPv6 prefix.
 func TestCaptureFilterIPv6EtherType(t *testing.T) {
-	raw, err := CaptureFilter(mustPrefixes(t, "2001:db8::/32", "198.19.0.0/16"))
+	raw, err := Filter(mustPrefixes(t, "2001:db8::/32", "198.19.0.0/16"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"fmt"
@@ -13,7 +13,7 @@ import (
 // reload changed the peers' prefixes): SO_ATTACH_FILTER swaps the program
 // atomically, so no packet is seen unfiltered and none of the unchanged
 // prefixes is missed.
-func (c *PacketCapture) SetPrefixes(prefixes []netip.Prefix) error {
+func (c *Capture) SetPrefixes(prefixes []netip.Prefix) error {
 	filter, err := captureFilter(prefixes, c.link.linkLen)
 	if err != nil {
 		return fmt.Errorf("capture filter for %s: %w", c.ifname, err)

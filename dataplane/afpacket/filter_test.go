@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"math/rand/v2"
@@ -170,8 +170,8 @@ func TestCaptureMatchProgramMany(t *testing.T) {
 	if in == 0 || out == 0 {
 		t.Fatalf("degenerate sample: %d in, %d out", in, out)
 	}
-	if _, err := CaptureFilter(ps); err != nil {
-		t.Fatalf("CaptureFilter with %d prefixes: %v", len(ps), err)
+	if _, err := Filter(ps); err != nil {
+		t.Fatalf("Filter with %d prefixes: %v", len(ps), err)
 	}
 }
 
@@ -190,8 +190,8 @@ func TestCaptureFilterErrors(t *testing.T) {
 		mustPrefixes(t, "198.19.0.0/16", "::ffff:198.19.0.0/112"),
 		{netip.Prefix{}},
 	} {
-		if _, err := CaptureFilter(ps); err == nil {
-			t.Errorf("CaptureFilter(%v) succeeded, want an error", ps)
+		if _, err := Filter(ps); err == nil {
+			t.Errorf("Filter(%v) succeeded, want an error", ps)
 		}
 	}
 }
@@ -205,9 +205,9 @@ func TestCaptureFilterWidens(t *testing.T) {
 		many = append(many, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 32))
 		many = append(many, netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, byte(i >> 8), byte(i), 15: 1}), 128))
 	}
-	raw, err := CaptureFilter(many)
+	raw, err := Filter(many)
 	if err != nil || len(raw) > bpfMaxInstructions {
-		t.Fatalf("CaptureFilter(10000 host prefixes): %d instructions, %v", len(raw), err)
+		t.Fatalf("Filter(10000 host prefixes): %d instructions, %v", len(raw), err)
 	}
 	prog, _ := bpf.Disassemble(raw)
 	vm, err := bpf.NewVM(withAncillary(prog, linuxPacketHost, etherTypeIPv4))
@@ -235,7 +235,7 @@ func TestCaptureFilterWidens(t *testing.T) {
 // constants, checking the PACKET_HOST and EtherType gates and the jump
 // offsets of the real program.
 func TestCaptureFilterPktType(t *testing.T) {
-	raw, err := CaptureFilter(mustPrefixes(t, "198.19.0.0/16"))
+	raw, err := Filter(mustPrefixes(t, "198.19.0.0/16"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestCaptureFilterPktType(t *testing.T) {
 		}
 	}
 
-	empty, err := CaptureFilter(nil)
+	empty, err := Filter(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"fmt"
@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// CaptureOptions chooses how a PacketCapture receives (OpenCaptureWith).
+// Options chooses how a Capture receives (Open).
 // The zero value is the socket path: the frames of a batch are received
 // with one recvmmsg(2) straight into the caller's buffers.
-type CaptureOptions struct {
+type Options struct {
 	// Ring receives through a TPACKET_V3 ring shared with the kernel
 	// (mmap) instead: the kernel packs frames into blocks, a batch copies
 	// them out of every block that is ready, and a syscall (a poller
@@ -61,7 +61,7 @@ const (
 
 // withDefaults returns o with zero ring settings replaced by the
 // defaults, or an error naming the setting that is out of range.
-func (o CaptureOptions) withDefaults() (CaptureOptions, error) {
+func (o Options) withDefaults() (Options, error) {
 	if !o.Ring {
 		return o, nil
 	}
@@ -77,7 +77,7 @@ func (o CaptureOptions) withDefaults() (CaptureOptions, error) {
 	return o, o.check()
 }
 
-func (o CaptureOptions) check() error {
+func (o Options) check() error {
 	page := os.Getpagesize()
 	switch {
 	case o.RingBlockSize < MinRingBlockSize || o.RingBlockSize%page != 0:
@@ -93,6 +93,6 @@ func (o CaptureOptions) check() error {
 }
 
 // retireMillis is RingRetire in the kernel's unit, rounded up.
-func (o CaptureOptions) retireMillis() uint32 {
+func (o Options) retireMillis() uint32 {
 	return uint32((o.RingRetire + time.Millisecond - 1) / time.Millisecond)
 }

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"encoding/binary"
@@ -9,8 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rxRing is the TPACKET_V3 receive ring of a PacketCapture opened with
-// CaptureOptions.Ring: the kernel writes the frames that pass the filter
+// rxRing is the TPACKET_V3 receive ring of a Capture opened with
+// Options.Ring: the kernel writes the frames that pass the filter
 // into blocks of memory mapped into the process, and read copies them out
 // of the blocks it has handed over (ringWalker), with no syscall while
 // blocks are ready. When none is, read waits in the runtime poller on the
@@ -20,14 +20,14 @@ import (
 // Hand-written: no maintained pure-Go library maps a TPACKET_V3 ring
 // (gopacket's afpacket needs cgo; mdlayher/packet has no ring).
 //
-// read is serialised by the PacketCapture's mutex, and unmap takes the
+// read is serialised by the Capture's mutex, and unmap takes the
 // same mutex after the socket is closed, so no reader touches the memory
 // once it is unmapped.
 type rxRing struct {
 	mem []byte // nil once unmapped
 	w   *ringWalker
 	rc  syscall.RawConn
-	c   *PacketCapture        // link headers, super-packet cutting, counters
+	c   *Capture              // link headers, super-packet cutting, counters
 	fn  func(fd uintptr) bool // fill, bound once: read allocates nothing
 
 	bufs  [][]byte // per-call state of read
@@ -39,7 +39,7 @@ type rxRing struct {
 // setupRing switches fd to TPACKET_V3 and maps a receive ring of the
 // geometry o (defaults applied). It runs before bind, so the ring sees
 // every frame from the first one on.
-func setupRing(fd int, o CaptureOptions) (*rxRing, error) {
+func setupRing(fd int, o Options) (*rxRing, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
 		return nil, os.NewSyscallError("setsockopt PACKET_VERSION", err)
 	}
@@ -62,7 +62,7 @@ func setupRing(fd int, o CaptureOptions) (*rxRing, error) {
 
 // init binds the ring to the socket's poller and to its capture (link
 // headers, super-packet cutting, counters).
-func (r *rxRing) init(rc syscall.RawConn, c *PacketCapture) {
+func (r *rxRing) init(rc syscall.RawConn, c *Capture) {
 	r.rc, r.c = rc, c
 	r.fn = r.fill
 }
@@ -158,13 +158,10 @@ func (r *rxRing) unmap() {
 
 // readRing is ReadBatch on the ring: as many frames as the batch holds
 // once super-packets are cut, then the cutting.
-func (c *PacketCapture) readRing(bufs [][]byte, sizes []int) (int, error) {
+func (c *Capture) readRing(bufs [][]byte, sizes []int) (int, error) {
 	got, err := c.rx.read(bufs, sizes, c.g.metaFor(len(bufs)))
 	if err != nil {
-		if c.closed.Load() {
-			err = net.ErrClosed
-		}
-		return 0, &net.OpError{Op: "read", Net: "packet", Addr: captureAddr(c.ifname), Err: err}
+		return 0, c.readError(err)
 	}
 	return c.g.expand(bufs, sizes, got), nil
 }

@@ -1,12 +1,12 @@
-package dataplane
+package afpacket
 
 import (
 	"bytes"
 	"testing"
 
-	"tunnel-agent/dataplane/internal/vethtest"
-
 	"golang.org/x/sys/unix"
+
+	"tunnel-agent/dataplane/internal/vethtest"
 )
 
 // TestRingFillCopiesAndCounts runs the ring's batch fill over a synthetic
@@ -23,7 +23,7 @@ func TestRingFillCopiesAndCounts(t *testing.T) {
 		synthFrame{data: partial, status: unix.TP_STATUS_CSUMNOTREADY},
 	)
 	r.retire(t, 1, synthFrame{data: []byte("next block")})
-	c := &PacketCapture{g: newGSOSplitter(1500)}
+	c := &Capture{g: newGSOSplitter(1500)}
 	rx := &rxRing{w: newRingWalker(r.mem, r.bsize, r.nblk), c: c}
 	bufs, sizes := vethtest.Bufs(2, 64)
 

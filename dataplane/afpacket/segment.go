@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"bytes"
@@ -15,7 +15,9 @@ import (
 // builders.
 
 var (
-	finalDst6 = netip.MustParseAddr("fd00:11::200") // behind a routing header (lanHost6, farHost6: fuzz6_test.go)
+	lanHost6  = netip.MustParseAddr("fd00:111::5")
+	farHost6  = netip.MustParseAddr("fd00:11::9")
+	finalDst6 = netip.MustParseAddr("fd00:11::200") // behind a routing header
 	lanHost4  = netip.MustParseAddr("192.168.111.2")
 	farHost4  = netip.MustParseAddr("11.11.11.100")
 )
@@ -48,23 +50,14 @@ func ip6With(ext []dptest.IPv6Ext) dptest.IPv6 {
 	return h
 }
 
-// pattern is n bytes of a recognisable payload.
-func pattern(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>8)
-	}
-	return b
-}
-
 func TestCompleteChecksumIPv6(t *testing.T) {
 	tcp := dptest.TCP{SrcPort: 40000, DstPort: 5201, Seq: 1, Flags: dptest.TCPSyn, Window: 64240,
 		Options: []byte{2, 4, 5, 0xa0, 1, 1, 4, 2}}
 	for name, ext := range extHeaders {
 		for proto, seg := range map[string]dptest.Segment{
 			"tcp syn":   dptest.TCP6(ip6With(ext), tcp, nil),
-			"tcp data":  dptest.TCP6(ip6With(ext), tcp, pattern(1001)),
-			"udp":       dptest.UDP6Segment(ip6With(ext), 5000, 53, pattern(77)),
+			"tcp data":  dptest.TCP6(ip6With(ext), tcp, dptest.Pattern(1001)),
+			"udp":       dptest.UDP6Segment(ip6With(ext), 5000, 53, dptest.Pattern(77)),
 			"udp empty": dptest.UDP6Segment(ip6With(ext), 5000, 53, nil),
 		} {
 			partial := seg.Partial()
@@ -75,7 +68,7 @@ func TestCompleteChecksumIPv6(t *testing.T) {
 	}
 	// Padding after the payload length (a short Ethernet frame) is neither
 	// summed nor touched.
-	seg := dptest.UDP6Segment(ip6With(nil), 5000, 53, pattern(3))
+	seg := dptest.UDP6Segment(ip6With(nil), 5000, 53, dptest.Pattern(3))
 	padded := append(seg.Partial(), 0xee, 0xee)
 	if !completeChecksum(padded) || !bytes.Equal(padded[:len(seg.Packet)], seg.Packet) {
 		t.Error("padded packet completed wrong")
@@ -85,8 +78,8 @@ func TestCompleteChecksumIPv6(t *testing.T) {
 func TestCompleteChecksumIPv4Options(t *testing.T) {
 	h := dptest.IPv4{Src: lanHost4, Dst: farHost4, TTL: 64, DF: true, Options: []byte{0x94, 4, 0, 0}} // router alert
 	for name, seg := range map[string]dptest.Segment{
-		"tcp": dptest.TCP4(h, dptest.TCP{SrcPort: 1, DstPort: 2, Flags: dptest.TCPAck}, pattern(9)),
-		"udp": dptest.UDP4(h, 1, 2, pattern(8)),
+		"tcp": dptest.TCP4(h, dptest.TCP{SrcPort: 1, DstPort: 2, Flags: dptest.TCPAck}, dptest.Pattern(9)),
+		"udp": dptest.UDP4(h, 1, 2, dptest.Pattern(8)),
 	} {
 		partial := seg.Partial()
 		if !completeChecksum(partial) || !bytes.Equal(partial, seg.Packet) {
@@ -96,7 +89,7 @@ func TestCompleteChecksumIPv4Options(t *testing.T) {
 }
 
 func TestCompleteChecksumIPv6LeavesOthersAlone(t *testing.T) {
-	frag := dptest.UDP6Segment(ip6With([]dptest.IPv6Ext{dptest.FragmentHeader(0, true, 7)}), 1, 2, pattern(40)).Partial()
+	frag := dptest.UDP6Segment(ip6With([]dptest.IPv6Ext{dptest.FragmentHeader(0, true, 7)}), 1, 2, dptest.Pattern(40)).Partial()
 	icmp := dptest.EchoRequest6(lanHost6, farHost6, 1, 1, 8)
 	short := dptest.TCP6(ip6With(nil), dptest.TCP{}, nil).Partial()
 	binary.BigEndian.PutUint16(short[4:], 10) // TCP header cut before its end
@@ -104,7 +97,7 @@ func TestCompleteChecksumIPv6LeavesOthersAlone(t *testing.T) {
 	badExt[41] = 200 // hop-by-hop header running past the packet
 	for name, pkt := range map[string][]byte{
 		"fragment": frag, "icmpv6": icmp, "short tcp": short, "bad ext": badExt,
-		"truncated": dptest.UDP6Segment(ip6With(nil), 1, 2, pattern(9)).Partial()[:50],
+		"truncated": dptest.UDP6Segment(ip6With(nil), 1, 2, dptest.Pattern(9)).Partial()[:50],
 	} {
 		before := bytes.Clone(pkt)
 		if completeChecksum(pkt) || !bytes.Equal(before, pkt) {
@@ -119,7 +112,7 @@ func TestCompleteChecksumIPv6LeavesOthersAlone(t *testing.T) {
 func superTCP6(ext []dptest.IPv6Ext, payload int) (partial, full []byte) {
 	tcp := dptest.TCP{SrcPort: 40000, DstPort: 5201, Seq: 0xfffff000, Ack: 9, Window: 500,
 		Flags: dptest.TCPAck | dptest.TCPPsh | dptest.TCPFin | dptest.TCPCwr, Options: make([]byte, 12)}
-	seg := dptest.TCP6(ip6With(ext), tcp, pattern(payload))
+	seg := dptest.TCP6(ip6With(ext), tcp, dptest.Pattern(payload))
 	return seg.Partial(), seg.Packet
 }
 
@@ -204,7 +197,7 @@ func TestSegmentTCP6ExtensionHeaders(t *testing.T) {
 func TestSegmentUDPGSO(t *testing.T) {
 	const mtu, size = 1500, 1200
 	for name, ext := range extHeaders {
-		seg := dptest.UDP6Segment(ip6With(ext), 443, 50000, pattern(4*size+7))
+		seg := dptest.UDP6Segment(ip6With(ext), 443, 50000, dptest.Pattern(4*size+7))
 		segs := cut(t, seg.Partial(), mtu, frameMeta{partial: true, gsoType: vnetGSOUDPL4, gsoSize: size})
 		if len(segs) != 5 {
 			t.Errorf("%s: %d datagrams, want 5", name, len(segs))
@@ -212,7 +205,7 @@ func TestSegmentUDPGSO(t *testing.T) {
 		checkSegs6(t, seg.Packet, seg.L4, true, segs, seg.L4+8+size)
 	}
 	h := dptest.IPv4{Src: lanHost4, Dst: farHost4, TTL: 64, DF: true, ID: 0xfffe}
-	seg := dptest.UDP4(h, 443, 50000, pattern(3*size))
+	seg := dptest.UDP4(h, 443, 50000, dptest.Pattern(3*size))
 	segs := cut(t, seg.Partial(), mtu, frameMeta{partial: true, gsoType: vnetGSOUDPL4, gsoSize: size})
 	var payload []byte
 	for i, d := range segs {
@@ -230,7 +223,7 @@ func TestSegmentUDPGSO(t *testing.T) {
 
 func TestParseSuperRejects6(t *testing.T) {
 	udpGSO := frameMeta{partial: true, gsoType: vnetGSOUDPL4, gsoSize: 1000}
-	udp := dptest.UDP6Segment(ip6With(nil), 1, 2, pattern(3000)).Partial()
+	udp := dptest.UDP6Segment(ip6With(nil), 1, 2, dptest.Pattern(3000)).Partial()
 	fragTCP, _ := superTCP6([]dptest.IPv6Ext{dptest.FragmentHeader(0, true, 1)}, 3000)
 	for name, c := range map[string]struct {
 		pkt []byte
@@ -238,7 +231,7 @@ func TestParseSuperRejects6(t *testing.T) {
 	}{
 		"udp without gso_size":  {udp, frameMeta{partial: true}},
 		"udp, tcp gso type":     {udp, frameMeta{partial: true, gsoType: vnetGSOTCPv6, gsoSize: 1000}},
-		"udp fits one datagram": {dptest.UDP6Segment(ip6With(nil), 1, 2, pattern(1000)).Partial(), udpGSO},
+		"udp fits one datagram": {dptest.UDP6Segment(ip6With(nil), 1, 2, dptest.Pattern(1000)).Partial(), udpGSO},
 		"fragment header":       {fragTCP, frameMeta{partial: true, gsoType: vnetGSOTCPv6, gsoSize: 1000}},
 		"jumbogram":             {append([]byte{0x60, 0, 0, 0, 0, 0, 0, 64}, make([]byte, 3000)...), udpGSO},
 	} {
@@ -269,11 +262,11 @@ func TestParseVnet(t *testing.T) {
 // super-datagram and partial packets around it comes out as whole
 // datagrams, every checksum complete.
 func TestExpandCompletesAndSplitsUDPGSO(t *testing.T) {
-	small := dptest.UDP6Segment(ip6With(nil), 1, 2, pattern(10))
+	small := dptest.UDP6Segment(ip6With(nil), 1, 2, dptest.Pattern(10))
 	small4 := dptest.TCP4(dptest.IPv4{Src: lanHost4, Dst: farHost4, TTL: 64}, dptest.TCP{Flags: dptest.TCPSyn}, nil)
-	big := dptest.UDP6Segment(ip6With(extHeaders["hbh"]), 443, 50000, pattern(3*1200))
+	big := dptest.UDP6Segment(ip6With(extHeaders["hbh"]), 443, 50000, dptest.Pattern(3*1200))
 	g := newGSOSplitter(1500)
-	bufs, sizes := batchOf(8, CaptureBufferSize, small.Partial(), big.Partial(), small4.Partial())
+	bufs, sizes := batchOf(8, BufferSize, small.Partial(), big.Partial(), small4.Partial())
 	meta := g.metaFor(3)
 	meta[0], meta[2] = frameMeta{partial: true}, frameMeta{partial: true}
 	meta[1] = frameMeta{partial: true, gsoType: vnetGSOUDPL4, gsoSize: 1200}

@@ -1,10 +1,10 @@
-package dataplane
+package afpacket
 
 import "sync/atomic"
 
 // gsoSplitter finishes a received batch: it completes the partial
 // checksums of the packets that stay whole, and expands the super-packets
-// into segments in place, in order (see gso_segment.go). A super-packet
+// into segments in place, in order (see segment.go). A super-packet
 // whose segments do not all fit the batch is copied to a preallocated
 // staging buffer and its remaining segments are returned by the next call
 // (drain); packets received after it that find no room are dropped and
@@ -26,7 +26,7 @@ type gsoSplitter struct {
 }
 
 func newGSOSplitter(mtu int) *gsoSplitter {
-	return &gsoSplitter{mtu: mtu, stage: make([]byte, CaptureBufferSize)}
+	return &gsoSplitter{mtu: mtu, stage: make([]byte, BufferSize)}
 }
 
 // metaFor returns the per-packet records for a batch of n packets, all

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ func TestExpandKeepsOrder(t *testing.T) {
 	small1, small2 := superPacket(false, 10), superPacket(true, 20)
 	big4, big6 := superPacket(false, 3001), superPacket(true, 4000)
 	g := newGSOSplitter(mtu)
-	bufs, sizes := batchOf(16, CaptureBufferSize, small1, big4, small2, big6)
+	bufs, sizes := batchOf(16, BufferSize, small1, big4, small2, big6)
 	n := g.expand(bufs, sizes, 4)
 	if n != 1+3+1+3 {
 		t.Fatalf("expand returned %d entries, want 8", n)
@@ -38,7 +38,7 @@ func TestExpandKeepsOrder(t *testing.T) {
 	if !g.seen || g.readLimit(16) != 1 || g.dropped.Load() != 0 {
 		t.Errorf("seen %v, readLimit %d, dropped %d", g.seen, g.readLimit(16), g.dropped.Load())
 	}
-	bufs, sizes = batchOf(16, CaptureBufferSize, small1)
+	bufs, sizes = batchOf(16, BufferSize, small1)
 	if g.expand(bufs, sizes, 1) != 1 || g.seen || g.readLimit(16) != 16 {
 		t.Error("a batch without super-packets did not restore the full read")
 	}
@@ -48,7 +48,7 @@ func TestExpandStagesRemainder(t *testing.T) {
 	const mtu = 1420
 	small, big := superPacket(false, 10), superPacket(false, 10000) // 8 segments
 	g := newGSOSplitter(mtu)
-	bufs, sizes := batchOf(3, CaptureBufferSize, small, big, small)
+	bufs, sizes := batchOf(3, BufferSize, small, big, small)
 	if n := g.expand(bufs, sizes, 3); n != 3 {
 		t.Fatalf("expand returned %d, want 3", n)
 	}
@@ -82,7 +82,7 @@ func TestExpandSmallBuffersPassThrough(t *testing.T) {
 func BenchmarkExpand64K(b *testing.B) {
 	big := superPacket(false, 65535-52)
 	g := newGSOSplitter(1420)
-	bufs, sizes := batchOf(64, CaptureBufferSize)
+	bufs, sizes := batchOf(64, BufferSize)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(big)))
 	for b.Loop() {
@@ -100,12 +100,12 @@ func FuzzExpand(f *testing.F) {
 	f.Add([]byte{0x45, 0, 0xff, 0xff}, []byte{0x60}, uint16(60), uint8(0), uint16(0), false)
 	p6, _ := superTCP6(extHeaders["hbh+rt+d"], 4000)
 	f.Add(p6, superPacket(false, 10), uint16(1500), uint8(vnetGSOTCPv6), uint16(1000), true)
-	udp := dptest.UDP6Segment(ip6With(extHeaders["dstopts"]), 1, 2, pattern(5000)).Partial()
+	udp := dptest.UDP6Segment(ip6With(extHeaders["dstopts"]), 1, 2, dptest.Pattern(5000)).Partial()
 	f.Add(udp, udp[:100], uint16(1500), uint8(vnetGSOUDPL4), uint16(1200), true)
-	udp4 := dptest.UDP4(dptest.IPv4{Src: lanHost4, Dst: farHost4, TTL: 64}, 1, 2, pattern(3000)).Partial()
+	udp4 := dptest.UDP4(dptest.IPv4{Src: lanHost4, Dst: farHost4, TTL: 64}, 1, 2, dptest.Pattern(3000)).Partial()
 	f.Add(udp4, udp4, uint16(1500), uint8(vnetGSOUDPL4), uint16(1), true)
 	g := newGSOSplitter(1420)
-	bufs, sizes := batchOf(4, CaptureBufferSize)
+	bufs, sizes := batchOf(4, BufferSize)
 	f.Fuzz(func(t *testing.T, a, b []byte, mtu uint16, gsoType uint8, gsoSize uint16, partial bool) {
 		g.mtu, g.seen, g.staged = int(mtu), false, false
 		sizes[0], sizes[1] = copy(bufs[0], a), copy(bufs[1], b)

@@ -1,8 +1,8 @@
-package dataplane
+package afpacket
 
-// CaptureKernelStats are the kernel's counters of a capture socket
+// KernelStats are the kernel's counters of a capture socket
 // (PACKET_STATISTICS), summed since the capture was opened.
-type CaptureKernelStats struct {
+type KernelStats struct {
 	// Packets is the number of frames that passed the filter, the
 	// dropped ones included.
 	Packets uint64 `json:"packets"`

@@ -1,4 +1,4 @@
-package dataplane
+package afpacket
 
 import (
 	"sync"
@@ -10,12 +10,12 @@ import (
 // read.
 type kernelStats struct {
 	mu  sync.Mutex
-	sum CaptureKernelStats
+	sum KernelStats
 }
 
 // KernelStats returns the kernel's counters of the capture socket (both
 // paths), summed since open; after Close, the sums as of Close.
-func (c *PacketCapture) KernelStats() CaptureKernelStats {
+func (c *Capture) KernelStats() KernelStats {
 	c.ks.mu.Lock()
 	defer c.ks.mu.Unlock()
 	var st *unix.TpacketStatsV3 // a V1/V2 socket fills the first two fields
