@@ -1,4 +1,4 @@
-package dataplane
+package rawip
 
 import (
 	"errors"
@@ -10,17 +10,18 @@ import (
 	"syscall"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"tunnel-agent/dataplane/internal/header"
 	"tunnel-agent/dataplane/internal/mmsg"
-
-	"golang.org/x/sys/unix"
 )
 
-// RawInjector is the production Injector: a raw IPv4 socket and a raw IPv6
-// socket, both with protocol IPPROTO_RAW and header inclusion (IP_HDRINCL,
-// implied for IPv4; IPV6_HDRINCL, set explicitly for IPv6): the packet is
-// sent with the header we give (the IPv4 kernel only fills in the total
-// length, the header checksum, and the ID and source address when zero).
+// Injector is the production dataplane.Injector: a raw IPv4 socket and a
+// raw IPv6 socket, both with protocol IPPROTO_RAW and header inclusion
+// (IP_HDRINCL, implied for IPv4; IPV6_HDRINCL, set explicitly for IPv6):
+// the packet is sent with the header we give (the IPv4 kernel only fills
+// in the total length, the header checksum, and the ID and source address
+// when zero).
 // The kernel routes each packet by its destination as if this host had
 // originated it.
 //
@@ -30,7 +31,7 @@ import (
 //
 // The sockets receive nothing (IPPROTO_RAW sockets are send-only).
 // WriteBatch calls are serialised.
-type RawInjector struct {
+type Injector struct {
 	v4, v6 rawSocket
 
 	mu     sync.Mutex
@@ -46,13 +47,11 @@ type rawSocket struct {
 	err error
 }
 
-var _ Injector = (*RawInjector)(nil)
-
-// OpenInjector opens the raw sockets in the calling thread's network
+// Open opens the raw sockets in the calling thread's network
 // namespace. The IPv4 socket is required; without IPv6 in the kernel the
 // injector works for IPv4 and fails IPv6 packets.
-func OpenInjector() (*RawInjector, error) {
-	inj := &RawInjector{}
+func Open() (*Injector, error) {
+	inj := &Injector{}
 	if err := inj.v4.open(unix.AF_INET); err != nil {
 		return nil, &net.OpError{Op: "listen", Net: "ip4:raw", Err: err}
 	}
@@ -95,7 +94,7 @@ func (s *rawSocket) open(fam int) error {
 // WriteBatch implements Injector: each packet (from the IP header on) is
 // sent to its own destination address through the socket of its family. A
 // packet that is too short or not IP stops the batch with an error.
-func (inj *RawInjector) WriteBatch(pkts [][]byte) (int, error) {
+func (inj *Injector) WriteBatch(pkts [][]byte) (int, error) {
 	inj.mu.Lock()
 	defer inj.mu.Unlock()
 	total := 0
@@ -117,7 +116,7 @@ func (inj *RawInjector) WriteBatch(pkts [][]byte) (int, error) {
 // socketFor returns the socket for pkts[0] and how many packets from the
 // start share its IP version (at most maxBatch). A packet that is not IP
 // gets the IPv4 socket; injectDest then refuses it.
-func (inj *RawInjector) socketFor(pkts [][]byte) (*rawSocket, int) {
+func (inj *Injector) socketFor(pkts [][]byte) (*rawSocket, int) {
 	ver := ipVersion(pkts[0])
 	run := 1
 	for run < len(pkts) && run < mmsg.MaxBatch && ipVersion(pkts[run]) == ver {
@@ -139,7 +138,7 @@ func ipVersion(pkt []byte) byte {
 
 // writeRun sends pkts (one family, at most maxBatch) through s and returns
 // how many were sent before the first error.
-func (inj *RawInjector) writeRun(s *rawSocket, pkts [][]byte) (int, error) {
+func (inj *Injector) writeRun(s *rawSocket, pkts [][]byte) (int, error) {
 	if s.f == nil {
 		return 0, fmt.Errorf("inject: %w", s.unavailable())
 	}
@@ -196,7 +195,7 @@ func injectDest(raw *unix.RawSockaddrInet6, h *unix.Msghdr, pkt []byte) error {
 }
 
 // Close closes the sockets.
-func (inj *RawInjector) Close() error {
+func (inj *Injector) Close() error {
 	if inj.closed.Swap(true) {
 		return &net.OpError{Op: "close", Net: "ip:raw", Err: net.ErrClosed}
 	}

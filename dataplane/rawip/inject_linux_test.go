@@ -1,4 +1,4 @@
-package dataplane
+package rawip
 
 import (
 	"encoding/binary"
@@ -9,12 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
 
 // tcsum is a test-local Internet checksum (RFC 1071) over b, starting
 // from the partial sum sum.
+// Injector is the engine's production Injector.
+var _ dataplane.Injector = (*Injector)(nil)
+
 func tcsum(b []byte, sum uint32) uint16 {
 	for len(b) >= 2 {
 		sum += uint32(b[0])<<8 | uint32(b[1])
@@ -63,14 +67,14 @@ func buildUDP4(src, dst netip.AddrPort, df bool, payload []byte) []byte {
 	return pkt
 }
 
-func openInjectorIn(t testing.TB, ns *nstest.NS) *RawInjector {
+func openInjectorIn(t testing.TB, ns *nstest.NS) *Injector {
 	t.Helper()
-	var inj *RawInjector
+	var inj *Injector
 	if err := ns.Do(func() (err error) {
-		inj, err = OpenInjector()
+		inj, err = Open()
 		return err
 	}); err != nil {
-		t.Fatalf("OpenInjector: %v", err)
+		t.Fatalf("rawip.Open: %v", err)
 	}
 	t.Cleanup(func() { inj.Close() })
 	return inj

@@ -1,14 +1,14 @@
 //go:build !linux
 
-package dataplane
+package rawip
 
 import "errors"
 
-// RawInjector is only implemented on Linux.
-type RawInjector struct{}
+// Injector is only implemented on Linux.
+type Injector struct{}
 
-// OpenInjector is only implemented on Linux.
-func OpenInjector() (*RawInjector, error) { return nil, errors.ErrUnsupported }
+// Open is only implemented on Linux.
+func Open() (*Injector, error) { return nil, errors.ErrUnsupported }
 
-func (inj *RawInjector) WriteBatch(pkts [][]byte) (int, error) { return 0, errors.ErrUnsupported }
-func (inj *RawInjector) Close() error                          { return nil }
+func (inj *Injector) WriteBatch(pkts [][]byte) (int, error) { return 0, errors.ErrUnsupported }
+func (inj *Injector) Close() error                          { return nil }

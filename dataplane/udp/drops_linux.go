@@ -1,4 +1,4 @@
-package dataplane
+package udp
 
 import (
 	"sync"
@@ -30,7 +30,7 @@ type kernelDrops struct {
 // KernelDrops is the number of datagrams for the tunnel socket that the
 // kernel dropped before they were read (receive buffer full, bad
 // checksum), since the socket was opened; after Close, as of Close.
-func (t *UDPTransport) KernelDrops() uint64 {
+func (t *Transport) KernelDrops() uint64 {
 	t.kd.mu.Lock()
 	defer t.kd.mu.Unlock()
 	var mi [unix.SK_MEMINFO_VARS]uint32

@@ -1,4 +1,4 @@
-package dataplane
+package udp
 
 import (
 	"encoding/binary"

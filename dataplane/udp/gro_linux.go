@@ -1,17 +1,15 @@
-package dataplane
+package udp
 
 import (
 	"log/slog"
 	"net/netip"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
 
-	"tunnel-agent/dataplane/internal/mmsg"
-
 	"golang.org/x/sys/unix"
+
+	"tunnel-agent/dataplane/internal/mmsg"
 )
 
 // UDP generic receive offload (UDP_GRO, Linux 5.0+) on the tunnel socket.
@@ -30,26 +28,13 @@ import (
 // message would be truncated, so one message at a time is received into
 // the reader's own buffer and copied out.
 
-// groEnabled is whether new transports ask for UDP_GRO: on unless
-// $TUNNEL_AGENT_UDP_GRO holds a false value as strconv.ParseBool reads it
-// ("0", "false"), for measuring; tests switch it to compare.
-var groEnabled = envBool("TUNNEL_AGENT_UDP_GRO", true)
-
-// envBool is the boolean in $name, or def when it is unset or not a bool.
-func envBool(name string, def bool) bool {
-	if v, err := strconv.ParseBool(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
-}
-
 // groCtrlLen is the control buffer of each received message: room for the
 // UDP_GRO message (an int) and a spare one, so that another option set on
 // the socket later cannot crowd it out.
 var groCtrlLen = 2 * unix.CmsgSpace(int(unsafe.Sizeof(int32(0))))
 
 // groReader is the receive state of a transport with UDP_GRO on; guarded
-// by UDPTransport.rmu except the counters.
+// by Transport.rmu except the counters.
 type groReader struct {
 	q    groQueue
 	msgs []groMsg  // the messages of the last recvmmsg that are kept
@@ -68,9 +53,6 @@ var groRefused sync.Once
 // Kernels without it answer ENOPROTOOPT (before 5.0) or EINVAL; any error
 // leaves the socket reading datagram by datagram, noted once at debug level.
 func enableGRO(fd int) bool {
-	if !groEnabled {
-		return false
-	}
 	err := unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_GRO, 1)
 	if err != nil {
 		groRefused.Do(func() {
@@ -81,7 +63,7 @@ func enableGRO(fd int) bool {
 }
 
 // GROStats returns the transport's UDP_GRO counters.
-func (t *UDPTransport) GROStats() GROStats {
+func (t *Transport) GROStats() GROStats {
 	if t.gro == nil {
 		return GROStats{}
 	}
@@ -96,7 +78,7 @@ func groSegmentSize(ctrl []byte) int {
 
 // readGRO is ReadBatch with UDP_GRO; the caller holds t.rmu. Staged
 // datagrams are returned first, without reading the socket.
-func (t *UDPTransport) readGRO(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
+func (t *Transport) readGRO(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
 	g := t.gro
 	for {
 		if g.q.pending() {
@@ -129,7 +111,7 @@ func largeBuffers(bufs [][]byte) bool {
 	return true
 }
 
-func (t *UDPTransport) countTruncated(n int) {
+func (t *Transport) countTruncated(n int) {
 	if n > 0 {
 		t.truncated.Add(uint64(n))
 	}
@@ -138,7 +120,7 @@ func (t *UDPTransport) countTruncated(n int) {
 // receiveInPlace reads messages into bufs and splits them there; the
 // datagrams beyond the batch are staged. After a batch with coalesced
 // messages it reads only as many as should fit.
-func (t *UDPTransport) receiveInPlace(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
+func (t *Transport) receiveInPlace(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
 	g := t.gro
 	got, err := t.r.Read(bufs[:g.q.readLimit(len(bufs))], true)
 	if err != nil {
@@ -150,7 +132,7 @@ func (t *UDPTransport) receiveInPlace(bufs [][]byte, sizes []int, from []netip.A
 }
 
 // receiveStaged reads one message into the queue's own buffer.
-func (t *UDPTransport) receiveStaged() error {
+func (t *Transport) receiveStaged() error {
 	g := t.gro
 	g.one[0] = g.q.recvArea()
 	got, err := t.r.Read(g.one[:], true)
@@ -166,7 +148,7 @@ func (t *UDPTransport) receiveStaged() error {
 // collect describes the got messages the last read left in bufs as g.msgs,
 // dropping (and counting) truncated ones; message j ends up in bufs[j]. It
 // returns how many were kept and the most datagrams one carried.
-func (t *UDPTransport) collect(bufs [][]byte, got int) (k, most int) {
+func (t *Transport) collect(bufs [][]byte, got int) (k, most int) {
 	g, m := t.gro, &t.r.Msgs
 	for i := range got {
 		h := &m.Hdrs[i]

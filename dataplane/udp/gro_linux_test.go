@@ -1,4 +1,4 @@
-package dataplane
+package udp
 
 import (
 	"bytes"
@@ -16,12 +16,9 @@ import (
 )
 
 // listenGRO opens a transport with UDP_GRO asked for or not.
-func listenGRO(t testing.TB, ns *nstest.NS, addr netip.AddrPort, gro bool) *UDPTransport {
+func listenGRO(t testing.TB, ns *nstest.NS, addr netip.AddrPort, gro bool) *Transport {
 	t.Helper()
-	saved := groEnabled
-	groEnabled = gro
-	defer func() { groEnabled = saved }()
-	tr := listenUDPIn(t, ns, addr)
+	tr := listenWith(t, ns, addr, Options{DisableGRO: !gro})
 	if st := tr.GROStats(); st.Enabled != gro {
 		t.Fatalf("GROStats().Enabled = %v, want %v (kernel refused UDP_GRO?)", st.Enabled, gro)
 	}
@@ -86,7 +83,7 @@ func sendScenario(t testing.TB, gsoConn, plainConn *net.UDPConn, dst netip.AddrP
 
 // readBatches reads until count datagrams arrived, batch buffers of size
 // bytes at a time; tr is closed (failing the read) after d.
-func readBatches(t testing.TB, tr *UDPTransport, count, batch, size int, d time.Duration) []datagram {
+func readBatches(t testing.TB, tr *Transport, count, batch, size int, d time.Duration) []datagram {
 	t.Helper()
 	timer := time.AfterFunc(d, func() { tr.Close() })
 	defer timer.Stop()
@@ -168,7 +165,7 @@ func TestUDPTransportGRO(t *testing.T) {
 	wantGSO, wantPlain := groExpected(sends)
 	for fam, addrs := range groFamilies(t, topo) {
 		for _, gro := range []bool{true, false} {
-			for _, size := range []int{maxPacketSize, 2048, 1000} {
+			for _, size := range []int{groBufSize, 2048, 1000} {
 				t.Run(fmt.Sprintf("%s/gro=%v/buf%d", fam, gro, size), func(t *testing.T) {
 					tr := listenGRO(t, topo.B, addrs.listen, gro)
 					dst := netip.AddrPortFrom(addrs.dst.Addr(), tr.LocalAddr().Port())
@@ -203,13 +200,13 @@ func TestUDPTransportGROPending(t *testing.T) {
 	tr := listenGRO(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0), true)
 	c := vethtest.UDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	sendScenario(t, c, c, tr.LocalAddr(), []groSend{{false, []byte("warm-up"), 0}})
-	readBatches(t, tr, 1, 8, maxPacketSize, 5*time.Second)
+	readBatches(t, tr, 1, 8, groBufSize, 5*time.Second)
 	payload := numbered("p", 40*1400+100)
 	sendScenario(t, c, c, tr.LocalAddr(), []groSend{{true, payload, 1400}})
-	got := readBatches(t, tr, 8, 8, maxPacketSize, 5*time.Second)
+	got := readBatches(t, tr, 8, 8, groBufSize, 5*time.Second)
 	// 33 more are staged: five more batches come without a new datagram.
 	for range 5 {
-		got = append(got, readBatches(t, tr, 1, 8, maxPacketSize, time.Second)...)
+		got = append(got, readBatches(t, tr, 1, 8, groBufSize, time.Second)...)
 	}
 	if len(got) != 41 || got[40].payload != string(payload[40*1400:]) {
 		t.Fatalf("got %d datagrams, want 41 ending with the tail", len(got))
@@ -225,7 +222,7 @@ func TestUDPTransportGROZeroAllocs(t *testing.T) {
 	tb := listenGRO(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0), true)
 	vethtest.Watchdog(t, time.Minute, tb)
 	out, to := gsoRun(40, 1400, tb.LocalAddr())
-	bufs, sizes := vethtest.Bufs(8, maxPacketSize)
+	bufs, sizes := vethtest.Bufs(8, groBufSize)
 	from := make([]netip.AddrPort, len(bufs))
 	roundTrip := func() {
 		if _, err := ta.WriteBatch(out, to); err != nil {
@@ -272,7 +269,7 @@ func BenchmarkUDPTransportGRO(b *testing.B) {
 			tb := listenGRO(b, topo.B, netip.AddrPortFrom(topo.AddrB, 0), gro)
 			vethtest.Watchdog(b, 5*time.Minute, tb)
 			out, to := gsoRun(64, 1400, tb.LocalAddr())
-			bufs, sizes := vethtest.Bufs(32, maxPacketSize)
+			bufs, sizes := vethtest.Bufs(32, groBufSize)
 			from := make([]netip.AddrPort, len(bufs))
 			var rx time.Duration
 			var reads int

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package dataplane
+package udp
 
 // GROStats is only implemented on Linux.
-func (t *UDPTransport) GROStats() GROStats { return GROStats{} }
+func (t *Transport) GROStats() GROStats { return GROStats{} }

@@ -1,13 +1,13 @@
-package dataplane
+package udp
 
 import (
 	"errors"
 	"net/netip"
 	"unsafe"
 
-	"tunnel-agent/dataplane/internal/mmsg"
-
 	"golang.org/x/sys/unix"
+
+	"tunnel-agent/dataplane/internal/mmsg"
 )
 
 // UDP generic segmentation offload (UDP_SEGMENT, Linux 4.18+) on sends.
@@ -71,7 +71,7 @@ func runLen(bufs [][]byte, to []netip.AddrPort) int {
 // buildGSO prepares the headers of t.g for bufs (at most maxBatch) and
 // returns their number. It stops before a destination that the socket's
 // family cannot express, and then also returns that error.
-func (t *UDPTransport) buildGSO(bufs [][]byte, to []netip.AddrPort) (int, error) {
+func (t *Transport) buildGSO(bufs [][]byte, to []netip.AddrPort) (int, error) {
 	g, k := t.g, 0
 	for i := 0; i < len(bufs); k++ {
 		n := runLen(bufs[i:], to[i:])
@@ -116,7 +116,7 @@ func (g *gsoBatch) datagrams(k int) int {
 }
 
 // writeGSO is WriteBatch with GSO; the caller holds t.wmu.
-func (t *UDPTransport) writeGSO(bufs [][]byte, to []netip.AddrPort) (int, error) {
+func (t *Transport) writeGSO(bufs [][]byte, to []netip.AddrPort) (int, error) {
 	total := 0
 	for len(bufs) > 0 {
 		chunk := min(len(bufs), mmsg.MaxBatch)
@@ -147,7 +147,3 @@ func (t *UDPTransport) writeGSO(bufs [][]byte, to []netip.AddrPort) (int, error)
 	}
 	return total, nil
 }
-
-// gsoEnabled is whether new transports try GSO; tests switch it off to
-// compare.
-var gsoEnabled = true

@@ -1,4 +1,4 @@
-package dataplane
+package udp
 
 import (
 	"fmt"
@@ -75,7 +75,7 @@ func gsoBatchFor(to1, to2 netip.AddrPort) (bufs [][]byte, to []netip.AddrPort, w
 
 // checkGSOBatch sends the mixed batch from A and checks that both of B's
 // sockets receive exactly their datagrams, one by one and in order.
-func checkGSOBatch(t *testing.T, topo *vethtest.Topo, ta *UDPTransport) {
+func checkGSOBatch(t *testing.T, topo *vethtest.Topo, ta *Transport) {
 	t.Helper()
 	tb1 := listenUDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
 	tb2 := listenUDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
@@ -88,7 +88,7 @@ func checkGSOBatch(t *testing.T, topo *vethtest.Topo, ta *UDPTransport) {
 		t.Fatalf("WriteBatch = %d, %v; want %d", n, err, len(bufs))
 	}
 	for _, r := range []struct {
-		tr   *UDPTransport
+		tr   *Transport
 		want []string
 	}{{tb1, want1}, {tb2, want2}} {
 		got := readDatagrams(t, r.tr, len(r.want), 2048, 5*time.Second)

@@ -1,4 +1,4 @@
-package dataplane
+package udp
 
 import (
 	"errors"
@@ -10,18 +10,18 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"tunnel-agent/dataplane/internal/mmsg"
-
 	"golang.org/x/sys/unix"
+
+	"tunnel-agent/dataplane/internal/mmsg"
 )
 
-// UDPTransport is the production Transport: one UDP socket, read and
-// written in batches with recvmmsg(2)/sendmmsg(2) through the Go runtime
-// poller, without allocating per datagram.
+// Transport is the production dataplane.Transport: one UDP socket, read
+// and written in batches with recvmmsg(2)/sendmmsg(2) through the Go
+// runtime poller, without allocating per datagram.
 //
 // ReadBatch and WriteBatch may run concurrently with each other (one
 // reader, one writer); concurrent calls of the same method are serialised.
-type UDPTransport struct {
+type Transport struct {
 	conn  *net.UDPConn
 	rc    syscall.RawConn
 	local netip.AddrPort
@@ -42,14 +42,13 @@ type UDPTransport struct {
 	gw  mmsg.Writer
 
 	truncated atomic.Uint64
-	kd        kernelDrops // udp_drops_linux.go
+	kd        kernelDrops // drops_linux.go
 }
 
-var _ Transport = (*UDPTransport)(nil)
-
-// ListenUDP opens the tunnel socket bound to addr (port 0 picks a free
-// port) in the calling thread's network namespace.
-func ListenUDP(addr netip.AddrPort) (*UDPTransport, error) {
+// Listen opens the tunnel socket bound to addr (port 0 picks a free
+// port) in the calling thread's network namespace, with the offloads opt
+// allows.
+func Listen(addr netip.AddrPort, opt Options) (*Transport, error) {
 	network, fam := "udp4", unix.AF_INET
 	switch {
 	case !addr.IsValid():
@@ -65,8 +64,8 @@ func ListenUDP(addr netip.AddrPort) (*UDPTransport, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &UDPTransport{conn: conn, fam: fam, dual: network == "udp"}
-	fail := func(op string, err error) (*UDPTransport, error) {
+	t := &Transport{conn: conn, fam: fam, dual: network == "udp"}
+	fail := func(op string, err error) (*Transport, error) {
 		conn.Close()
 		return nil, &net.OpError{Op: op, Net: network, Source: conn.LocalAddr(), Err: err}
 	}
@@ -76,7 +75,7 @@ func ListenUDP(addr netip.AddrPort) (*UDPTransport, error) {
 	var serr error
 	err = t.rc.Control(func(fd uintptr) {
 		mmsg.SetSocketBuffers(int(fd), mmsg.SocketBuffer)
-		if enableGRO(int(fd)) {
+		if !opt.DisableGRO && enableGRO(int(fd)) {
 			t.gro = newGROReader()
 		}
 		// Outer datagrams leave with DF cleared (IP_PMTUDISC_DONT). An
@@ -118,25 +117,25 @@ func ListenUDP(addr netip.AddrPort) (*UDPTransport, error) {
 	t.w.Init(t.rc)
 	t.gw.Init(t.rc)
 	t.g = newGSOBatch()
-	t.gso.Store(gsoEnabled)
+	t.gso.Store(!opt.DisableGSO)
 	return t, nil
 }
 
 // LocalAddr is the address the socket is bound to (IPv4 unmapped).
-func (t *UDPTransport) LocalAddr() netip.AddrPort { return t.local }
+func (t *Transport) LocalAddr() netip.AddrPort { return t.local }
 
 // Truncated is the number of datagrams dropped because they were larger
 // than the buffer they would have been returned in.
-func (t *UDPTransport) Truncated() uint64 { return t.truncated.Load() }
+func (t *Transport) Truncated() uint64 { return t.truncated.Load() }
 
 // Close closes the socket; blocked ReadBatch/WriteBatch calls return an
 // error wrapping net.ErrClosed.
-func (t *UDPTransport) Close() error {
+func (t *Transport) Close() error {
 	t.KernelDrops() // the kernel's counter dies with the socket
 	return t.conn.Close()
 }
 
-func (t *UDPTransport) opError(op string, err error) error {
+func (t *Transport) opError(op string, err error) error {
 	var oe *net.OpError
 	if errors.As(err, &oe) { // from the RawConn: keep only the cause
 		err = oe.Err
@@ -145,7 +144,7 @@ func (t *UDPTransport) opError(op string, err error) error {
 }
 
 // ReadBatch implements Transport.
-func (t *UDPTransport) ReadBatch(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
+func (t *Transport) ReadBatch(bufs [][]byte, sizes []int, from []netip.AddrPort) (int, error) {
 	n := min(len(bufs), len(sizes), len(from))
 	if n == 0 {
 		return 0, nil
@@ -180,7 +179,7 @@ func (t *UDPTransport) ReadBatch(bufs [][]byte, sizes []int, from []netip.AddrPo
 
 // WriteBatch implements Transport. A destination of the wrong family
 // (IPv6 on an IPv4 socket or the reverse) stops the batch with an error.
-func (t *UDPTransport) WriteBatch(bufs [][]byte, to []netip.AddrPort) (int, error) {
+func (t *Transport) WriteBatch(bufs [][]byte, to []netip.AddrPort) (int, error) {
 	if len(to) < len(bufs) {
 		bufs = bufs[:len(to)]
 	}
@@ -202,7 +201,7 @@ func errBadDest(to netip.AddrPort) error {
 
 // writePlain is WriteBatch without GSO, one message per datagram; the
 // caller holds t.wmu.
-func (t *UDPTransport) writePlain(bufs [][]byte, to []netip.AddrPort) (int, error) {
+func (t *Transport) writePlain(bufs [][]byte, to []netip.AddrPort) (int, error) {
 	total := 0
 	for len(bufs) > 0 {
 		chunk := min(len(bufs), mmsg.MaxBatch)
@@ -230,7 +229,7 @@ func (t *UDPTransport) writePlain(bufs [][]byte, to []netip.AddrPort) (int, erro
 
 // mapped returns ap as the socket addresses it: an IPv4 peer of a
 // dual-stack socket as IPv4-mapped IPv6, anything else unchanged.
-func (t *UDPTransport) mapped(ap netip.AddrPort) netip.AddrPort {
+func (t *Transport) mapped(ap netip.AddrPort) netip.AddrPort {
 	if t.dual && ap.Addr().Is4() {
 		return netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port())
 	}

@@ -1,4 +1,4 @@
-package dataplane
+package udp
 
 import (
 	"bytes"
@@ -14,19 +14,31 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
 	"tunnel-agent/dataplane/internal/mmsg"
 	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
 )
 
-func listenUDPIn(t testing.TB, ns *nstest.NS, addr netip.AddrPort) *UDPTransport {
+// Transport is the engine's production Transport.
+var _ dataplane.Transport = (*Transport)(nil)
+
+// listenUDPIn opens a transport with the default options in ns.
+func listenUDPIn(t testing.TB, ns *nstest.NS, addr netip.AddrPort) *Transport {
 	t.Helper()
-	var tr *UDPTransport
+	return listenWith(t, ns, addr, Options{})
+}
+
+// listenWith opens a transport with options opt in ns.
+func listenWith(t testing.TB, ns *nstest.NS, addr netip.AddrPort, opt Options) *Transport {
+	t.Helper()
+	var tr *Transport
 	if err := ns.Do(func() (err error) {
-		tr, err = ListenUDP(addr)
+		tr, err = Listen(addr, opt)
 		return err
 	}); err != nil {
-		t.Fatalf("ListenUDP(%v) in %s: %v", addr, ns.Name, err)
+		t.Fatalf("Listen(%v, %+v) in %s: %v", addr, opt, ns.Name, err)
 	}
 	t.Cleanup(func() { tr.Close() })
 	return tr
@@ -39,7 +51,7 @@ type datagram struct {
 
 // readDatagrams reads until count datagrams have arrived; tr is closed
 // (failing the read) if that takes longer than d.
-func readDatagrams(t testing.TB, tr *UDPTransport, count, bufSize int, d time.Duration) []datagram {
+func readDatagrams(t testing.TB, tr *Transport, count, bufSize int, d time.Duration) []datagram {
 	t.Helper()
 	timer := time.AfterFunc(d, func() { tr.Close() })
 	defer timer.Stop()
@@ -68,7 +80,7 @@ func TestUDPTransportRoundTrip(t *testing.T) {
 
 	for _, dir := range []struct {
 		name     string
-		from, to *UDPTransport
+		from, to *Transport
 	}{{"A->B", ta, tb}, {"B->A", tb, ta}} {
 		t.Run(dir.name, func(t *testing.T) {
 			var bufs [][]byte
@@ -138,14 +150,21 @@ func TestUDPTransportDropsOversized(t *testing.T) {
 	}
 }
 
-// TestUDPTransportDFCleared captures the outer packets in B with a
-// PacketCapture: they leave A with DF clear, and one larger than the MTU
+// TestUDPTransportDFCleared captures the outer packets in B with an
+// afpacket.Capture: they leave A with DF clear, and one larger than the MTU
 // is fragmented by A's kernel and reassembled in B.
 func TestUDPTransportDFCleared(t *testing.T) {
 	topo := vethtest.New(t, 1500)
 	ta := listenUDPIn(t, topo.A, netip.AddrPortFrom(topo.AddrA, 0))
 	tb := listenUDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
-	c := openCaptureIn(t, topo.B, topo.IfB, topo.AddrB.String()+"/32")
+	var c *afpacket.Capture
+	if err := topo.B.Do(func() (err error) {
+		c, err = afpacket.Open(topo.IfB, []netip.Prefix{netip.PrefixFrom(topo.AddrB, 32)}, afpacket.Options{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 
 	big := bytes.Repeat([]byte("0123456789"), 300)
 	n, err := ta.WriteBatch([][]byte{[]byte("small"), big}, []netip.AddrPort{tb.LocalAddr(), tb.LocalAddr()})
@@ -158,7 +177,7 @@ func TestUDPTransportDFCleared(t *testing.T) {
 	}
 	// small, then the fragments of big (3000+8 bytes over 1480-byte pieces).
 	var frames [][]byte
-	bufs, sizes := vethtest.Bufs(8, CaptureBufferSize)
+	bufs, sizes := vethtest.Bufs(8, afpacket.BufferSize)
 	for len(frames) < 4 {
 		n := vethtest.Read(t, c, bufs, sizes, 5*time.Second)
 		for i := range n {
