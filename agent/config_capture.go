@@ -3,7 +3,7 @@ package agent
 import (
 	"fmt"
 
-	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
 )
 
 // CaptureMode is lan.capture: how the capture on the LAN interface
@@ -28,6 +28,6 @@ func parseCaptureMode(s string) (CaptureMode, error) {
 
 // captureOptions maps lan.capture onto the dataplane's capture options
 // (the ring with its default geometry).
-func captureOptions(cfg *Config) dataplane.CaptureOptions {
-	return dataplane.CaptureOptions{Ring: cfg.LAN.Capture == CaptureRing}
+func captureOptions(cfg *Config) afpacket.Options {
+	return afpacket.Options{Ring: cfg.LAN.Capture == CaptureRing}
 }

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
 )
 
 func TestLANCapture(t *testing.T) {
@@ -18,7 +18,7 @@ func TestLANCapture(t *testing.T) {
 			yaml = strings.Replace(cfgMinimal, "{interface: eth0}", "{interface: eth0, capture: "+tc.value+"}", 1)
 		}
 		cfg := mustParseConfig(t, yaml)
-		if cfg.LAN.Capture != tc.want || captureOptions(cfg) != (dataplane.CaptureOptions{Ring: tc.ring}) {
+		if cfg.LAN.Capture != tc.want || captureOptions(cfg) != (afpacket.Options{Ring: tc.ring}) {
 			t.Errorf("capture %q: got %q, options %+v", tc.value, cfg.LAN.Capture, captureOptions(cfg))
 		}
 	}

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/net/netutil"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
+	"tunnel-agent/dataplane/udp"
 	"tunnel-agent/internal/fstrust"
 )
 
@@ -52,11 +54,11 @@ type statusSource struct {
 	started time.Time
 	listen  netip.AddrPort
 	eng     *dataplane.Engine
-	capture *dataplane.PacketCapture // as opened at start
-	live    *liveSite                // re-binds the capture (status_capture.go); nil in tests
-	wg      *dataplane.WireGuard     // wireguard mode: instead of eng
+	capture *afpacket.Capture    // as opened at start
+	live    *liveSite            // re-binds the capture (status_capture.go); nil in tests
+	wg      *dataplane.WireGuard // wireguard mode: instead of eng
 	// transport is the tunnel socket in plain mode (nil in wireguard mode).
-	transport *dataplane.UDPTransport
+	transport *udp.Transport
 }
 
 func (s *statusSource) snapshot() Status {

@@ -1,6 +1,6 @@
 package agent
 
-import "tunnel-agent/dataplane"
+import "tunnel-agent/dataplane/afpacket"
 
 // captureCounters are the capture's own drops, which happen before the
 // dataplane sees a packet: for status and metrics.
@@ -15,7 +15,7 @@ type captureCounters struct {
 	rebindFailing  bool
 }
 
-func readCaptureCounters(c *dataplane.PacketCapture) captureCounters {
+func readCaptureCounters(c *afpacket.Capture) captureCounters {
 	if c == nil {
 		return captureCounters{}
 	}

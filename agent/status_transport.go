@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/udp"
 )
 
 // TransportStatus is the tunnel socket's own counters: datagrams dropped
@@ -21,7 +21,7 @@ type TransportStatus struct {
 }
 
 // withTransport returns st with the counters of transport t (if any).
-func (st Status) withTransport(t *dataplane.UDPTransport) Status {
+func (st Status) withTransport(t *udp.Transport) Status {
 	if t == nil {
 		return st
 	}

@@ -4,11 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
+	"tunnel-agent/dataplane/rawip"
+	"tunnel-agent/dataplane/udp"
 )
 
 // runTunnel opens the capture on the LAN interface, the raw injection
@@ -26,16 +31,16 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 		defer live.started(ctx, nil, nil, nil)() // host repairs only; no live reload of wireguard-go yet
 		return runWireGuard(ctx, cfg, dcfg, o, live.requestReload)
 	}
-	capture, err := dataplane.OpenCaptureWith(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
+	capture, err := afpacket.Open(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
 	if err != nil {
 		return fmt.Errorf("open capture on %s: %w", cfg.LAN.Interface, err)
 	}
-	injector, err := dataplane.OpenInjector()
+	injector, err := rawip.Open()
 	if err != nil {
 		capture.Close()
 		return fmt.Errorf("open raw injection socket: %w", err)
 	}
-	transport, err := dataplane.ListenUDP(cfg.Tunnel.Listen)
+	transport, err := udp.Listen(cfg.Tunnel.Listen, udpOptions())
 	if err != nil {
 		capture.Close()
 		injector.Close()
@@ -62,6 +67,14 @@ func runTunnel(ctx context.Context, cfg *Config, o *options, live *liveSite) err
 	return eng.Run(ctx)
 }
 
+// udpOptions are the tunnel socket's: UDP_GRO unless the environment
+// variable TUNNEL_AGENT_UDP_GRO holds a false value as strconv.ParseBool
+// reads it ("0", "false"), a switch for measuring (docs/operations.md).
+func udpOptions() udp.Options {
+	gro, err := strconv.ParseBool(os.Getenv("TUNNEL_AGENT_UDP_GRO"))
+	return udp.Options{DisableGRO: err == nil && !gro}
+}
+
 // engineConfig maps the site onto the dataplane's options.
 func engineConfig(cfg *Config, lanAddrs []netip.Prefix, o *options) dataplane.Config {
 	d := dataplane.Config{LocalPrefixes: localPrefixes(cfg, lanAddrs), Logger: o.log, Relay: cfg.Tunnel.Relay,
@@ -76,7 +89,7 @@ func engineConfig(cfg *Config, lanAddrs []netip.Prefix, o *options) dataplane.Co
 	for _, p := range cfg.Tunnel.Peers {
 		pc := dataplane.PeerConfig{Name: p.Name, Endpoint: p.Endpoint, Prefixes: p.Prefixes, Keepalive: p.Keepalive}
 		if p.Endpoint.IsValid() {
-			if mtu, err := dataplane.PathMTU(p.Endpoint.Addr()); err == nil {
+			if mtu, err := udp.PathMTU(p.Endpoint.Addr()); err == nil {
 				pc.PathMTU = mtu
 			} else {
 				o.log.Warn("cannot read the path MTU towards the peer; assuming 1500", "peer", p.Name, "err", err)

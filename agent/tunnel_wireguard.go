@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
+	"tunnel-agent/dataplane/rawip"
 )
 
 // runWireGuard is runTunnel in wireguard mode: the same capture and
@@ -15,11 +17,11 @@ import (
 // transport.
 func runWireGuard(ctx context.Context, cfg *Config, dcfg dataplane.Config, o *options,
 	reload func(context.Context) ReloadVerdict) error {
-	capture, err := dataplane.OpenCaptureWith(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
+	capture, err := afpacket.Open(cfg.LAN.Interface, peerPrefixes(cfg), captureOptions(cfg))
 	if err != nil {
 		return fmt.Errorf("open capture on %s: %w", cfg.LAN.Interface, err)
 	}
-	injector, err := dataplane.OpenInjector()
+	injector, err := rawip.Open()
 	if err != nil {
 		capture.Close()
 		return fmt.Errorf("open raw injection socket: %w", err)

@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
+	"tunnel-agent/dataplane/udp"
 	"tunnel-agent/netcfg"
 )
 
@@ -37,23 +39,23 @@ type liveSite struct {
 	mu      sync.Mutex // guards what follows (reload vs. capture re-bind)
 	cfg     *Config
 	eng     *dataplane.Engine
-	capture *dataplane.PacketCapture
+	capture *afpacket.Capture
 	capIdx  int             // ifindex the capture is bound to
 	capBase captureCounters // counters of the captures re-binds replaced
 	rebind  rebindRetry     // a failed re-bind of the capture, retried
 	stopped bool            // started's stop ran: no more re-binds
-	// openCapture opens the capture (dataplane.OpenCaptureWith; tests
+	// openCapture opens the capture (afpacket.Open; tests
 	// replace it).
-	openCapture func(string, []netip.Prefix, dataplane.CaptureOptions) (*dataplane.PacketCapture, error)
+	openCapture func(string, []netip.Prefix, afpacket.Options) (*afpacket.Capture, error)
 	// transport is the tunnel socket in plain mode (nil in wireguard
 	// mode), for its counters in the metrics.
-	transport *dataplane.UDPTransport
+	transport *udp.Transport
 }
 
 // newLiveSite prepares the watcher for a host Apply just configured.
 func newLiveSite(cfg *Config, o *options, h *netcfg.NetlinkHost, j *netcfg.Journal) *liveSite {
 	l := &liveSite{o: o, h: h, j: j, cfg: cfg, met: newMetrics(), hup: make(chan os.Signal, 1), lookup: systemLookup,
-		reloads: make(chan chan ReloadVerdict), openCapture: dataplane.OpenCaptureWith, self: []string{"/proc/self/exe"}}
+		reloads: make(chan chan ReloadVerdict), openCapture: afpacket.Open, self: []string{"/proc/self/exe"}}
 	l.w = netcfg.NewWatcher(h, Desired(cfg), netcfg.WatchOptions{OnEvent: l.onRepair, OnChecked: l.onChecked, Journal: j})
 	signal.Notify(l.hup, syscall.SIGHUP)
 	return l
@@ -85,7 +87,7 @@ func (l *liveSite) onRepair(ev netcfg.WatchEvent) {
 // started is called by runTunnel once the dataplane exists; it starts the
 // watcher, the reload handler and the metrics endpoint. The returned
 // function stops them (and waits) before the host is reverted.
-func (l *liveSite) started(ctx context.Context, eng *dataplane.Engine, c *dataplane.PacketCapture, t *dataplane.UDPTransport) (stop func()) {
+func (l *liveSite) started(ctx context.Context, eng *dataplane.Engine, c *afpacket.Capture, t *udp.Transport) (stop func()) {
 	l.mu.Lock()
 	l.eng, l.capture, l.capIdx, l.transport = eng, c, ifindex(l.cfg.LAN.Interface), t
 	l.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
 )
 
 // fakeTimers records the retries rebindRetry schedules instead of
@@ -94,7 +95,7 @@ func TestRebindCaptureFailureRetried(t *testing.T) {
 	opens := 0
 	l := &liveSite{o: &options{log: slog.New(slog.NewTextHandler(&logBuf, nil))}, met: newMetrics(), eng: eng,
 		cfg: &Config{LAN: LAN{Interface: "lo"}}, capIdx: -1, // "lo" has another index now
-		openCapture: func(string, []netip.Prefix, dataplane.CaptureOptions) (*dataplane.PacketCapture, error) {
+		openCapture: func(string, []netip.Prefix, afpacket.Options) (*afpacket.Capture, error) {
 			opens++
 			return nil, errors.New("socket: too many open files")
 		}}
