@@ -20,10 +20,10 @@ func BenchmarkParseIPv4(b *testing.B) {
 func BenchmarkValidate(b *testing.B) {
 	e := benchEngine(b)
 	pkt := transportSeeds()["tutorial-reply"].pkt
-	from := &e.peers[0]
+	from := &e.r.peers[0]
 	b.ReportAllocs()
 	for b.Loop() {
-		if r, _ := e.admit(pkt, from); r != DropNone {
+		if r, _ := e.r.admit(pkt, from); r != DropNone {
 			b.Fatal(r)
 		}
 	}

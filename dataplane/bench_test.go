@@ -23,7 +23,7 @@ func (nullInjector) Close() error                       { return nil }
 // benchEngine is the fuzz configuration with null I/O.
 func benchEngine(tb testing.TB) *Engine {
 	e := newFuzzEngine(tb)
-	e.transport, e.injector = nullTransport{}, nullInjector{}
+	e.transport, e.r.injector = nullTransport{}, nullInjector{}
 	return e
 }
 
@@ -80,7 +80,7 @@ func BenchmarkCapture(b *testing.B) {
 		bc.run()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*DefaultBatchSize), "ns/pkt")
-	if bc.e.peers[0].ctr.txPackets.Load() == 0 {
+	if bc.e.r.peers[0].ctr.txPackets.Load() == 0 {
 		b.Fatal("nothing forwarded")
 	}
 }
@@ -94,7 +94,7 @@ func BenchmarkTransport(b *testing.B) {
 		bt.run()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*DefaultBatchSize), "ns/pkt")
-	if bt.e.peers[0].ctr.rxPackets.Load() == 0 {
+	if bt.e.r.peers[0].ctr.rxPackets.Load() == 0 {
 		b.Fatal("nothing accepted")
 	}
 }

@@ -108,36 +108,25 @@ type Config struct {
 // Engine moves packets between a Capture/Injector pair and a Transport.
 // Create it with New and start it with Run.
 type Engine struct {
-	peers    []peer
-	routes   *peerTable // peer prefixes, both directions
-	local    *prefixSet
-	notHosts notHosts     // local broadcast and anycast addresses (icmp.go)
-	lanMTU   atomic.Int64 // Config.LANMTU, SetLANMTU; read once per batch
-	icmpSrc  netip.Addr
-	icmpSrc6 netip.Addr
-	batch    int
-	learns   bool // some peer learns its endpoint
-	relay    bool // Config.Relay
-	log      *slog.Logger
-	dropLog  [numDropReasons]logSlot
-	ka       keepaliveState // our keepalive messages, peer attribution
+	// r is the LAN side: peers, prefix tables, router-hop and admission
+	// checks, LAN MTU, counters, drop log and the Injector (router.go).
+	// The Engine adds the tunnel side.
+	r      Router
+	learns bool           // some peer learns its endpoint
+	relay  bool           // Config.Relay
+	ka     keepaliveState // our keepalive messages, peer attribution
 
 	eps atomic.Pointer[endpoints]
-	ctr engineCounters
 
 	capture   Capture
 	transport Transport
-	injector  Injector
-	// txMu and injMu serialise writes: the capture and keepalive goroutines
-	// share the Transport, capture (ICMP) and transport goroutines share
-	// the Injector, and the interfaces do not promise concurrency safety.
-	// Each is taken once per batch and is nearly always uncontended.
-	txMu, injMu sync.Mutex
+	// txMu serialises writes to the Transport, which the capture and
+	// keepalive goroutines share and which does not promise concurrency
+	// safety. It is taken once per batch and is nearly always uncontended.
+	txMu sync.Mutex
 
-	epoch      time.Time   // origin of the monotonic times used inside
-	icmpBucket tokenBucket // capture goroutine only
-	started    atomic.Bool
-	rc         reconfState // live reconfiguration, engine_reconfig.go
+	started atomic.Bool
+	rc      reconfState // live reconfiguration, engine_reconfig.go
 }
 
 // peer is a PeerConfig resolved for the hot path, plus its counters.
@@ -167,7 +156,7 @@ func New(cfg Config, c Capture, t Transport, inj Injector) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
-	e.capture, e.transport, e.injector = c, t, inj
+	e.capture, e.transport, e.r.injector = c, t, inj
 	return e, nil
 }
 
@@ -205,9 +194,9 @@ func wrapIOErr(what string, err error) error {
 // closeIO closes the three I/O objects. Their errors are only logged: the
 // engine is stopping anyway and the reason it stops matters more.
 func (e *Engine) closeIO() {
-	for _, c := range []interface{ Close() error }{e.takeCapture(), e.transport, e.injector} {
+	for _, c := range []interface{ Close() error }{e.takeCapture(), e.transport, e.r.injector} {
 		if err := c.Close(); err != nil {
-			e.log.Warn("closing dataplane I/O", "err", err)
+			e.r.log.Warn("closing dataplane I/O", "err", err)
 		}
 	}
 }
@@ -217,32 +206,13 @@ func (e *Engine) closeIO() {
 func (e *Engine) Stats() Stats {
 	e.rc.cfgMu.RLock()
 	defer e.rc.cfgMu.RUnlock()
-	eps := e.eps.Load()
-	st := Stats{
-		Peers:                       make([]PeerStats, len(e.peers)),
-		Drops:                       e.ctr.dropsMap(),
-		ICMPSent:                    e.ctr.icmpSent.Load(),
-		ICMPRateLimited:             e.ctr.icmpLimited.Load(),
-		ICMPBadSource:               e.ctr.icmpBadSource.Load(),
-		Fragmented:                  e.ctr.fragmented.Load(),
-		Fragments:                   e.ctr.fragments.Load(),
-		KeepaliveRepliesRateLimited: e.ctr.kaRepliesLimited.Load(),
-	}
-	for i := range e.peers {
-		p := &e.peers[i]
-		ps := p.ctr.snapshot()
-		ps.Name, ps.ConfiguredEndpoint, ps.CurrentEndpoint = p.name, p.configured, eps.cur[i]
-		st.Peers[i] = ps
+	st, eps := e.r.Stats(), e.eps.Load()
+	for i := range st.Peers {
+		st.Peers[i].CurrentEndpoint = eps.cur[i]
 	}
 	return st
 }
 
-// batchTime is the clock read once per batch: wall for "last received"
-// timestamps, mono (ns since New, monotonic) for limiters.
-type batchTime struct{ wall, mono int64 }
-
-// now reads the clock.
-func (e *Engine) now() batchTime {
-	t := time.Now()
-	return batchTime{wall: t.UnixNano(), mono: int64(t.Sub(e.epoch))}
-}
+// SetLANMTU changes the LAN MTU (Config.LANMTU) of a running engine, from
+// the next batch on; safe from any goroutine.
+func (e *Engine) SetLANMTU(mtu int) error { return e.r.SetLANMTU(mtu) }

@@ -8,25 +8,54 @@ import (
 
 // captureState is the capture goroutine's working set, allocated once.
 type captureState struct {
-	bufs     [][]byte // read buffers at full size; never resliced
-	sizes    []int
-	tx       txBatch
-	icmpBufs [][]byte // one icmpBufLen buffer per packet of a batch
-	icmp     [][]byte // this batch's ICMP errors (prefixes of icmpBufs)
+	bufs  [][]byte // read buffers at full size; never resliced
+	sizes []int
+	tx    txBatch
+	icmp  icmpBatch
 }
 
 // newCaptureState allocates the buffers for batches of n packets.
 func newCaptureState(n int) *captureState {
 	return &captureState{
 		bufs: newBuffers(n, maxPacketSize), sizes: make([]int, n),
-		tx: newTxBatch(n), icmpBufs: newBuffers(n, icmpBufLen), icmp: make([][]byte, 0, n),
+		tx: newTxBatch(n), icmp: newICMPBatch(n, icmpBufLen),
+	}
+}
+
+// icmpBatch holds the ICMP errors generated while one batch of captured
+// packets is routed, in a buffer per packet.
+type icmpBatch struct {
+	bufs [][]byte // one per packet of a batch
+	out  [][]byte // this batch's errors (prefixes of bufs)
+}
+
+// newICMPBatch allocates buffers of size bytes for batches of n packets.
+func newICMPBatch(n, size int) icmpBatch {
+	return icmpBatch{bufs: newBuffers(n, size), out: make([][]byte, 0, n)}
+}
+
+// next is the buffer for the next packet's error.
+func (b *icmpBatch) next() []byte { return b.bufs[len(b.out)] }
+
+// add keeps the error of n bytes written to buf (next), if any.
+func (b *icmpBatch) add(buf []byte, n int) {
+	if n > 0 {
+		b.out = append(b.out, buf[:n])
+	}
+}
+
+// sendICMP injects the errors of b, counts them as sent and empties b.
+func (r *Router) sendICMP(b *icmpBatch, now int64) {
+	if len(b.out) > 0 {
+		r.ctr.icmpSent.Add(uint64(r.inject(b.out, nil, now)))
+		b.out = b.out[:0]
 	}
 }
 
 // captureLoop is the LAN→tunnel direction. It returns only when the
 // Capture fails or is closed.
 func (e *Engine) captureLoop() error {
-	s := newCaptureState(e.batch)
+	s := newCaptureState(e.r.batch)
 	c, gen := e.liveCapture()
 	for {
 		n, err := c.ReadBatch(s.bufs, s.sizes)
@@ -47,18 +76,15 @@ func (e *Engine) encapBatch(s *captureState, n int) {
 	if n <= 0 {
 		return
 	}
-	t, eps := e.now(), e.eps.Load()
+	t, eps := e.r.now(), e.eps.Load()
 	s.tx.reset()
-	s.icmp = s.icmp[:0]
 	for i := range min(n, len(s.bufs)) {
 		e.encapOne(s, packetAt(s.bufs, s.sizes, i), eps, t.mono)
 	}
 	if len(s.tx.bufs) > 0 {
 		e.send(&s.tx, t.mono)
 	}
-	if len(s.icmp) > 0 {
-		e.ctr.icmpSent.Add(uint64(e.inject(s.icmp, nil, t.mono)))
-	}
+	e.r.sendICMP(&s.icmp, t.mono)
 }
 
 // packetAt is bufs[i][:sizes[i]], with the size clamped so that a
@@ -69,13 +95,11 @@ func packetAt(bufs [][]byte, sizes []int, i int) []byte {
 
 // encapOne queues one captured packet for sending, or counts its drop.
 func (e *Engine) encapOne(s *captureState, pkt []byte, eps *endpoints, now int64) {
-	buf := s.icmpBufs[len(s.icmp)]
-	v := e.forward(pkt, eps, buf, now)
-	if v.icmp > 0 {
-		s.icmp = append(s.icmp, buf[:v.icmp])
-	}
+	buf := s.icmp.next()
+	v := e.r.forward(pkt, eps, buf, now)
+	s.icmp.add(buf, v.icmp)
 	if v.reason != DropNone {
-		e.drop(v.reason, v.dropInfo, now)
+		e.r.drop(v.reason, v.dropInfo, now)
 		return
 	}
 	s.tx.add(v.pkt, v.addr, v.peer)
@@ -92,32 +116,32 @@ type verdict struct {
 // forward routes one captured packet; see verdict. An ICMP error, when
 // due, is written to icmpBuf (icmpBufLen bytes; icmpMaxLen suffice for
 // IPv4, IPv6 errors need icmpv6MaxLen and are not generated without).
-func (e *Engine) forward(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) verdict {
+func (r *Router) forward(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) verdict {
 	if len(pkt) == 0 {
 		return verdict{reason: DropTooShort}
 	}
 	switch pkt[0] >> 4 {
 	case 4:
-		return e.forward4(pkt, eps, icmpBuf, now)
+		return r.forward4(pkt, eps, icmpBuf, now)
 	case 6:
-		return e.forward6(pkt, eps, icmpBuf, now)
+		return r.forward6(pkt, eps, icmpBuf, now)
 	default:
 		return verdict{reason: DropNotIPv4}
 	}
 }
 
 // forward4 is forward for IPv4.
-func (e *Engine) forward4(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) verdict {
+func (r *Router) forward4(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) verdict {
 	h, why := parseIPv4(pkt)
 	if why != DropNone {
 		return verdict{reason: why}
 	}
 	pkt = pkt[:h.TotalLen] // drop link-layer padding (short Ethernet frames)
 	v := verdict{dropInfo: dropInfo{src: h.Src, dst: h.Dst}}
-	if !e.routeTo(&v, h.Dst, eps) {
+	if !r.routeTo(&v, h.Dst, eps) {
 		return v
 	}
-	if v.reason, v.icmp = e.hopChecks4(pkt, &h, v.peer, v.addr, icmpBuf, now); v.reason == DropNone {
+	if v.reason, v.icmp = r.hopChecks4(pkt, &h, v.peer, v.addr, icmpBuf, now); v.reason == DropNone {
 		header.DecrementTTL(pkt)
 		v.pkt = pkt
 	}
@@ -126,13 +150,13 @@ func (e *Engine) forward4(pkt []byte, eps *endpoints, icmpBuf []byte, now int64)
 
 // routeTo picks the peer for dst by longest prefix match and its current
 // endpoint; when there is none it sets v.reason and returns false.
-func (e *Engine) routeTo(v *verdict, dst netip.Addr, eps *endpoints) bool {
-	pi, ok := e.routes.lookup(dst)
+func (r *Router) routeTo(v *verdict, dst netip.Addr, eps *endpoints) bool {
+	pi, ok := r.routes.lookup(dst)
 	if !ok {
 		v.reason = DropNoRoute
 		return false
 	}
-	v.peer, v.addr = &e.peers[pi], eps.cur[pi]
+	v.peer, v.addr = &r.peers[pi], eps.cur[pi]
 	if !v.addr.IsValid() {
 		v.reason = DropNoEndpoint
 		return false
@@ -144,16 +168,16 @@ func (e *Engine) routeTo(v *verdict, dst netip.Addr, eps *endpoints) bool {
 // enters the tunnel: TTL must outlive this hop, and a DF packet must fit
 // the path MTU minus the outer headers. A failing check returns its drop
 // reason and the length of the ICMP error written to icmpBuf, if any.
-func (e *Engine) hopChecks4(pkt []byte, h *header.IPv4, p *peer, to netip.AddrPort, icmpBuf []byte, now int64) (DropReason, int) {
+func (r *Router) hopChecks4(pkt []byte, h *header.IPv4, p *peer, to netip.AddrPort, icmpBuf []byte, now int64) (DropReason, int) {
 	if h.TTL <= 1 {
-		return DropTTLExpired, e.icmpError(icmpBuf, pkt, h, icmpTypeTimeExceeded, icmpCodeTTLExceeded, 0, now)
+		return DropTTLExpired, r.icmpError(icmpBuf, pkt, h, icmpTypeTimeExceeded, icmpCodeTTLExceeded, 0, now)
 	}
 	mtu := p.pathMTU - outerOverhead(to)
 	switch {
 	case len(pkt) <= mtu:
 		return DropNone, 0
 	case h.DF():
-		return DropTooBig, e.icmpError(icmpBuf, pkt, h, icmpTypeDestUnreachable, icmpCodeFragNeeded, uint16(mtu), now)
+		return DropTooBig, r.icmpError(icmpBuf, pkt, h, icmpTypeDestUnreachable, icmpCodeFragNeeded, uint16(mtu), now)
 	case len(pkt) > maxUDPPayload(to):
 		return DropTooBig, 0 // cannot be one datagram at all; a real router would fragment
 	default:
@@ -163,15 +187,15 @@ func (e *Engine) hopChecks4(pkt []byte, h *header.IPv4, p *peer, to netip.AddrPo
 
 // icmpError writes an ICMP error about pkt to buf when it is allowed
 // (configured source, RFC 1812 rules, rate limit) and returns its length.
-func (e *Engine) icmpError(buf, pkt []byte, h *header.IPv4, typ, code uint8, mtu uint16, now int64) int {
-	if !e.icmpSrc.IsValid() || !e.mayAnswer4(pkt, h) {
+func (r *Router) icmpError(buf, pkt []byte, h *header.IPv4, typ, code uint8, mtu uint16, now int64) int {
+	if !r.icmpSrc.IsValid() || !r.mayAnswer4(pkt, h) {
 		return 0
 	}
-	if !e.icmpBucket.allow(now) {
-		e.ctr.icmpLimited.Add(1)
+	if !r.icmpBucket.allow(now) {
+		r.ctr.icmpLimited.Add(1)
 		return 0
 	}
-	return buildICMPv4Error(buf, e.icmpSrc, pkt, typ, code, mtu)
+	return buildICMPv4Error(buf, r.icmpSrc, pkt, typ, code, mtu)
 }
 
 // The outer IP and UDP headers the kernel puts around a tunnel datagram.

@@ -27,49 +27,69 @@ const (
 
 // newEngine builds an engine without I/O objects from cfg.
 func newEngine(cfg Config) (*Engine, error) {
-	e := &Engine{
-		icmpSrc: cfg.ICMPSource.Unmap(), icmpSrc6: cfg.ICMPSource6, log: cfg.Logger,
-		epoch: time.Now(), icmpBucket: newTokenBucket(icmpInterval, icmpBurst),
-	}
-	if err := e.configure(cfg); err != nil {
+	e := &Engine{}
+	if err := e.r.init(cfg); err != nil {
 		return nil, err
 	}
-	if e.log == nil {
-		e.log = slog.New(slog.DiscardHandler)
-	}
-	e.eps.Store(initialEndpoints(e.peers))
-	for i := range e.peers {
-		e.learns = e.learns || !e.peers[i].configured.IsValid()
-	}
+	e.configure(cfg)
+	e.eps.Store(initialEndpoints(e.r.peers))
 	return e, nil
 }
 
-// configure checks cfg and builds the engine's peers and tables from it.
-func (e *Engine) configure(cfg Config) error {
+// configure sets the tunnel side's part of cfg, which the Router has
+// checked.
+func (e *Engine) configure(cfg Config) {
+	e.relay = cfg.Relay
+	e.ka = newKeepaliveState(cfg)
+	for i := range e.r.peers {
+		e.learns = e.learns || !e.r.peers[i].configured.IsValid()
+	}
+}
+
+// takeTables replaces r's configuration (peers, prefixes, ICMP sources,
+// LAN MTU) with n's, keeping its counters, limiters, log and Injector.
+func (r *Router) takeTables(n *Router) {
+	r.peers, r.routes, r.local, r.notHosts = n.peers, n.routes, n.local, n.notHosts
+	r.lanMTU.Store(n.lanMTU.Load())
+	r.icmpSrc, r.icmpSrc6 = n.icmpSrc, n.icmpSrc6
+}
+
+// init builds a new router from cfg.
+func (r *Router) init(cfg Config) error {
+	r.log = cfg.Logger
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.epoch = time.Now()
+	r.icmpBucket = newTokenBucket(icmpInterval, icmpBurst)
+	return r.configure(cfg)
+}
+
+// configure checks cfg and builds the router's peers and tables from it.
+func (r *Router) configure(cfg Config) error {
 	var err error
-	if e.peers, err = newPeers(cfg.Peers); err != nil {
+	r.icmpSrc, r.icmpSrc6 = cfg.ICMPSource.Unmap(), cfg.ICMPSource6
+	if r.peers, err = newPeers(cfg.Peers); err != nil {
 		return err
 	}
-	if e.routes, err = newPeerTable(cfg.Peers); err != nil {
+	if r.routes, err = newPeerTable(cfg.Peers); err != nil {
 		return err
 	}
-	if e.local, err = newLocalPrefixes(cfg.LocalPrefixes); err != nil {
+	if r.local, err = newLocalPrefixes(cfg.LocalPrefixes); err != nil {
 		return err
 	}
-	if e.batch, err = batchSize(cfg.BatchSize); err != nil {
+	if r.batch, err = batchSize(cfg.BatchSize); err != nil {
 		return err
 	}
 	if err := checkLANMTU(cfg.LANMTU); err != nil {
 		return err
 	}
-	e.lanMTU.Store(int64(min(cfg.LANMTU, maxPacketSize)))
-	e.notHosts = newNotHosts(cfg.LocalPrefixes, cfg.LANPrefixes)
-	e.relay = cfg.Relay
-	e.ka = newKeepaliveState(cfg)
-	if e.icmpSrc.IsValid() && !e.icmpSrc.Is4() {
+	r.lanMTU.Store(int64(min(cfg.LANMTU, maxPacketSize)))
+	r.notHosts = newNotHosts(cfg.LocalPrefixes, cfg.LANPrefixes)
+	if r.icmpSrc.IsValid() && !r.icmpSrc.Is4() {
 		return fmt.Errorf("ICMP source %v is not an IPv4 address", cfg.ICMPSource)
 	}
-	if e.icmpSrc6.IsValid() && !isUnicast6(e.icmpSrc6) {
+	if r.icmpSrc6.IsValid() && !isUnicast6(r.icmpSrc6) {
 		return fmt.Errorf("ICMPv6 source %v is not an IPv6 unicast address", cfg.ICMPSource6)
 	}
 	return nil

@@ -72,7 +72,7 @@ func (e *Engine) learn(p *peer, ep netip.AddrPort, eps *endpoints, t batchTime) 
 		p.learnSuppressed++
 		return eps
 	}
-	e.log.LogAttrs(context.Background(), slog.LevelInfo, "peer endpoint learned",
+	e.r.log.LogAttrs(context.Background(), slog.LevelInfo, "peer endpoint learned",
 		slog.String("peer", p.name), slog.String("endpoint", ep.String()),
 		slog.String("previous", addrPortOrNone(old)), slog.Uint64("suppressed", p.learnSuppressed))
 	p.learnSuppressed = 0

@@ -38,7 +38,7 @@ var (
 // relatedError4 reports whether pkt (a valid IPv4 packet with header h,
 // from peer from, refused by the source check) is an ICMP error about a
 // packet sent to from, as above.
-func (e *Engine) relatedError4(pkt []byte, h *header.IPv4, from *peer) bool {
+func (r *Router) relatedError4(pkt []byte, h *header.IPv4, from *peer) bool {
 	if from == nil || h.Proto != header.ProtoICMP || h.FlagsOff&(header.IPv4FlagMF|header.IPv4FragOffMask) != 0 {
 		return false
 	}
@@ -50,12 +50,12 @@ func (e *Engine) relatedError4(pkt []byte, h *header.IPv4, from *peer) bool {
 	if q[0]>>4 != 4 {
 		return false
 	}
-	return e.relatedAddrs(h.Src, h.Dst, netip.AddrFrom4([4]byte(q[header.IPv4OffSrc:header.IPv4OffSrc+4])),
+	return r.relatedAddrs(h.Src, h.Dst, netip.AddrFrom4([4]byte(q[header.IPv4OffSrc:header.IPv4OffSrc+4])),
 		netip.AddrFrom4([4]byte(q[header.IPv4OffDst:header.IPv4OffDst+4])), from)
 }
 
 // relatedError6 is relatedError4 for ICMPv6.
-func (e *Engine) relatedError6(pkt []byte, h *header.IPv6, from *peer) bool {
+func (r *Router) relatedError6(pkt []byte, h *header.IPv6, from *peer) bool {
 	if from == nil || h.Proto != header.ProtoICMPv6 || h.Fragment {
 		return false
 	}
@@ -67,16 +67,16 @@ func (e *Engine) relatedError6(pkt []byte, h *header.IPv6, from *peer) bool {
 	if q[0]>>4 != 6 {
 		return false
 	}
-	return e.relatedAddrs(h.Src, h.Dst, netip.AddrFrom16([16]byte(q[header.IPv6OffSrc:header.IPv6OffSrc+16])),
+	return r.relatedAddrs(h.Src, h.Dst, netip.AddrFrom16([16]byte(q[header.IPv6OffSrc:header.IPv6OffSrc+16])),
 		netip.AddrFrom16([16]byte(q[header.IPv6OffDst:header.IPv6OffDst+16])), from)
 }
 
 // relatedAddrs applies the address rules to an ICMP error from src to dst
 // quoting a packet from qsrc to qdst, received from peer from.
-func (e *Engine) relatedAddrs(src, dst, qsrc, qdst netip.Addr, from *peer) bool {
-	if _, owned := e.routes.lookup(src); owned || !e.isHost(src) || qsrc != dst || !e.local.contains(dst) {
+func (r *Router) relatedAddrs(src, dst, qsrc, qdst netip.Addr, from *peer) bool {
+	if _, owned := r.routes.lookup(src); owned || !r.isHost(src) || qsrc != dst || !r.local.contains(dst) {
 		return false
 	}
-	pi, ok := e.routes.lookup(qdst)
+	pi, ok := r.routes.lookup(qdst)
 	return ok && pi == from.idx
 }

@@ -25,7 +25,7 @@ func TestEngineCountsWhatCaptureKeeps(t *testing.T) {
 		pkt  []byte
 		want DropReason
 	}{{v5, DropNotIPv4}, {runt, DropTooShort}} {
-		if v := e.forward(c.pkt, e.eps.Load(), make([]byte, icmpBufLen), 0); v.reason != c.want {
+		if v := e.r.forward(c.pkt, e.eps.Load(), make([]byte, icmpBufLen), 0); v.reason != c.want {
 			t.Errorf("frame %d: the engine drops it as %v, want %v", i, v.reason, c.want)
 		}
 	}
@@ -46,7 +46,7 @@ func TestCaptureSeedOutcomes(t *testing.T) {
 	}
 	for name, pkt := range captureSeeds() {
 		e := newFuzzEngine(t)
-		v := e.forward(pkt, e.eps.Load(), make([]byte, icmpBufLen), 0)
+		v := e.r.forward(pkt, e.eps.Load(), make([]byte, icmpBufLen), 0)
 		if w := want[name]; v.reason != w.reason || (v.icmp > 0) != w.icmp {
 			t.Errorf("%s: %v icmp %d, want %v icmp %v", name, v.reason, v.icmp, w.reason, w.icmp)
 		}
@@ -67,8 +67,8 @@ func TestTransportSeedOutcomes(t *testing.T) {
 		e := newFuzzEngine(t)
 		e.receive(newTransportState(1), s.pkt, fuzzSenders[s.sender], e.eps.Load(), batchTime{})
 		got := DropNone
-		for r := range e.ctr.drops {
-			if e.ctr.drops[r].Load() > 0 {
+		for r := range e.r.ctr.drops {
+			if e.r.ctr.drops[r].Load() > 0 {
 				got = DropReason(r)
 			}
 		}
@@ -94,7 +94,7 @@ func TestPathMTUByOuterFamily(t *testing.T) {
 		e := newFuzzEngine(t)
 		h := dptest.IPv4{Src: lanHost, Dst: netip.MustParseAddr(c.dst), Proto: 17, TTL: 9, DF: true}
 		icmp := make([]byte, icmpMaxLen)
-		v := e.forward(h.Marshal(make([]byte, c.size-20)), e.eps.Load(), icmp, 0)
+		v := e.r.forward(h.Marshal(make([]byte, c.size-20)), e.eps.Load(), icmp, 0)
 		if v.reason != c.want || (v.icmp > 0 && uint16(icmp[26])<<8|uint16(icmp[27]) != c.mtu) {
 			t.Errorf("%s size %d: %v (icmp %d)", c.dst, c.size, v.reason, v.icmp)
 		}
@@ -109,7 +109,7 @@ func TestICMPDisabledWithoutSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := e.forward(captureSeeds()["ttl-expired"], e.eps.Load(), make([]byte, icmpMaxLen), 0)
+	v := e.r.forward(captureSeeds()["ttl-expired"], e.eps.Load(), make([]byte, icmpMaxLen), 0)
 	if v.reason != DropTTLExpired || v.icmp != 0 {
 		t.Fatalf("%v icmp %d", v.reason, v.icmp)
 	}

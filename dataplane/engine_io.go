@@ -58,7 +58,7 @@ func (e *Engine) send(b *txBatch, now int64) {
 		if err == nil {
 			err = io.ErrShortWrite // a short count without error: don't spin
 		}
-		e.drop(DropSendError, dropInfo{peer: b.peer[off], addr: b.to[off], err: err}, now)
+		e.r.drop(DropSendError, dropInfo{peer: b.peer[off], addr: b.to[off], err: err}, now)
 	}
 }
 
@@ -83,12 +83,12 @@ func (e *Engine) countSent(b *txBatch, from, to int) {
 // inject hands pkts to the local stack and returns how many it took. As in
 // send, a failing packet is counted as inject_error and the rest retried.
 // peers (nil for ICMP errors) names the peer of each packet for the log.
-func (e *Engine) inject(pkts [][]byte, peers []*peer, now int64) int {
-	e.injMu.Lock()
-	defer e.injMu.Unlock()
+func (r *Router) inject(pkts [][]byte, peers []*peer, now int64) int {
+	r.injMu.Lock()
+	defer r.injMu.Unlock()
 	done := 0
 	for off := 0; off < len(pkts); off++ {
-		n, err := e.injector.WriteBatch(pkts[off:])
+		n, err := r.injector.WriteBatch(pkts[off:])
 		n = min(max(n, 0), len(pkts)-off)
 		done += n
 		if off += n; off == len(pkts) {
@@ -97,7 +97,7 @@ func (e *Engine) inject(pkts [][]byte, peers []*peer, now int64) int {
 		if err == nil {
 			err = io.ErrShortWrite
 		}
-		e.drop(DropInjectError, dropInfo{peer: peerAt(peers, off), err: err}, now)
+		r.drop(DropInjectError, dropInfo{peer: peerAt(peers, off), err: err}, now)
 	}
 	return done
 }

@@ -57,8 +57,8 @@ func (e *Engine) keepaliveRun(ctx context.Context) bool {
 // keepalivePeers lists the peers that get keepalives.
 func (e *Engine) keepalivePeers() []*peer {
 	var ps []*peer
-	for i := range e.peers {
-		if p := &e.peers[i]; p.keepalive > 0 && p.configured.IsValid() {
+	for i := range e.r.peers {
+		if p := &e.r.peers[i]; p.keepalive > 0 && p.configured.IsValid() {
 			ps = append(ps, p)
 		}
 	}
@@ -80,7 +80,7 @@ func (e *Engine) sendDueKeepalives(peers []*peer, due []time.Time, b *txBatch) t
 			next = due[i]
 		}
 	}
-	e.send(b, int64(now.Sub(e.epoch)))
+	e.send(b, int64(now.Sub(e.r.epoch)))
 	return next
 }
 
@@ -93,13 +93,13 @@ func (e *Engine) sendDueKeepalives(peers []*peer, due []time.Time, b *txBatch) t
 func (e *Engine) receiveKeepalive(s *transportState, pkt []byte, from netip.AddrPort, known *peer, eps *endpoints, t batchTime) *endpoints {
 	m, ok := parseKeepalive(pkt)
 	if !ok {
-		e.drop(DropBadKeepalive, dropInfo{peer: known, addr: from}, t.mono)
+		e.r.drop(DropBadKeepalive, dropInfo{peer: known, addr: from}, t.mono)
 		return eps
 	}
 	p := known
 	if p == nil {
 		if p, ok = e.keepalivePeer(m); !ok || p.configured.IsValid() {
-			e.drop(DropNotFromPeer, dropInfo{addr: from}, t.mono)
+			e.r.drop(DropNotFromPeer, dropInfo{addr: from}, t.mono)
 			return eps
 		}
 		eps = e.learn(p, from, eps, t)
@@ -110,7 +110,7 @@ func (e *Engine) receiveKeepalive(s *transportState, pkt []byte, from netip.Addr
 		return eps // never a reply to a reply
 	}
 	if !p.kaReplies.allow(t.mono) {
-		e.ctr.kaRepliesLimited.Add(1)
+		e.r.ctr.kaRepliesLimited.Add(1)
 		return eps
 	}
 	s.relay.add(replyFor(e.ka.reply, len(pkt)), from, p)

@@ -102,44 +102,42 @@ func checkLANMTU(mtu int) error {
 	return nil
 }
 
-// SetLANMTU changes the LAN MTU (Config.LANMTU) of a running engine, from
-// the next batch on; safe from any goroutine.
-func (e *Engine) SetLANMTU(mtu int) error {
+// SetLANMTU changes the LAN MTU (Config.LANMTU) from the next batch on;
+// safe from any goroutine.
+func (r *Router) SetLANMTU(mtu int) error {
 	if err := checkLANMTU(mtu); err != nil {
 		return fmt.Errorf("dataplane: %w", err)
 	}
-	e.lanMTU.Store(int64(min(mtu, maxPacketSize)))
+	r.lanMTU.Store(int64(min(mtu, maxPacketSize)))
 	return nil
 }
 
 // tooBigForLAN handles pkt, admitted from peer p at from but larger than
-// the LAN MTU: fragments a DF-clear IPv4 packet into q, drops anything
-// else and, with errs (nil in wireguard mode, which cannot send one),
-// answers it through the tunnel.
-func (e *Engine) tooBigForLAN(q *injectQueue, errs *relayState, p *peer, pkt []byte, from netip.AddrPort, t batchTime) {
+// the LAN MTU: it fragments a DF-clear IPv4 packet into q, or drops
+// anything else and reports true, for the caller to answer it through the
+// tunnel if it can (the Engine does; WireGuard mode cannot).
+func (r *Router) tooBigForLAN(q *injectQueue, p *peer, pkt []byte, from netip.AddrPort, t batchTime) (dropped bool) {
 	if pkt[0]>>4 == 4 {
 		h, _ := parseIPv4(pkt) // valid: admitted
 		if !h.DF() {
-			e.fragmentToLAN(q, p, pkt, &h, t)
-			return
+			r.fragmentToLAN(q, p, pkt, &h, t)
+			return false
 		}
 	}
-	e.drop(DropTooBigLAN, dropInfo{peer: p, addr: from}, t.mono)
-	if errs != nil {
-		e.errorToPeer(errs, p, from, pkt, DropTooBig, q.lan.mtu, t.mono)
-	}
+	r.drop(DropTooBigLAN, dropInfo{peer: p, addr: from}, t.mono)
+	return true
 }
 
 // fragmentToLAN queues the fragments of pkt (header h, DF clear) for
 // injection, counted as one packet received from p.
-func (e *Engine) fragmentToLAN(q *injectQueue, p *peer, pkt []byte, h *header.IPv4, t batchTime) {
+func (r *Router) fragmentToLAN(q *injectQueue, p *peer, pkt []byte, h *header.IPv4, t batchTime) {
 	plan, ok := planFragments(pkt, h, q.lan.mtu)
 	if !ok {
-		r := DropTooBigLAN // an MTU too small for 8 bytes of data
+		why := DropTooBigLAN // an MTU too small for 8 bytes of data
 		if plan.first >= 8 {
-			r = DropBadHeader // malformed options: nothing to copy them by
+			why = DropBadHeader // malformed options: nothing to copy them by
 		}
-		e.drop(r, dropInfo{peer: p, src: h.Src, dst: h.Dst}, t.mono)
+		r.drop(why, dropInfo{peer: p, src: h.Src, dst: h.Dst}, t.mono)
 		return
 	}
 	p.ctr.rxPackets.Add(1)
@@ -147,20 +145,20 @@ func (e *Engine) fragmentToLAN(q *injectQueue, p *peer, pkt []byte, h *header.IP
 	p.ctr.lastRx.Store(t.wall)
 	n := plan.count()
 	for i := range n {
-		buf := e.lanRoom(q, plan.maxLen(), t.mono)
+		buf := r.lanRoom(q, plan.maxLen(), t.mono)
 		q.out = append(q.out, buf[:plan.fragment(buf, pkt, i)])
 		q.peers = append(q.peers, p)
 	}
-	e.ctr.fragmented.Add(1)
-	e.ctr.fragments.Add(uint64(n))
+	r.ctr.fragmented.Add(1)
+	r.ctr.fragments.Add(uint64(n))
 }
 
 // lanRoom returns size bytes of the fragment arena, with room for one more
 // packet in the injection queue: when either is full, what is queued is
 // injected first (in order) and both are emptied.
-func (e *Engine) lanRoom(q *injectQueue, size int, now int64) []byte {
+func (r *Router) lanRoom(q *injectQueue, size int, now int64) []byte {
 	if len(q.out) == cap(q.out) || q.lan.used+size > len(q.lan.arena) {
-		e.inject(q.out, q.peers, now)
+		r.inject(q.out, q.peers, now)
 		q.reset(q.lan.mtu)
 	}
 	buf := q.lan.arena[q.lan.used : q.lan.used+size]

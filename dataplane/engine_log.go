@@ -53,22 +53,22 @@ var dropLevel = [numDropReasons]slog.Level{
 	DropBadKeepalive: slog.LevelInfo,
 }
 
-// drop counts one packet dropped for reason r and logs it if r's limiter
+// drop counts one packet dropped for reason why and logs it if why's limiter
 // allows. It does not allocate unless it logs.
-func (e *Engine) drop(r DropReason, d dropInfo, now int64) {
-	e.ctr.drops[r].Add(1)
-	if ok, suppressed := e.dropLog[r].allow(now); ok {
-		e.logDrop(r, d, suppressed)
+func (r *Router) drop(why DropReason, d dropInfo, now int64) {
+	r.ctr.drops[why].Add(1)
+	if ok, suppressed := r.dropLog[why].allow(now); ok {
+		r.logDrop(why, d, suppressed)
 	}
 }
 
 // logDrop writes the (rate-limited) log line for a drop.
-func (e *Engine) logDrop(r DropReason, d dropInfo, suppressed uint64) {
-	if !e.log.Enabled(context.Background(), dropLevel[r]) {
+func (r *Router) logDrop(why DropReason, d dropInfo, suppressed uint64) {
+	if !r.log.Enabled(context.Background(), dropLevel[why]) {
 		return
 	}
 	attrs := make([]slog.Attr, 0, 7)
-	attrs = append(attrs, slog.String("reason", r.String()))
+	attrs = append(attrs, slog.String("reason", why.String()))
 	if d.peer != nil {
 		attrs = append(attrs, slog.String("peer", d.peer.name))
 	}
@@ -82,5 +82,5 @@ func (e *Engine) logDrop(r DropReason, d dropInfo, suppressed uint64) {
 		attrs = append(attrs, slog.String("err", d.err.Error()))
 	}
 	attrs = append(attrs, slog.Uint64("suppressed", suppressed))
-	e.log.LogAttrs(context.Background(), dropLevel[r], "packet dropped", attrs...)
+	r.log.LogAttrs(context.Background(), dropLevel[why], "packet dropped", attrs...)
 }

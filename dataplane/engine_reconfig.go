@@ -103,20 +103,20 @@ func (e *Engine) nextCapture(c Capture, gen uint64, err error) (Capture, uint64)
 // its traffic goes on undisturbed. cfg is checked as New checks it; an
 // invalid cfg changes nothing.
 func (e *Engine) Reconfigure(cfg Config) error {
-	n := &Engine{icmpSrc: cfg.ICMPSource.Unmap(), icmpSrc6: cfg.ICMPSource6}
-	cfg.BatchSize = e.batch
+	var n Router
+	cfg.BatchSize = e.r.batch
 	if err := n.configure(cfg); err != nil {
 		return fmt.Errorf("dataplane: %w", err)
 	}
+	ka := newKeepaliveState(cfg)
 	e.lockAll()
 	defer e.unlockAll()
-	eps := carryOver(e.peers, n.peers, e.eps.Load())
-	e.peers, e.routes, e.local, e.notHosts, e.ka = n.peers, n.routes, n.local, n.notHosts, n.ka
-	e.lanMTU.Store(n.lanMTU.Load())
-	e.icmpSrc, e.icmpSrc6, e.relay = n.icmpSrc, n.icmpSrc6, n.relay
+	eps := carryOver(e.r.peers, n.peers, e.eps.Load())
+	e.r.takeTables(&n)
+	e.ka, e.relay = ka, cfg.Relay
 	e.learns = false
-	for i := range e.peers {
-		e.learns = e.learns || !e.peers[i].configured.IsValid()
+	for i := range e.r.peers {
+		e.learns = e.learns || !e.r.peers[i].configured.IsValid()
 	}
 	e.eps.Store(eps)
 	e.rc.gen++

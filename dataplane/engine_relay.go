@@ -50,11 +50,11 @@ func (e *Engine) relayTarget(dst netip.Addr, from *peer) (*peer, bool) {
 	if !e.relay || from == nil {
 		return nil, false
 	}
-	qi, ok := e.routes.lookup(dst)
+	qi, ok := e.r.routes.lookup(dst)
 	if !ok || qi == from.idx {
 		return nil, false
 	}
-	return &e.peers[qi], true
+	return &e.r.peers[qi], true
 }
 
 // relayOne queues pkt, valid and admitted from peer p except for its
@@ -103,12 +103,12 @@ func (e *Engine) errorToPeer(rs *relayState, p *peer, to netip.AddrPort, pkt []b
 		return
 	}
 	if rs.icmpN == relayICMPPerBatch || !rs.limit.allow(now) {
-		e.ctr.icmpLimited.Add(1)
+		e.r.ctr.icmpLimited.Add(1)
 		return
 	}
 	rs.icmpN++
 	rs.add(buf[:n], to, p)
-	e.ctr.icmpSent.Add(1)
+	e.r.ctr.icmpSent.Add(1)
 }
 
 // relayICMP writes the ICMP or ICMPv6 error for hop check r about pkt to
@@ -121,22 +121,22 @@ func (e *Engine) relayICMP(buf, pkt []byte, r DropReason, mtu int) int {
 		if r == DropTooBig {
 			typ = icmpv6TypePacketTooBig
 		}
-		if why != DropNone || !e.icmpSrc6.IsValid() || !e.mayAnswer6(pkt, &h, typ) {
+		if why != DropNone || !e.r.icmpSrc6.IsValid() || !e.r.mayAnswer6(pkt, &h, typ) {
 			return 0
 		}
-		return buildICMPv6Error(buf, e.icmpSrc6, pkt, typ, 0, uint32(mtu))
+		return buildICMPv6Error(buf, e.r.icmpSrc6, pkt, typ, 0, uint32(mtu))
 	}
 	h, why := parseIPv4(pkt)
-	if why != DropNone || !e.icmpSrc.IsValid() || !e.mayAnswer4(pkt, &h) {
+	if why != DropNone || !e.r.icmpSrc.IsValid() || !e.r.mayAnswer4(pkt, &h) {
 		return 0
 	}
 	if r == DropTooBig {
 		if !h.DF() {
 			return 0 // too big for one datagram at all: no MTU to announce
 		}
-		return buildICMPv4Error(buf, e.icmpSrc, pkt, icmpTypeDestUnreachable, icmpCodeFragNeeded, uint16(mtu))
+		return buildICMPv4Error(buf, e.r.icmpSrc, pkt, icmpTypeDestUnreachable, icmpCodeFragNeeded, uint16(mtu))
 	}
-	return buildICMPv4Error(buf, e.icmpSrc, pkt, icmpTypeTimeExceeded, icmpCodeTTLExceeded, 0)
+	return buildICMPv4Error(buf, e.r.icmpSrc, pkt, icmpTypeTimeExceeded, icmpCodeTTLExceeded, 0)
 }
 
 // relayHop applies the router-hop rules to a relayed packet (a valid IPv4

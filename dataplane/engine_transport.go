@@ -23,7 +23,7 @@ func newTransportState(n int) *transportState {
 // transportLoop is the tunnel→LAN direction. It returns only when the
 // Transport fails or is closed.
 func (e *Engine) transportLoop() error {
-	s := newTransportState(e.batch)
+	s := newTransportState(e.r.batch)
 	for {
 		n, err := e.transport.ReadBatch(s.bufs, s.sizes, s.from)
 		e.rc.tunMu.Lock()
@@ -41,14 +41,14 @@ func (e *Engine) decapBatch(s *transportState, n int) {
 	if n <= 0 {
 		return
 	}
-	t, eps := e.now(), e.eps.Load()
-	s.injectQueue.reset(int(e.lanMTU.Load()))
+	t, eps := e.r.now(), e.eps.Load()
+	s.injectQueue.reset(int(e.r.lanMTU.Load()))
 	s.relay.reset()
 	for i := range min(n, len(s.bufs)) {
 		eps = e.receive(s, packetAt(s.bufs, s.sizes, i), unmapAddrPort(s.from[i]), eps, t)
 	}
 	if len(s.out) > 0 {
-		e.inject(s.out, s.peers, t.mono)
+		e.r.inject(s.out, s.peers, t.mono)
 	}
 	if len(s.relay.bufs) > 0 {
 		e.send(&s.relay.txBatch, t.mono)
@@ -62,7 +62,7 @@ func (e *Engine) receive(s *transportState, pkt []byte, from netip.AddrPort, eps
 	if !known {
 		return e.receiveUnknown(s, pkt, from, eps, t)
 	}
-	p := &e.peers[pi]
+	p := &e.r.peers[pi]
 	if len(pkt) == 0 {
 		p.ctr.keepalivesRx.Add(1)
 		p.ctr.lastRx.Store(t.wall)
@@ -71,13 +71,13 @@ func (e *Engine) receive(s *transportState, pkt []byte, from netip.AddrPort, eps
 	if isKeepalive(pkt) {
 		return e.receiveKeepalive(s, pkt, from, p, eps, t)
 	}
-	if r, d := e.admit(pkt, p); r != DropNone {
+	if r, d := e.r.admit(pkt, p); r != DropNone {
 		if r == DropDstNotAllowed && e.relay {
 			r = e.relayOne(s, p, pkt, d.dst, eps, t)
 		}
 		if r != DropNone {
 			d.peer, d.addr = p, from
-			e.drop(r, d, t.mono)
+			e.r.drop(r, d, t.mono)
 		}
 		return eps
 	}
@@ -91,7 +91,7 @@ func (e *Engine) receive(s *transportState, pkt []byte, from netip.AddrPort, eps
 // Anything else is not_from_peer.
 func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPort, eps *endpoints, t batchTime) *endpoints {
 	if !e.learns {
-		e.drop(DropNotFromPeer, dropInfo{addr: from}, t.mono)
+		e.r.drop(DropNotFromPeer, dropInfo{addr: from}, t.mono)
 		return eps
 	}
 	if len(pkt) == 0 {
@@ -100,11 +100,11 @@ func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPo
 	if isKeepalive(pkt) {
 		return e.receiveKeepalive(s, pkt, from, nil, eps, t)
 	}
-	r, d := e.admit(pkt, nil)
+	r, d := e.r.admit(pkt, nil)
 	_, relayed := e.relayTarget(d.dst, d.peer)
 	relayed = relayed && r == DropDstNotAllowed
 	if (r != DropNone && !relayed) || d.peer.configured.IsValid() {
-		e.drop(DropNotFromPeer, dropInfo{addr: from, src: d.src, dst: d.dst}, t.mono)
+		e.r.drop(DropNotFromPeer, dropInfo{addr: from, src: d.src, dst: d.dst}, t.mono)
 		return eps
 	}
 	eps = e.learn(d.peer, from, eps, t)
@@ -112,7 +112,7 @@ func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPo
 		e.accept(s, d.peer, pkt, from, t)
 	} else if r := e.relayOne(s, d.peer, pkt, d.dst, eps, t); r != DropNone {
 		d.addr = from
-		e.drop(r, d, t.mono)
+		e.r.drop(r, d, t.mono)
 	}
 	return eps
 }
@@ -121,7 +121,9 @@ func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPo
 // injection; one too big for the LAN goes to tooBigForLAN.
 func (e *Engine) accept(s *transportState, p *peer, pkt []byte, from netip.AddrPort, t batchTime) {
 	if !s.fitsLAN(pkt) {
-		e.tooBigForLAN(&s.injectQueue, &s.relay, p, pkt, from, t)
+		if e.r.tooBigForLAN(&s.injectQueue, p, pkt, from, t) {
+			e.errorToPeer(&s.relay, p, from, pkt, DropTooBig, s.lan.mtu, t.mono)
+		}
 		return
 	}
 	s.add(p, pkt, t)
@@ -130,12 +132,12 @@ func (e *Engine) accept(s *transportState, p *peer, pkt []byte, from netip.AddrP
 // admit validates the inner packet of a non-empty datagram sent by peer
 // from (nil: sender unknown, the inner source picks the peer). On success
 // it returns DropNone and, in d.peer, the peer the packet belongs to.
-func (e *Engine) admit(pkt []byte, from *peer) (DropReason, dropInfo) {
+func (r *Router) admit(pkt []byte, from *peer) (DropReason, dropInfo) {
 	switch pkt[0] >> 4 {
 	case 4:
-		return e.admit4(pkt, from)
+		return r.admit4(pkt, from)
 	case 6:
-		return e.admit6(pkt, from)
+		return r.admit6(pkt, from)
 	default:
 		return DropNotIPv4, dropInfo{}
 	}
@@ -145,7 +147,7 @@ func (e *Engine) admit(pkt []byte, from *peer) (DropReason, dropInfo) {
 // datagram to be exactly one packet: a total length that disagrees with
 // the datagram length means truncation or a framing mismatch between the
 // two ends (e.g. another encapsulation mode).
-func (e *Engine) admit4(pkt []byte, from *peer) (DropReason, dropInfo) {
+func (r *Router) admit4(pkt []byte, from *peer) (DropReason, dropInfo) {
 	h, why := parseIPv4(pkt)
 	if why != DropNone {
 		return why, dropInfo{}
@@ -153,11 +155,11 @@ func (e *Engine) admit4(pkt []byte, from *peer) (DropReason, dropInfo) {
 	if h.TotalLen != len(pkt) {
 		return DropBadHeader, dropInfo{}
 	}
-	r, d := e.admitAddrs(h.Src, h.Dst, from)
-	if r == DropSrcNotAllowed && e.relatedError4(pkt, &h, from) {
-		r, d.peer = DropNone, from // an ICMP error about our packet (engine_icmp_related.go)
+	why, d := r.admitAddrs(h.Src, h.Dst, from)
+	if why == DropSrcNotAllowed && r.relatedError4(pkt, &h, from) {
+		why, d.peer = DropNone, from // an ICMP error about our packet (engine_icmp_related.go)
 	}
-	return r, d
+	return why, d
 }
 
 // admitAddrs applies the address rules. The inner source must route back
@@ -165,14 +167,14 @@ func (e *Engine) admit4(pkt []byte, from *peer) (DropReason, dropInfo) {
 // merely any prefix of that peer, so that with overlapping prefixes a peer
 // cannot send from addresses whose replies would go to another peer
 // (WireGuard's "allowed IPs" rule). The destination must be local.
-func (e *Engine) admitAddrs(src, dst netip.Addr, from *peer) (DropReason, dropInfo) {
+func (r *Router) admitAddrs(src, dst netip.Addr, from *peer) (DropReason, dropInfo) {
 	d := dropInfo{src: src, dst: dst}
-	pi, ok := e.routes.lookup(src)
+	pi, ok := r.routes.lookup(src)
 	if !ok || (from != nil && pi != from.idx) {
 		return DropSrcNotAllowed, d
 	}
-	d.peer = &e.peers[pi]
-	if !e.local.contains(dst) {
+	d.peer = &r.peers[pi]
+	if !r.local.contains(dst) {
 		return DropDstNotAllowed, d
 	}
 	return DropNone, d
@@ -188,7 +190,7 @@ func (e *Engine) admitAddrs(src, dst netip.Addr, from *peer) (DropReason, dropIn
 func (e *Engine) receiveUnknownKeepalive(from netip.AddrPort, eps *endpoints, t batchTime) *endpoints {
 	p := e.sameIPLearner(from.Addr(), eps)
 	if p == nil {
-		e.drop(DropNotFromPeer, dropInfo{addr: from}, t.mono)
+		e.r.drop(DropNotFromPeer, dropInfo{addr: from}, t.mono)
 		return eps
 	}
 	eps = e.learn(p, from, eps, t)
@@ -202,14 +204,14 @@ func (e *Engine) receiveUnknownKeepalive(from netip.AddrPort, eps *endpoints, t 
 // behind one NAT: a keepalive cannot say which of them moved).
 func (e *Engine) sameIPLearner(ip netip.Addr, eps *endpoints) *peer {
 	var found *peer
-	for i := range e.peers {
-		if e.peers[i].configured.IsValid() || eps.cur[i].Addr() != ip {
+	for i := range e.r.peers {
+		if e.r.peers[i].configured.IsValid() || eps.cur[i].Addr() != ip {
 			continue
 		}
 		if found != nil {
 			return nil
 		}
-		found = &e.peers[i]
+		found = &e.r.peers[i]
 	}
 	return found
 }

@@ -50,7 +50,7 @@ func FuzzCapture(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e := newFuzzEngine(t)
 		pkt, icmp := bytes.Clone(data), make([]byte, icmpBufLen)
-		v := e.forward(pkt, e.eps.Load(), icmp, 0)
+		v := e.r.forward(pkt, e.eps.Load(), icmp, 0)
 		if v.reason >= numDropReasons || (v.reason == DropNone) != (v.pkt != nil) {
 			t.Fatalf("verdict %+v", v)
 		}
@@ -170,11 +170,11 @@ func FuzzKeepalive(f *testing.F) {
 // outcomes counts drops and keepalives so far.
 func outcomes(e *Engine) int {
 	n := 0
-	for i := range e.ctr.drops {
-		n += int(e.ctr.drops[i].Load())
+	for i := range e.r.ctr.drops {
+		n += int(e.r.ctr.drops[i].Load())
 	}
-	for i := range e.peers {
-		n += int(e.peers[i].ctr.keepalivesRx.Load())
+	for i := range e.r.peers {
+		n += int(e.r.peers[i].ctr.keepalivesRx.Load())
 	}
 	return n
 }
@@ -185,7 +185,7 @@ func checkAccepted(t *testing.T, e *Engine, in, out []byte, p *peer, eps *endpoi
 	if r != DropNone || !bytes.Equal(in, out) || total != len(in) {
 		t.Fatalf("accepted invalid or modified packet: %v", r)
 	}
-	if pi, owned := e.routes.lookup(src); (!owned || pi != p.idx) && !relatedError(e, out, p) || !e.local.contains(dst) {
+	if pi, owned := e.r.routes.lookup(src); (!owned || pi != p.idx) && !relatedError(e, out, p) || !e.r.local.contains(dst) {
 		t.Fatalf("accepted %v → %v from peer %s", src, dst, p.name)
 	}
 	if eps.cur[p.idx] != from {
@@ -198,10 +198,10 @@ func checkAccepted(t *testing.T, e *Engine, in, out []byte, p *peer, eps *endpoi
 func relatedError(e *Engine, pkt []byte, p *peer) bool {
 	if pkt[0]>>4 == 6 {
 		h, _ := parseIPv6(pkt)
-		return e.relatedError6(pkt, &h, p)
+		return e.r.relatedError6(pkt, &h, p)
 	}
 	h, _ := parseIPv4(pkt)
-	return e.relatedError4(pkt, &h, p)
+	return e.r.relatedError4(pkt, &h, p)
 }
 
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz seed corpora")

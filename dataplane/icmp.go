@@ -96,8 +96,8 @@ func newNotHosts(lists ...[]netip.Prefix) notHosts {
 // isHost reports whether an ICMP error may be addressed to a: one unicast
 // host of its family, and none of the local prefixes' broadcast or anycast
 // addresses.
-func (e *Engine) isHost(a netip.Addr) bool {
-	if _, no := e.notHosts[a]; no {
+func (r *Router) isHost(a netip.Addr) bool {
+	if _, no := r.notHosts[a]; no {
 		return false
 	}
 	if a.Is4() {
@@ -110,12 +110,12 @@ func (e *Engine) isHost(a netip.Addr) bool {
 // addresses taken into account; a packet whose source is not one host is
 // counted (icmp_bad_source), since an error to it would fail or reach
 // many hosts.
-func (e *Engine) mayAnswer4(pkt []byte, h *header.IPv4) bool {
-	if !e.isHost(h.Src) {
-		e.ctr.icmpBadSource.Add(1)
+func (r *Router) mayAnswer4(pkt []byte, h *header.IPv4) bool {
+	if !r.isHost(h.Src) {
+		r.ctr.icmpBadSource.Add(1)
 		return false
 	}
-	return e.isHost(h.Dst) && mayAnswerICMP(pkt, h)
+	return r.isHost(h.Dst) && mayAnswerICMP(pkt, h)
 }
 
 // buildICMPv4Error writes an ICMP error of type typ and code about orig (a

@@ -50,9 +50,9 @@ func mayAnswerICMPv6(pkt []byte, h *header.IPv6, typ uint8) bool {
 // mayAnswer6 is mayAnswerICMPv6 with the local prefixes' anycast
 // addresses taken into account, counting a source that is not one host
 // (see mayAnswer4).
-func (e *Engine) mayAnswer6(pkt []byte, h *header.IPv6, typ uint8) bool {
-	if !e.isHost(h.Src) {
-		e.ctr.icmpBadSource.Add(1)
+func (r *Router) mayAnswer6(pkt []byte, h *header.IPv6, typ uint8) bool {
+	if !r.isHost(h.Src) {
+		r.ctr.icmpBadSource.Add(1)
 		return false
 	}
 	return mayAnswerICMPv6(pkt, h, typ)

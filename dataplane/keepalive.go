@@ -275,18 +275,18 @@ func (e *Engine) keepalivePeer(m keepaliveMsg) (*peer, bool) {
 	if found < 0 {
 		return nil, false
 	}
-	return &e.peers[found], true
+	return &e.r.peers[found], true
 }
 
 // prefixOwner applies rules 1 to 3 to one announced prefix.
 func (e *Engine) prefixOwner(p netip.Prefix) (int, bool) {
-	if pi, ok := e.routes.get(p); ok {
+	if pi, ok := e.r.routes.get(p); ok {
 		return pi, true
 	}
 	if pi, found, unique := e.ka.cover.inside(p); found {
 		return pi, unique && p.Bits() >= minCoverBits(p.Addr())
 	}
-	return e.routes.lookup(p.Addr())
+	return e.r.routes.lookup(p.Addr())
 }
 
 // keepaliveState is what the engine needs for keepalive messages, built

@@ -181,7 +181,7 @@ func TestTooBigForLAN(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := newTransportState(4)
-			s.lan.mtu = int(e.lanMTU.Load())
+			s.lan.mtu = int(e.r.lanMTU.Load())
 			s.relay.reset()
 			in := bytes.Clone(c.pkt)
 			e.receive(s, c.pkt, westEndpoint, e.eps.Load(), batchTime{})
@@ -190,11 +190,11 @@ func TestTooBigForLAN(t *testing.T) {
 			}
 			if c.out > 1 {
 				data, _ := reassemble(t, in, s.out, 1420)
-				if !bytes.Equal(data, in[20:]) || e.ctr.fragmented.Load() != 1 || e.ctr.fragments.Load() != uint64(c.out) {
-					t.Errorf("fragments do not reassemble to the packet, or counted %d/%d", e.ctr.fragmented.Load(), e.ctr.fragments.Load())
+				if !bytes.Equal(data, in[20:]) || e.r.ctr.fragmented.Load() != 1 || e.r.ctr.fragments.Load() != uint64(c.out) {
+					t.Errorf("fragments do not reassemble to the packet, or counted %d/%d", e.r.ctr.fragmented.Load(), e.r.ctr.fragments.Load())
 				}
 			}
-			if rx := e.peers[0].ctr.rxPackets.Load(); rx != uint64(min(c.out, 1)) {
+			if rx := e.r.peers[0].ctr.rxPackets.Load(); rx != uint64(min(c.out, 1)) {
 				t.Errorf("rx %d packets", rx)
 			}
 			checkErrorToPeer(t, s, c.icmpType, c.icmpParam, in)
@@ -239,7 +239,7 @@ func TestTooBigForLANQueueFlushes(t *testing.T) {
 		t.Fatal(err)
 	}
 	inj := dptest.NewInjector()
-	e.injector = inj
+	e.r.injector = inj
 	s := newTransportState(4)
 	for i := range 4 {
 		pkt := echo4(65535, false)
@@ -254,8 +254,8 @@ func TestTooBigForLANQueueFlushes(t *testing.T) {
 	for len(inj.Out()) > 0 {
 		got = append(got, <-inj.Out())
 	}
-	if len(got) != 4*47 || e.ctr.fragments.Load() != 4*47 {
-		t.Fatalf("%d fragments injected, %d counted; want %d", len(got), e.ctr.fragments.Load(), 4*47)
+	if len(got) != 4*47 || e.r.ctr.fragments.Load() != 4*47 {
+		t.Fatalf("%d fragments injected, %d counted; want %d", len(got), e.r.ctr.fragments.Load(), 4*47)
 	}
 	for i := range 4 {
 		frags := got[i*47 : (i+1)*47]
@@ -282,8 +282,8 @@ func TestSetLANMTU(t *testing.T) {
 	if _, err := newEngine(cfg); err == nil {
 		t.Error("Config.LANMTU 40 accepted")
 	}
-	if err := e.SetLANMTU(65536); err != nil || e.lanMTU.Load() != 65535 { // loopback's
-		t.Fatalf("SetLANMTU(65536): %v, stored %d", err, e.lanMTU.Load())
+	if err := e.SetLANMTU(65536); err != nil || e.r.lanMTU.Load() != 65535 { // loopback's
+		t.Fatalf("SetLANMTU(65536): %v, stored %d", err, e.r.lanMTU.Load())
 	}
 	if err := e.SetLANMTU(0); err != nil {
 		t.Fatal(err)
@@ -291,7 +291,7 @@ func TestSetLANMTU(t *testing.T) {
 	s := newTransportState(1)
 	s.sizes[0], s.from[0] = copy(s.bufs[0], echo4(1500, true)), westEndpoint
 	inj := dptest.NewInjector()
-	e.injector = inj
+	e.r.injector = inj
 	e.decapBatch(s, 1)
 	if pkt, err := inj.Recv(5 * time.Second); err != nil || len(pkt) != 1500 {
 		t.Fatalf("with no LAN MTU, injected %d bytes (%v); want the whole packet", len(pkt), err)
@@ -313,7 +313,7 @@ func TestRelatedICMPErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := &e.peers[0]
+	server := &e.r.peers[0]
 	gw, gw6 := netip.MustParseAddr("11.11.11.1"), netip.MustParseAddr("fd00:11::1")
 	fragNeeded := func(src, dst netip.Addr, quoted []byte, typ uint8) []byte {
 		buf := make([]byte, icmpBufLen)
@@ -344,13 +344,13 @@ func TestRelatedICMPErrors(t *testing.T) {
 		{"ICMPv6 echo", dptest.EchoRequest6(gw6, netip.MustParseAddr("fd00:111::2"), 1, 1, 100), DropSrcNotAllowed},
 		{"quoting a packet from elsewhere", fragNeeded(gw, lanHost, dptest.EchoRequest(netip.MustParseAddr("192.168.111.9"), farHost, 1, 1, 100), icmpTypeDestUnreachable), DropSrcNotAllowed},
 	} {
-		r, d := e.admit(c.pkt, server)
+		r, d := e.r.admit(c.pkt, server)
 		if r != c.want || (r == DropNone && d.peer != server) {
 			t.Errorf("%s: %v (peer %v), want %v", c.name, r, d.peer, c.want)
 		}
 	}
 	// From a learning (unknown) sender nothing is related.
-	if r, _ := e.admit(fragNeeded(gw, lanHost, ours, icmpTypeDestUnreachable), nil); r != DropSrcNotAllowed {
+	if r, _ := e.r.admit(fragNeeded(gw, lanHost, ours, icmpTypeDestUnreachable), nil); r != DropSrcNotAllowed {
 		t.Errorf("from an unknown sender: %v", r)
 	}
 }
@@ -365,7 +365,7 @@ func TestLANMTUZeroAllocs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.transport, e.injector = nullTransport{}, nullInjector{}
+		e.transport, e.r.injector = nullTransport{}, nullInjector{}
 		s := newTransportState(32)
 		run := func() {
 			for i := range 32 {
@@ -377,7 +377,7 @@ func TestLANMTUZeroAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(100, run); n != 0 {
 			t.Errorf("%s: %v allocs per batch", name, n)
 		}
-		if e.ctr.fragmented.Load()+e.ctr.drops[DropTooBigLAN].Load() == 0 {
+		if e.r.ctr.fragmented.Load()+e.r.ctr.drops[DropTooBigLAN].Load() == 0 {
 			t.Errorf("%s: nothing fragmented or answered", name)
 		}
 	}
@@ -398,10 +398,10 @@ func FuzzLANMTU(f *testing.F) {
 			return
 		}
 		inj := &recordInjector{}
-		e.injector = inj
+		e.r.injector = inj
 		s := newTransportState(1)
 		s.relay.reset()
-		s.lan.mtu = int(e.lanMTU.Load())
+		s.lan.mtu = int(e.r.lanMTU.Load())
 		pkt := bytes.Clone(data)
 		e.receive(s, pkt, westEndpoint, e.eps.Load(), batchTime{})
 		out := append(inj.pkts, s.out...) // injected mid-batch, then still queued

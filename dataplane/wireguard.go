@@ -5,16 +5,17 @@
 // The protocol is wireguard-go's (golang.zx2c4.com/wireguard/device), used
 // as a library: nothing cryptographic is implemented here. In place of a
 // TUN interface the device gets wgTUN (wireguard_tun.go), a tun.Device over
-// our Capture and Injector that keeps every LAN-side rule of plain mode by
-// calling the Engine's own checks:
+// our Capture and Injector that keeps every LAN-side rule of plain mode
+// through the Router plain mode's Engine uses:
 //
-//	Capture.ReadBatch → Engine.forward (parse, trim, route lookup, router
+//	Capture.ReadBatch → Outbound.Forward (parse, trim, route lookup, router
 //	hop: TTL and ICMP time exceeded, DF and ICMP fragmentation needed with
 //	the path MTU lowered by WireGuard's 32 bytes) → wireguard-go (cryptokey
 //	routing, encryption, UDP through its own bind)
 //
 //	wireguard-go (decryption, replay window, AllowedIPs source check) →
-//	Engine.admit (header, source owner, destination local) → Injector
+//	Inbound.Deliver (header, source owner, destination local, LAN MTU) →
+//	Injector
 //
 // The transport is wireguard-go's conn.StdNetBind, wrapped
 // (wireguard_bind.go) to drop and count datagrams that are not WireGuard
@@ -28,6 +29,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -72,15 +74,18 @@ type WireGuardConfig struct {
 // WireGuard is a WireGuard-mode tunnel. Create it with NewWireGuard and
 // start it with Run.
 type WireGuard struct {
-	eng  *Engine // LAN-side tables, checks, counters, drop log, injector
-	tun  *wgTUN
-	bind *countingBind
-	ctr  *wgCounters
-	ipc  string // the device configuration, UAPI text
-	keys map[WireGuardKey]int
-	pub  string                        // our public key, base64
-	dev  atomic.Pointer[device.Device] // set by Run
-	up   chan struct{}                 // closed once the device is up
+	lan     *Router // LAN-side tables, checks, counters, drop log, injector
+	tun     *wgTUN
+	bind    *countingBind
+	ctr     *wgCounters
+	log     *slog.Logger
+	ipc     string // the device configuration, UAPI text
+	keys    map[WireGuardKey]int
+	names   []string                      // peer names, by index
+	pub     string                        // our public key, base64
+	started atomic.Bool                   // Run was called
+	dev     atomic.Pointer[device.Device] // set by Run
+	up      chan struct{}                 // closed once the device is up
 }
 
 // NewWireGuard checks cfg and returns a tunnel over the capture and the
@@ -92,21 +97,27 @@ func NewWireGuard(cfg WireGuardConfig, c Capture, inj Injector) (*WireGuard, err
 	if err := checkWireGuard(cfg); err != nil {
 		return nil, fmt.Errorf("dataplane: wireguard: %w", err)
 	}
-	eng, err := newEngine(lanSide(cfg.LAN))
+	lan, err := NewRouter(lanSide(cfg.LAN), inj)
 	if err != nil {
-		return nil, fmt.Errorf("dataplane: %w", err)
+		return nil, err
 	}
-	eng.capture, eng.injector = c, inj
 	ctr := &wgCounters{}
-	w := &WireGuard{eng: eng, ctr: ctr, bind: &countingBind{Bind: conn.NewStdNetBind(), ctr: ctr},
-		ipc: uapiConfig(cfg), keys: make(map[WireGuardKey]int, len(cfg.PeerKeys)), up: make(chan struct{})}
+	w := &WireGuard{lan: lan, ctr: ctr, bind: &countingBind{Bind: conn.NewStdNetBind(), ctr: ctr},
+		log: cfg.LAN.Logger, ipc: uapiConfig(cfg), keys: make(map[WireGuardKey]int, len(cfg.PeerKeys)),
+		up: make(chan struct{})}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
 	for i, k := range cfg.PeerKeys {
 		w.keys[k.Public] = i
+	}
+	for _, p := range cfg.LAN.Peers {
+		w.names = append(w.names, p.Name)
 	}
 	if pub, err := curve25519.X25519(cfg.PrivateKey[:], curve25519.Basepoint); err == nil {
 		w.pub = base64.StdEncoding.EncodeToString(pub)
 	}
-	w.tun = newWGTUN(eng, ctr, c, inj)
+	w.tun = newWGTUN(lan, ctr, c, inj, deviceMTU(cfg.LAN.Peers))
 	return w, nil
 }
 
@@ -128,8 +139,8 @@ func checkWireGuard(cfg WireGuardConfig) error {
 	return nil
 }
 
-// lanSide is cfg for the Engine's checks: each path MTU lowered by
-// WireGuard's overhead, so that the Engine's hop check (path MTU minus
+// lanSide is cfg for the Router's checks: each path MTU lowered by
+// WireGuard's overhead, so that the Router's hop check (path MTU minus
 // outer IP and UDP headers) yields the inner MTU, 1440 on a 1500-byte
 // IPv4 path.
 func lanSide(cfg Config) Config {
@@ -153,7 +164,7 @@ func uapiConfig(cfg WireGuardConfig) string {
 		if !k.Preshared.IsZero() {
 			fmt.Fprintf(&b, "preshared_key=%s\n", hex.EncodeToString(k.Preshared[:]))
 		}
-		if ep := unmapAddrPort(p.Endpoint); ep.IsValid() {
+		if ep := netip.AddrPortFrom(p.Endpoint.Addr().Unmap(), p.Endpoint.Port()); ep.IsValid() {
 			fmt.Fprintf(&b, "endpoint=%s\n", ep)
 		}
 		fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", int((p.Keepalive+999_999_999)/1e9))
@@ -169,10 +180,10 @@ func uapiConfig(cfg WireGuardConfig) string {
 // failure: then it returns an error). It closes the I/O objects before
 // returning. Run may be called only once.
 func (w *WireGuard) Run(ctx context.Context) error {
-	if !w.eng.started.CompareAndSwap(false, true) {
+	if !w.started.CompareAndSwap(false, true) {
 		return errors.New("dataplane: Run called twice")
 	}
-	dev := device.NewDevice(w.tun, w.bind, w.ctr.logger(w.eng))
+	dev := device.NewDevice(w.tun, w.bind, w.ctr.logger(w.log))
 	defer dev.Close()
 	if err := dev.IpcSet(w.ipc); err != nil {
 		return fmt.Errorf("dataplane: configure wireguard device: %w", err)
@@ -195,6 +206,18 @@ func (w *WireGuard) ListenPort() uint16 {
 	return uint16(w.bind.port.Load())
 }
 
-// wgEndpointPlaceholder stands for a peer's endpoint in the hop checks
-// while WireGuard has not learned one: IPv4, the common outer family.
-var wgEndpointPlaceholder = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+// outerIPv4UDP is the outer IPv4 and UDP headers around a WireGuard
+// message.
+const outerIPv4UDP = 20 + 8
+
+// deviceMTU is the largest inner packet over every peer's path, the
+// device's MTU, which wireguard-go pads up to: the path MTU less
+// WireGuard's overhead and the outer headers (IPv4: the Router's hop
+// checks assume an IPv4 path for a peer without a configured endpoint).
+func deviceMTU(peers []PeerConfig) int {
+	mtu := 0
+	for _, p := range peers {
+		mtu = max(mtu, cmp.Or(p.PathMTU, DefaultPathMTU)-wgOverhead-outerIPv4UDP)
+	}
+	return mtu
+}

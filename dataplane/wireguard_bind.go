@@ -138,12 +138,12 @@ func (c *wgCounters) note(format string) {
 
 // logger is the device's logger: it counts what the log calls report and
 // passes them to slog, verbose ones at debug level.
-func (c *wgCounters) logger(e *Engine) *device.Logger {
+func (c *wgCounters) logger(log *slog.Logger) *device.Logger {
 	logf := func(level slog.Level) func(string, ...any) {
 		return func(format string, args ...any) {
 			c.note(format)
-			if e.log.Enabled(context.Background(), level) {
-				e.log.Log(context.Background(), level, "wireguard: "+fmt.Sprintf(format, args...))
+			if log.Enabled(context.Background(), level) {
+				log.Log(context.Background(), level, "wireguard: "+fmt.Sprintf(format, args...))
 			}
 		}
 	}

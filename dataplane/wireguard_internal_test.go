@@ -134,7 +134,7 @@ func TestWireGuardHopChecks(t *testing.T) {
 // and counted (no ICMP error: see wgTUN.Write).
 func TestWireGuardLANMTU(t *testing.T) {
 	a, b := wgPair(t)
-	if err := b.w.eng.SetLANMTU(1420); err != nil {
+	if err := b.w.lan.SetLANMTU(1420); err != nil {
 		t.Fatal(err)
 	}
 	src, dst := netip.MustParseAddr("192.168.111.2"), netip.MustParseAddr("11.11.11.100")

@@ -41,7 +41,7 @@ type WireGuardPeerStats struct {
 // Stats returns the LAN-side counters as plain mode has them, with each
 // peer's current endpoint as WireGuard knows it.
 func (w *WireGuard) Stats() Stats {
-	st := w.eng.Stats()
+	st := w.lan.Stats()
 	wg := w.WireGuardStats()
 	for i := range st.Peers {
 		if i < len(wg.Peers) {
@@ -59,10 +59,10 @@ func (w *WireGuard) WireGuardStats() WireGuardStats {
 		NotWireGuard:      w.ctr.notWireGuard.Load(),
 		HandshakeRejected: w.ctr.handshakeInvalid.Load(),
 		TransportRejected: w.ctr.transportRejected(),
-		Peers:             make([]WireGuardPeerStats, len(w.eng.peers)),
+		Peers:             make([]WireGuardPeerStats, len(w.names)),
 	}
 	for k, i := range w.keys {
-		st.Peers[i] = WireGuardPeerStats{Name: w.eng.peers[i].name, PublicKey: base64.StdEncoding.EncodeToString(k[:])}
+		st.Peers[i] = WireGuardPeerStats{Name: w.names[i], PublicKey: base64.StdEncoding.EncodeToString(k[:])}
 	}
 	dev := w.dev.Load()
 	if dev == nil {
