@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"testing"
+
+	"tunnel-agent/dataplane/dptest"
 )
 
 // BenchmarkCapture6 is BenchmarkCapture for the IPv6 ping (104 bytes):
@@ -45,7 +47,7 @@ func BenchmarkRelay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e.transport, e.r.injector = nullTransport{}, nullInjector{}
+	e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 	pkt := relayPacket()
 	s := newTransportState(DefaultBatchSize)
 	for i := range DefaultBatchSize {

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+
+	"tunnel-agent/dataplane/dptest"
 )
 
-// nullTransport and nullInjector accept everything, so benchmarks measure
-// the engine alone.
+// nullTransport (and dptest.Discard) accept everything, so benchmarks
+// measure the engine alone.
 type nullTransport struct{}
 
 func (nullTransport) ReadBatch([][]byte, []int, []netip.AddrPort) (int, error) { select {} }
@@ -15,15 +17,10 @@ func (nullTransport) WriteBatch(b [][]byte, _ []netip.AddrPort) (int, error)   {
 func (nullTransport) LocalAddr() netip.AddrPort                                { return netip.AddrPort{} }
 func (nullTransport) Close() error                                             { return nil }
 
-type nullInjector struct{}
-
-func (nullInjector) WriteBatch(p [][]byte) (int, error) { return len(p), nil }
-func (nullInjector) Close() error                       { return nil }
-
 // benchEngine is the fuzz configuration with null I/O.
 func benchEngine(tb testing.TB) *Engine {
 	e := newFuzzEngine(tb)
-	e.transport, e.r.injector = nullTransport{}, nullInjector{}
+	e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 	return e
 }
 

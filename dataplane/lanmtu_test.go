@@ -365,7 +365,7 @@ func TestLANMTUZeroAllocs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.transport, e.r.injector = nullTransport{}, nullInjector{}
+		e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 		s := newTransportState(32)
 		run := func() {
 			for i := range 32 {

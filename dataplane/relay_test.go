@@ -116,7 +116,7 @@ func TestRelayZeroAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.transport, e.r.injector = nullTransport{}, nullInjector{}
+	e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 	pkt := relayPacket()
 	s := newTransportState(32)
 	for i := range 32 {

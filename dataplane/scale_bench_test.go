@@ -93,7 +93,7 @@ func BenchmarkHubCapture(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e.transport, e.r.injector = nullTransport{}, nullInjector{}
+	e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 	s := newCaptureState(DefaultBatchSize)
 	addrs := scaleAddrs(DefaultBatchSize, 100000, false)
 	pkts := make([][]byte, DefaultBatchSize)
@@ -172,7 +172,7 @@ func TestHubScaleZeroAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.transport, e.r.injector = nullTransport{}, nullInjector{}
+	e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 	s := newCaptureState(8)
 	for i, a := range scaleAddrs(8, 100000, false) {
 		s.sizes[i] = copy(s.bufs[i], dptest.UDP(dptest.IPv4{Src: netip.MustParseAddr("192.168.0.5"), Dst: a, TTL: 255}, 1, 2, nil))

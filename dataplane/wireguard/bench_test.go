@@ -1,9 +1,10 @@
-package dataplane
+package wireguard
 
 import (
 	"net/netip"
 	"testing"
 
+	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/dptest"
 )
 
@@ -19,11 +20,22 @@ func (c *loopCapture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 }
 func (c *loopCapture) Close() error { return nil }
 
+// newBuffers returns n buffers of size bytes, carved from one allocation
+// as the engine's are.
+func newBuffers(n, size int) [][]byte {
+	block := make([]byte, n*size)
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = block[i*size : (i+1)*size : (i+1)*size]
+	}
+	return bufs
+}
+
 func benchTUN(b *testing.B, pkt []byte) *wgTUN {
 	b.Helper()
-	w, err := NewWireGuard(WireGuardConfig{PrivateKey: WireGuardKey{1}, PeerKeys: []WireGuardPeerKeys{{Public: WireGuardKey{2}}},
-		LAN: Config{LocalPrefixes: wgPfx("192.168.111.0/24"), Peers: []PeerConfig{{Name: "b", Prefixes: wgPfx("11.11.11.0/24")}}}},
-		&loopCapture{pkt: pkt}, nullInjector{})
+	w, err := New(Config{PrivateKey: Key{1}, PeerKeys: []PeerKeys{{Public: Key{2}}},
+		LAN: dataplane.Config{LocalPrefixes: wgPfx("192.168.111.0/24"), Peers: []dataplane.PeerConfig{{Name: "b", Prefixes: wgPfx("11.11.11.0/24")}}}},
+		&loopCapture{pkt: pkt}, dptest.Discard{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,9 +88,9 @@ func FuzzWireGuardTUN(f *testing.F) {
 	f.Add([]byte{0x60})
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		lc := &loopCapture{pkt: pkt}
-		w, err := NewWireGuard(WireGuardConfig{PrivateKey: WireGuardKey{1}, PeerKeys: []WireGuardPeerKeys{{Public: WireGuardKey{2}}},
-			LAN: Config{LocalPrefixes: wgPfx("192.168.111.0/24"), ICMPSource: netip.MustParseAddr("192.168.111.1"),
-				Peers: []PeerConfig{{Name: "b", Prefixes: wgPfx("11.11.11.0/24")}}}}, lc, nullInjector{})
+		w, err := New(Config{PrivateKey: Key{1}, PeerKeys: []PeerKeys{{Public: Key{2}}},
+			LAN: dataplane.Config{LocalPrefixes: wgPfx("192.168.111.0/24"), ICMPSource: netip.MustParseAddr("192.168.111.1"),
+				Peers: []dataplane.PeerConfig{{Name: "b", Prefixes: wgPfx("11.11.11.0/24")}}}}, lc, dptest.Discard{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package dataplane
+package wireguard
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package dataplane
+package wireguard
 
 import (
 	"bufio"
@@ -8,14 +8,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"tunnel-agent/dataplane"
 )
 
-// WireGuardStats is what `wg show` shows per peer, plus what WireGuard
-// refused. It is plain data, for JSON.
-type WireGuardStats struct {
-	PublicKey  string               `json:"public_key"` // base64, as wg prints it
-	ListenPort uint16               `json:"listen_port"`
-	Peers      []WireGuardPeerStats `json:"peers"`
+// Stats is what `wg show` shows per peer, plus what WireGuard refused. It
+// is plain data, for JSON.
+type Stats struct {
+	PublicKey  string      `json:"public_key"` // base64, as wg prints it
+	ListenPort uint16      `json:"listen_port"`
+	Peers      []PeerStats `json:"peers"`
 	// NotWireGuard counts datagrams that are no WireGuard message (a
 	// plain-mode datagram, garbage); HandshakeRejected handshake messages
 	// refused (unknown public key, bad MAC); TransportRejected transport
@@ -25,10 +27,10 @@ type WireGuardStats struct {
 	TransportRejected uint64 `json:"transport_rejected"`
 }
 
-// WireGuardPeerStats is one peer as wireguard-go reports it. RxBytes and
-// TxBytes count WireGuard payload with its 32 bytes of overhead, as `wg
-// show` does.
-type WireGuardPeerStats struct {
+// PeerStats is one peer as wireguard-go reports it. RxBytes and TxBytes
+// count WireGuard payload with its 32 bytes of overhead, as `wg show`
+// does.
+type PeerStats struct {
 	Name          string         `json:"name"`
 	PublicKey     string         `json:"public_key"`
 	Endpoint      netip.AddrPort `json:"endpoint"`
@@ -40,7 +42,7 @@ type WireGuardPeerStats struct {
 
 // Stats returns the LAN-side counters as plain mode has them, with each
 // peer's current endpoint as WireGuard knows it.
-func (w *WireGuard) Stats() Stats {
+func (w *Tunnel) Stats() dataplane.Stats {
 	st := w.lan.Stats()
 	wg := w.WireGuardStats()
 	for i := range st.Peers {
@@ -52,17 +54,17 @@ func (w *WireGuard) Stats() Stats {
 }
 
 // WireGuardStats reads the device's state; safe at any time.
-func (w *WireGuard) WireGuardStats() WireGuardStats {
-	st := WireGuardStats{
+func (w *Tunnel) WireGuardStats() Stats {
+	st := Stats{
 		PublicKey:         w.pub,
 		ListenPort:        w.ListenPort(),
 		NotWireGuard:      w.ctr.notWireGuard.Load(),
 		HandshakeRejected: w.ctr.handshakeInvalid.Load(),
 		TransportRejected: w.ctr.transportRejected(),
-		Peers:             make([]WireGuardPeerStats, len(w.names)),
+		Peers:             make([]PeerStats, len(w.names)),
 	}
 	for k, i := range w.keys {
-		st.Peers[i] = WireGuardPeerStats{Name: w.names[i], PublicKey: base64.StdEncoding.EncodeToString(k[:])}
+		st.Peers[i] = PeerStats{Name: w.names[i], PublicKey: base64.StdEncoding.EncodeToString(k[:])}
 	}
 	dev := w.dev.Load()
 	if dev == nil {
@@ -75,8 +77,8 @@ func (w *WireGuard) WireGuardStats() WireGuardStats {
 }
 
 // parseIPC fills st from the device's UAPI "get" text.
-func (w *WireGuard) parseIPC(text string, st *WireGuardStats) {
-	var cur *WireGuardPeerStats
+func (w *Tunnel) parseIPC(text string, st *Stats) {
+	var cur *PeerStats
 	var sec, nsec int64
 	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
@@ -85,25 +87,25 @@ func (w *WireGuard) parseIPC(text string, st *WireGuardStats) {
 		case "public_key":
 			cur = w.peerByHex(val, st)
 		case "endpoint":
-			setIf(cur, func(p *WireGuardPeerStats) { p.Endpoint, _ = netip.ParseAddrPort(val) })
+			setIf(cur, func(p *PeerStats) { p.Endpoint, _ = netip.ParseAddrPort(val) })
 		case "last_handshake_time_sec":
 			sec, _ = strconv.ParseInt(val, 10, 64)
 		case "last_handshake_time_nsec":
 			nsec, _ = strconv.ParseInt(val, 10, 64)
-			setIf(cur, func(p *WireGuardPeerStats) { p.LastHandshake = handshakeTime(sec, nsec) })
+			setIf(cur, func(p *PeerStats) { p.LastHandshake = handshakeTime(sec, nsec) })
 		case "rx_bytes":
-			setIf(cur, func(p *WireGuardPeerStats) { p.RxBytes, _ = strconv.ParseUint(val, 10, 64) })
+			setIf(cur, func(p *PeerStats) { p.RxBytes, _ = strconv.ParseUint(val, 10, 64) })
 		case "tx_bytes":
-			setIf(cur, func(p *WireGuardPeerStats) { p.TxBytes, _ = strconv.ParseUint(val, 10, 64) })
+			setIf(cur, func(p *PeerStats) { p.TxBytes, _ = strconv.ParseUint(val, 10, 64) })
 		case "persistent_keepalive_interval":
-			setIf(cur, func(p *WireGuardPeerStats) { s, _ := strconv.Atoi(val); p.Keepalive = time.Duration(s) * time.Second })
+			setIf(cur, func(p *PeerStats) { s, _ := strconv.Atoi(val); p.Keepalive = time.Duration(s) * time.Second })
 		}
 	}
 }
 
 // peerByHex returns the stats entry of the peer with this hex public key.
-func (w *WireGuard) peerByHex(h string, st *WireGuardStats) *WireGuardPeerStats {
-	var k WireGuardKey
+func (w *Tunnel) peerByHex(h string, st *Stats) *PeerStats {
+	var k Key
 	if b, err := hex.DecodeString(h); err != nil || len(b) != len(k) {
 		return nil
 	} else {
@@ -115,7 +117,7 @@ func (w *WireGuard) peerByHex(h string, st *WireGuardStats) *WireGuardPeerStats 
 	return nil
 }
 
-func setIf(p *WireGuardPeerStats, f func(*WireGuardPeerStats)) {
+func setIf(p *PeerStats, f func(*PeerStats)) {
 	if p != nil {
 		f(p)
 	}

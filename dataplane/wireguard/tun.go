@@ -1,9 +1,11 @@
-package dataplane
+package wireguard
 
 import (
 	"errors"
 	"os"
 	"sync"
+
+	"tunnel-agent/dataplane"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
@@ -15,32 +17,32 @@ import (
 // writes). Per packet it neither allocates nor locks: its slices are
 // allocated once at the largest batch wireguard-go uses.
 type wgTUN struct {
-	lan     *Router
+	lan     *dataplane.Router
 	ctr     *wgCounters
-	capture Capture
-	inj     Injector
+	capture dataplane.Capture
+	inj     dataplane.Injector
 	mtu     int
 	events  chan tun.Event
 	closed  sync.Once
 
 	// Read side: only wireguard-go's TUN reader goroutine calls Read.
 	sub [][]byte // bufs[i][offset:], the capture's view
-	out *Outbound
+	out *dataplane.Outbound
 
 	// Write side: each peer's receive goroutine calls Write.
 	wrMu sync.Mutex
 	pkts [][]byte // bufs[i][offset:]
-	in   *Inbound
+	in   *dataplane.Inbound
 }
 
 // wgMaxBatch bounds the batches wireguard-go hands us: its own bind's
 // batch size, or ours if larger.
 func wgMaxBatch(ours int) int { return max(ours, conn.IdealBatchSize) }
 
-func newWGTUN(lan *Router, ctr *wgCounters, c Capture, inj Injector, mtu int) *wgTUN {
+func newWGTUN(lan *dataplane.Router, ctr *wgCounters, c dataplane.Capture, inj dataplane.Injector, mtu int) *wgTUN {
 	n := wgMaxBatch(lan.BatchSize())
 	return &wgTUN{lan: lan, ctr: ctr, capture: c, inj: inj, mtu: mtu, events: make(chan tun.Event, 1),
-		sub: make([][]byte, n), out: NewOutbound(lan, n), pkts: make([][]byte, 0, n), in: NewInbound(lan, n)}
+		sub: make([][]byte, n), out: dataplane.NewOutbound(lan, n), pkts: make([][]byte, 0, n), in: dataplane.NewInbound(lan, n)}
 }
 
 // Read fills bufs[i][offset:] with captured packets that pass the router

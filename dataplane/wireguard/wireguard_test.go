@@ -1,4 +1,4 @@
-package dataplane
+package wireguard
 
 import (
 	"context"
@@ -12,12 +12,13 @@ import (
 	"golang.zx2c4.com/wireguard/conn/bindtest"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/dptest"
 )
 
 // wgSite is one WireGuard-mode gateway over in-memory fakes.
 type wgSite struct {
-	w   *WireGuard
+	w   *Tunnel
 	cap *dptest.Capture
 	inj *dptest.Injector
 }
@@ -30,21 +31,21 @@ func wgPair(t *testing.T) (a, b wgSite) {
 	ka, kb := mustKey(t), mustKey(t)
 	psk := mustKey(t)
 	binds := bindtest.NewChannelBinds()
-	a = startWG(t, binds[0], ka, WireGuardPeerKeys{Public: WireGuardKey(kb.PublicKey()), Preshared: WireGuardKey(psk)}, Config{
+	a = startWG(t, binds[0], ka, PeerKeys{Public: Key(kb.PublicKey()), Preshared: Key(psk)}, dataplane.Config{
 		LocalPrefixes: wgPfx("192.168.111.0/24"), ICMPSource: netip.MustParseAddr("192.168.111.1"),
-		Peers: []PeerConfig{{Name: "b", Endpoint: netip.MustParseAddrPort("127.0.0.1:1"), Prefixes: wgPfx("11.11.11.0/24")}},
+		Peers: []dataplane.PeerConfig{{Name: "b", Endpoint: netip.MustParseAddrPort("127.0.0.1:1"), Prefixes: wgPfx("11.11.11.0/24")}},
 	})
-	b = startWG(t, binds[1], kb, WireGuardPeerKeys{Public: WireGuardKey(ka.PublicKey()), Preshared: WireGuardKey(psk)}, Config{
+	b = startWG(t, binds[1], kb, PeerKeys{Public: Key(ka.PublicKey()), Preshared: Key(psk)}, dataplane.Config{
 		LocalPrefixes: wgPfx("11.11.11.0/25"), ICMPSource: netip.MustParseAddr("11.11.11.1"),
-		Peers: []PeerConfig{{Name: "a", Prefixes: wgPfx("192.168.111.0/24")}},
+		Peers: []dataplane.PeerConfig{{Name: "a", Prefixes: wgPfx("192.168.111.0/24")}},
 	})
 	return a, b
 }
 
-func startWG(t *testing.T, bind conn.Bind, key wgtypes.Key, peer WireGuardPeerKeys, lan Config) wgSite {
+func startWG(t *testing.T, bind conn.Bind, key wgtypes.Key, peer PeerKeys, lan dataplane.Config) wgSite {
 	t.Helper()
 	s := wgSite{cap: dptest.NewCapture(), inj: dptest.NewInjector()}
-	w, err := NewWireGuard(WireGuardConfig{LAN: lan, PrivateKey: WireGuardKey(key), PeerKeys: []WireGuardPeerKeys{peer}}, s.cap, s.inj)
+	w, err := New(Config{LAN: lan, PrivateKey: Key(key), PeerKeys: []PeerKeys{peer}}, s.cap, s.inj)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,13 +115,13 @@ func TestWireGuardHopChecks(t *testing.T) {
 	expiring := dptest.IPv4{Src: src, Dst: dst, TTL: 1, Proto: 17}.Marshal(make([]byte, 8))
 	a.cap.Send(expiring)
 	icmp := mustRecv(t, a.inj)
-	if icmp[20] != icmpTypeTimeExceeded {
+	if icmp[20] != 11 { // time exceeded
 		t.Errorf("ICMP type %d, want time exceeded", icmp[20])
 	}
 	big := dptest.IPv4{Src: src, Dst: dst, TTL: 64, Proto: 17, DF: true}.Marshal(make([]byte, 1441-20))
 	a.cap.Send(big)
 	icmp = mustRecv(t, a.inj)
-	if icmp[20] != icmpTypeDestUnreachable || icmp[21] != icmpCodeFragNeeded || binary.BigEndian.Uint16(icmp[26:]) != 1440 {
+	if icmp[20] != 3 || icmp[21] != 4 || binary.BigEndian.Uint16(icmp[26:]) != 1440 { // fragmentation needed
 		t.Errorf("ICMP %d/%d MTU %d, want fragmentation needed with 1440 (1500 - 60)", icmp[20], icmp[21], binary.BigEndian.Uint16(icmp[26:]))
 	}
 	d := a.w.Stats().Drops
@@ -180,8 +181,8 @@ func TestWireGuardClassify(t *testing.T) {
 }
 
 func TestWireGuardConfigText(t *testing.T) {
-	cfg := WireGuardConfig{ListenPort: 51820, PrivateKey: WireGuardKey{1}, PeerKeys: []WireGuardPeerKeys{{Public: WireGuardKey{2}}},
-		LAN: Config{Peers: []PeerConfig{{Name: "p", Endpoint: netip.MustParseAddrPort("198.18.0.2:51820"), Prefixes: wgPfx("10.0.0.0/8"), Keepalive: 2500 * time.Millisecond}}}}
+	cfg := Config{ListenPort: 51820, PrivateKey: Key{1}, PeerKeys: []PeerKeys{{Public: Key{2}}},
+		LAN: dataplane.Config{Peers: []dataplane.PeerConfig{{Name: "p", Endpoint: netip.MustParseAddrPort("198.18.0.2:51820"), Prefixes: wgPfx("10.0.0.0/8"), Keepalive: 2500 * time.Millisecond}}}}
 	text := uapiConfig(cfg)
 	for _, want := range []string{"listen_port=51820\n", "endpoint=198.18.0.2:51820\n", "persistent_keepalive_interval=3\n", "allowed_ip=10.0.0.0/8\n"} {
 		if !strings.Contains(text, want) {
