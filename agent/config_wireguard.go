@@ -12,7 +12,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	"gopkg.in/yaml.v3"
 
-	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/wireguard"
 	"tunnel-agent/internal/fstrust"
 )
 
@@ -31,14 +31,14 @@ type WireGuardTunnel struct {
 	// path is relative to the config file's directory.
 	PrivateKeyFile string
 	// PrivateKey is read from PrivateKeyFile by LoadKeys (up, check).
-	PrivateKey dataplane.WireGuardKey
+	PrivateKey wireguard.Key
 }
 
 // WireGuardPeer is a peer's wireguard-mode settings.
 type WireGuardPeer struct {
-	PublicKey        dataplane.WireGuardKey
-	PresharedKeyFile string                 // optional; relative to the config file's directory
-	PresharedKey     dataplane.WireGuardKey // read by LoadKeys; zero: none
+	PublicKey        wireguard.Key
+	PresharedKeyFile string        // optional; relative to the config file's directory
+	PresharedKey     wireguard.Key // read by LoadKeys; zero: none
 }
 
 // tunnelWireGuard reads tunnel.mode and tunnel.private_key_file.
@@ -65,12 +65,12 @@ func parseMode(s string) (TunnelMode, error) {
 }
 
 // parseKey reads a base64 Curve25519 key as `wg genkey`/`wg pubkey` print it.
-func parseKey(s string) (dataplane.WireGuardKey, error) {
+func parseKey(s string) (wireguard.Key, error) {
 	k, err := wgtypes.ParseKey(strings.TrimSpace(s))
 	if err != nil {
-		return dataplane.WireGuardKey{}, fmt.Errorf("invalid key: want 44 characters of base64 as `tunnel-agent pubkey` or `wg pubkey` print it (%v)", err)
+		return wireguard.Key{}, fmt.Errorf("invalid key: want 44 characters of base64 as `tunnel-agent pubkey` or `wg pubkey` print it (%v)", err)
 	}
-	return dataplane.WireGuardKey(k), nil
+	return wireguard.Key(k), nil
 }
 
 // wireguard checks the wireguard-mode fields against the mode.
@@ -179,8 +179,8 @@ func fileProblems(ps *problems, file string) error {
 // is opened without following a symbolic link and without blocking (a
 // FIFO would hang `check` and `up`), and refused unless it is a regular
 // file owned by the agent's user that group and others cannot access.
-func readKeyFile(dir, name string) (dataplane.WireGuardKey, error) {
-	var k dataplane.WireGuardKey
+func readKeyFile(dir, name string) (wireguard.Key, error) {
+	var k wireguard.Key
 	path := name
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(dir, path)
@@ -204,6 +204,6 @@ func readKeyFile(dir, name string) (dataplane.WireGuardKey, error) {
 }
 
 // publicKey is the public key of a private key.
-func publicKey(priv dataplane.WireGuardKey) dataplane.WireGuardKey {
-	return dataplane.WireGuardKey(wgtypes.Key(priv).PublicKey())
+func publicKey(priv wireguard.Key) wireguard.Key {
+	return wireguard.Key(wgtypes.Key(priv).PublicKey())
 }

@@ -20,6 +20,7 @@ import (
 	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/afpacket"
 	"tunnel-agent/dataplane/udp"
+	"tunnel-agent/dataplane/wireguard"
 	"tunnel-agent/internal/fstrust"
 )
 
@@ -43,7 +44,7 @@ type Status struct {
 	CaptureRebindFailing  bool            `json:"capture_rebind_failing,omitempty"`
 	Dataplane             dataplane.Stats `json:"dataplane"`
 	// WireGuard is set in wireguard mode (status_wireguard.go).
-	WireGuard *dataplane.WireGuardStats `json:"wireguard,omitempty"`
+	WireGuard *wireguard.Stats `json:"wireguard,omitempty"`
 	// Transport is the tunnel socket's counters in plain mode
 	// (status_transport.go).
 	Transport *TransportStatus `json:"transport,omitempty"`
@@ -54,9 +55,9 @@ type statusSource struct {
 	started time.Time
 	listen  netip.AddrPort
 	eng     *dataplane.Engine
-	capture *afpacket.Capture    // as opened at start
-	live    *liveSite            // re-binds the capture (status_capture.go); nil in tests
-	wg      *dataplane.WireGuard // wireguard mode: instead of eng
+	capture *afpacket.Capture // as opened at start
+	live    *liveSite         // re-binds the capture (status_capture.go); nil in tests
+	wg      *wireguard.Tunnel // wireguard mode: instead of eng
 	// transport is the tunnel socket in plain mode (nil in wireguard mode).
 	transport *udp.Transport
 }

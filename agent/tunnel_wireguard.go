@@ -10,6 +10,7 @@ import (
 	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/afpacket"
 	"tunnel-agent/dataplane/rawip"
+	"tunnel-agent/dataplane/wireguard"
 )
 
 // runWireGuard is runTunnel in wireguard mode: the same capture and
@@ -26,7 +27,7 @@ func runWireGuard(ctx context.Context, cfg *Config, dcfg dataplane.Config, o *op
 		capture.Close()
 		return fmt.Errorf("open raw injection socket: %w", err)
 	}
-	w, err := dataplane.NewWireGuard(wireGuardConfig(cfg, dcfg), capture, injector)
+	w, err := wireguard.New(wireGuardConfig(cfg, dcfg), capture, injector)
 	if err != nil {
 		capture.Close()
 		injector.Close()
@@ -45,10 +46,10 @@ func runWireGuard(ctx context.Context, cfg *Config, dcfg dataplane.Config, o *op
 }
 
 // wireGuardConfig adds the keys to the LAN-side configuration.
-func wireGuardConfig(cfg *Config, dcfg dataplane.Config) dataplane.WireGuardConfig {
-	wc := dataplane.WireGuardConfig{LAN: dcfg, PrivateKey: cfg.Tunnel.WireGuard.PrivateKey, ListenPort: cfg.Tunnel.Listen.Port()}
+func wireGuardConfig(cfg *Config, dcfg dataplane.Config) wireguard.Config {
+	wc := wireguard.Config{LAN: dcfg, PrivateKey: cfg.Tunnel.WireGuard.PrivateKey, ListenPort: cfg.Tunnel.Listen.Port()}
 	for _, p := range cfg.Tunnel.Peers {
-		wc.PeerKeys = append(wc.PeerKeys, dataplane.WireGuardPeerKeys{Public: p.WireGuard.PublicKey, Preshared: p.WireGuard.PresharedKey})
+		wc.PeerKeys = append(wc.PeerKeys, wireguard.PeerKeys{Public: p.WireGuard.PublicKey, Preshared: p.WireGuard.PresharedKey})
 	}
 	return wc
 }
