@@ -1,45 +1,3 @@
-// The Engine is one end of a site-to-site L3 tunnel without a tunnel
-// interface ("plain" mode: the UDP payload is the inner IP packet from its
-// header on, nothing added). It runs three goroutines:
-//
-// LAN→tunnel (capture goroutine, engine_capture.go):
-//
-//	Capture.ReadBatch → dispatch on the version nibble → parse and check
-//	the IPv4 header (IPv6: the fixed header and the extension header
-//	chain, engine_ipv6.go), trim link-layer padding → longest prefix match
-//	of the destination over all peers' prefixes → the peer's current
-//	endpoint → act as a router hop: TTL <= 1 answers ICMP time exceeded, a
-//	DF packet too big for the peer's path MTU answers ICMP fragmentation
-//	needed, otherwise TTL-1 with an incremental checksum fix (IPv6: hop
-//	limit, and every packet too big answers ICMPv6 packet too big) →
-//	Transport.WriteBatch. ICMP errors go back to the LAN through the
-//	Injector.
-//
-// tunnel→LAN (transport goroutine, engine_transport.go):
-//
-//	Transport.ReadBatch → sender address → peer (endpoint snapshot, one
-//	atomic load per batch) → keepalive (version nibble 0 and its magic,
-//	or zero length from older agents): count it, answer a request,
-//	learn a peer named by its prefixes (keepalive.go) → parse the inner IPv4
-//	or IPv6 header, total length must equal the datagram length → the
-//	inner source must route back to the sending peer (or the packet is an
-//	ICMP error about one of ours sent to that peer) and the inner
-//	destination must be local → (learn the endpoint of a peer configured
-//	without one) → a packet larger than the LAN MTU is fragmented (IPv4,
-//	DF clear) or answered through the tunnel with fragmentation needed /
-//	packet too big (engine_lanmtu.go) → Injector.WriteBatch. No TTL
-//	decrement here: the sending gateway did it. With Config.Relay a
-//	destination in another peer's prefixes is sent on to that peer instead
-//	(engine_relay.go).
-//
-// keepalive goroutine (engine_keepalive.go): a keepalive request to each
-// configured endpoint every Keepalive, so NAT and firewall state on the
-// path stays open, a learning far end finds us (also after it restarted)
-// and its reply tells us it is alive.
-//
-// Per packet the path neither allocates nor locks: buffers are
-// preallocated per goroutine, lookups are bart tables built once in New,
-// counters are atomics, and drops are logged through per-reason limiters.
 package dataplane
 
 import (
@@ -86,7 +44,7 @@ type Config struct {
 	// LANMTU is the MTU of the LAN interface, by which the packets from the
 	// tunnel leave once injected; 0 disables the check. A larger packet is
 	// fragmented (IPv4, DF clear) or answered through the tunnel with ICMP
-	// fragmentation needed / ICMPv6 packet too big (engine_lanmtu.go).
+	// fragmentation needed / ICMPv6 packet too big (lanmtu.go).
 	// SetLANMTU changes it while the engine runs.
 	LANMTU int
 	// LANPrefixes are the LAN interface's own subnets (its addresses with
@@ -96,7 +54,7 @@ type Config struct {
 	// Relay makes this gateway a hub: a packet from one peer whose
 	// destination is not local but lies in another peer's prefixes is sent
 	// on to that peer instead of being dropped as dst_not_allowed (the
-	// source check still applies). See engine_relay.go.
+	// source check still applies). See relay.go.
 	Relay bool
 	// Logger receives rate-limited drop and endpoint logs; nil discards.
 	Logger *slog.Logger
@@ -126,7 +84,7 @@ type Engine struct {
 	txMu sync.Mutex
 
 	started atomic.Bool
-	rc      reconfState // live reconfiguration, engine_reconfig.go
+	rc      reconfState // live reconfiguration, reconfig.go
 }
 
 // peer is a PeerConfig resolved for the hot path, plus its counters.

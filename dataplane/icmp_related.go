@@ -10,7 +10,7 @@ import (
 //
 // An ICMP error comes from the router that could not deliver a packet, not
 // from the packet's destination: the far gateway answering a packet too
-// big for its LAN (engine_lanmtu.go), or any router on the far site,
+// big for its LAN (lanmtu.go), or any router on the far site,
 // sends it from its own address. That address is rarely inside the
 // prefixes this site routes to the peer (the tutorial routes only the far
 // host, 11.11.11.100/32, to the VPS, whose LAN address is 11.11.11.1), so

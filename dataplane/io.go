@@ -1,16 +1,15 @@
-// Package dataplane moves IP packets between a LAN interface and a UDP
-// tunnel peer: capture, encapsulation, transport, injection and counters.
-//
-// The packet path talks to the operating system only through the three
-// small interfaces in this file, so that it can run in memory in tests
-// (see package dataplane/dptest) and so that another transport can reuse
-// capture and injection unchanged.
 package dataplane
 
 import (
 	"errors"
 	"net/netip"
 )
+
+// The packet path talks to the operating system only through the three
+// small interfaces in this file, so that it can run in memory in tests
+// (see package dataplane/dptest) and so that another tunnel side can reuse
+// capture and injection unchanged. Their production implementations are
+// afpacket.Capture, udp.Transport and rawip.Injector.
 
 // Capture delivers IP packets seen arriving on the LAN interface, from the
 // IP header on (link-layer header already removed).

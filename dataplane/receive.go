@@ -1,6 +1,18 @@
 package dataplane
 
-import "net/netip"
+import (
+	"io"
+	"net/netip"
+)
+
+// The tunnel→LAN direction, in the order a datagram takes: the transport
+// goroutine reads a batch, each datagram's sender names its peer (an
+// unknown sender can only be a learning peer: endpoints.go, keepalive.go),
+// the Router admits the inner packet (header, the source routes back to
+// the sender, the destination is local; icmp_related.go for ICMP errors
+// about our own packets), a packet too big for the LAN is fragmented or
+// answered (lanmtu.go), and the rest is injected in one
+// Injector.WriteBatch. A packet for another peer is relayed (relay.go).
 
 // transportState is the transport goroutine's working set, allocated once.
 type transportState struct {
@@ -8,7 +20,7 @@ type transportState struct {
 	sizes []int
 	from  []netip.AddrPort
 
-	injectQueue            // packets to inject this batch (prefixes of bufs, fragments: engine_lanmtu.go)
+	injectQueue            // packets to inject this batch (prefixes of bufs, fragments: lanmtu.go)
 	relay       relayState // packets relayed to another peer (Config.Relay), ICMP errors to peers
 }
 
@@ -117,69 +129,6 @@ func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPo
 	return eps
 }
 
-// accept counts pkt, from p at from, as received and queues it for
-// injection; one too big for the LAN goes to tooBigForLAN.
-func (e *Engine) accept(s *transportState, p *peer, pkt []byte, from netip.AddrPort, t batchTime) {
-	if !s.fitsLAN(pkt) {
-		if e.r.tooBigForLAN(&s.injectQueue, p, pkt, from, t) {
-			e.errorToPeer(&s.relay, p, from, pkt, DropTooBig, s.lan.mtu, t.mono)
-		}
-		return
-	}
-	s.add(p, pkt, t)
-}
-
-// admit validates the inner packet of a non-empty datagram sent by peer
-// from (nil: sender unknown, the inner source picks the peer). On success
-// it returns DropNone and, in d.peer, the peer the packet belongs to.
-func (r *Router) admit(pkt []byte, from *peer) (DropReason, dropInfo) {
-	switch pkt[0] >> 4 {
-	case 4:
-		return r.admit4(pkt, from)
-	case 6:
-		return r.admit6(pkt, from)
-	default:
-		return DropNotIPv4, dropInfo{}
-	}
-}
-
-// admit4 is admit for IPv4. Like the tutorial's receiver it wants the
-// datagram to be exactly one packet: a total length that disagrees with
-// the datagram length means truncation or a framing mismatch between the
-// two ends (e.g. another encapsulation mode).
-func (r *Router) admit4(pkt []byte, from *peer) (DropReason, dropInfo) {
-	h, why := parseIPv4(pkt)
-	if why != DropNone {
-		return why, dropInfo{}
-	}
-	if h.TotalLen != len(pkt) {
-		return DropBadHeader, dropInfo{}
-	}
-	why, d := r.admitAddrs(h.Src, h.Dst, from)
-	if why == DropSrcNotAllowed && r.relatedError4(pkt, &h, from) {
-		why, d.peer = DropNone, from // an ICMP error about our packet (engine_icmp_related.go)
-	}
-	return why, d
-}
-
-// admitAddrs applies the address rules. The inner source must route back
-// to the sending peer: the longest match over all peers' prefixes, not
-// merely any prefix of that peer, so that with overlapping prefixes a peer
-// cannot send from addresses whose replies would go to another peer
-// (WireGuard's "allowed IPs" rule). The destination must be local.
-func (r *Router) admitAddrs(src, dst netip.Addr, from *peer) (DropReason, dropInfo) {
-	d := dropInfo{src: src, dst: dst}
-	pi, ok := r.routes.lookup(src)
-	if !ok || (from != nil && pi != from.idx) {
-		return DropSrcNotAllowed, d
-	}
-	d.peer = &r.peers[pi]
-	if !r.local.contains(dst) {
-		return DropDstNotAllowed, d
-	}
-	return DropNone, d
-}
-
 // receiveUnknownKeepalive handles a keepalive from an unknown address. It
 // carries no inner source, so it can only be attributed by its address: a
 // learning peer whose current endpoint has the same IP and another port is
@@ -214,4 +163,114 @@ func (e *Engine) sameIPLearner(ip netip.Addr, eps *endpoints) *peer {
 		found = &e.r.peers[i]
 	}
 	return found
+}
+
+// admit validates the inner packet of a non-empty datagram sent by peer
+// from (nil: sender unknown, the inner source picks the peer). On success
+// it returns DropNone and, in d.peer, the peer the packet belongs to.
+func (r *Router) admit(pkt []byte, from *peer) (DropReason, dropInfo) {
+	switch pkt[0] >> 4 {
+	case 4:
+		return r.admit4(pkt, from)
+	case 6:
+		return r.admit6(pkt, from)
+	default:
+		return DropNotIPv4, dropInfo{}
+	}
+}
+
+// admit4 is admit for IPv4. Like the tutorial's receiver it wants the
+// datagram to be exactly one packet: a total length that disagrees with
+// the datagram length means truncation or a framing mismatch between the
+// two ends (e.g. another encapsulation mode).
+func (r *Router) admit4(pkt []byte, from *peer) (DropReason, dropInfo) {
+	h, why := parseIPv4(pkt)
+	if why != DropNone {
+		return why, dropInfo{}
+	}
+	if h.TotalLen != len(pkt) {
+		return DropBadHeader, dropInfo{}
+	}
+	why, d := r.admitAddrs(h.Src, h.Dst, from)
+	if why == DropSrcNotAllowed && r.relatedError4(pkt, &h, from) {
+		why, d.peer = DropNone, from // an ICMP error about our packet (icmp_related.go)
+	}
+	return why, d
+}
+
+// admit6 is admit for IPv6: the payload length must account for the whole
+// datagram, then the address rules are those of IPv4.
+func (r *Router) admit6(pkt []byte, from *peer) (DropReason, dropInfo) {
+	h, why := parseIPv6(pkt)
+	if why != DropNone {
+		return why, dropInfo{}
+	}
+	if h.TotalLen != len(pkt) {
+		return DropBadHeader, dropInfo{}
+	}
+	why, d := r.admitAddrs(h.Src, h.Dst, from)
+	if why == DropSrcNotAllowed && r.relatedError6(pkt, &h, from) {
+		why, d.peer = DropNone, from // an ICMP error about our packet (icmp_related.go)
+	}
+	return why, d
+}
+
+// admitAddrs applies the address rules. The inner source must route back
+// to the sending peer: the longest match over all peers' prefixes, not
+// merely any prefix of that peer, so that with overlapping prefixes a peer
+// cannot send from addresses whose replies would go to another peer
+// (WireGuard's "allowed IPs" rule). The destination must be local.
+func (r *Router) admitAddrs(src, dst netip.Addr, from *peer) (DropReason, dropInfo) {
+	d := dropInfo{src: src, dst: dst}
+	pi, ok := r.routes.lookup(src)
+	if !ok || (from != nil && pi != from.idx) {
+		return DropSrcNotAllowed, d
+	}
+	d.peer = &r.peers[pi]
+	if !r.local.contains(dst) {
+		return DropDstNotAllowed, d
+	}
+	return DropNone, d
+}
+
+// accept counts pkt, from p at from, as received and queues it for
+// injection; one too big for the LAN goes to tooBigForLAN.
+func (e *Engine) accept(s *transportState, p *peer, pkt []byte, from netip.AddrPort, t batchTime) {
+	if !s.fitsLAN(pkt) {
+		if e.r.tooBigForLAN(&s.injectQueue, p, pkt, from, t) {
+			e.errorToPeer(&s.relay, p, from, pkt, DropTooBig, s.lan.mtu, t.mono)
+		}
+		return
+	}
+	s.add(p, pkt, t)
+}
+
+// inject hands pkts to the local stack and returns how many it took. As in
+// send, a failing packet is counted as inject_error and the rest retried.
+// peers (nil for ICMP errors) names the peer of each packet for the log.
+func (r *Router) inject(pkts [][]byte, peers []*peer, now int64) int {
+	r.injMu.Lock()
+	defer r.injMu.Unlock()
+	done := 0
+	for off := 0; off < len(pkts); off++ {
+		n, err := r.injector.WriteBatch(pkts[off:])
+		n = min(max(n, 0), len(pkts)-off)
+		done += n
+		if off += n; off == len(pkts) {
+			break
+		}
+		if err == nil {
+			err = io.ErrShortWrite
+		}
+		r.drop(DropInjectError, dropInfo{peer: peerAt(peers, off), err: err}, now)
+	}
+	return done
+}
+
+// peerAt returns peers[i], or nil when peers is nil.
+func peerAt(peers []*peer, i int) *peer {
+	if peers == nil {
+		return nil
+	}
+	return peers[i]
 }

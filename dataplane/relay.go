@@ -92,7 +92,7 @@ func tunnelMTU(pkt []byte, q *peer, to netip.AddrPort) int {
 
 // errorToPeer queues the ICMP error about a packet from peer p (at to)
 // that failed hop check r (a relayed packet, or one too big for the LAN:
-// engine_lanmtu.go), for p, when one is due and allowed.
+// lanmtu.go), for p, when one is due and allowed.
 func (e *Engine) errorToPeer(rs *relayState, p *peer, to netip.AddrPort, pkt []byte, r DropReason, mtu int, now int64) {
 	if !to.IsValid() {
 		return

@@ -115,7 +115,7 @@ func BenchmarkHubCapture(b *testing.B) {
 // BenchmarkHubMemory builds engines of growing size and reports the heap
 // they hold: the LPM table, the per-peer state and the endpoint snapshot;
 // with /learning, peers without endpoints, for which the engine also
-// indexes the prefixes to attribute keepalives (keepalive.go).
+// indexes the prefixes to attribute keepalives (keepalive_msg.go).
 func BenchmarkHubMemory(b *testing.B) {
 	for _, sz := range scaleSizes {
 		for _, learning := range []bool{false, true} {

@@ -1,10 +1,18 @@
 package dataplane
 
 import (
+	"io"
 	"net/netip"
 
 	"tunnel-agent/dataplane/internal/header"
 )
+
+// The LAN→tunnel direction, in the order a captured packet takes: the
+// capture goroutine reads a batch, each packet is routed through the
+// Router's router-hop checks (forward: IPv4 or IPv6 header, longest
+// prefix match, the peer's endpoint, TTL or hop limit, path MTU), the ICMP
+// errors they call for are injected back to the LAN, and what passes is
+// sent to the peers in one Transport.WriteBatch.
 
 // captureState is the capture goroutine's working set, allocated once.
 type captureState struct {
@@ -19,36 +27,6 @@ func newCaptureState(n int) *captureState {
 	return &captureState{
 		bufs: newBuffers(n, maxPacketSize), sizes: make([]int, n),
 		tx: newTxBatch(n), icmp: newICMPBatch(n, icmpBufLen),
-	}
-}
-
-// icmpBatch holds the ICMP errors generated while one batch of captured
-// packets is routed, in a buffer per packet.
-type icmpBatch struct {
-	bufs [][]byte // one per packet of a batch
-	out  [][]byte // this batch's errors (prefixes of bufs)
-}
-
-// newICMPBatch allocates buffers of size bytes for batches of n packets.
-func newICMPBatch(n, size int) icmpBatch {
-	return icmpBatch{bufs: newBuffers(n, size), out: make([][]byte, 0, n)}
-}
-
-// next is the buffer for the next packet's error.
-func (b *icmpBatch) next() []byte { return b.bufs[len(b.out)] }
-
-// add keeps the error of n bytes written to buf (next), if any.
-func (b *icmpBatch) add(buf []byte, n int) {
-	if n > 0 {
-		b.out = append(b.out, buf[:n])
-	}
-}
-
-// sendICMP injects the errors of b, counts them as sent and empties b.
-func (r *Router) sendICMP(b *icmpBatch, now int64) {
-	if len(b.out) > 0 {
-		r.ctr.icmpSent.Add(uint64(r.inject(b.out, nil, now)))
-		b.out = b.out[:0]
 	}
 }
 
@@ -85,12 +63,6 @@ func (e *Engine) encapBatch(s *captureState, n int) {
 		e.send(&s.tx, t.mono)
 	}
 	e.r.sendICMP(&s.icmp, t.mono)
-}
-
-// packetAt is bufs[i][:sizes[i]], with the size clamped so that a
-// misbehaving I/O implementation cannot make the engine panic.
-func packetAt(bufs [][]byte, sizes []int, i int) []byte {
-	return bufs[i][:min(max(sizes[i], 0), len(bufs[i]))]
 }
 
 // encapOne queues one captured packet for sending, or counts its drop.
@@ -198,6 +170,64 @@ func (r *Router) icmpError(buf, pkt []byte, h *header.IPv4, typ, code uint8, mtu
 	return buildICMPv4Error(buf, r.icmpSrc, pkt, typ, code, mtu)
 }
 
+// forward6 is forward for IPv6: the same route, endpoint and router-hop
+// steps as forward4, with the hop limit for the TTL and ICMPv6 errors.
+func (r *Router) forward6(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) verdict {
+	h, why := parseIPv6(pkt)
+	if why != DropNone {
+		return verdict{reason: why}
+	}
+	pkt = pkt[:h.TotalLen] // drop link-layer padding
+	v := verdict{dropInfo: dropInfo{src: h.Src, dst: h.Dst}}
+	if !r.routeTo(&v, h.Dst, eps) {
+		return v
+	}
+	if v.reason, v.icmp = r.hopChecks6(pkt, &h, v.peer, v.addr, icmpBuf, now); v.reason == DropNone {
+		header.DecrementHopLimit(pkt)
+		v.pkt = pkt
+	}
+	return v
+}
+
+// hopChecks6 applies the rules of an IPv6 router hop before a packet enters
+// the tunnel: the hop limit must outlive this hop, and since IPv6 is never
+// fragmented on the way (RFC 8200 §5), a packet larger than the path MTU
+// minus the outer headers is answered with packet too big. The MTU
+// announced is never below 1280: a tunnel whose path is smaller must carry
+// 1280-byte packets anyway, and does (the kernel fragments the outer
+// datagram, which is the tunnel's link-layer fragmentation).
+func (r *Router) hopChecks6(pkt []byte, h *header.IPv6, p *peer, to netip.AddrPort, icmpBuf []byte, now int64) (DropReason, int) {
+	if h.HopLimit <= 1 {
+		return DropTTLExpired, r.icmpError6(icmpBuf, pkt, h, icmpv6TypeTimeExceeded, icmpv6CodeHopLimit, 0, now)
+	}
+	mtu := tunnelMTU6(p, to)
+	if len(pkt) <= mtu {
+		return DropNone, 0
+	}
+	return DropTooBig, r.icmpError6(icmpBuf, pkt, h, icmpv6TypePacketTooBig, 0, uint32(mtu), now)
+}
+
+// tunnelMTU6 is the largest IPv6 packet the tunnel to p at to carries
+// without being too big: the path MTU less the outer headers, at least the
+// IPv6 minimum MTU.
+func tunnelMTU6(p *peer, to netip.AddrPort) int {
+	return max(p.pathMTU-outerOverhead(to), header.IPv6MinMTU)
+}
+
+// icmpError6 writes an ICMPv6 error about pkt to buf when it is allowed
+// (configured source, RFC 4443 rules, rate limit) and returns its length.
+// The limiter is the one ICMPv4 uses: one budget for both families.
+func (r *Router) icmpError6(buf, pkt []byte, h *header.IPv6, typ, code uint8, param uint32, now int64) int {
+	if !r.icmpSrc6.IsValid() || len(buf) < icmpv6MaxLen || !r.mayAnswer6(pkt, h, typ) {
+		return 0
+	}
+	if !r.icmpBucket.allow(now) {
+		r.ctr.icmpLimited.Add(1)
+		return 0
+	}
+	return buildICMPv6Error(buf, r.icmpSrc6, pkt, typ, code, param)
+}
+
 // The outer IP and UDP headers the kernel puts around a tunnel datagram.
 const (
 	ipv4OuterUDPSize = 20 + 8
@@ -220,4 +250,115 @@ func maxUDPPayload(to netip.AddrPort) int {
 		return header.IPv4MaxLen - ipv4OuterUDPSize
 	}
 	return 0xffff - 8
+}
+
+// icmpBatch holds the ICMP errors generated while one batch of captured
+// packets is routed, in a buffer per packet.
+type icmpBatch struct {
+	bufs [][]byte // one per packet of a batch
+	out  [][]byte // this batch's errors (prefixes of bufs)
+}
+
+// newICMPBatch allocates buffers of size bytes for batches of n packets.
+func newICMPBatch(n, size int) icmpBatch {
+	return icmpBatch{bufs: newBuffers(n, size), out: make([][]byte, 0, n)}
+}
+
+// next is the buffer for the next packet's error.
+func (b *icmpBatch) next() []byte { return b.bufs[len(b.out)] }
+
+// add keeps the error of n bytes written to buf (next), if any.
+func (b *icmpBatch) add(buf []byte, n int) {
+	if n > 0 {
+		b.out = append(b.out, buf[:n])
+	}
+}
+
+// sendICMP injects the errors of b, counts them as sent and empties b.
+func (r *Router) sendICMP(b *icmpBatch, now int64) {
+	if len(b.out) > 0 {
+		r.ctr.icmpSent.Add(uint64(r.inject(b.out, nil, now)))
+		b.out = b.out[:0]
+	}
+}
+
+// txBatch collects the datagrams of one batch for Transport.WriteBatch.
+// Its slices are allocated once at batch capacity and reused.
+type txBatch struct {
+	bufs [][]byte
+	to   []netip.AddrPort
+	peer []*peer
+}
+
+// newTxBatch returns an empty batch with room for n datagrams.
+func newTxBatch(n int) txBatch {
+	return txBatch{bufs: make([][]byte, 0, n), to: make([]netip.AddrPort, 0, n), peer: make([]*peer, 0, n)}
+}
+
+// reset empties b, keeping its storage.
+func (b *txBatch) reset() {
+	b.bufs, b.to, b.peer = b.bufs[:0], b.to[:0], b.peer[:0]
+}
+
+// add queues buf for p at to.
+func (b *txBatch) add(buf []byte, to netip.AddrPort, p *peer) {
+	b.bufs = append(b.bufs, buf)
+	b.to = append(b.to, to)
+	b.peer = append(b.peer, p)
+}
+
+// send writes the batch to the transport. WriteBatch stops at the first
+// failing datagram: that one is counted as send_error and the rest is
+// retried, so one unreachable peer does not cost the others their packets.
+func (e *Engine) send(b *txBatch, now int64) {
+	e.txMu.Lock()
+	defer e.txMu.Unlock()
+	for off := 0; off < len(b.bufs); off++ {
+		n, err := e.transport.WriteBatch(b.bufs[off:], b.to[off:])
+		n = min(max(n, 0), len(b.bufs)-off)
+		e.countSent(b, off, off+n)
+		if off += n; off == len(b.bufs) {
+			return
+		}
+		if err == nil {
+			err = io.ErrShortWrite // a short count without error: don't spin
+		}
+		e.r.drop(DropSendError, dropInfo{peer: b.peer[off], addr: b.to[off], err: err}, now)
+	}
+}
+
+// countSent credits datagrams [from, to) of b to their peers, keepalive
+// requests and replies apart.
+func (e *Engine) countSent(b *txBatch, from, to int) {
+	for i := from; i < to; i++ {
+		c := &b.peer[i].ctr
+		switch keepaliveType(b.bufs[i]) {
+		case kaTypeRequest:
+			c.keepalivesTx.Add(1)
+			continue
+		case kaTypeReply:
+			c.keepalivesAnswered.Add(1)
+			continue
+		}
+		c.txPackets.Add(1)
+		c.txBytes.Add(uint64(len(b.bufs[i])))
+	}
+}
+
+// packetAt is bufs[i][:sizes[i]], with the size clamped so that a
+// misbehaving I/O implementation cannot make the engine panic.
+func packetAt(bufs [][]byte, sizes []int, i int) []byte {
+	return bufs[i][:min(max(sizes[i], 0), len(bufs[i]))]
+}
+
+// newBuffers returns n buffers of size bytes each, carved from one
+// allocation. Each is capped at its own size so that nothing written
+// through one can spill into the next.
+func newBuffers(n, size int) [][]byte {
+	block := make([]byte, n*size)
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = block[i*size : (i+1)*size : (i+1)*size]
+	}
+	return bufs
 }
