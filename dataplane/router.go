@@ -117,8 +117,10 @@ type Outbound struct {
 // one: IPv4, the common outer family.
 var outboundPlaceholder = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
 
-// NewOutbound returns an Outbound for batches of up to n packets.
+// NewOutbound returns an Outbound for batches of n packets (larger ones
+// work, with an extra injection of ICMP errors).
 func NewOutbound(r *Router, n int) *Outbound {
+	n = max(n, 1)
 	eps := &endpoints{byAddr: map[netip.AddrPort]int{}, cur: make([]netip.AddrPort, len(r.peers))}
 	for i := range r.peers {
 		eps.cur[i] = r.peers[i].configured
@@ -150,6 +152,9 @@ func (o *Outbound) Forward(bufs [][]byte, sizes []int, n int) {
 // forwardOne checks one captured packet and returns its size to hand on,
 // 0 when it is dropped.
 func (o *Outbound) forwardOne(pkt []byte, now int64) int {
+	if len(o.icmp.out) == len(o.icmp.bufs) { // a batch larger than NewOutbound's
+		o.r.sendICMP(&o.icmp, now)
+	}
 	buf := o.icmp.next()
 	v := o.r.forward(pkt, o.eps, buf, now)
 	o.icmp.add(buf, v.icmp)
@@ -175,7 +180,8 @@ type Inbound struct {
 	q injectQueue
 }
 
-// NewInbound returns an Inbound for batches of up to n packets.
+// NewInbound returns an Inbound for batches of n packets (larger ones
+// work, but allocate).
 func NewInbound(r *Router, n int) *Inbound {
 	return &Inbound{r: r, q: newInjectQueue(n)}
 }
