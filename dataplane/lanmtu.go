@@ -56,7 +56,7 @@ type lanState struct {
 
 // injectQueue is a batch of packets to inject, each with the peer it came
 // from, with room for the fragments of packets too big for the LAN: the
-// transport goroutine's (transportState), and wireguard mode's (wgTUN).
+// transport goroutine's (transportState), and an Inbound's.
 type injectQueue struct {
 	out   [][]byte
 	peers []*peer
