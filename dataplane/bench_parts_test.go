@@ -23,7 +23,8 @@ func BenchmarkValidate(b *testing.B) {
 	from := &e.r.peers[0]
 	b.ReportAllocs()
 	for b.Loop() {
-		if r, _ := e.r.admit(pkt, from); r != DropNone {
+		var d dropInfo
+		if r := e.r.admit(&d, pkt, from); r != DropNone {
 			b.Fatal(r)
 		}
 	}

@@ -13,6 +13,14 @@ var (
 	tutorial = dptest.EchoRequest(lanHost, farHost, 40, 1, 56) // ping's "56(84) bytes"
 )
 
+// forwardOf runs the capture side's checks on pkt, with ICMP buffer icmp,
+// and returns the verdict.
+func forwardOf(e *Engine, pkt, icmp []byte) verdict {
+	var v verdict
+	e.r.forward(&v, pkt, e.eps.Load(), icmp, 0)
+	return v
+}
+
 // TestEngineCountsWhatCaptureKeeps: the frames the capture's filter keeps
 // whatever their destination so that the engine counts them (afpacket's
 // TestCaptureKeepsMalformed) are dropped as not_ipv4 and too_short.
@@ -25,7 +33,7 @@ func TestEngineCountsWhatCaptureKeeps(t *testing.T) {
 		pkt  []byte
 		want DropReason
 	}{{v5, DropNotIPv4}, {runt, DropTooShort}} {
-		if v := e.r.forward(c.pkt, e.eps.Load(), make([]byte, icmpBufLen), 0); v.reason != c.want {
+		if v := forwardOf(e, c.pkt, make([]byte, icmpBufLen)); v.reason != c.want {
 			t.Errorf("frame %d: the engine drops it as %v, want %v", i, v.reason, c.want)
 		}
 	}
@@ -46,7 +54,7 @@ func TestCaptureSeedOutcomes(t *testing.T) {
 	}
 	for name, pkt := range captureSeeds() {
 		e := newFuzzEngine(t)
-		v := e.r.forward(pkt, e.eps.Load(), make([]byte, icmpBufLen), 0)
+		v := forwardOf(e, pkt, make([]byte, icmpBufLen))
 		if w := want[name]; v.reason != w.reason || (v.icmp > 0) != w.icmp {
 			t.Errorf("%s: %v icmp %d, want %v icmp %v", name, v.reason, v.icmp, w.reason, w.icmp)
 		}
@@ -94,7 +102,7 @@ func TestPathMTUByOuterFamily(t *testing.T) {
 		e := newFuzzEngine(t)
 		h := dptest.IPv4{Src: lanHost, Dst: netip.MustParseAddr(c.dst), Proto: 17, TTL: 9, DF: true}
 		icmp := make([]byte, icmpMaxLen)
-		v := e.r.forward(h.Marshal(make([]byte, c.size-20)), e.eps.Load(), icmp, 0)
+		v := forwardOf(e, h.Marshal(make([]byte, c.size-20)), icmp)
 		if v.reason != c.want || (v.icmp > 0 && uint16(icmp[26])<<8|uint16(icmp[27]) != c.mtu) {
 			t.Errorf("%s size %d: %v (icmp %d)", c.dst, c.size, v.reason, v.icmp)
 		}
@@ -109,7 +117,7 @@ func TestICMPDisabledWithoutSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := e.r.forward(captureSeeds()["ttl-expired"], e.eps.Load(), make([]byte, icmpMaxLen), 0)
+	v := forwardOf(e, captureSeeds()["ttl-expired"], make([]byte, icmpMaxLen))
 	if v.reason != DropTTLExpired || v.icmp != 0 {
 		t.Fatalf("%v icmp %d", v.reason, v.icmp)
 	}

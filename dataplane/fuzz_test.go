@@ -50,7 +50,7 @@ func FuzzCapture(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e := newFuzzEngine(t)
 		pkt, icmp := bytes.Clone(data), make([]byte, icmpBufLen)
-		v := e.r.forward(pkt, e.eps.Load(), icmp, 0)
+		v := forwardOf(e, pkt, icmp)
 		if v.reason >= numDropReasons || (v.reason == DropNone) != (v.pkt != nil) {
 			t.Fatalf("verdict %+v", v)
 		}

@@ -28,7 +28,7 @@ func TestCaptureSeedOutcomes6(t *testing.T) {
 	for name, pkt := range captureSeeds6() {
 		e := newFuzzEngine(t)
 		icmp := make([]byte, icmpBufLen)
-		v := e.r.forward(bytes.Clone(pkt), e.eps.Load(), icmp, 0)
+		v := forwardOf(e, bytes.Clone(pkt), icmp)
 		w := want[name]
 		if v.reason != w.reason || (v.icmp > 0) != w.icmp {
 			t.Errorf("%s: %v icmp %d, want %v icmp %v", name, v.reason, v.icmp, w.reason, w.icmp)
@@ -80,10 +80,10 @@ func TestPacketTooBigFloor(t *testing.T) {
 	}
 	h := dptest.IPv6{Src: lanHost6, Dst: farHost6, NextHeader: 17, HopLimit: 9}
 	icmp := make([]byte, icmpBufLen)
-	if v := e.r.forward(h.Marshal(make([]byte, 1280-40)), e.eps.Load(), icmp, 0); v.reason != DropNone {
+	if v := forwardOf(e, h.Marshal(make([]byte, 1280-40)), icmp); v.reason != DropNone {
 		t.Fatalf("1280 bytes: %v", v.reason)
 	}
-	v := e.r.forward(h.Marshal(make([]byte, 1281-40)), e.eps.Load(), icmp, 0)
+	v := forwardOf(e, h.Marshal(make([]byte, 1281-40)), icmp)
 	if v.reason != DropTooBig || v.icmp == 0 || binary.BigEndian.Uint32(icmp[44:]) != 1280 {
 		t.Fatalf("1281 bytes: %v icmp %d", v.reason, v.icmp)
 	}
@@ -143,7 +143,7 @@ func TestICMPv6DisabledWithoutSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := e.r.forward(captureSeeds6()["v6-hop-expired"], e.eps.Load(), make([]byte, icmpBufLen), 0)
+	v := forwardOf(e, captureSeeds6()["v6-hop-expired"], make([]byte, icmpBufLen))
 	if v.reason != DropTTLExpired || v.icmp != 0 {
 		t.Fatalf("%v icmp %d", v.reason, v.icmp)
 	}

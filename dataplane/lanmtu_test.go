@@ -344,13 +344,15 @@ func TestRelatedICMPErrors(t *testing.T) {
 		{"ICMPv6 echo", dptest.EchoRequest6(gw6, netip.MustParseAddr("fd00:111::2"), 1, 1, 100), DropSrcNotAllowed},
 		{"quoting a packet from elsewhere", fragNeeded(gw, lanHost, dptest.EchoRequest(netip.MustParseAddr("192.168.111.9"), farHost, 1, 1, 100), icmpTypeDestUnreachable), DropSrcNotAllowed},
 	} {
-		r, d := e.r.admit(c.pkt, server)
+		var d dropInfo
+		r := e.r.admit(&d, c.pkt, server)
 		if r != c.want || (r == DropNone && d.peer != server) {
 			t.Errorf("%s: %v (peer %v), want %v", c.name, r, d.peer, c.want)
 		}
 	}
 	// From a learning (unknown) sender nothing is related.
-	if r, _ := e.r.admit(fragNeeded(gw, lanHost, ours, icmpTypeDestUnreachable), nil); r != DropSrcNotAllowed {
+	var d dropInfo
+	if r := e.r.admit(&d, fragNeeded(gw, lanHost, ours, icmpTypeDestUnreachable), nil); r != DropSrcNotAllowed {
 		t.Errorf("from an unknown sender: %v", r)
 	}
 }

@@ -83,7 +83,8 @@ func (e *Engine) receive(s *transportState, pkt []byte, from netip.AddrPort, eps
 	if isKeepalive(pkt) {
 		return e.receiveKeepalive(s, pkt, from, p, eps, t)
 	}
-	if r, d := e.r.admit(pkt, p); r != DropNone {
+	var d dropInfo
+	if r := e.r.admit(&d, pkt, p); r != DropNone {
 		if r == DropDstNotAllowed && e.relay {
 			r = e.relayOne(s, p, pkt, d.dst, eps, t)
 		}
@@ -112,7 +113,8 @@ func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPo
 	if isKeepalive(pkt) {
 		return e.receiveKeepalive(s, pkt, from, nil, eps, t)
 	}
-	r, d := e.r.admit(pkt, nil)
+	var d dropInfo
+	r := e.r.admit(&d, pkt, nil)
 	_, relayed := e.relayTarget(d.dst, d.peer)
 	relayed = relayed && r == DropDstNotAllowed
 	if (r != DropNone && !relayed) || d.peer.configured.IsValid() {
@@ -166,16 +168,19 @@ func (e *Engine) sameIPLearner(ip netip.Addr, eps *endpoints) *peer {
 }
 
 // admit validates the inner packet of a non-empty datagram sent by peer
-// from (nil: sender unknown, the inner source picks the peer). On success
-// it returns DropNone and, in d.peer, the peer the packet belongs to.
-func (r *Router) admit(pkt []byte, from *peer) (DropReason, dropInfo) {
+// from (nil: sender unknown, the inner source picks the peer) and returns
+// DropNone or why it fails. It sets d to what it learned: the inner
+// addresses and, on success, in d.peer, the peer the packet belongs to (in
+// place, as forward does, rather than returned through the dispatch).
+func (r *Router) admit(d *dropInfo, pkt []byte, from *peer) DropReason {
+	*d = dropInfo{}
 	switch pkt[0] >> 4 {
 	case 4:
-		return r.admit4(pkt, from)
+		return r.admit4(d, pkt, from)
 	case 6:
-		return r.admit6(pkt, from)
+		return r.admit6(d, pkt, from)
 	default:
-		return DropNotIPv4, dropInfo{}
+		return DropNotIPv4
 	}
 }
 
@@ -183,36 +188,36 @@ func (r *Router) admit(pkt []byte, from *peer) (DropReason, dropInfo) {
 // datagram to be exactly one packet: a total length that disagrees with
 // the datagram length means truncation or a framing mismatch between the
 // two ends (e.g. another encapsulation mode).
-func (r *Router) admit4(pkt []byte, from *peer) (DropReason, dropInfo) {
+func (r *Router) admit4(d *dropInfo, pkt []byte, from *peer) DropReason {
 	h, why := parseIPv4(pkt)
 	if why != DropNone {
-		return why, dropInfo{}
+		return why
 	}
 	if h.TotalLen != len(pkt) {
-		return DropBadHeader, dropInfo{}
+		return DropBadHeader
 	}
-	why, d := r.admitAddrs(h.Src, h.Dst, from)
+	why = r.admitAddrs(d, h.Src, h.Dst, from)
 	if why == DropSrcNotAllowed && r.relatedError4(pkt, &h, from) {
 		why, d.peer = DropNone, from // an ICMP error about our packet (icmp_related.go)
 	}
-	return why, d
+	return why
 }
 
 // admit6 is admit for IPv6: the payload length must account for the whole
 // datagram, then the address rules are those of IPv4.
-func (r *Router) admit6(pkt []byte, from *peer) (DropReason, dropInfo) {
+func (r *Router) admit6(d *dropInfo, pkt []byte, from *peer) DropReason {
 	h, why := parseIPv6(pkt)
 	if why != DropNone {
-		return why, dropInfo{}
+		return why
 	}
 	if h.TotalLen != len(pkt) {
-		return DropBadHeader, dropInfo{}
+		return DropBadHeader
 	}
-	why, d := r.admitAddrs(h.Src, h.Dst, from)
+	why = r.admitAddrs(d, h.Src, h.Dst, from)
 	if why == DropSrcNotAllowed && r.relatedError6(pkt, &h, from) {
 		why, d.peer = DropNone, from // an ICMP error about our packet (icmp_related.go)
 	}
-	return why, d
+	return why
 }
 
 // admitAddrs applies the address rules. The inner source must route back
@@ -220,17 +225,17 @@ func (r *Router) admit6(pkt []byte, from *peer) (DropReason, dropInfo) {
 // merely any prefix of that peer, so that with overlapping prefixes a peer
 // cannot send from addresses whose replies would go to another peer
 // (WireGuard's "allowed IPs" rule). The destination must be local.
-func (r *Router) admitAddrs(src, dst netip.Addr, from *peer) (DropReason, dropInfo) {
-	d := dropInfo{src: src, dst: dst}
+func (r *Router) admitAddrs(d *dropInfo, src, dst netip.Addr, from *peer) DropReason {
+	d.src, d.dst = src, dst
 	pi, ok := r.routes.lookup(src)
 	if !ok || (from != nil && pi != from.idx) {
-		return DropSrcNotAllowed, d
+		return DropSrcNotAllowed
 	}
 	d.peer = &r.peers[pi]
 	if !r.local.contains(dst) {
-		return DropDstNotAllowed, d
+		return DropDstNotAllowed
 	}
-	return DropNone, d
+	return DropNone
 }
 
 // accept counts pkt, from p at from, as received and queues it for

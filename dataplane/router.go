@@ -156,7 +156,8 @@ func (o *Outbound) forwardOne(pkt []byte, now int64) int {
 		o.r.sendICMP(&o.icmp, now)
 	}
 	buf := o.icmp.next()
-	v := o.r.forward(pkt, o.eps, buf, now)
+	var v verdict
+	o.r.forward(&v, pkt, o.eps, buf, now)
 	o.icmp.add(buf, v.icmp)
 	if v.reason != DropNone {
 		o.r.drop(v.reason, v.dropInfo, now)
@@ -205,7 +206,8 @@ func (in *Inbound) admitOne(pkt []byte, now batchTime) {
 		in.r.drop(DropTooShort, dropInfo{}, now.mono)
 		return
 	}
-	why, d := in.r.admit(pkt, nil)
+	var d dropInfo
+	why := in.r.admit(&d, pkt, nil)
 	switch {
 	case why != DropNone:
 		in.r.drop(why, d, now.mono)

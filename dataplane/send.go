@@ -68,7 +68,8 @@ func (e *Engine) encapBatch(s *captureState, n int) {
 // encapOne queues one captured packet for sending, or counts its drop.
 func (e *Engine) encapOne(s *captureState, pkt []byte, eps *endpoints, now int64) {
 	buf := s.icmp.next()
-	v := e.r.forward(pkt, eps, buf, now)
+	var v verdict
+	e.r.forward(&v, pkt, eps, buf, now)
 	s.icmp.add(buf, v.icmp)
 	if v.reason != DropNone {
 		e.r.drop(v.reason, v.dropInfo, now)
@@ -85,39 +86,44 @@ type verdict struct {
 	icmp     int        // length of the ICMP error written, 0 if none
 }
 
-// forward routes one captured packet; see verdict. An ICMP error, when
-// due, is written to icmpBuf (icmpBufLen bytes; icmpMaxLen suffice for
-// IPv4, IPv6 errors need icmpv6MaxLen and are not generated without).
-func (r *Router) forward(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) verdict {
+// forward routes one captured packet and sets v to the outcome (see
+// verdict). An ICMP error, when due, is written to icmpBuf (icmpBufLen
+// bytes; icmpMaxLen suffice for IPv4, IPv6 errors need icmpv6MaxLen and
+// are not generated without). The verdict is filled in place, not
+// returned: a large result passed up through the dispatch was copied
+// twice per packet, at a cost that varied with the callers' stack layout.
+func (r *Router) forward(v *verdict, pkt []byte, eps *endpoints, icmpBuf []byte, now int64) {
+	*v = verdict{}
 	if len(pkt) == 0 {
-		return verdict{reason: DropTooShort}
+		v.reason = DropTooShort
+		return
 	}
 	switch pkt[0] >> 4 {
 	case 4:
-		return r.forward4(pkt, eps, icmpBuf, now)
+		r.forward4(v, pkt, eps, icmpBuf, now)
 	case 6:
-		return r.forward6(pkt, eps, icmpBuf, now)
+		r.forward6(v, pkt, eps, icmpBuf, now)
 	default:
-		return verdict{reason: DropNotIPv4}
+		v.reason = DropNotIPv4
 	}
 }
 
-// forward4 is forward for IPv4.
-func (r *Router) forward4(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) verdict {
+// forward4 is forward for IPv4, v zeroed.
+func (r *Router) forward4(v *verdict, pkt []byte, eps *endpoints, icmpBuf []byte, now int64) {
 	h, why := parseIPv4(pkt)
 	if why != DropNone {
-		return verdict{reason: why}
+		v.reason = why
+		return
 	}
 	pkt = pkt[:h.TotalLen] // drop link-layer padding (short Ethernet frames)
-	v := verdict{dropInfo: dropInfo{src: h.Src, dst: h.Dst}}
-	if !r.routeTo(&v, h.Dst, eps) {
-		return v
+	v.src, v.dst = h.Src, h.Dst
+	if !r.routeTo(v, h.Dst, eps) {
+		return
 	}
 	if v.reason, v.icmp = r.hopChecks4(pkt, &h, v.peer, v.addr, icmpBuf, now); v.reason == DropNone {
 		header.DecrementTTL(pkt)
 		v.pkt = pkt
 	}
-	return v
 }
 
 // routeTo picks the peer for dst by longest prefix match and its current
@@ -170,23 +176,24 @@ func (r *Router) icmpError(buf, pkt []byte, h *header.IPv4, typ, code uint8, mtu
 	return buildICMPv4Error(buf, r.icmpSrc, pkt, typ, code, mtu)
 }
 
-// forward6 is forward for IPv6: the same route, endpoint and router-hop
-// steps as forward4, with the hop limit for the TTL and ICMPv6 errors.
-func (r *Router) forward6(pkt []byte, eps *endpoints, icmpBuf []byte, now int64) verdict {
+// forward6 is forward for IPv6, v zeroed: the same route, endpoint and
+// router-hop steps as forward4, with the hop limit for the TTL and ICMPv6
+// errors.
+func (r *Router) forward6(v *verdict, pkt []byte, eps *endpoints, icmpBuf []byte, now int64) {
 	h, why := parseIPv6(pkt)
 	if why != DropNone {
-		return verdict{reason: why}
+		v.reason = why
+		return
 	}
 	pkt = pkt[:h.TotalLen] // drop link-layer padding
-	v := verdict{dropInfo: dropInfo{src: h.Src, dst: h.Dst}}
-	if !r.routeTo(&v, h.Dst, eps) {
-		return v
+	v.src, v.dst = h.Src, h.Dst
+	if !r.routeTo(v, h.Dst, eps) {
+		return
 	}
 	if v.reason, v.icmp = r.hopChecks6(pkt, &h, v.peer, v.addr, icmpBuf, now); v.reason == DropNone {
 		header.DecrementHopLimit(pkt)
 		v.pkt = pkt
 	}
-	return v
 }
 
 // hopChecks6 applies the rules of an IPv6 router hop before a packet enters
