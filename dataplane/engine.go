@@ -28,7 +28,7 @@ type PeerConfig struct {
 	PathMTU int
 }
 
-// Config configures an Engine.
+// Config configures an Engine, or a Router of its own (NewRouter).
 type Config struct {
 	Peers []PeerConfig
 	// LocalPrefixes are the networks behind this gateway: the only
@@ -119,7 +119,8 @@ func New(cfg Config, c Capture, t Transport, inj Injector) (*Engine, error) {
 }
 
 // Run moves packets until ctx is done (then it returns nil) or until an
-// I/O object fails (then it returns that error). Either way it closes the
+// I/O object fails (then it returns that error; a capture error wrapping
+// ErrInterfaceDown is not a failure). Either way it closes the
 // three I/O objects, which unblocks the reads, and waits for its
 // goroutines before returning. Run may be called only once.
 func (e *Engine) Run(ctx context.Context) error {
