@@ -5,10 +5,10 @@ import (
 	"os"
 	"sync"
 
-	"tunnel-agent/dataplane"
-
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"tunnel-agent/dataplane"
 )
 
 // wgTUN is the tun.Device wireguard-go reads plaintext packets from and

@@ -35,11 +35,11 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"tunnel-agent/dataplane"
-
 	"golang.org/x/crypto/curve25519"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
+
+	"tunnel-agent/dataplane"
 )
 
 // Key is a Curve25519 key or a preshared key, 32 raw bytes.
