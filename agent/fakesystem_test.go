@@ -17,6 +17,7 @@ import (
 
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
 	"tunnel-agent/dataplane/dptest"
 	"tunnel-agent/netcfg"
 	"tunnel-agent/netcfg/netcfgtest"
@@ -248,7 +249,7 @@ func (t fakeTransport) status() *TransportStatus {
 	return &TransportStatus{Truncated: t.Dropped.Load()}
 }
 
-func (f *fakeSystem) openCapture(lan string, prefixes []netip.Prefix, _ dataplane.CaptureOptions) (lanCapture, error) {
+func (f *fakeSystem) openCapture(lan string, prefixes []netip.Prefix, _ afpacket.Options) (lanCapture, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.opens++

@@ -2,7 +2,7 @@ package agent
 
 // The dataplane checks every packet from the tunnel against the LAN
 // interface's MTU before injecting it (fragmenting it, or answering it
-// with ICMP through the tunnel: dataplane/engine_lanmtu.go). It holds the
+// with ICMP through the tunnel: dataplane/lanmtu.go). It holds the
 // value; the agent reads it when it configures the engine and hands it
 // any change the host watcher sees, so no packet costs a syscall.
 

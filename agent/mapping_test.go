@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"tunnel-agent/agent/config"
-	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
 	"tunnel-agent/netcfg"
 )
 
@@ -74,7 +74,7 @@ func TestICMPSource6(t *testing.T) {
 
 func TestCaptureOptions(t *testing.T) {
 	for mode, ring := range map[config.CaptureMode]bool{config.CaptureSocket: false, config.CaptureRing: true} {
-		if got := captureOptions(&config.Config{LAN: config.LAN{Capture: mode}}); got != (dataplane.CaptureOptions{Ring: ring}) {
+		if got := captureOptions(&config.Config{LAN: config.LAN{Capture: mode}}); got != (afpacket.Options{Ring: ring}) {
 			t.Errorf("lan.capture %q: options %+v", mode, got)
 		}
 	}

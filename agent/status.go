@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/wireguard"
 	"tunnel-agent/internal/fstrust"
 )
 
@@ -40,7 +41,7 @@ type Status struct {
 	CaptureRebindFailing  bool            `json:"capture_rebind_failing,omitempty"`
 	Dataplane             dataplane.Stats `json:"dataplane"`
 	// WireGuard is set in wireguard mode (status_wireguard.go).
-	WireGuard *dataplane.WireGuardStats `json:"wireguard,omitempty"`
+	WireGuard *wireguard.Stats `json:"wireguard,omitempty"`
 	// Transport is the tunnel socket's counters in plain mode
 	// (status_transport.go).
 	Transport *TransportStatus `json:"transport,omitempty"`

@@ -5,12 +5,12 @@ import (
 	"io"
 	"time"
 
-	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/wireguard"
 )
 
 // printWireGuard prints the WireGuard side as `wg show` does, plus what
 // WireGuard refused.
-func printWireGuard(w io.Writer, st *dataplane.WireGuardStats, now time.Time) {
+func printWireGuard(w io.Writer, st *wireguard.Stats, now time.Time) {
 	fmt.Fprintf(w, "wireguard: public key %s, listening port %d\n", st.PublicKey, st.ListenPort)
 	for _, p := range st.Peers {
 		fmt.Fprintf(w, "  peer %s (%s)\n", p.PublicKey, p.Name)

@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/wireguard"
 )
 
 func TestPrintWireGuardLikeWgShow(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	st := &dataplane.WireGuardStats{PublicKey: "PUB=", ListenPort: 51820, TransportRejected: 3, Peers: []dataplane.WireGuardPeerStats{{
+	st := &wireguard.Stats{PublicKey: "PUB=", ListenPort: 51820, TransportRejected: 3, Peers: []wireguard.PeerStats{{
 		Name: "client", PublicKey: "PEER=", Endpoint: netip.MustParseAddrPort("198.18.0.1:61000"),
 		LastHandshake: now.Add(-7 * time.Second), RxBytes: 1536, TxBytes: 3 << 20, Keepalive: 25 * time.Second,
 	}}}

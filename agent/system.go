@@ -8,6 +8,7 @@ import (
 
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
 	"tunnel-agent/netcfg"
 )
 
@@ -63,7 +64,7 @@ type namespaceReader interface {
 // plainIO opens the packet paths of plain mode (tunnel_plain.go); the
 // capture and injection serve wireguard mode too.
 type plainIO interface {
-	openCapture(lan string, prefixes []netip.Prefix, opt dataplane.CaptureOptions) (lanCapture, error)
+	openCapture(lan string, prefixes []netip.Prefix, opt afpacket.Options) (lanCapture, error)
 	openInjector() (dataplane.Injector, error)
 	listenUDP(addr netip.AddrPort) (tunnelTransport, error)
 	// pathMTU is the kernel's path MTU towards dst.

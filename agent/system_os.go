@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/vishvananda/netlink"
@@ -16,6 +17,9 @@ import (
 
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
+	"tunnel-agent/dataplane/rawip"
+	"tunnel-agent/dataplane/udp"
 	"tunnel-agent/netcfg"
 )
 
@@ -156,8 +160,8 @@ func (osSystem) linkAddrs(name string) ([]netip.Prefix, error) {
 
 // ---- Plain mode's packet paths ----
 
-func (osSystem) openCapture(lan string, prefixes []netip.Prefix, opt dataplane.CaptureOptions) (lanCapture, error) {
-	c, err := dataplane.OpenCaptureWith(lan, prefixes, opt)
+func (osSystem) openCapture(lan string, prefixes []netip.Prefix, opt afpacket.Options) (lanCapture, error) {
+	c, err := afpacket.Open(lan, prefixes, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +169,7 @@ func (osSystem) openCapture(lan string, prefixes []netip.Prefix, opt dataplane.C
 }
 
 func (osSystem) openInjector() (dataplane.Injector, error) {
-	inj, err := dataplane.OpenInjector()
+	inj, err := rawip.Open()
 	if err != nil {
 		return nil, err
 	}
@@ -173,17 +177,26 @@ func (osSystem) openInjector() (dataplane.Injector, error) {
 }
 
 func (osSystem) listenUDP(addr netip.AddrPort) (tunnelTransport, error) {
-	t, err := dataplane.ListenUDP(addr)
+	t, err := udp.Listen(addr, udpOptions())
 	if err != nil {
 		return nil, err
 	}
 	return udpTransport{t}, nil
 }
 
-func (osSystem) pathMTU(dst netip.Addr) (int, error) { return dataplane.PathMTU(dst) }
+func (osSystem) pathMTU(dst netip.Addr) (int, error) { return udp.PathMTU(dst) }
+
+// udpOptions are the tunnel socket's: UDP_GRO unless the environment
+// variable TUNNEL_AGENT_UDP_GRO holds a false value as strconv.ParseBool
+// reads it ("0", "false"), a switch for measuring (docs/operations.md).
+// It is read when the socket is opened, not at package load.
+func udpOptions() udp.Options {
+	gro, err := strconv.ParseBool(os.Getenv("TUNNEL_AGENT_UDP_GRO"))
+	return udp.Options{DisableGRO: err == nil && !gro}
+}
 
 // packetCapture is the AF_PACKET capture, with its counters.
-type packetCapture struct{ *dataplane.PacketCapture }
+type packetCapture struct{ *afpacket.Capture }
 
 func (c packetCapture) counters() captureCounters {
 	return captureCounters{truncated: c.Truncated(), gsoDropped: c.GSODropped(), kernelDrops: c.KernelStats().Drops,
@@ -191,7 +204,7 @@ func (c packetCapture) counters() captureCounters {
 }
 
 // udpTransport is the UDP socket, with its counters.
-type udpTransport struct{ *dataplane.UDPTransport }
+type udpTransport struct{ *udp.Transport }
 
 func (t udpTransport) status() *TransportStatus {
 	g := t.GROStats()

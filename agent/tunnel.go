@@ -8,6 +8,7 @@ import (
 
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
 )
 
 // tunnel is the dataplane of a running site: it moves packets between
@@ -166,8 +167,8 @@ func icmpSource6(lanAddrs []netip.Prefix) netip.Addr {
 
 // captureOptions maps lan.capture onto the dataplane's capture options
 // (the ring with its default geometry).
-func captureOptions(cfg *config.Config) dataplane.CaptureOptions {
-	return dataplane.CaptureOptions{Ring: cfg.LAN.Capture == config.CaptureRing}
+func captureOptions(cfg *config.Config) afpacket.Options {
+	return afpacket.Options{Ring: cfg.LAN.Capture == config.CaptureRing}
 }
 
 func peerPrefixes(cfg *config.Config) []netip.Prefix {

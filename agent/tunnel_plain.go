@@ -10,6 +10,7 @@ import (
 
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
 )
 
 // plainTunnel is plain mode: the engine between the capture on the LAN
@@ -19,7 +20,7 @@ type plainTunnel struct {
 	eng       *dataplane.Engine
 	io        plainIO
 	lan       string
-	opt       dataplane.CaptureOptions
+	opt       afpacket.Options
 	transport tunnelTransport
 	log       *slog.Logger
 

@@ -9,6 +9,7 @@ import (
 
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/wireguard"
 )
 
 // runWireGuard is runTunnel in wireguard mode: the same capture and
@@ -20,7 +21,7 @@ func runWireGuard(ctx context.Context, cfg *config.Config, dcfg dataplane.Config
 	if err != nil {
 		return err
 	}
-	w, err := dataplane.NewWireGuard(wireGuardConfig(cfg, dcfg), capture, injector)
+	w, err := wireguard.New(wireGuardConfig(cfg, dcfg), capture, injector)
 	if err != nil {
 		capture.Close()
 		injector.Close()
@@ -38,7 +39,7 @@ func runWireGuard(ctx context.Context, cfg *config.Config, dcfg dataplane.Config
 // runs (reload, re-resolution, capture re-binds, LAN MTU changes) is not
 // supported yet, so the live site is not given it (runTunnel).
 type wireguardTunnel struct {
-	wg      *dataplane.WireGuard
+	wg      *wireguard.Tunnel
 	capture lanCapture
 	listen  netip.AddrPort // tunnel.listen: its port, before the device binds
 }
@@ -71,11 +72,11 @@ func (t *wireguardTunnel) status() Status {
 }
 
 // wireGuardConfig adds the keys to the LAN-side configuration.
-func wireGuardConfig(cfg *config.Config, dcfg dataplane.Config) dataplane.WireGuardConfig {
-	wc := dataplane.WireGuardConfig{LAN: dcfg, PrivateKey: dataplane.WireGuardKey(cfg.Tunnel.WireGuard.PrivateKey), ListenPort: cfg.Tunnel.Listen.Port()}
+func wireGuardConfig(cfg *config.Config, dcfg dataplane.Config) wireguard.Config {
+	wc := wireguard.Config{LAN: dcfg, PrivateKey: wireguard.Key(cfg.Tunnel.WireGuard.PrivateKey), ListenPort: cfg.Tunnel.Listen.Port()}
 	for _, p := range cfg.Tunnel.Peers {
-		wc.PeerKeys = append(wc.PeerKeys, dataplane.WireGuardPeerKeys{Public: dataplane.WireGuardKey(p.WireGuard.PublicKey),
-			Preshared: dataplane.WireGuardKey(p.WireGuard.PresharedKey)})
+		wc.PeerKeys = append(wc.PeerKeys, wireguard.PeerKeys{Public: wireguard.Key(p.WireGuard.PublicKey),
+			Preshared: wireguard.Key(p.WireGuard.PresharedKey)})
 	}
 	return wc
 }

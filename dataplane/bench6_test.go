@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"testing"
+
+	"tunnel-agent/dataplane/dptest"
 )
 
 // BenchmarkCapture6 is BenchmarkCapture for the IPv6 ping (104 bytes):
@@ -15,7 +17,7 @@ func BenchmarkCapture6(b *testing.B) {
 		bc.run()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*DefaultBatchSize), "ns/pkt")
-	if bc.e.peers[0].ctr.txPackets.Load() == 0 {
+	if bc.e.r.peers[0].ctr.txPackets.Load() == 0 {
 		b.Fatal("nothing forwarded")
 	}
 }
@@ -34,7 +36,7 @@ func BenchmarkTransport6(b *testing.B) {
 		bt.run()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*DefaultBatchSize), "ns/pkt")
-	if bt.e.peers[0].ctr.rxPackets.Load() == 0 {
+	if bt.e.r.peers[0].ctr.rxPackets.Load() == 0 {
 		b.Fatal("nothing accepted")
 	}
 }
@@ -45,7 +47,7 @@ func BenchmarkRelay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e.transport, e.injector = nullTransport{}, nullInjector{}
+	e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 	pkt := relayPacket()
 	s := newTransportState(DefaultBatchSize)
 	for i := range DefaultBatchSize {

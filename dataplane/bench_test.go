@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+
+	"tunnel-agent/dataplane/dptest"
 )
 
-// nullTransport and nullInjector accept everything, so benchmarks measure
-// the engine alone.
+// nullTransport (and dptest.Discard) accept everything, so benchmarks
+// measure the engine alone.
 type nullTransport struct{}
 
 func (nullTransport) ReadBatch([][]byte, []int, []netip.AddrPort) (int, error) { select {} }
@@ -15,15 +17,10 @@ func (nullTransport) WriteBatch(b [][]byte, _ []netip.AddrPort) (int, error)   {
 func (nullTransport) LocalAddr() netip.AddrPort                                { return netip.AddrPort{} }
 func (nullTransport) Close() error                                             { return nil }
 
-type nullInjector struct{}
-
-func (nullInjector) WriteBatch(p [][]byte) (int, error) { return len(p), nil }
-func (nullInjector) Close() error                       { return nil }
-
 // benchEngine is the fuzz configuration with null I/O.
 func benchEngine(tb testing.TB) *Engine {
 	e := newFuzzEngine(tb)
-	e.transport, e.injector = nullTransport{}, nullInjector{}
+	e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 	return e
 }
 
@@ -80,7 +77,7 @@ func BenchmarkCapture(b *testing.B) {
 		bc.run()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*DefaultBatchSize), "ns/pkt")
-	if bc.e.peers[0].ctr.txPackets.Load() == 0 {
+	if bc.e.r.peers[0].ctr.txPackets.Load() == 0 {
 		b.Fatal("nothing forwarded")
 	}
 }
@@ -94,7 +91,7 @@ func BenchmarkTransport(b *testing.B) {
 		bt.run()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*DefaultBatchSize), "ns/pkt")
-	if bt.e.peers[0].ctr.rxPackets.Load() == 0 {
+	if bt.e.r.peers[0].ctr.rxPackets.Load() == 0 {
 		b.Fatal("nothing accepted")
 	}
 }

@@ -1,45 +1,3 @@
-// The Engine is one end of a site-to-site L3 tunnel without a tunnel
-// interface ("plain" mode: the UDP payload is the inner IP packet from its
-// header on, nothing added). It runs three goroutines:
-//
-// LAN→tunnel (capture goroutine, engine_capture.go):
-//
-//	Capture.ReadBatch → dispatch on the version nibble → parse and check
-//	the IPv4 header (IPv6: the fixed header and the extension header
-//	chain, engine_ipv6.go), trim link-layer padding → longest prefix match
-//	of the destination over all peers' prefixes → the peer's current
-//	endpoint → act as a router hop: TTL <= 1 answers ICMP time exceeded, a
-//	DF packet too big for the peer's path MTU answers ICMP fragmentation
-//	needed, otherwise TTL-1 with an incremental checksum fix (IPv6: hop
-//	limit, and every packet too big answers ICMPv6 packet too big) →
-//	Transport.WriteBatch. ICMP errors go back to the LAN through the
-//	Injector.
-//
-// tunnel→LAN (transport goroutine, engine_transport.go):
-//
-//	Transport.ReadBatch → sender address → peer (endpoint snapshot, one
-//	atomic load per batch) → keepalive (version nibble 0 and its magic,
-//	or zero length from older agents): count it, answer a request,
-//	learn a peer named by its prefixes (keepalive.go) → parse the inner IPv4
-//	or IPv6 header, total length must equal the datagram length → the
-//	inner source must route back to the sending peer (or the packet is an
-//	ICMP error about one of ours sent to that peer) and the inner
-//	destination must be local → (learn the endpoint of a peer configured
-//	without one) → a packet larger than the LAN MTU is fragmented (IPv4,
-//	DF clear) or answered through the tunnel with fragmentation needed /
-//	packet too big (engine_lanmtu.go) → Injector.WriteBatch. No TTL
-//	decrement here: the sending gateway did it. With Config.Relay a
-//	destination in another peer's prefixes is sent on to that peer instead
-//	(engine_relay.go).
-//
-// keepalive goroutine (engine_keepalive.go): a keepalive request to each
-// configured endpoint every Keepalive, so NAT and firewall state on the
-// path stays open, a learning far end finds us (also after it restarted)
-// and its reply tells us it is alive.
-//
-// Per packet the path neither allocates nor locks: buffers are
-// preallocated per goroutine, lookups are bart tables built once in New,
-// counters are atomics, and drops are logged through per-reason limiters.
 package dataplane
 
 import (
@@ -70,7 +28,7 @@ type PeerConfig struct {
 	PathMTU int
 }
 
-// Config configures an Engine.
+// Config configures an Engine, or a Router of its own (NewRouter).
 type Config struct {
 	Peers []PeerConfig
 	// LocalPrefixes are the networks behind this gateway: the only
@@ -86,7 +44,7 @@ type Config struct {
 	// LANMTU is the MTU of the LAN interface, by which the packets from the
 	// tunnel leave once injected; 0 disables the check. A larger packet is
 	// fragmented (IPv4, DF clear) or answered through the tunnel with ICMP
-	// fragmentation needed / ICMPv6 packet too big (engine_lanmtu.go).
+	// fragmentation needed / ICMPv6 packet too big (lanmtu.go).
 	// SetLANMTU changes it while the engine runs.
 	LANMTU int
 	// LANPrefixes are the LAN interface's own subnets (its addresses with
@@ -96,7 +54,7 @@ type Config struct {
 	// Relay makes this gateway a hub: a packet from one peer whose
 	// destination is not local but lies in another peer's prefixes is sent
 	// on to that peer instead of being dropped as dst_not_allowed (the
-	// source check still applies). See engine_relay.go.
+	// source check still applies). See relay.go.
 	Relay bool
 	// Logger receives rate-limited drop and endpoint logs; nil discards.
 	Logger *slog.Logger
@@ -108,36 +66,25 @@ type Config struct {
 // Engine moves packets between a Capture/Injector pair and a Transport.
 // Create it with New and start it with Run.
 type Engine struct {
-	peers    []peer
-	routes   *peerTable // peer prefixes, both directions
-	local    *prefixSet
-	notHosts notHosts     // local broadcast and anycast addresses (icmp.go)
-	lanMTU   atomic.Int64 // Config.LANMTU, SetLANMTU; read once per batch
-	icmpSrc  netip.Addr
-	icmpSrc6 netip.Addr
-	batch    int
-	learns   bool // some peer learns its endpoint
-	relay    bool // Config.Relay
-	log      *slog.Logger
-	dropLog  [numDropReasons]logSlot
-	ka       keepaliveState // our keepalive messages, peer attribution
+	// r is the LAN side: peers, prefix tables, router-hop and admission
+	// checks, LAN MTU, counters, drop log and the Injector (router.go).
+	// The Engine adds the tunnel side.
+	r      Router
+	learns bool           // some peer learns its endpoint
+	relay  bool           // Config.Relay
+	ka     keepaliveState // our keepalive messages, peer attribution
 
 	eps atomic.Pointer[endpoints]
-	ctr engineCounters
 
 	capture   Capture
 	transport Transport
-	injector  Injector
-	// txMu and injMu serialise writes: the capture and keepalive goroutines
-	// share the Transport, capture (ICMP) and transport goroutines share
-	// the Injector, and the interfaces do not promise concurrency safety.
-	// Each is taken once per batch and is nearly always uncontended.
-	txMu, injMu sync.Mutex
+	// txMu serialises writes to the Transport, which the capture and
+	// keepalive goroutines share and which does not promise concurrency
+	// safety. It is taken once per batch and is nearly always uncontended.
+	txMu sync.Mutex
 
-	epoch      time.Time   // origin of the monotonic times used inside
-	icmpBucket tokenBucket // capture goroutine only
-	started    atomic.Bool
-	rc         reconfState // live reconfiguration, engine_reconfig.go
+	started atomic.Bool
+	rc      reconfState // live reconfiguration, reconfig.go
 }
 
 // peer is a PeerConfig resolved for the hot path, plus its counters.
@@ -167,12 +114,13 @@ func New(cfg Config, c Capture, t Transport, inj Injector) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
-	e.capture, e.transport, e.injector = c, t, inj
+	e.capture, e.transport, e.r.injector = c, t, inj
 	return e, nil
 }
 
 // Run moves packets until ctx is done (then it returns nil) or until an
-// I/O object fails (then it returns that error). Either way it closes the
+// I/O object fails (then it returns that error; a capture error wrapping
+// ErrInterfaceDown is not a failure). Either way it closes the
 // three I/O objects, which unblocks the reads, and waits for its
 // goroutines before returning. Run may be called only once.
 func (e *Engine) Run(ctx context.Context) error {
@@ -205,9 +153,9 @@ func wrapIOErr(what string, err error) error {
 // closeIO closes the three I/O objects. Their errors are only logged: the
 // engine is stopping anyway and the reason it stops matters more.
 func (e *Engine) closeIO() {
-	for _, c := range []interface{ Close() error }{e.takeCapture(), e.transport, e.injector} {
+	for _, c := range []interface{ Close() error }{e.takeCapture(), e.transport, e.r.injector} {
 		if err := c.Close(); err != nil {
-			e.log.Warn("closing dataplane I/O", "err", err)
+			e.r.log.Warn("closing dataplane I/O", "err", err)
 		}
 	}
 }
@@ -217,32 +165,13 @@ func (e *Engine) closeIO() {
 func (e *Engine) Stats() Stats {
 	e.rc.cfgMu.RLock()
 	defer e.rc.cfgMu.RUnlock()
-	eps := e.eps.Load()
-	st := Stats{
-		Peers:                       make([]PeerStats, len(e.peers)),
-		Drops:                       e.ctr.dropsMap(),
-		ICMPSent:                    e.ctr.icmpSent.Load(),
-		ICMPRateLimited:             e.ctr.icmpLimited.Load(),
-		ICMPBadSource:               e.ctr.icmpBadSource.Load(),
-		Fragmented:                  e.ctr.fragmented.Load(),
-		Fragments:                   e.ctr.fragments.Load(),
-		KeepaliveRepliesRateLimited: e.ctr.kaRepliesLimited.Load(),
-	}
-	for i := range e.peers {
-		p := &e.peers[i]
-		ps := p.ctr.snapshot()
-		ps.Name, ps.ConfiguredEndpoint, ps.CurrentEndpoint = p.name, p.configured, eps.cur[i]
-		st.Peers[i] = ps
+	st, eps := e.r.Stats(), e.eps.Load()
+	for i := range st.Peers {
+		st.Peers[i].CurrentEndpoint = eps.cur[i]
 	}
 	return st
 }
 
-// batchTime is the clock read once per batch: wall for "last received"
-// timestamps, mono (ns since New, monotonic) for limiters.
-type batchTime struct{ wall, mono int64 }
-
-// now reads the clock.
-func (e *Engine) now() batchTime {
-	t := time.Now()
-	return batchTime{wall: t.UnixNano(), mono: int64(t.Sub(e.epoch))}
-}
+// SetLANMTU changes the LAN MTU (Config.LANMTU) of a running engine, from
+// the next batch on; safe from any goroutine.
+func (e *Engine) SetLANMTU(mtu int) error { return e.r.SetLANMTU(mtu) }

@@ -7,6 +7,38 @@ import (
 	"tunnel-agent/dataplane/dptest"
 )
 
+var (
+	lanHost  = netip.MustParseAddr("192.168.111.2")
+	farHost  = netip.MustParseAddr("11.11.11.100")
+	tutorial = dptest.EchoRequest(lanHost, farHost, 40, 1, 56) // ping's "56(84) bytes"
+)
+
+// forwardOf runs the capture side's checks on pkt, with ICMP buffer icmp,
+// and returns the verdict.
+func forwardOf(e *Engine, pkt, icmp []byte) verdict {
+	var v verdict
+	e.r.forward(&v, pkt, e.eps.Load(), icmp, 0)
+	return v
+}
+
+// TestEngineCountsWhatCaptureKeeps: the frames the capture's filter keeps
+// whatever their destination so that the engine counts them (afpacket's
+// TestCaptureKeepsMalformed) are dropped as not_ipv4 and too_short.
+func TestEngineCountsWhatCaptureKeeps(t *testing.T) {
+	v5 := dptest.IPv4{Src: lanHost, Dst: netip.MustParseAddr("192.0.2.9"), TTL: 64, Proto: 17}.Marshal(make([]byte, 12))
+	v5[0] = 0x55
+	runt := dptest.IPv4{Src: lanHost, Dst: netip.MustParseAddr("198.19.1.1"), TTL: 64, Proto: 17}.Marshal(nil)[:12]
+	e := newFuzzEngine(t)
+	for i, c := range []struct {
+		pkt  []byte
+		want DropReason
+	}{{v5, DropNotIPv4}, {runt, DropTooShort}} {
+		if v := forwardOf(e, c.pkt, make([]byte, icmpBufLen)); v.reason != c.want {
+			t.Errorf("frame %d: the engine drops it as %v, want %v", i, v.reason, c.want)
+		}
+	}
+}
+
 // TestCaptureSeedOutcomes pins what each capture seed exercises.
 func TestCaptureSeedOutcomes(t *testing.T) {
 	want := map[string]struct {
@@ -22,7 +54,7 @@ func TestCaptureSeedOutcomes(t *testing.T) {
 	}
 	for name, pkt := range captureSeeds() {
 		e := newFuzzEngine(t)
-		v := e.forward(pkt, e.eps.Load(), make([]byte, icmpBufLen), 0)
+		v := forwardOf(e, pkt, make([]byte, icmpBufLen))
 		if w := want[name]; v.reason != w.reason || (v.icmp > 0) != w.icmp {
 			t.Errorf("%s: %v icmp %d, want %v icmp %v", name, v.reason, v.icmp, w.reason, w.icmp)
 		}
@@ -43,8 +75,8 @@ func TestTransportSeedOutcomes(t *testing.T) {
 		e := newFuzzEngine(t)
 		e.receive(newTransportState(1), s.pkt, fuzzSenders[s.sender], e.eps.Load(), batchTime{})
 		got := DropNone
-		for r := range e.ctr.drops {
-			if e.ctr.drops[r].Load() > 0 {
+		for r := range e.r.ctr.drops {
+			if e.r.ctr.drops[r].Load() > 0 {
 				got = DropReason(r)
 			}
 		}
@@ -70,7 +102,7 @@ func TestPathMTUByOuterFamily(t *testing.T) {
 		e := newFuzzEngine(t)
 		h := dptest.IPv4{Src: lanHost, Dst: netip.MustParseAddr(c.dst), Proto: 17, TTL: 9, DF: true}
 		icmp := make([]byte, icmpMaxLen)
-		v := e.forward(h.Marshal(make([]byte, c.size-20)), e.eps.Load(), icmp, 0)
+		v := forwardOf(e, h.Marshal(make([]byte, c.size-20)), icmp)
 		if v.reason != c.want || (v.icmp > 0 && uint16(icmp[26])<<8|uint16(icmp[27]) != c.mtu) {
 			t.Errorf("%s size %d: %v (icmp %d)", c.dst, c.size, v.reason, v.icmp)
 		}
@@ -85,7 +117,7 @@ func TestICMPDisabledWithoutSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := e.forward(captureSeeds()["ttl-expired"], e.eps.Load(), make([]byte, icmpMaxLen), 0)
+	v := forwardOf(e, captureSeeds()["ttl-expired"], make([]byte, icmpMaxLen))
 	if v.reason != DropTTLExpired || v.icmp != 0 {
 		t.Fatalf("%v icmp %d", v.reason, v.icmp)
 	}

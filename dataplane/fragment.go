@@ -1,6 +1,10 @@
 package dataplane
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"tunnel-agent/dataplane/internal/header"
+)
 
 // IPv4 fragmentation (RFC 791 section 3.2, "fragmentation procedure"), for
 // a packet from the tunnel that is larger than the LAN MTU and may be
@@ -42,13 +46,13 @@ type fragPlan struct {
 // h) trimmed to its total length, into fragments of at most mtu bytes. It
 // reports false when the options are malformed (an option running past the
 // header) or the MTU leaves no room for 8 data bytes after a header.
-func planFragments(pkt []byte, h *ipv4Header, mtu int) (fragPlan, bool) {
-	p := fragPlan{hdrLen: h.hdrLen, data: len(pkt) - h.hdrLen, off: int(h.fragOffset()) * 8,
-		mf: h.flagsOff&ipv4FlagMF != 0}
-	if !p.copyOptions(pkt[ipv4MinHeaderLen:h.hdrLen]) {
+func planFragments(pkt []byte, h *header.IPv4, mtu int) (fragPlan, bool) {
+	p := fragPlan{hdrLen: h.HeaderLen, data: len(pkt) - h.HeaderLen, off: int(h.FragOffset()) * 8,
+		mf: h.FlagsOff&header.IPv4FlagMF != 0}
+	if !p.copyOptions(pkt[header.IPv4MinHeaderLen:h.HeaderLen]) {
 		return p, false
 	}
-	p.restLen = ipv4MinHeaderLen + p.nOpts
+	p.restLen = header.IPv4MinHeaderLen + p.nOpts
 	p.first, p.rest = (mtu-p.hdrLen)&^7, (mtu-p.restLen)&^7
 	return p, p.first >= 8 && p.rest >= 8
 }
@@ -104,18 +108,18 @@ func (p *fragPlan) fragment(dst, pkt []byte, i int) int {
 	if i == 0 {
 		copy(dst, pkt[:hl])
 	} else {
-		copy(dst, pkt[:ipv4MinHeaderLen])
-		copy(dst[ipv4MinHeaderLen:], p.opts[:p.nOpts])
+		copy(dst, pkt[:header.IPv4MinHeaderLen])
+		copy(dst[header.IPv4MinHeaderLen:], p.opts[:p.nOpts])
 		dst[0] = 0x40 | byte(hl/4)
 	}
 	copy(dst[hl:], pkt[p.hdrLen+start:p.hdrLen+start+n])
 	flags := uint16((p.off + start) / 8)
 	if !last || p.mf {
-		flags |= ipv4FlagMF
+		flags |= header.IPv4FlagMF
 	}
-	binary.BigEndian.PutUint16(dst[ipv4OffTotalLen:], uint16(hl+n))
-	binary.BigEndian.PutUint16(dst[ipv4OffFrag:], flags)
-	dst[ipv4OffChecksum], dst[ipv4OffChecksum+1] = 0, 0
-	binary.BigEndian.PutUint16(dst[ipv4OffChecksum:], checksum(dst[:hl], 0))
+	binary.BigEndian.PutUint16(dst[header.IPv4OffTotalLen:], uint16(hl+n))
+	binary.BigEndian.PutUint16(dst[header.IPv4OffFrag:], flags)
+	dst[header.IPv4OffChecksum], dst[header.IPv4OffChecksum+1] = 0, 0
+	binary.BigEndian.PutUint16(dst[header.IPv4OffChecksum:], header.Checksum(dst[:hl], 0))
 	return hl + n
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // The IPv6 side of the fuzz configuration (fuzzConfig): this gateway
@@ -67,12 +68,12 @@ func transportSeeds6() map[string]transportSeed {
 // input trimmed to its length, with the hop limit one less.
 func checkForwarded6(t *testing.T, in []byte, v verdict) {
 	h, r := parseIPv6(v.pkt)
-	if r != DropNone || h.totalLen != len(v.pkt) || v.peer == nil || !v.addr.IsValid() {
+	if r != DropNone || h.TotalLen != len(v.pkt) || v.peer == nil || !v.addr.IsValid() {
 		t.Fatalf("forwarded packet invalid: %v %+v", r, h)
 	}
 	want := bytes.Clone(in[:len(v.pkt)])
-	want[ipv6OffHopLimit]--
-	if !bytes.Equal(v.pkt, want) || in[ipv6OffHopLimit] < 2 || len(v.pkt) > max(v.peer.pathMTU-outerOverhead(v.addr), ipv6MinMTU) {
+	want[header.IPv6OffHopLimit]--
+	if !bytes.Equal(v.pkt, want) || in[header.IPv6OffHopLimit] < 2 || len(v.pkt) > max(v.peer.pathMTU-outerOverhead(v.addr), header.IPv6MinMTU) {
 		t.Fatalf("forwarded\n% x\nfrom\n% x", v.pkt, in)
 	}
 }
@@ -80,20 +81,20 @@ func checkForwarded6(t *testing.T, in []byte, v verdict) {
 // checkGenerated6 checks an ICMPv6 error generated about in.
 func checkGenerated6(t *testing.T, in, msg []byte, reason DropReason) {
 	h, r := parseIPv6(msg)
-	if r != DropNone || h.totalLen != len(msg) || len(msg) > icmpv6MaxLen || h.proto != ipv6ProtoICMPv6 {
+	if r != DropNone || h.TotalLen != len(msg) || len(msg) > icmpv6MaxLen || h.Proto != header.ProtoICMPv6 {
 		t.Fatalf("ICMPv6 error invalid: %v % x", r, msg)
 	}
-	if dptest.ICMPv6Checksum(h.src, h.dst, msg[ipv6HeaderLen:]) != 0 {
+	if dptest.ICMPv6Checksum(h.Src, h.Dst, msg[header.IPv6HeaderLen:]) != 0 {
 		t.Fatal("ICMPv6 checksum wrong")
 	}
 	typ := map[DropReason]uint8{DropTTLExpired: icmpv6TypeTimeExceeded, DropTooBig: icmpv6TypePacketTooBig}[reason]
-	if typ == 0 || msg[ipv6HeaderLen] != typ {
-		t.Fatalf("ICMPv6 type %d for %v", msg[ipv6HeaderLen], reason)
+	if typ == 0 || msg[header.IPv6HeaderLen] != typ {
+		t.Fatalf("ICMPv6 type %d for %v", msg[header.IPv6HeaderLen], reason)
 	}
-	if !bytes.HasPrefix(in, msg[48:]) || !bytes.Equal(msg[ipv6OffDst:ipv6OffDst+16], in[ipv6OffSrc:ipv6OffSrc+16]) {
+	if !bytes.HasPrefix(in, msg[48:]) || !bytes.Equal(msg[header.IPv6OffDst:header.IPv6OffDst+16], in[header.IPv6OffSrc:header.IPv6OffSrc+16]) {
 		t.Fatal("ICMPv6 error does not quote the packet or goes elsewhere")
 	}
-	if typ == icmpv6TypePacketTooBig && binary.BigEndian.Uint32(msg[44:]) < ipv6MinMTU {
+	if typ == icmpv6TypePacketTooBig && binary.BigEndian.Uint32(msg[44:]) < header.IPv6MinMTU {
 		t.Fatalf("packet too big announces MTU %d", binary.BigEndian.Uint32(msg[44:]))
 	}
 }
@@ -102,8 +103,8 @@ func checkGenerated6(t *testing.T, in, msg []byte, reason DropReason) {
 func parseAny(pkt []byte) (src, dst netip.Addr, total int, r DropReason) {
 	if len(pkt) > 0 && pkt[0]>>4 == 6 {
 		h, r := parseIPv6(pkt)
-		return h.src, h.dst, h.totalLen, r
+		return h.Src, h.Dst, h.TotalLen, r
 	}
 	h, r := parseIPv4(pkt)
-	return h.src, h.dst, h.totalLen, r
+	return h.Src, h.Dst, h.TotalLen, r
 }

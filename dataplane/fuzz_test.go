@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // fuzzConfig is the tutorial's client side plus a learning peer and a peer
@@ -49,7 +50,7 @@ func FuzzCapture(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e := newFuzzEngine(t)
 		pkt, icmp := bytes.Clone(data), make([]byte, icmpBufLen)
-		v := e.forward(pkt, e.eps.Load(), icmp, 0)
+		v := forwardOf(e, pkt, icmp)
 		if v.reason >= numDropReasons || (v.reason == DropNone) != (v.pkt != nil) {
 			t.Fatalf("verdict %+v", v)
 		}
@@ -69,13 +70,13 @@ func checkForwarded(t *testing.T, in []byte, v verdict) {
 		return
 	}
 	h, r := parseIPv4(v.pkt)
-	if r != DropNone || h.totalLen != len(v.pkt) || v.peer == nil || !v.addr.IsValid() {
+	if r != DropNone || h.TotalLen != len(v.pkt) || v.peer == nil || !v.addr.IsValid() {
 		t.Fatalf("forwarded packet invalid: %v %+v", r, h)
 	}
 	want := bytes.Clone(in[:len(v.pkt)])
-	want[ipv4OffTTL]--
-	copy(want[ipv4OffChecksum:], v.pkt[ipv4OffChecksum:ipv4OffChecksum+2])
-	if !bytes.Equal(v.pkt, want) || in[ipv4OffTTL] < 2 {
+	want[header.IPv4OffTTL]--
+	copy(want[header.IPv4OffChecksum:], v.pkt[header.IPv4OffChecksum:header.IPv4OffChecksum+2])
+	if !bytes.Equal(v.pkt, want) || in[header.IPv4OffTTL] < 2 {
 		t.Fatalf("forwarded\n% x\nfrom\n% x", v.pkt, in)
 	}
 }
@@ -87,7 +88,7 @@ func checkGenerated(t *testing.T, in, msg []byte, reason DropReason) {
 		return
 	}
 	h, r := parseIPv4(msg)
-	if r != DropNone || h.totalLen != len(msg) || len(msg) > icmpMaxLen || checksum(msg[20:], 0) != 0 {
+	if r != DropNone || h.TotalLen != len(msg) || len(msg) > icmpMaxLen || header.Checksum(msg[20:], 0) != 0 {
 		t.Fatalf("ICMP error invalid: %v % x", r, msg)
 	}
 	if reason != DropTTLExpired && reason != DropTooBig {
@@ -169,11 +170,11 @@ func FuzzKeepalive(f *testing.F) {
 // outcomes counts drops and keepalives so far.
 func outcomes(e *Engine) int {
 	n := 0
-	for i := range e.ctr.drops {
-		n += int(e.ctr.drops[i].Load())
+	for i := range e.r.ctr.drops {
+		n += int(e.r.ctr.drops[i].Load())
 	}
-	for i := range e.peers {
-		n += int(e.peers[i].ctr.keepalivesRx.Load())
+	for i := range e.r.peers {
+		n += int(e.r.peers[i].ctr.keepalivesRx.Load())
 	}
 	return n
 }
@@ -184,7 +185,7 @@ func checkAccepted(t *testing.T, e *Engine, in, out []byte, p *peer, eps *endpoi
 	if r != DropNone || !bytes.Equal(in, out) || total != len(in) {
 		t.Fatalf("accepted invalid or modified packet: %v", r)
 	}
-	if pi, owned := e.routes.lookup(src); (!owned || pi != p.idx) && !relatedError(e, out, p) || !e.local.contains(dst) {
+	if pi, owned := e.r.routes.lookup(src); (!owned || pi != p.idx) && !relatedError(e, out, p) || !e.r.local.contains(dst) {
 		t.Fatalf("accepted %v → %v from peer %s", src, dst, p.name)
 	}
 	if eps.cur[p.idx] != from {
@@ -197,10 +198,10 @@ func checkAccepted(t *testing.T, e *Engine, in, out []byte, p *peer, eps *endpoi
 func relatedError(e *Engine, pkt []byte, p *peer) bool {
 	if pkt[0]>>4 == 6 {
 		h, _ := parseIPv6(pkt)
-		return e.relatedError6(pkt, &h, p)
+		return e.r.relatedError6(pkt, &h, p)
 	}
 	h, _ := parseIPv4(pkt)
-	return e.relatedError4(pkt, &h, p)
+	return e.r.relatedError4(pkt, &h, p)
 }
 
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz seed corpora")

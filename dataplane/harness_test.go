@@ -21,6 +21,7 @@ var (
 	_ dataplane.Capture   = (*dptest.Capture)(nil)
 	_ dataplane.Transport = (*dptest.Transport)(nil)
 	_ dataplane.Injector  = (*dptest.Injector)(nil)
+	_ dataplane.Injector  = dptest.Discard{}
 )
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

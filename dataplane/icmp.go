@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"time"
+
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // ICMPv4 error generation (RFC 792, RFC 1812 section 4.3.2).
@@ -18,7 +20,7 @@ const (
 	// as much of the original as fits in 576 bytes, which every IPv4 host
 	// must accept.
 	icmpMaxLen   = 576
-	icmpMaxQuote = icmpMaxLen - ipv4MinHeaderLen - icmpHeaderLen
+	icmpMaxQuote = icmpMaxLen - header.IPv4MinHeaderLen - icmpHeaderLen
 
 	icmpTTL = 64
 	// icmpTOS is precedence "internetwork control", as Linux uses for the
@@ -42,14 +44,14 @@ var icmpInformational = [256]bool{0: true, 8: true, 9: true, 10: true,
 // valid IPv4 packet with header h) under RFC 1812 4.3.2.7: not about a
 // non-first fragment, nor a packet whose source is not one unicast host,
 // nor one sent to a multicast or broadcast address, nor an ICMP error.
-func mayAnswerICMP(pkt []byte, h *ipv4Header) bool {
-	if h.fragOffset() != 0 || !isUnicast4(h.src) || !isUnicast4(h.dst) {
+func mayAnswerICMP(pkt []byte, h *header.IPv4) bool {
+	if h.FragOffset() != 0 || !isUnicast4(h.Src) || !isUnicast4(h.Dst) {
 		return false
 	}
-	if h.proto != ipv4ProtoICMP {
+	if h.Proto != header.ProtoICMP {
 		return true
 	}
-	return len(pkt) > h.hdrLen && icmpInformational[pkt[h.hdrLen]]
+	return len(pkt) > h.HeaderLen && icmpInformational[pkt[h.HeaderLen]]
 }
 
 // isUnicast4 reports whether a names a single IPv4 host: not 0/8 ("this
@@ -94,8 +96,8 @@ func newNotHosts(lists ...[]netip.Prefix) notHosts {
 // isHost reports whether an ICMP error may be addressed to a: one unicast
 // host of its family, and none of the local prefixes' broadcast or anycast
 // addresses.
-func (e *Engine) isHost(a netip.Addr) bool {
-	if _, no := e.notHosts[a]; no {
+func (r *Router) isHost(a netip.Addr) bool {
+	if _, no := r.notHosts[a]; no {
 		return false
 	}
 	if a.Is4() {
@@ -108,12 +110,12 @@ func (e *Engine) isHost(a netip.Addr) bool {
 // addresses taken into account; a packet whose source is not one host is
 // counted (icmp_bad_source), since an error to it would fail or reach
 // many hosts.
-func (e *Engine) mayAnswer4(pkt []byte, h *ipv4Header) bool {
-	if !e.isHost(h.src) {
-		e.ctr.icmpBadSource.Add(1)
+func (r *Router) mayAnswer4(pkt []byte, h *header.IPv4) bool {
+	if !r.isHost(h.Src) {
+		r.ctr.icmpBadSource.Add(1)
 		return false
 	}
-	return e.isHost(h.dst) && mayAnswerICMP(pkt, h)
+	return r.isHost(h.Dst) && mayAnswerICMP(pkt, h)
 }
 
 // buildICMPv4Error writes an ICMP error of type typ and code about orig (a
@@ -123,15 +125,15 @@ func (e *Engine) mayAnswer4(pkt []byte, h *ipv4Header) bool {
 // as fits. mtu fills the next-hop MTU field (RFC 1191); 0 for other types.
 func buildICMPv4Error(dst []byte, src netip.Addr, orig []byte, typ, code uint8, mtu uint16) int {
 	quote := min(len(orig), icmpMaxQuote)
-	n := ipv4MinHeaderLen + icmpHeaderLen + quote
-	putICMPv4Header(dst[:ipv4MinHeaderLen], n, src, orig[ipv4OffSrc:ipv4OffSrc+4])
-	msg := dst[ipv4MinHeaderLen:n]
+	n := header.IPv4MinHeaderLen + icmpHeaderLen + quote
+	putICMPv4Header(dst[:header.IPv4MinHeaderLen], n, src, orig[header.IPv4OffSrc:header.IPv4OffSrc+4])
+	msg := dst[header.IPv4MinHeaderLen:n]
 	msg[0], msg[1] = typ, code
 	binary.BigEndian.PutUint16(msg[2:], 0)
 	binary.BigEndian.PutUint16(msg[4:], 0) // unused
 	binary.BigEndian.PutUint16(msg[6:], mtu)
 	copy(msg[icmpHeaderLen:], orig[:quote])
-	binary.BigEndian.PutUint16(msg[2:], checksum(msg, 0))
+	binary.BigEndian.PutUint16(msg[2:], header.Checksum(msg, 0))
 	return n
 }
 
@@ -139,14 +141,14 @@ func buildICMPv4Error(dst []byte, src netip.Addr, orig []byte, typ, code uint8, 
 // total length n from src to the 4-byte address dst.
 func putICMPv4Header(h []byte, n int, src netip.Addr, dst []byte) {
 	h[0], h[1] = 0x45, icmpTOS
-	binary.BigEndian.PutUint16(h[ipv4OffTotalLen:], uint16(n))
+	binary.BigEndian.PutUint16(h[header.IPv4OffTotalLen:], uint16(n))
 	binary.BigEndian.PutUint32(h[4:], 0) // ID, flags, fragment offset
-	h[ipv4OffTTL], h[ipv4OffProto] = icmpTTL, ipv4ProtoICMP
-	binary.BigEndian.PutUint16(h[ipv4OffChecksum:], 0)
+	h[header.IPv4OffTTL], h[header.IPv4OffProto] = icmpTTL, header.ProtoICMP
+	binary.BigEndian.PutUint16(h[header.IPv4OffChecksum:], 0)
 	s := src.As4()
-	copy(h[ipv4OffSrc:], s[:])
-	copy(h[ipv4OffDst:], dst)
-	binary.BigEndian.PutUint16(h[ipv4OffChecksum:], checksum(h, 0))
+	copy(h[header.IPv4OffSrc:], s[:])
+	copy(h[header.IPv4OffDst:], dst)
+	binary.BigEndian.PutUint16(h[header.IPv4OffChecksum:], header.Checksum(h, 0))
 }
 
 // tokenBucket is a rate limiter in GCRA form: tat is the theoretical

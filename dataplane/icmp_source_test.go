@@ -49,10 +49,10 @@ func TestNoICMPToNonHosts(t *testing.T) {
 		} else {
 			pkt = dptest.UDP6(dptest.IPv6{Src: src, Dst: farHost6, HopLimit: 1}, 1, 2, make([]byte, 8))
 		}
-		v := e.forward(pkt, e.eps.Load(), make([]byte, icmpBufLen), 0)
-		if v.reason != DropTTLExpired || (v.icmp > 0) != c.icmp || (e.ctr.icmpBadSource.Load() == 1) != c.count {
+		v := forwardOf(e, pkt, make([]byte, icmpBufLen))
+		if v.reason != DropTTLExpired || (v.icmp > 0) != c.icmp || (e.r.ctr.icmpBadSource.Load() == 1) != c.count {
 			t.Errorf("source %s: %v, ICMP %d bytes, bad sources counted %d; want ICMP %v, counted %v",
-				c.src, v.reason, v.icmp, e.ctr.icmpBadSource.Load(), c.icmp, c.count)
+				c.src, v.reason, v.icmp, e.r.ctr.icmpBadSource.Load(), c.icmp, c.count)
 		}
 	}
 }
@@ -70,9 +70,9 @@ func TestNoICMPToBroadcastDestination(t *testing.T) {
 		t.Fatal(err)
 	}
 	pkt := dptest.UDP(dptest.IPv4{Src: lanHost, Dst: netip.MustParseAddr("192.168.200.255"), TTL: 1}, 1, 2, nil)
-	v := e.forward(pkt, e.eps.Load(), make([]byte, icmpBufLen), 0)
-	if v.reason != DropTTLExpired || v.icmp != 0 || e.ctr.icmpBadSource.Load() != 0 {
-		t.Errorf("%v, ICMP %d bytes, bad sources %d; want no ICMP, none counted", v.reason, v.icmp, e.ctr.icmpBadSource.Load())
+	v := forwardOf(e, pkt, make([]byte, icmpBufLen))
+	if v.reason != DropTTLExpired || v.icmp != 0 || e.r.ctr.icmpBadSource.Load() != 0 {
+		t.Errorf("%v, ICMP %d bytes, bad sources %d; want no ICMP, none counted", v.reason, v.icmp, e.r.ctr.icmpBadSource.Load())
 	}
 }
 

@@ -58,7 +58,7 @@ func TestBuildFragNeededTruncatesTo576(t *testing.T) {
 // checkICMPValid checks both checksums and that the header parses.
 func checkICMPValid(t *testing.T, msg []byte) {
 	t.Helper()
-	if h, r := parseIPv4(msg); r != DropNone || h.totalLen != len(msg) || h.proto != 1 {
+	if h, r := parseIPv4(msg); r != DropNone || h.TotalLen != len(msg) || h.Proto != 1 {
 		t.Fatalf("ICMP error does not parse: %+v %v", h, r)
 	}
 	if c := dptest.Checksum(msg[20:]); c != 0 {
@@ -105,7 +105,7 @@ func TestMayAnswerICMP(t *testing.T) {
 		if r != DropNone {
 			t.Fatalf("%s: does not parse: %v", c.name, r)
 		}
-		if got := mayAnswerICMP(pkt[:h.totalLen], &h); got != c.want {
+		if got := mayAnswerICMP(pkt[:h.TotalLen], &h); got != c.want {
 			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
 		}
 	}

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // ICMPv6 error generation (RFC 4443).
@@ -13,8 +15,8 @@ const (
 
 	// icmpv6MaxLen bounds an error message: RFC 4443 §2.4(c) asks for as
 	// much of the original as fits without exceeding the IPv6 minimum MTU.
-	icmpv6MaxLen   = ipv6MinMTU
-	icmpv6MaxQuote = icmpv6MaxLen - ipv6HeaderLen - icmpHeaderLen
+	icmpv6MaxLen   = header.IPv6MinMTU
+	icmpv6MaxQuote = icmpv6MaxLen - header.IPv6HeaderLen - icmpHeaderLen
 
 	icmpv6HopLimit = 64
 	// icmpv6InfoMask: ICMPv6 types with the high bit set are informational
@@ -32,25 +34,25 @@ const (
 // host, nor (except packet too big) one sent to a multicast address. Like
 // the IPv4 rule, a non-first fragment is not answered either: it does not
 // say whether it belongs to an ICMPv6 error.
-func mayAnswerICMPv6(pkt []byte, h *ipv6Header, typ uint8) bool {
-	if !h.firstFragment() || !isUnicast6(h.src) {
+func mayAnswerICMPv6(pkt []byte, h *header.IPv6, typ uint8) bool {
+	if !h.FirstFragment() || !isUnicast6(h.Src) {
 		return false
 	}
-	if h.dst.IsMulticast() && typ != icmpv6TypePacketTooBig {
+	if h.Dst.IsMulticast() && typ != icmpv6TypePacketTooBig {
 		return false
 	}
-	if h.proto != ipv6ProtoICMPv6 {
+	if h.Proto != header.ProtoICMPv6 {
 		return true
 	}
-	return h.l4Off < h.totalLen && pkt[h.l4Off]&icmpv6InfoMask != 0
+	return h.L4Off < h.TotalLen && pkt[h.L4Off]&icmpv6InfoMask != 0
 }
 
 // mayAnswer6 is mayAnswerICMPv6 with the local prefixes' anycast
 // addresses taken into account, counting a source that is not one host
 // (see mayAnswer4).
-func (e *Engine) mayAnswer6(pkt []byte, h *ipv6Header, typ uint8) bool {
-	if !e.isHost(h.src) {
-		e.ctr.icmpBadSource.Add(1)
+func (r *Router) mayAnswer6(pkt []byte, h *header.IPv6, typ uint8) bool {
+	if !r.isHost(h.Src) {
+		r.ctr.icmpBadSource.Add(1)
 		return false
 	}
 	return mayAnswerICMPv6(pkt, h, typ)
@@ -69,14 +71,14 @@ func isUnicast6(a netip.Addr) bool {
 // fills the 32-bit field after the checksum (the MTU of a packet too big).
 func buildICMPv6Error(dst []byte, src netip.Addr, orig []byte, typ, code uint8, param uint32) int {
 	quote := min(len(orig), icmpv6MaxQuote)
-	n := ipv6HeaderLen + icmpHeaderLen + quote
-	putICMPv6Header(dst[:ipv6HeaderLen], n-ipv6HeaderLen, src, orig[ipv6OffSrc:ipv6OffSrc+16])
-	msg := dst[ipv6HeaderLen:n]
+	n := header.IPv6HeaderLen + icmpHeaderLen + quote
+	putICMPv6Header(dst[:header.IPv6HeaderLen], n-header.IPv6HeaderLen, src, orig[header.IPv6OffSrc:header.IPv6OffSrc+16])
+	msg := dst[header.IPv6HeaderLen:n]
 	msg[0], msg[1] = typ, code
 	binary.BigEndian.PutUint16(msg[2:], 0)
 	binary.BigEndian.PutUint32(msg[4:], param)
 	copy(msg[icmpHeaderLen:], orig[:quote])
-	binary.BigEndian.PutUint16(msg[2:], checksum(msg, pseudoHeaderSum6(dst[ipv6OffSrc:ipv6OffDst+16], len(msg))))
+	binary.BigEndian.PutUint16(msg[2:], header.Checksum(msg, pseudoHeaderSum6(dst[header.IPv6OffSrc:header.IPv6OffDst+16], len(msg))))
 	return n
 }
 
@@ -84,11 +86,11 @@ func buildICMPv6Error(dst []byte, src netip.Addr, orig []byte, typ, code uint8, 
 // plen bytes of payload from src to the 16-byte address dst.
 func putICMPv6Header(h []byte, plen int, src netip.Addr, dst []byte) {
 	binary.BigEndian.PutUint32(h, 6<<28) // version 6, traffic class 0, flow label 0
-	binary.BigEndian.PutUint16(h[ipv6OffPayloadLen:], uint16(plen))
-	h[ipv6OffNextHeader], h[ipv6OffHopLimit] = ipv6ProtoICMPv6, icmpv6HopLimit
+	binary.BigEndian.PutUint16(h[header.IPv6OffPayloadLen:], uint16(plen))
+	h[header.IPv6OffNextHeader], h[header.IPv6OffHopLimit] = header.ProtoICMPv6, icmpv6HopLimit
 	s := src.As16()
-	copy(h[ipv6OffSrc:], s[:])
-	copy(h[ipv6OffDst:], dst)
+	copy(h[header.IPv6OffSrc:], s[:])
+	copy(h[header.IPv6OffDst:], dst)
 }
 
 // pseudoHeaderSum6 is the partial checksum of the IPv6 pseudo-header
@@ -99,5 +101,5 @@ func pseudoHeaderSum6(addrs []byte, n int) uint32 {
 	for i := 0; i < len(addrs); i += 2 {
 		sum += uint32(binary.BigEndian.Uint16(addrs[i:]))
 	}
-	return sum + uint32(n>>16) + uint32(n&0xffff) + ipv6ProtoICMPv6
+	return sum + uint32(n>>16) + uint32(n&0xffff) + header.ProtoICMPv6
 }

@@ -1,13 +1,15 @@
-// Package dataplane moves IP packets between a LAN interface and a UDP
-// tunnel peer: capture, encapsulation, transport, injection and counters.
-//
-// The packet path talks to the operating system only through the three
-// small interfaces in this file, so that it can run in memory in tests
-// (see package dataplane/dptest) and so that another transport can reuse
-// capture and injection unchanged.
 package dataplane
 
-import "net/netip"
+import (
+	"errors"
+	"net/netip"
+)
+
+// The packet path talks to the operating system only through the three
+// small interfaces in this file, so that it can run in memory in tests
+// (see package dataplane/dptest) and so that another tunnel side can reuse
+// capture and injection unchanged. Their production implementations are
+// afpacket.Capture, udp.Transport and rawip.Injector.
 
 // Capture delivers IP packets seen arriving on the LAN interface, from the
 // IP header on (link-layer header already removed).
@@ -20,6 +22,12 @@ type Capture interface {
 	ReadBatch(bufs [][]byte, sizes []int) (n int, err error)
 	Close() error
 }
+
+// ErrInterfaceDown is wrapped by a Capture's read error when its interface
+// went down (or away) but the capture stays usable: the interface may come
+// back up, or the capture be replaced (Engine.ReplaceCapture). The engine
+// keeps reading after it; any other error stops the engine.
+var ErrInterfaceDown = errors.New("dataplane: capture interface down")
 
 // Transport carries tunnel datagrams to and from peers (UDP in production).
 type Transport interface {

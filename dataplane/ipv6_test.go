@@ -7,79 +7,8 @@ import (
 	"testing"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/header"
 )
-
-// jumbo sets the payload length of pkt to 0, as a jumbogram has it.
-func jumbo(pkt []byte) []byte {
-	binary.BigEndian.PutUint16(pkt[4:], 0)
-	return pkt
-}
-
-func TestParseIPv6(t *testing.T) {
-	base := dptest.IPv6{Src: lanHost6, Dst: farHost6, NextHeader: 17, HopLimit: 9}
-	withExt := func(ext ...dptest.IPv6Ext) dptest.IPv6 { h := base; h.Ext = ext; return h }
-	cases := []struct {
-		name   string
-		pkt    []byte
-		want   DropReason
-		proto  uint8
-		l4Off  int
-		frag   bool
-		firstF bool
-	}{
-		{"plain", base.Marshal(make([]byte, 8)), DropNone, 17, 40, false, true},
-		{"padded", append(base.Marshal(make([]byte, 8)), 0, 0, 0), DropNone, 17, 40, false, true},
-		{"hop-by-hop and dest opts", withExt(dptest.IPv6Ext{Type: 0}, dptest.IPv6Ext{Type: 60, Body: make([]byte, 24)}).Marshal(make([]byte, 8)), DropNone, 17, 40 + 8 + 24, false, true},
-		{"first fragment", withExt(dptest.FragmentHeader(0, true, 1)).Marshal(make([]byte, 8)), DropNone, 17, 48, true, true},
-		{"later fragment", withExt(dptest.FragmentHeader(3, false, 1)).Marshal(make([]byte, 8)), DropNone, 17, 0, true, false},
-		{"routing header", withExt(dptest.IPv6Ext{Type: 43, Body: make([]byte, 24)}).Marshal(nil), DropNone, 17, 64, false, true},
-		{"hop-by-hop not first", withExt(dptest.IPv6Ext{Type: 60}, dptest.IPv6Ext{Type: 0}).Marshal(nil), DropBadHeader, 0, 0, false, true},
-		{"too short", base.Marshal(nil)[:39], DropTooShort, 0, 0, false, true},
-		{"truncated payload", base.Marshal(make([]byte, 8))[:47], DropTooShort, 0, 0, false, true},
-		{"jumbogram", jumbo(withExt(dptest.IPv6Ext{Type: 0}).Marshal(nil)), DropBadHeader, 0, 0, false, true},
-		{"extension past the end", withExt(dptest.IPv6Ext{Type: 60}).Marshal(nil)[:47], DropTooShort, 0, 0, false, true},
-	}
-	// A payload length that cuts an extension header short.
-	cut := withExt(dptest.IPv6Ext{Type: 60, Body: make([]byte, 16)}).Marshal(nil)
-	binary.BigEndian.PutUint16(cut[4:], 8)
-	cases = append(cases, struct {
-		name   string
-		pkt    []byte
-		want   DropReason
-		proto  uint8
-		l4Off  int
-		frag   bool
-		firstF bool
-	}{"extension longer than payload", cut, DropBadHeader, 0, 0, false, true})
-	// A chain longer than ipv6MaxExtHeaders.
-	var long []dptest.IPv6Ext
-	for range ipv6MaxExtHeaders + 1 {
-		long = append(long, dptest.IPv6Ext{Type: 60})
-	}
-	cases = append(cases, struct {
-		name   string
-		pkt    []byte
-		want   DropReason
-		proto  uint8
-		l4Off  int
-		frag   bool
-		firstF bool
-	}{"endless chain", withExt(long...).Marshal(nil), DropBadHeader, 0, 0, false, true})
-	for _, c := range cases {
-		h, r := parseIPv6(c.pkt)
-		if r != c.want {
-			t.Errorf("%s: %v, want %v", c.name, r, c.want)
-			continue
-		}
-		if r != DropNone {
-			continue
-		}
-		if h.proto != c.proto || h.l4Off != c.l4Off || h.fragment != c.frag || h.firstFragment() != c.firstF ||
-			h.src != lanHost6 || h.dst != farHost6 || h.hopLimit != 9 {
-			t.Errorf("%s: %+v", c.name, h)
-		}
-	}
-}
 
 // TestCaptureSeedOutcomes6 pins what each IPv6 capture seed exercises,
 // and the MTU a packet too big announces: the path MTU less 28 bytes
@@ -99,7 +28,7 @@ func TestCaptureSeedOutcomes6(t *testing.T) {
 	for name, pkt := range captureSeeds6() {
 		e := newFuzzEngine(t)
 		icmp := make([]byte, icmpBufLen)
-		v := e.forward(bytes.Clone(pkt), e.eps.Load(), icmp, 0)
+		v := forwardOf(e, bytes.Clone(pkt), icmp)
 		w := want[name]
 		if v.reason != w.reason || (v.icmp > 0) != w.icmp {
 			t.Errorf("%s: %v icmp %d, want %v icmp %v", name, v.reason, v.icmp, w.reason, w.icmp)
@@ -128,8 +57,8 @@ func TestTransportSeedOutcomes6(t *testing.T) {
 		st := newTransportState(1)
 		e.receive(st, s.pkt, fuzzSenders[s.sender], e.eps.Load(), batchTime{})
 		got := DropNone
-		for r := range e.ctr.drops {
-			if e.ctr.drops[r].Load() > 0 {
+		for r := range e.r.ctr.drops {
+			if e.r.ctr.drops[r].Load() > 0 {
 				got = DropReason(r)
 			}
 		}
@@ -151,17 +80,17 @@ func TestPacketTooBigFloor(t *testing.T) {
 	}
 	h := dptest.IPv6{Src: lanHost6, Dst: farHost6, NextHeader: 17, HopLimit: 9}
 	icmp := make([]byte, icmpBufLen)
-	if v := e.forward(h.Marshal(make([]byte, 1280-40)), e.eps.Load(), icmp, 0); v.reason != DropNone {
+	if v := forwardOf(e, h.Marshal(make([]byte, 1280-40)), icmp); v.reason != DropNone {
 		t.Fatalf("1280 bytes: %v", v.reason)
 	}
-	v := e.forward(h.Marshal(make([]byte, 1281-40)), e.eps.Load(), icmp, 0)
+	v := forwardOf(e, h.Marshal(make([]byte, 1281-40)), icmp)
 	if v.reason != DropTooBig || v.icmp == 0 || binary.BigEndian.Uint32(icmp[44:]) != 1280 {
 		t.Fatalf("1281 bytes: %v icmp %d", v.reason, v.icmp)
 	}
 }
 
 func TestMayAnswerICMPv6(t *testing.T) {
-	mk := func(src, dst string, next uint8, payload []byte) ([]byte, ipv6Header) {
+	mk := func(src, dst string, next uint8, payload []byte) ([]byte, header.IPv6) {
 		pkt := dptest.IPv6{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), NextHeader: next, HopLimit: 1}.Marshal(payload)
 		h, r := parseIPv6(pkt)
 		if r != DropNone {
@@ -198,8 +127,8 @@ func TestBuildICMPv6ErrorQuotesAtMost1280(t *testing.T) {
 	orig := dptest.IPv6{Src: lanHost6, Dst: farHost6, NextHeader: 17, HopLimit: 64}.Marshal(make([]byte, 3000))
 	buf := make([]byte, icmpv6MaxLen)
 	n := buildICMPv6Error(buf, gatewayLAN6, orig, icmpv6TypePacketTooBig, 0, 1400)
-	if n != ipv6MinMTU {
-		t.Fatalf("length %d, want %d", n, ipv6MinMTU)
+	if n != header.IPv6MinMTU {
+		t.Fatalf("length %d, want %d", n, header.IPv6MinMTU)
 	}
 	checkGenerated6(t, orig, buf[:n], DropTooBig)
 	if binary.BigEndian.Uint32(buf[44:]) != 1400 {
@@ -214,7 +143,7 @@ func TestICMPv6DisabledWithoutSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := e.forward(captureSeeds6()["v6-hop-expired"], e.eps.Load(), make([]byte, icmpBufLen), 0)
+	v := forwardOf(e, captureSeeds6()["v6-hop-expired"], make([]byte, icmpBufLen))
 	if v.reason != DropTTLExpired || v.icmp != 0 {
 		t.Fatalf("%v icmp %d", v.reason, v.icmp)
 	}

@@ -128,7 +128,7 @@ func TestKeepaliveAttribution(t *testing.T) {
 		pi, ok := e.prefixOwner(pfx(p))
 		got := ""
 		if ok {
-			got = e.peers[pi].name
+			got = e.r.peers[pi].name
 		}
 		if got != want {
 			t.Errorf("%s names %q, want %q", p, got, want)
@@ -207,8 +207,8 @@ func TestKeepaliveReceive(t *testing.T) {
 		if len(s.out) != 0 {
 			t.Errorf("%s: injected", c.name)
 		}
-		for i := range e.peers {
-			p := &e.peers[i]
+		for i := range e.r.peers {
+			p := &e.r.peers[i]
 			counted := p.ctr.keepalivesRx.Load() == 1 && p.ctr.lastRx.Load() == 1
 			if counted != (p.name == c.peer) {
 				t.Errorf("%s: peer %s counted %v", c.name, p.name, counted)
@@ -259,7 +259,7 @@ func TestKeepaliveReplyLimit(t *testing.T) {
 	if got := replies(20, kaReplyInterval); got != 1 {
 		t.Fatalf("%d replies one interval later, want 1", got)
 	}
-	if got := e.ctr.kaRepliesLimited.Load(); got != 34 {
+	if got := e.r.ctr.kaRepliesLimited.Load(); got != 34 {
 		t.Fatalf("%d counted as rate limited, want 34", got)
 	}
 }

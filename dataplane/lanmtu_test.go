@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // reassemble puts IPv4 fragments back together (by offset) and checks what
@@ -18,7 +19,7 @@ import (
 // data and the fragments' headers.
 func reassemble(t *testing.T, orig []byte, frags [][]byte, mtu int) (data []byte, hdrs [][]byte) {
 	t.Helper()
-	origOff := int(binary.BigEndian.Uint16(orig[6:])&ipv4FragOffMask) * 8
+	origOff := int(binary.BigEndian.Uint16(orig[6:])&header.IPv4FragOffMask) * 8
 	origMF := orig[6]&0x20 != 0
 	next := origOff
 	for i, f := range frags {
@@ -26,15 +27,15 @@ func reassemble(t *testing.T, orig []byte, frags [][]byte, mtu int) (data []byte
 		fl := binary.BigEndian.Uint16(f[6:])
 		last := i == len(frags)-1
 		switch {
-		case len(f) > mtu || int(binary.BigEndian.Uint16(f[2:])) != len(f) || checksum(f[:hl], 0) != 0:
+		case len(f) > mtu || int(binary.BigEndian.Uint16(f[2:])) != len(f) || header.Checksum(f[:hl], 0) != 0:
 			t.Fatalf("fragment %d: %d bytes (MTU %d), total length %d, header checksum ok %v", i, len(f), mtu,
-				binary.BigEndian.Uint16(f[2:]), checksum(f[:hl], 0) == 0)
-		case fl&ipv4FlagDF != 0 || !bytes.Equal(f[4:6], orig[4:6]) || !bytes.Equal(f[8:10], orig[8:10]) || !bytes.Equal(f[12:20], orig[12:20]):
+				binary.BigEndian.Uint16(f[2:]), header.Checksum(f[:hl], 0) == 0)
+		case fl&header.IPv4FlagDF != 0 || !bytes.Equal(f[4:6], orig[4:6]) || !bytes.Equal(f[8:10], orig[8:10]) || !bytes.Equal(f[12:20], orig[12:20]):
 			t.Fatalf("fragment %d: DF, ID, TTL, protocol or addresses changed", i)
-		case int(fl&ipv4FragOffMask)*8 != next:
-			t.Fatalf("fragment %d: offset %d, want %d", i, int(fl&ipv4FragOffMask)*8, next)
-		case (fl&ipv4FlagMF != 0) != (!last || origMF):
-			t.Fatalf("fragment %d of %d: MF %v", i, len(frags), fl&ipv4FlagMF != 0)
+		case int(fl&header.IPv4FragOffMask)*8 != next:
+			t.Fatalf("fragment %d: offset %d, want %d", i, int(fl&header.IPv4FragOffMask)*8, next)
+		case (fl&header.IPv4FlagMF != 0) != (!last || origMF):
+			t.Fatalf("fragment %d of %d: MF %v", i, len(frags), fl&header.IPv4FlagMF != 0)
 		case !last && (len(f)-hl)%8 != 0:
 			t.Fatalf("fragment %d: %d data bytes, not a multiple of 8", i, len(f)-hl)
 		}
@@ -69,7 +70,7 @@ func TestFragmentIPv4(t *testing.T) {
 	// bytes), record route (0x07, not copied, 7 bytes), NOP, end: 16 bytes.
 	opts := []byte{1, 0x83, 7, 4, 10, 0, 0, 1, 7, 7, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0}
 	copied := []byte{0x83, 7, 4, 10, 0, 0, 1, 0}
-	h := dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60, ID: 0x1234}
+	h := dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60, ID: 0x1234}
 	for _, c := range []struct {
 		name  string
 		h     dptest.IPv4
@@ -81,13 +82,13 @@ func TestFragmentIPv4(t *testing.T) {
 		{"64 KiB into 1420", h, 65535, 1420, 47},
 		{"exactly two", h, 20 + 2*1400, 1420, 2},
 		{"odd tail", h, 1421, 1420, 2},
-		{"options", dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60, Options: opts}, 3000, 576, 6},
-		{"a first fragment", dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60, MF: true}, 1500, 1000, 2},
-		{"a middle fragment", dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60, MF: true, FragOffset: 185}, 1500, 1000, 2},
-		{"a last fragment", dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60, FragOffset: 370}, 1500, 68, 31},
+		{"options", dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60, Options: opts}, 3000, 576, 6},
+		{"a first fragment", dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60, MF: true}, 1500, 1000, 2},
+		{"a middle fragment", dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60, MF: true, FragOffset: 185}, 1500, 1000, 2},
+		{"a last fragment", dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60, FragOffset: 370}, 1500, 68, 31},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			pkt := dptest.UDP(c.h, 9, 7, pattern(c.size-int(20+len(c.h.Options))-8))
+			pkt := dptest.UDP(c.h, 9, 7, dptest.Pattern(c.size-int(20+len(c.h.Options))-8))
 			frags := fragmentAll(t, pkt, c.mtu)
 			if len(frags) != c.count {
 				t.Errorf("%d fragments, want %d", len(frags), c.count)
@@ -110,7 +111,7 @@ func TestFragmentIPv4(t *testing.T) {
 }
 
 func TestFragmentIPv4Refuses(t *testing.T) {
-	h := dptest.IPv4{Src: farHost4, Dst: lanHost4, TTL: 60}
+	h := dptest.IPv4{Src: farHost, Dst: lanHost, TTL: 60}
 	for name, c := range map[string]struct {
 		opts []byte
 		mtu  int
@@ -121,7 +122,7 @@ func TestFragmentIPv4Refuses(t *testing.T) {
 		"MTU below header+8":     {make([]byte, 40), 67},
 	} {
 		h.Options = c.opts
-		pkt := dptest.UDP(h, 1, 2, pattern(1000))
+		pkt := dptest.UDP(h, 1, 2, dptest.Pattern(1000))
 		hdr, _ := parseIPv4(pkt)
 		if _, ok := planFragments(pkt, &hdr, c.mtu); ok {
 			t.Errorf("%s: planned", name)
@@ -145,7 +146,7 @@ var westEndpoint = netip.MustParseAddrPort("192.0.2.1:60000")
 
 // echo4 is a ping of size bytes from the client to the VPS host.
 func echo4(size int, df bool) []byte {
-	h := dptest.IPv4{Src: lanHost4, Dst: farHost4, Proto: dptest.ProtoICMP, TTL: 63, DF: df, ID: 7}
+	h := dptest.IPv4{Src: lanHost, Dst: farHost, Proto: dptest.ProtoICMP, TTL: 63, DF: df, ID: 7}
 	return h.Marshal(dptest.ICMPEcho(1, 1, size-28))
 }
 
@@ -180,7 +181,7 @@ func TestTooBigForLAN(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := newTransportState(4)
-			s.lan.mtu = int(e.lanMTU.Load())
+			s.lan.mtu = int(e.r.lanMTU.Load())
 			s.relay.reset()
 			in := bytes.Clone(c.pkt)
 			e.receive(s, c.pkt, westEndpoint, e.eps.Load(), batchTime{})
@@ -189,11 +190,11 @@ func TestTooBigForLAN(t *testing.T) {
 			}
 			if c.out > 1 {
 				data, _ := reassemble(t, in, s.out, 1420)
-				if !bytes.Equal(data, in[20:]) || e.ctr.fragmented.Load() != 1 || e.ctr.fragments.Load() != uint64(c.out) {
-					t.Errorf("fragments do not reassemble to the packet, or counted %d/%d", e.ctr.fragmented.Load(), e.ctr.fragments.Load())
+				if !bytes.Equal(data, in[20:]) || e.r.ctr.fragmented.Load() != 1 || e.r.ctr.fragments.Load() != uint64(c.out) {
+					t.Errorf("fragments do not reassemble to the packet, or counted %d/%d", e.r.ctr.fragmented.Load(), e.r.ctr.fragments.Load())
 				}
 			}
-			if rx := e.peers[0].ctr.rxPackets.Load(); rx != uint64(min(c.out, 1)) {
+			if rx := e.r.peers[0].ctr.rxPackets.Load(); rx != uint64(min(c.out, 1)) {
 				t.Errorf("rx %d packets", rx)
 			}
 			checkErrorToPeer(t, s, c.icmpType, c.icmpParam, in)
@@ -238,13 +239,13 @@ func TestTooBigForLANQueueFlushes(t *testing.T) {
 		t.Fatal(err)
 	}
 	inj := dptest.NewInjector()
-	e.injector = inj
+	e.r.injector = inj
 	s := newTransportState(4)
 	for i := range 4 {
 		pkt := echo4(65535, false)
 		binary.BigEndian.PutUint16(pkt[4:], uint16(i)) // ID
 		binary.BigEndian.PutUint16(pkt[10:], 0)
-		binary.BigEndian.PutUint16(pkt[10:], checksum(pkt[:20], 0))
+		binary.BigEndian.PutUint16(pkt[10:], header.Checksum(pkt[:20], 0))
 		s.sizes[i] = copy(s.bufs[i], pkt)
 		s.from[i] = westEndpoint
 	}
@@ -253,8 +254,8 @@ func TestTooBigForLANQueueFlushes(t *testing.T) {
 	for len(inj.Out()) > 0 {
 		got = append(got, <-inj.Out())
 	}
-	if len(got) != 4*47 || e.ctr.fragments.Load() != 4*47 {
-		t.Fatalf("%d fragments injected, %d counted; want %d", len(got), e.ctr.fragments.Load(), 4*47)
+	if len(got) != 4*47 || e.r.ctr.fragments.Load() != 4*47 {
+		t.Fatalf("%d fragments injected, %d counted; want %d", len(got), e.r.ctr.fragments.Load(), 4*47)
 	}
 	for i := range 4 {
 		frags := got[i*47 : (i+1)*47]
@@ -281,8 +282,8 @@ func TestSetLANMTU(t *testing.T) {
 	if _, err := newEngine(cfg); err == nil {
 		t.Error("Config.LANMTU 40 accepted")
 	}
-	if err := e.SetLANMTU(65536); err != nil || e.lanMTU.Load() != 65535 { // loopback's
-		t.Fatalf("SetLANMTU(65536): %v, stored %d", err, e.lanMTU.Load())
+	if err := e.SetLANMTU(65536); err != nil || e.r.lanMTU.Load() != 65535 { // loopback's
+		t.Fatalf("SetLANMTU(65536): %v, stored %d", err, e.r.lanMTU.Load())
 	}
 	if err := e.SetLANMTU(0); err != nil {
 		t.Fatal(err)
@@ -290,7 +291,7 @@ func TestSetLANMTU(t *testing.T) {
 	s := newTransportState(1)
 	s.sizes[0], s.from[0] = copy(s.bufs[0], echo4(1500, true)), westEndpoint
 	inj := dptest.NewInjector()
-	e.injector = inj
+	e.r.injector = inj
 	e.decapBatch(s, 1)
 	if pkt, err := inj.Recv(5 * time.Second); err != nil || len(pkt) != 1500 {
 		t.Fatalf("with no LAN MTU, injected %d bytes (%v); want the whole packet", len(pkt), err)
@@ -312,14 +313,14 @@ func TestRelatedICMPErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := &e.peers[0]
+	server := &e.r.peers[0]
 	gw, gw6 := netip.MustParseAddr("11.11.11.1"), netip.MustParseAddr("fd00:11::1")
 	fragNeeded := func(src, dst netip.Addr, quoted []byte, typ uint8) []byte {
 		buf := make([]byte, icmpBufLen)
 		msg := buf[:buildICMPv4Error(buf, src, quoted, typ, icmpCodeFragNeeded, 1420)]
-		copy(msg[ipv4OffDst:], dst.AsSlice()) // buildICMPv4Error sends it to the quoted source
-		binary.BigEndian.PutUint16(msg[ipv4OffChecksum:], 0)
-		binary.BigEndian.PutUint16(msg[ipv4OffChecksum:], checksum(msg[:20], 0))
+		copy(msg[header.IPv4OffDst:], dst.AsSlice()) // buildICMPv4Error sends it to the quoted source
+		binary.BigEndian.PutUint16(msg[header.IPv4OffChecksum:], 0)
+		binary.BigEndian.PutUint16(msg[header.IPv4OffChecksum:], header.Checksum(msg[:20], 0))
 		return msg
 	}
 	ptb := func(src netip.Addr, quoted []byte, typ uint8) []byte {
@@ -327,29 +328,31 @@ func TestRelatedICMPErrors(t *testing.T) {
 		return buf[:buildICMPv6Error(buf, src, quoted, typ, 0, 1420)]
 	}
 	ours, ours6 := echo4(1472, true), echo6(1500)
-	toOther := dptest.EchoRequest(lanHost4, netip.MustParseAddr("10.9.0.5"), 1, 1, 100)
+	toOther := dptest.EchoRequest(lanHost, netip.MustParseAddr("10.9.0.5"), 1, 1, 100)
 	for _, c := range []struct {
 		name string
 		pkt  []byte
 		want DropReason
 	}{
-		{"frag needed from the VPS's LAN address", fragNeeded(gw, lanHost4, ours, icmpTypeDestUnreachable), DropNone},
-		{"time exceeded", fragNeeded(gw, lanHost4, ours, icmpTypeTimeExceeded), DropNone},
+		{"frag needed from the VPS's LAN address", fragNeeded(gw, lanHost, ours, icmpTypeDestUnreachable), DropNone},
+		{"time exceeded", fragNeeded(gw, lanHost, ours, icmpTypeTimeExceeded), DropNone},
 		{"packet too big over IPv6", ptb(gw6, ours6, icmpv6TypePacketTooBig), DropNone},
-		{"about a packet to another peer", fragNeeded(gw, lanHost4, toOther, icmpTypeDestUnreachable), DropSrcNotAllowed},
-		{"from another peer's address", fragNeeded(netip.MustParseAddr("10.9.0.1"), lanHost4, ours, icmpTypeDestUnreachable), DropSrcNotAllowed},
-		{"not an error (redirect)", fragNeeded(gw, lanHost4, ours, 5), DropSrcNotAllowed},
-		{"an echo request", dptest.EchoRequest(gw, lanHost4, 1, 1, 100), DropSrcNotAllowed},
+		{"about a packet to another peer", fragNeeded(gw, lanHost, toOther, icmpTypeDestUnreachable), DropSrcNotAllowed},
+		{"from another peer's address", fragNeeded(netip.MustParseAddr("10.9.0.1"), lanHost, ours, icmpTypeDestUnreachable), DropSrcNotAllowed},
+		{"not an error (redirect)", fragNeeded(gw, lanHost, ours, 5), DropSrcNotAllowed},
+		{"an echo request", dptest.EchoRequest(gw, lanHost, 1, 1, 100), DropSrcNotAllowed},
 		{"ICMPv6 echo", dptest.EchoRequest6(gw6, netip.MustParseAddr("fd00:111::2"), 1, 1, 100), DropSrcNotAllowed},
-		{"quoting a packet from elsewhere", fragNeeded(gw, lanHost4, dptest.EchoRequest(netip.MustParseAddr("192.168.111.9"), farHost4, 1, 1, 100), icmpTypeDestUnreachable), DropSrcNotAllowed},
+		{"quoting a packet from elsewhere", fragNeeded(gw, lanHost, dptest.EchoRequest(netip.MustParseAddr("192.168.111.9"), farHost, 1, 1, 100), icmpTypeDestUnreachable), DropSrcNotAllowed},
 	} {
-		r, d := e.admit(c.pkt, server)
+		var d dropInfo
+		r := e.r.admit(&d, c.pkt, server)
 		if r != c.want || (r == DropNone && d.peer != server) {
 			t.Errorf("%s: %v (peer %v), want %v", c.name, r, d.peer, c.want)
 		}
 	}
 	// From a learning (unknown) sender nothing is related.
-	if r, _ := e.admit(fragNeeded(gw, lanHost4, ours, icmpTypeDestUnreachable), nil); r != DropSrcNotAllowed {
+	var d dropInfo
+	if r := e.r.admit(&d, fragNeeded(gw, lanHost, ours, icmpTypeDestUnreachable), nil); r != DropSrcNotAllowed {
 		t.Errorf("from an unknown sender: %v", r)
 	}
 }
@@ -364,7 +367,7 @@ func TestLANMTUZeroAllocs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.transport, e.injector = nullTransport{}, nullInjector{}
+		e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 		s := newTransportState(32)
 		run := func() {
 			for i := range 32 {
@@ -376,7 +379,7 @@ func TestLANMTUZeroAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(100, run); n != 0 {
 			t.Errorf("%s: %v allocs per batch", name, n)
 		}
-		if e.ctr.fragmented.Load()+e.ctr.drops[DropTooBigLAN].Load() == 0 {
+		if e.r.ctr.fragmented.Load()+e.r.ctr.drops[DropTooBigLAN].Load() == 0 {
 			t.Errorf("%s: nothing fragmented or answered", name)
 		}
 	}
@@ -390,17 +393,17 @@ func FuzzLANMTU(f *testing.F) {
 	f.Add(echo4(1500, false), uint16(576))
 	f.Add(echo4(1472, true), uint16(1420))
 	f.Add(echo6(1500), uint16(1280))
-	f.Add(dptest.UDP(dptest.IPv4{Src: lanHost4, Dst: farHost4, TTL: 9, Options: []byte{0x83, 7, 4, 10, 0, 0, 1, 1}}, 1, 2, pattern(3000)), uint16(68))
+	f.Add(dptest.UDP(dptest.IPv4{Src: lanHost, Dst: farHost, TTL: 9, Options: []byte{0x83, 7, 4, 10, 0, 0, 1, 1}}, 1, 2, dptest.Pattern(3000)), uint16(68))
 	f.Fuzz(func(t *testing.T, data []byte, mtu uint16) {
 		e, err := newEngine(lanConfig())
 		if err != nil || e.SetLANMTU(int(mtu)) != nil {
 			return
 		}
 		inj := &recordInjector{}
-		e.injector = inj
+		e.r.injector = inj
 		s := newTransportState(1)
 		s.relay.reset()
-		s.lan.mtu = int(e.lanMTU.Load())
+		s.lan.mtu = int(e.r.lanMTU.Load())
 		pkt := bytes.Clone(data)
 		e.receive(s, pkt, westEndpoint, e.eps.Load(), batchTime{})
 		out := append(inj.pkts, s.out...) // injected mid-batch, then still queued

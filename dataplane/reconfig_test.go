@@ -3,6 +3,8 @@ package dataplane_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,6 +114,41 @@ func TestReplaceCapture(t *testing.T) {
 	}
 	if err := west.eng.ReplaceCapture(dptest.NewCapture()); !errors.Is(err, dataplane.ErrStopped) {
 		t.Errorf("ReplaceCapture after stop: %v", err)
+	}
+}
+
+// downOnce is a capture whose first read fails as one does when its
+// interface goes down.
+type downOnce struct {
+	*dptest.Capture
+	failed atomic.Bool
+}
+
+func (d *downOnce) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	if !d.failed.Swap(true) {
+		return 0, fmt.Errorf("read packet lan0: %w", dataplane.ErrInterfaceDown)
+	}
+	return d.Capture.ReadBatch(bufs, sizes)
+}
+
+// TestCaptureInterfaceDown: a read error wrapping ErrInterfaceDown does
+// not stop the engine, which goes on reading the same capture.
+func TestCaptureInterfaceDown(t *testing.T) {
+	checkNoLeaks(t)
+	nw := dptest.NewNetwork()
+	west := startGateway(t, nw, westOuter, westConfig())
+	east := startGateway(t, nw, eastOuter, eastConfig())
+	down := &downOnce{Capture: dptest.NewCapture()}
+	if err := west.eng.ReplaceCapture(down); err != nil {
+		t.Fatal(err)
+	}
+	echo := dptest.EchoRequest(westHost, eastHost, 1, 3, 56)
+	down.Send(echo)
+	if got := recvInjected(t, east); !bytes.Equal(got, forwarded(echo)) {
+		t.Fatalf("east got % x", got)
+	}
+	if !down.failed.Load() {
+		t.Fatal("the capture was never read")
 	}
 }
 

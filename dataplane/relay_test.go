@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/dataplane/internal/header"
 )
 
 // hubConfig: a hub serving a (configured), b (learning) and c (configured,
@@ -86,8 +87,8 @@ func TestRelay(t *testing.T) {
 
 // droppedAs is the one drop reason counted so far, or DropNone.
 func droppedAs(e *Engine) DropReason {
-	for r := range e.ctr.drops {
-		if e.ctr.drops[r].Load() > 0 {
+	for r := range e.r.ctr.drops {
+		if e.r.ctr.drops[r].Load() > 0 {
 			return DropReason(r)
 		}
 	}
@@ -99,12 +100,12 @@ func droppedAs(e *Engine) DropReason {
 func checkRelayed(t *testing.T, name string, in, out []byte) {
 	t.Helper()
 	if in[0]>>4 == 6 {
-		if out[ipv6OffHopLimit] != in[ipv6OffHopLimit]-1 || string(out[8:]) != string(in[8:]) {
+		if out[header.IPv6OffHopLimit] != in[header.IPv6OffHopLimit]-1 || string(out[8:]) != string(in[8:]) {
 			t.Errorf("%s: relayed packet changed beyond the hop limit", name)
 		}
 		return
 	}
-	if _, r := parseIPv4(out); r != DropNone || out[ipv4OffTTL] != in[ipv4OffTTL]-1 || string(out[20:]) != string(in[20:]) {
+	if _, r := parseIPv4(out); r != DropNone || out[header.IPv4OffTTL] != in[header.IPv4OffTTL]-1 || string(out[20:]) != string(in[20:]) {
 		t.Errorf("%s: relayed packet invalid (%v) or changed beyond the TTL", name, r)
 	}
 }
@@ -115,7 +116,7 @@ func TestRelayZeroAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.transport, e.injector = nullTransport{}, nullInjector{}
+	e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 	pkt := relayPacket()
 	s := newTransportState(32)
 	for i := range 32 {
@@ -131,7 +132,7 @@ func TestRelayZeroAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, run); n != 0 {
 		t.Errorf("relay batch: %v allocs", n)
 	}
-	if got := e.peers[2].ctr.txPackets.Load(); got == 0 {
+	if got := e.r.peers[2].ctr.txPackets.Load(); got == 0 {
 		t.Error("nothing relayed to c")
 	}
 }
@@ -171,8 +172,8 @@ func FuzzRelay(f *testing.F) {
 		}
 		out, q := s.relay.bufs[0], s.relay.peer[0]
 		src, dst, total, r := parseAny(out)
-		pi, _ := e.routes.lookup(dst)
-		si, _ := e.routes.lookup(src)
+		pi, _ := e.r.routes.lookup(dst)
+		si, _ := e.r.routes.lookup(src)
 		if r != DropNone || total != len(out) || pi != q.idx || si == q.idx {
 			t.Fatalf("relayed %v -> %v to %s: %v", src, dst, q.name, r)
 		}
@@ -211,7 +212,7 @@ func checkRelayErrorValid(t *testing.T, e *Engine, in, msg []byte, to *peer) {
 	t.Helper()
 	src, dst, total, r := parseAny(msg)
 	isrc, _, _, _ := parseAny(in)
-	if pi, _ := e.routes.lookup(isrc); pi != to.idx {
+	if pi, _ := e.r.routes.lookup(isrc); pi != to.idx {
 		t.Fatalf("ICMP error about a packet from %v to %s", isrc, to.name)
 	}
 	if r != DropNone || total != len(msg) || dst != isrc || (src != hubConfig().ICMPSource && src != hubConfig().ICMPSource6) {

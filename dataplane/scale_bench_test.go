@@ -75,7 +75,7 @@ func BenchmarkPeerLookup(b *testing.B) {
 				b.ReportAllocs()
 				i := 0
 				for b.Loop() {
-					if _, ok := e.routes.lookup(addrs[i&4095]); !ok {
+					if _, ok := e.r.routes.lookup(addrs[i&4095]); !ok {
 						b.Fatal("miss")
 					}
 					i++
@@ -93,7 +93,7 @@ func BenchmarkHubCapture(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e.transport, e.injector = nullTransport{}, nullInjector{}
+	e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 	s := newCaptureState(DefaultBatchSize)
 	addrs := scaleAddrs(DefaultBatchSize, 100000, false)
 	pkts := make([][]byte, DefaultBatchSize)
@@ -115,7 +115,7 @@ func BenchmarkHubCapture(b *testing.B) {
 // BenchmarkHubMemory builds engines of growing size and reports the heap
 // they hold: the LPM table, the per-peer state and the endpoint snapshot;
 // with /learning, peers without endpoints, for which the engine also
-// indexes the prefixes to attribute keepalives (keepalive.go).
+// indexes the prefixes to attribute keepalives (keepalive_msg.go).
 func BenchmarkHubMemory(b *testing.B) {
 	for _, sz := range scaleSizes {
 		for _, learning := range []bool{false, true} {
@@ -172,7 +172,7 @@ func TestHubScaleZeroAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.transport, e.injector = nullTransport{}, nullInjector{}
+	e.transport, e.r.injector = nullTransport{}, dptest.Discard{}
 	s := newCaptureState(8)
 	for i, a := range scaleAddrs(8, 100000, false) {
 		s.sizes[i] = copy(s.bufs[i], dptest.UDP(dptest.IPv4{Src: netip.MustParseAddr("192.168.0.5"), Dst: a, TTL: 255}, 1, 2, nil))

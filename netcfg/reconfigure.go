@@ -6,26 +6,26 @@ import (
 	"net/netip"
 )
 
-// Reconfigure moves the host from old to new, changing only the
+// Reconfigure moves the host from cur to next, changing only the
 // difference, with the journal kept true:
 //
-//   - routes of new are checked first, as Apply does: a host route of
-//     someone else's where new needs one refuses the whole change
+//   - routes of next are checked first, as Apply does: a host route of
+//     someone else's where next needs one refuses the whole change
 //     (*ConflictError), before anything is changed;
 //   - targets (a link's MTU, an address, a route's destination, ...) that
-//     new no longer mentions are reverted now, from their journal entries,
-//     which are then removed; so is a route whose destination stays but
-//     which changes (another gateway): the agent's old route is deleted
-//     before the new one is added, since AddRoute never replaces;
-//   - entries of new that old did not have (a new route, another MTU) are
+//     next no longer mentions are reverted now, from their journal
+//     entries, which are then removed; so is a route whose destination
+//     stays but which changes (another gateway): the agent's old route is
+//     deleted before the new one is added, since AddRoute never replaces;
+//   - entries of next that cur did not have (a new route, another MTU) are
 //     applied as Apply would, appended to the journal, so that Revert
 //     undoes them first and then the older entries for the same target:
 //     the value from before the first Apply is what comes back.
 //
 // Entries in both are left alone. On error it stops and returns it; what
 // it did so far is journaled.
-func Reconfigure(h Host, old, new Desired, j *Journal, log *slog.Logger) error {
-	add, drop, ours := reconfigurePlan(old, new, j)
+func Reconfigure(h Host, cur, next Desired, j *Journal, log *slog.Logger) error {
+	add, drop, ours := reconfigurePlan(cur, next, j)
 	if err := checkRoutes(newView(h), add, ours); err != nil {
 		return err
 	}
@@ -36,27 +36,27 @@ func Reconfigure(h Host, old, new Desired, j *Journal, log *slog.Logger) error {
 }
 
 // CheckReconfigure reports, without changing anything, whether
-// Reconfigure would refuse the move from old to new because of a route
+// Reconfigure would refuse the move from cur to next because of a route
 // (a *ConflictError), so that a caller can refuse a reload before it
 // changes anything else.
-func CheckReconfigure(h Host, old, new Desired, j *Journal) error {
-	add, _, ours := reconfigurePlan(old, new, j)
+func CheckReconfigure(h Host, cur, next Desired, j *Journal) error {
+	add, _, ours := reconfigurePlan(cur, next, j)
 	return checkRoutes(newView(h), add, ours)
 }
 
-// reconfigurePlan returns the entries of new to apply, which journal
+// reconfigurePlan returns the entries of next to apply, which journal
 // entries to drop (revert), and the routes of the journal's that go.
-func reconfigurePlan(old, new Desired, j *Journal) (add []Entry, drop func(*Entry) bool, ours map[target]*RouteSpec) {
-	newEntries := Entries(new)
+func reconfigurePlan(cur, next Desired, j *Journal) (add []Entry, drop func(*Entry) bool, ours map[target]*RouteSpec) {
+	nextEntries := Entries(next)
 	keep := map[reconfigureKey]bool{}
-	for _, e := range newEntries {
+	for _, e := range nextEntries {
 		keep[keyOf(&e)] = true
 	}
 	had := map[string]bool{}
-	for _, e := range Entries(old) {
+	for _, e := range Entries(cur) {
 		had[e.String()] = true
 	}
-	for _, e := range newEntries {
+	for _, e := range nextEntries {
 		if !had[e.String()] {
 			add = append(add, e)
 		}

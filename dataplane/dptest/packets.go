@@ -103,3 +103,12 @@ func UDP(h IPv4, srcPort, dstPort uint16, payload []byte) []byte {
 	h.Proto = ProtoUDP
 	return h.Marshal(u)
 }
+
+// Pattern is n bytes of a recognisable payload.
+func Pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>8)
+	}
+	return b
+}

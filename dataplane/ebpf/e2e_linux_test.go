@@ -12,6 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/afpacket"
+	"tunnel-agent/dataplane/rawip"
+	"tunnel-agent/dataplane/udp"
 	"tunnel-agent/internal/ethfeat"
 	"tunnel-agent/internal/nstest"
 	"tunnel-agent/internal/probe"
@@ -203,17 +206,17 @@ func startUserspace(t testing.TB, s, p *e2eSite, c dataplane.Capture, pathMTU in
 	peers := []dataplane.PeerConfig{{Name: "peer", Endpoint: netip.AddrPortFrom(p.wanAddr, tunnelPort),
 		Prefixes: []netip.Prefix{p.prefix}, PathMTU: pathMTU}}
 	if c == nil {
-		pc, err := dataplane.OpenCaptureWith("lan0", []netip.Prefix{p.prefix}, dataplane.CaptureOptions{})
+		pc, err := afpacket.Open("lan0", []netip.Prefix{p.prefix}, afpacket.Options{})
 		if err != nil {
 			return nil, err
 		}
 		c = pc
 	}
-	tr, err := dataplane.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), tunnelPort))
+	tr, err := udp.Listen(netip.AddrPortFrom(netip.IPv4Unspecified(), tunnelPort), udp.Options{})
 	if err != nil {
 		return nil, err
 	}
-	inj, err := dataplane.OpenInjector()
+	inj, err := rawip.Open()
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,0 @@
-//go:build !linux
-
-package dataplane
-
-func transientCaptureErr(error) bool { return false }

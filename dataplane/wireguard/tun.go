@@ -1,0 +1,106 @@
+package wireguard
+
+import (
+	"errors"
+	"os"
+	"sync"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"tunnel-agent/dataplane"
+)
+
+// wgTUN is the tun.Device wireguard-go reads plaintext packets from and
+// writes them to: our Capture and Injector, with plain mode's LAN-side
+// rules applied by the Router (an Outbound on reads, an Inbound on
+// writes). Per packet it neither allocates nor locks: its slices are
+// allocated once at the largest batch wireguard-go uses.
+type wgTUN struct {
+	lan     *dataplane.Router
+	ctr     *wgCounters
+	capture dataplane.Capture
+	inj     dataplane.Injector
+	mtu     int
+	events  chan tun.Event
+	closed  sync.Once
+
+	// Read side: only wireguard-go's TUN reader goroutine calls Read.
+	sub [][]byte // bufs[i][offset:], the capture's view
+	out *dataplane.Outbound
+
+	// Write side: each peer's receive goroutine calls Write.
+	wrMu sync.Mutex
+	pkts [][]byte // bufs[i][offset:]
+	in   *dataplane.Inbound
+}
+
+// wgMaxBatch bounds the batches wireguard-go hands us: its own bind's
+// batch size, or ours if larger.
+func wgMaxBatch(ours int) int { return max(ours, conn.IdealBatchSize) }
+
+func newWGTUN(lan *dataplane.Router, ctr *wgCounters, c dataplane.Capture, inj dataplane.Injector, mtu int) *wgTUN {
+	n := wgMaxBatch(lan.BatchSize())
+	return &wgTUN{lan: lan, ctr: ctr, capture: c, inj: inj, mtu: mtu, events: make(chan tun.Event, 1),
+		sub: make([][]byte, n), out: dataplane.NewOutbound(lan, n), pkts: make([][]byte, 0, n), in: dataplane.NewInbound(lan, n)}
+}
+
+// Read fills bufs[i][offset:] with captured packets that pass the router
+// hop checks, TTL already decremented. A packet that does not pass gets
+// size 0, which wireguard-go skips; its ICMP error, if due, is injected.
+func (t *wgTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n := min(len(bufs), len(sizes), len(t.sub))
+	for i := range n {
+		t.sub[i] = bufs[i][offset:]
+	}
+	got, err := t.capture.ReadBatch(t.sub[:n], sizes[:n])
+	got = min(max(got, 0), n)
+	t.out.Forward(t.sub, sizes, got)
+	return got, err
+}
+
+// Write injects the decrypted packets bufs[i][offset:] that pass the
+// Router's admission (valid header, source owned by a peer, local
+// destination), fragmenting a DF-clear IPv4 packet larger than the LAN
+// MTU as plain mode does; a DF or IPv6 one is dropped as too_big_lan, but
+// without the ICMP error plain mode sends back: only wireguard-go's read
+// of this device sends to a peer, and it waits for the LAN. It always
+// reports every packet as written: refusals are counted and logged by the
+// Router, as in plain mode.
+func (t *wgTUN) Write(bufs [][]byte, offset int) (int, error) {
+	t.wrMu.Lock()
+	defer t.wrMu.Unlock()
+	t.pkts = t.pkts[:0]
+	for _, b := range bufs {
+		t.pkts = append(t.pkts, b[offset:])
+	}
+	t.in.Deliver(t.pkts)
+	t.ctr.delivered.Add(uint64(len(bufs)))
+	return len(bufs), nil
+}
+
+// File is nil: there is no device file.
+func (t *wgTUN) File() *os.File { return nil }
+
+// MTU is the largest inner packet; wireguard-go pads up to it, never past.
+func (t *wgTUN) MTU() (int, error) { return t.mtu, nil }
+
+// Name names the device in wireguard-go's logs.
+func (t *wgTUN) Name() (string, error) { return "tunnel-agent", nil }
+
+// Events never reports anything: Run brings the device up itself.
+func (t *wgTUN) Events() <-chan tun.Event { return t.events }
+
+// BatchSize is our capture and injection batch size.
+func (t *wgTUN) BatchSize() int { return t.lan.BatchSize() }
+
+// Close closes the capture (which ends wireguard-go's reader), the
+// injector and the event channel. Safe to call more than once.
+func (t *wgTUN) Close() error {
+	var err error
+	t.closed.Do(func() {
+		err = errors.Join(t.capture.Close(), t.inj.Close())
+		close(t.events)
+	})
+	return err
+}

@@ -1,0 +1,226 @@
+// Package wireguard is the tunnel's WireGuard mode: the WireGuard protocol
+// (Noise IKpsk2 handshake, ChaCha20-Poly1305, replay window, rekeying,
+// cookies under load, authenticated roaming) without a tunnel interface,
+// over the same capture and injection as plain mode.
+//
+// The protocol is wireguard-go's (golang.zx2c4.com/wireguard/device), used
+// as a library: nothing cryptographic is implemented here. In place of a
+// TUN interface the device gets wgTUN (tun.go), a tun.Device over a
+// dataplane.Capture and a dataplane.Injector that keeps every LAN-side
+// rule of plain mode through a dataplane.Router, the type plain mode's
+// Engine uses for its LAN side:
+//
+//	Capture.ReadBatch → Outbound.Forward (parse, trim, route lookup, router
+//	hop: TTL and ICMP time exceeded, DF and ICMP fragmentation needed with
+//	the path MTU lowered by WireGuard's 32 bytes) → wireguard-go (cryptokey
+//	routing, encryption, UDP through its own bind)
+//
+//	wireguard-go (decryption, replay window, AllowedIPs source check) →
+//	Inbound.Deliver (header, source owner, destination local, LAN MTU) →
+//	Injector
+//
+// The transport is wireguard-go's conn.StdNetBind, wrapped (bind.go) to
+// drop and count datagrams that are not WireGuard messages at all.
+package wireguard
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/crypto/curve25519"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
+	"tunnel-agent/dataplane"
+)
+
+// Key is a Curve25519 key or a preshared key, 32 raw bytes.
+type Key [32]byte
+
+// IsZero reports whether k is all zeros (no preshared key).
+func (k Key) IsZero() bool { return k == Key{} }
+
+// WireGuard overhead on top of the outer IP and UDP headers: the 16-byte
+// transport header and the 16-byte Poly1305 tag. Padding to 16 bytes is
+// capped at the MTU the device reports, so it never adds to this.
+const wgOverhead = device.MessageTransportHeaderSize + 16
+
+// PeerKeys are one peer's keys.
+type PeerKeys struct {
+	Public    Key
+	Preshared Key // zero: none
+}
+
+// Config configures a WireGuard-mode tunnel.
+type Config struct {
+	// LAN is the LAN side, exactly as plain mode takes it: peers (names,
+	// prefixes, endpoints, keepalives, path MTUs), local prefixes, ICMP
+	// source, logger, batch size. A peer's Endpoint is only the initial
+	// one: WireGuard moves it to wherever authenticated packets come from.
+	LAN        dataplane.Config
+	PrivateKey Key
+	// ListenPort is the UDP port, bound on all addresses of both families
+	// (wireguard-go's bind takes a port only).
+	ListenPort uint16
+	// PeerKeys holds the keys of LAN.Peers[i] at index i.
+	PeerKeys []PeerKeys
+}
+
+// Tunnel is a WireGuard-mode tunnel. Create it with New and start it with
+// Run.
+type Tunnel struct {
+	lan     *dataplane.Router // LAN-side tables, checks, counters, drop log, injector
+	tun     *wgTUN
+	bind    *countingBind
+	ctr     *wgCounters
+	log     *slog.Logger
+	ipc     string // the device configuration, UAPI text
+	keys    map[Key]int
+	names   []string                      // peer names, by index
+	pub     string                        // our public key, base64
+	started atomic.Bool                   // Run was called
+	dev     atomic.Pointer[device.Device] // set by Run
+	up      chan struct{}                 // closed once the device is up
+}
+
+// New checks cfg and returns a tunnel over the capture and the
+// injector, which Run will own (and close when it stops).
+func New(cfg Config, c dataplane.Capture, inj dataplane.Injector) (*Tunnel, error) {
+	if c == nil || inj == nil {
+		return nil, errors.New("wireguard: nil Capture or Injector")
+	}
+	if err := checkWireGuard(cfg); err != nil {
+		return nil, fmt.Errorf("wireguard: %w", err)
+	}
+	lan, err := dataplane.NewRouter(lanSide(cfg.LAN), inj)
+	if err != nil {
+		return nil, err
+	}
+	ctr := &wgCounters{}
+	w := &Tunnel{lan: lan, ctr: ctr, bind: &countingBind{Bind: conn.NewStdNetBind(), ctr: ctr},
+		log: cfg.LAN.Logger, ipc: uapiConfig(cfg), keys: make(map[Key]int, len(cfg.PeerKeys)),
+		up: make(chan struct{})}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	for i, k := range cfg.PeerKeys {
+		w.keys[k.Public] = i
+	}
+	for _, p := range cfg.LAN.Peers {
+		w.names = append(w.names, p.Name)
+	}
+	if pub, err := curve25519.X25519(cfg.PrivateKey[:], curve25519.Basepoint); err == nil {
+		w.pub = base64.StdEncoding.EncodeToString(pub)
+	}
+	w.tun = newWGTUN(lan, ctr, c, inj, deviceMTU(cfg.LAN.Peers))
+	return w, nil
+}
+
+// checkWireGuard checks what the Router does not: keys.
+func checkWireGuard(cfg Config) error {
+	if cfg.PrivateKey.IsZero() {
+		return errors.New("no private key")
+	}
+	if len(cfg.PeerKeys) != len(cfg.LAN.Peers) {
+		return fmt.Errorf("%d peer keys for %d peers", len(cfg.PeerKeys), len(cfg.LAN.Peers))
+	}
+	seen := make(map[Key]bool, len(cfg.PeerKeys))
+	for i, k := range cfg.PeerKeys {
+		if k.Public.IsZero() || seen[k.Public] {
+			return fmt.Errorf("peer %d: public key missing or not unique", i)
+		}
+		seen[k.Public] = true
+	}
+	return nil
+}
+
+// lanSide is cfg for the Router's checks: each path MTU lowered by
+// WireGuard's overhead, so that the Router's hop check (path MTU minus
+// outer IP and UDP headers) yields the inner MTU, 1440 on a 1500-byte
+// IPv4 path.
+func lanSide(cfg dataplane.Config) dataplane.Config {
+	peers := make([]dataplane.PeerConfig, len(cfg.Peers))
+	for i, p := range cfg.Peers {
+		p.PathMTU = cmp.Or(p.PathMTU, dataplane.DefaultPathMTU) - wgOverhead
+		p.Keepalive = 0 // WireGuard's persistent keepalive does this
+		peers[i] = p
+	}
+	cfg.Peers = peers
+	return cfg
+}
+
+// uapiConfig renders cfg in wireguard-go's configuration protocol.
+func uapiConfig(cfg Config) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "private_key=%s\nlisten_port=%d\nreplace_peers=true\n", hex.EncodeToString(cfg.PrivateKey[:]), cfg.ListenPort)
+	for i, p := range cfg.LAN.Peers {
+		k := cfg.PeerKeys[i]
+		fmt.Fprintf(&b, "public_key=%s\n", hex.EncodeToString(k.Public[:]))
+		if !k.Preshared.IsZero() {
+			fmt.Fprintf(&b, "preshared_key=%s\n", hex.EncodeToString(k.Preshared[:]))
+		}
+		if ep := netip.AddrPortFrom(p.Endpoint.Addr().Unmap(), p.Endpoint.Port()); ep.IsValid() {
+			fmt.Fprintf(&b, "endpoint=%s\n", ep)
+		}
+		fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", int((p.Keepalive+999_999_999)/1e9))
+		for _, pfx := range p.Prefixes {
+			fmt.Fprintf(&b, "allowed_ip=%s\n", pfx.Masked())
+		}
+	}
+	return b.String()
+}
+
+// Run starts the WireGuard device and moves packets until ctx is done
+// (then it returns nil) or the device stops on its own (capture or bind
+// failure: then it returns an error). It closes the I/O objects before
+// returning. Run may be called only once.
+func (w *Tunnel) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return errors.New("wireguard: Run called twice")
+	}
+	dev := device.NewDevice(w.tun, w.bind, w.ctr.logger(w.log))
+	defer dev.Close()
+	if err := dev.IpcSet(w.ipc); err != nil {
+		return fmt.Errorf("wireguard: configure the device: %w", err)
+	}
+	if err := dev.Up(); err != nil {
+		return fmt.Errorf("wireguard: start the device (bind port): %w", err)
+	}
+	w.dev.Store(dev)
+	close(w.up)
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-dev.Wait():
+		return errors.New("wireguard: device stopped (capture, injection or UDP socket failed; see the log)")
+	}
+}
+
+// ListenPort is the UDP port the device is bound to (0 before Run).
+func (w *Tunnel) ListenPort() uint16 {
+	return uint16(w.bind.port.Load())
+}
+
+// outerIPv4UDP is the outer IPv4 and UDP headers around a WireGuard
+// message.
+const outerIPv4UDP = 20 + 8
+
+// deviceMTU is the largest inner packet over every peer's path, the
+// device's MTU, which wireguard-go pads up to: the path MTU less
+// WireGuard's overhead and the outer headers (IPv4: the Router's hop
+// checks assume an IPv4 path for a peer without a configured endpoint).
+func deviceMTU(peers []dataplane.PeerConfig) int {
+	mtu := 0
+	for _, p := range peers {
+		mtu = max(mtu, cmp.Or(p.PathMTU, dataplane.DefaultPathMTU)-wgOverhead-outerIPv4UDP)
+	}
+	return mtu
+}
