@@ -55,6 +55,8 @@ func (w *Tunnel) Stats() dataplane.Stats {
 
 // WireGuardStats reads the device's state; safe at any time.
 func (w *Tunnel) WireGuardStats() Stats {
+	w.idMu.RLock()
+	defer w.idMu.RUnlock()
 	st := Stats{
 		PublicKey:         w.pub,
 		ListenPort:        w.ListenPort(),

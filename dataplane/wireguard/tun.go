@@ -19,15 +19,16 @@ import (
 type wgTUN struct {
 	lan     *dataplane.Router
 	ctr     *wgCounters
-	capture dataplane.Capture
+	capture *dataplane.CaptureSlot // replaced when the LAN interface is re-created
 	inj     dataplane.Injector
 	mtu     int
 	events  chan tun.Event
 	closed  sync.Once
 
 	// Read side: only wireguard-go's TUN reader goroutine calls Read.
-	sub [][]byte // bufs[i][offset:], the capture's view
-	out *dataplane.Outbound
+	rdMu sync.Mutex // held while out works: Reconfigure pauses it (pause)
+	sub  [][]byte   // bufs[i][offset:], the capture's view
+	out  *dataplane.Outbound
 
 	// Write side: each peer's receive goroutine calls Write.
 	wrMu sync.Mutex
@@ -41,22 +42,46 @@ func wgMaxBatch(ours int) int { return max(ours, conn.IdealBatchSize) }
 
 func newWGTUN(lan *dataplane.Router, ctr *wgCounters, c dataplane.Capture, inj dataplane.Injector, mtu int) *wgTUN {
 	n := wgMaxBatch(lan.BatchSize())
-	return &wgTUN{lan: lan, ctr: ctr, capture: c, inj: inj, mtu: mtu, events: make(chan tun.Event, 1),
+	return &wgTUN{lan: lan, ctr: ctr, capture: dataplane.NewCaptureSlot(c), inj: inj, mtu: mtu, events: make(chan tun.Event, 1),
 		sub: make([][]byte, n), out: dataplane.NewOutbound(lan, n), pkts: make([][]byte, 0, n), in: dataplane.NewInbound(lan, n)}
 }
 
 // Read fills bufs[i][offset:] with captured packets that pass the router
 // hop checks, TTL already decremented. A packet that does not pass gets
 // size 0, which wireguard-go skips; its ICMP error, if due, is injected.
+// While the LAN interface is down, or when its capture was replaced
+// (ReplaceCapture), Read goes on reading: an error from Read stops
+// wireguard-go's device.
 func (t *wgTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n := min(len(bufs), len(sizes), len(t.sub))
 	for i := range n {
 		t.sub[i] = bufs[i][offset:]
 	}
-	got, err := t.capture.ReadBatch(t.sub[:n], sizes[:n])
-	got = min(max(got, 0), n)
-	t.out.Forward(t.sub, sizes, got)
-	return got, err
+	c, gen := t.capture.Current()
+	for {
+		got, err := c.ReadBatch(t.sub[:n], sizes[:n])
+		got = min(max(got, 0), n)
+		t.rdMu.Lock()
+		t.out.Forward(t.sub, sizes, got)
+		t.rdMu.Unlock()
+		if err == nil || got > 0 { // an error that stays is seen again by the next Read
+			return got, nil
+		}
+		if c, gen = t.capture.Next(c, gen, err); c == nil {
+			return 0, err
+		}
+	}
+}
+
+// pause stops Read's and Write's use of the Router between batches, for
+// Router.Reconfigure, and returns the function that lets them go on.
+func (t *wgTUN) pause() (resume func()) {
+	t.rdMu.Lock()
+	t.wrMu.Lock()
+	return func() {
+		t.wrMu.Unlock()
+		t.rdMu.Unlock()
+	}
 }
 
 // Write injects the decrypted packets bufs[i][offset:] that pass the
@@ -99,7 +124,7 @@ func (t *wgTUN) BatchSize() int { return t.lan.BatchSize() }
 func (t *wgTUN) Close() error {
 	var err error
 	t.closed.Do(func() {
-		err = errors.Join(t.capture.Close(), t.inj.Close())
+		err = errors.Join(t.capture.Stop().Close(), t.inj.Close())
 		close(t.events)
 	})
 	return err

@@ -33,6 +33,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/crypto/curve25519"
@@ -77,15 +78,22 @@ type Config struct {
 // Tunnel is a WireGuard-mode tunnel. Create it with New and start it with
 // Run.
 type Tunnel struct {
-	lan     *dataplane.Router // LAN-side tables, checks, counters, drop log, injector
-	tun     *wgTUN
-	bind    *countingBind
-	ctr     *wgCounters
-	log     *slog.Logger
-	ipc     string // the device configuration, UAPI text
-	keys    map[Key]int
-	names   []string                      // peer names, by index
-	pub     string                        // our public key, base64
+	lan  *dataplane.Router // LAN-side tables, checks, counters, drop log, injector
+	tun  *wgTUN
+	bind *countingBind
+	ctr  *wgCounters
+	log  *slog.Logger
+
+	// cfgMu serialises Run's start of the device and Reconfigure: cfg is
+	// what the device runs (or will, before Run).
+	cfgMu sync.Mutex
+	cfg   Config
+
+	idMu  sync.RWMutex // guards what follows (Reconfigure vs. Stats)
+	keys  map[Key]int  // peer public keys: index in cfg.LAN.Peers
+	names []string     // peer names, by index
+	pub   string       // our public key, base64
+
 	started atomic.Bool                   // Run was called
 	dev     atomic.Pointer[device.Device] // set by Run
 	up      chan struct{}                 // closed once the device is up
@@ -106,22 +114,32 @@ func New(cfg Config, c dataplane.Capture, inj dataplane.Injector) (*Tunnel, erro
 	}
 	ctr := &wgCounters{}
 	w := &Tunnel{lan: lan, ctr: ctr, bind: &countingBind{Bind: conn.NewStdNetBind(), ctr: ctr},
-		log: cfg.LAN.Logger, ipc: uapiConfig(cfg), keys: make(map[Key]int, len(cfg.PeerKeys)),
-		up: make(chan struct{})}
+		log: cfg.LAN.Logger, cfg: cfg, up: make(chan struct{})}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
-	for i, k := range cfg.PeerKeys {
-		w.keys[k.Public] = i
-	}
-	for _, p := range cfg.LAN.Peers {
-		w.names = append(w.names, p.Name)
-	}
-	if pub, err := curve25519.X25519(cfg.PrivateKey[:], curve25519.Basepoint); err == nil {
-		w.pub = base64.StdEncoding.EncodeToString(pub)
-	}
+	w.setIdentity(cfg)
 	w.tun = newWGTUN(lan, ctr, c, inj, deviceMTU(cfg.LAN.Peers))
 	return w, nil
+}
+
+// setIdentity records the keys and names of cfg for Stats.
+func (w *Tunnel) setIdentity(cfg Config) {
+	keys := make(map[Key]int, len(cfg.PeerKeys))
+	for i, k := range cfg.PeerKeys {
+		keys[k.Public] = i
+	}
+	names := make([]string, len(cfg.LAN.Peers))
+	for i, p := range cfg.LAN.Peers {
+		names[i] = p.Name
+	}
+	var pub string
+	if k, err := curve25519.X25519(cfg.PrivateKey[:], curve25519.Basepoint); err == nil {
+		pub = base64.StdEncoding.EncodeToString(k)
+	}
+	w.idMu.Lock()
+	defer w.idMu.Unlock()
+	w.keys, w.names, w.pub = keys, names, pub
 }
 
 // checkWireGuard checks what the Router does not: keys.
@@ -162,20 +180,40 @@ func uapiConfig(cfg Config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "private_key=%s\nlisten_port=%d\nreplace_peers=true\n", hex.EncodeToString(cfg.PrivateKey[:]), cfg.ListenPort)
 	for i, p := range cfg.LAN.Peers {
-		k := cfg.PeerKeys[i]
-		fmt.Fprintf(&b, "public_key=%s\n", hex.EncodeToString(k.Public[:]))
-		if !k.Preshared.IsZero() {
-			fmt.Fprintf(&b, "preshared_key=%s\n", hex.EncodeToString(k.Preshared[:]))
-		}
-		if ep := netip.AddrPortFrom(p.Endpoint.Addr().Unmap(), p.Endpoint.Port()); ep.IsValid() {
-			fmt.Fprintf(&b, "endpoint=%s\n", ep)
-		}
-		fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", int((p.Keepalive+999_999_999)/1e9))
-		for _, pfx := range p.Prefixes {
-			fmt.Fprintf(&b, "allowed_ip=%s\n", pfx.Masked())
-		}
+		writePeer(&b, p, cfg.PeerKeys[i])
 	}
 	return b.String()
+}
+
+// writePeer renders a peer the device does not have yet.
+func writePeer(b *strings.Builder, p dataplane.PeerConfig, k PeerKeys) {
+	fmt.Fprintf(b, "public_key=%s\n", hex.EncodeToString(k.Public[:]))
+	if !k.Preshared.IsZero() {
+		fmt.Fprintf(b, "preshared_key=%s\n", hex.EncodeToString(k.Preshared[:]))
+	}
+	if ep := uapiEndpoint(p); ep.IsValid() {
+		fmt.Fprintf(b, "endpoint=%s\n", ep)
+	}
+	fmt.Fprintf(b, "persistent_keepalive_interval=%d\n", keepaliveSeconds(p))
+	writeAllowedIPs(b, p.Prefixes)
+}
+
+func writeAllowedIPs(b *strings.Builder, prefixes []netip.Prefix) {
+	for _, pfx := range prefixes {
+		fmt.Fprintf(b, "allowed_ip=%s\n", pfx.Masked())
+	}
+}
+
+// uapiEndpoint is the peer's configured endpoint as the device takes it
+// (invalid: none).
+func uapiEndpoint(p dataplane.PeerConfig) netip.AddrPort {
+	return netip.AddrPortFrom(p.Endpoint.Addr().Unmap(), p.Endpoint.Port())
+}
+
+// keepaliveSeconds is the peer's keepalive interval in whole seconds,
+// rounded up (0: none).
+func keepaliveSeconds(p dataplane.PeerConfig) int {
+	return int((p.Keepalive + 999_999_999) / 1e9)
 }
 
 // Run starts the WireGuard device and moves packets until ctx is done
@@ -188,13 +226,9 @@ func (w *Tunnel) Run(ctx context.Context) error {
 	}
 	dev := device.NewDevice(w.tun, w.bind, w.ctr.logger(w.log))
 	defer dev.Close()
-	if err := dev.IpcSet(w.ipc); err != nil {
-		return fmt.Errorf("wireguard: configure the device: %w", err)
+	if err := w.start(dev); err != nil {
+		return err
 	}
-	if err := dev.Up(); err != nil {
-		return fmt.Errorf("wireguard: start the device (bind port): %w", err)
-	}
-	w.dev.Store(dev)
 	close(w.up)
 	select {
 	case <-ctx.Done():
@@ -202,6 +236,21 @@ func (w *Tunnel) Run(ctx context.Context) error {
 	case <-dev.Wait():
 		return errors.New("wireguard: device stopped (capture, injection or UDP socket failed; see the log)")
 	}
+}
+
+// start configures dev as cfg says and brings it up; from then on
+// Reconfigure changes it.
+func (w *Tunnel) start(dev *device.Device) error {
+	w.cfgMu.Lock()
+	defer w.cfgMu.Unlock()
+	if err := dev.IpcSet(uapiConfig(w.cfg)); err != nil {
+		return fmt.Errorf("wireguard: configure the device: %w", err)
+	}
+	if err := dev.Up(); err != nil {
+		return fmt.Errorf("wireguard: start the device (bind port): %w", err)
+	}
+	w.dev.Store(dev)
+	return nil
 }
 
 // ListenPort is the UDP port the device is bound to (0 before Run).
