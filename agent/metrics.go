@@ -100,9 +100,6 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	c.l.mu.Lock()
 	t := c.l.tun
 	c.l.mu.Unlock()
-	if t == nil {
-		return
-	}
 	st := t.status()
 	for _, p := range st.Dataplane.Peers {
 		collectPeer(ch, p)

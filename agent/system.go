@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"os"
 
+	"golang.zx2c4.com/wireguard/conn"
+
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/afpacket"
@@ -62,11 +64,15 @@ type namespaceReader interface {
 }
 
 // plainIO opens the packet paths of plain mode (tunnel_plain.go); the
-// capture and injection serve wireguard mode too.
+// capture and injection serve wireguard mode too, which has its own UDP
+// transport (tunnel_wireguard.go).
 type plainIO interface {
 	openCapture(lan string, prefixes []netip.Prefix, opt afpacket.Options) (lanCapture, error)
 	openInjector() (dataplane.Injector, error)
 	listenUDP(addr netip.AddrPort) (tunnelTransport, error)
+	// wireGuardBind is the UDP transport wireguard mode's device opens
+	// on listen when it runs; nil: wireguard.New's own.
+	wireGuardBind(listen netip.AddrPort) conn.Bind
 	// pathMTU is the kernel's path MTU towards dst.
 	pathMTU(dst netip.Addr) (int, error)
 }

@@ -73,6 +73,9 @@ type Config struct {
 	ListenPort uint16
 	// PeerKeys holds the keys of LAN.Peers[i] at index i.
 	PeerKeys []PeerKeys
+	// Bind, when set, is the UDP transport in place of the default one
+	// (tests: an in-memory bind).
+	Bind conn.Bind
 }
 
 // Tunnel is a WireGuard-mode tunnel. Create it with New and start it with
@@ -113,7 +116,11 @@ func New(cfg Config, c dataplane.Capture, inj dataplane.Injector) (*Tunnel, erro
 		return nil, err
 	}
 	ctr := &wgCounters{}
-	w := &Tunnel{lan: lan, ctr: ctr, bind: &countingBind{Bind: conn.NewStdNetBind(), ctr: ctr},
+	bind := cfg.Bind
+	if bind == nil {
+		bind = conn.NewStdNetBind()
+	}
+	w := &Tunnel{lan: lan, ctr: ctr, bind: &countingBind{Bind: bind, ctr: ctr},
 		log: cfg.LAN.Logger, cfg: cfg, up: make(chan struct{})}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
