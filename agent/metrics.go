@@ -94,6 +94,9 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 		descGSODropped, descKernelDrops, descUnreadable, descTransportDrops} {
 		ch <- d
 	}
+	for _, d := range wgDescs() {
+		ch <- d
+	}
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
@@ -114,8 +117,11 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFragments, prometheus.CounterValue, float64(st.Dataplane.Fragments))
 	ch <- prometheus.MustNewConstMetric(descKeepaliveRepliesLimited, prometheus.CounterValue, float64(st.Dataplane.KeepaliveRepliesRateLimited))
 	collectCapture(ch, st)
-	if st.Transport != nil {
+	if st.Transport != nil { // plain mode's socket
 		ch <- prometheus.MustNewConstMetric(descTransportDrops, prometheus.CounterValue, float64(st.Transport.KernelDrops))
+	}
+	if st.WireGuard != nil { // wireguard mode's device
+		collectWireGuard(ch, st.WireGuard)
 	}
 }
 
