@@ -77,6 +77,11 @@ func TestWireGuardLiveOperations(t *testing.T) {
 		if err := os.WriteFile(s.cfgB, []byte(added), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		select {
+		case err := <-done:
+			t.Fatalf("the transfer ended (err %v) before the reload: it proves nothing", err)
+		default:
+		}
 		out, code := runAgent(t, s.GatewayB, s.args("reload", "server")...)
 		if code != 0 {
 			t.Fatalf("reload: exit %d:\n%s", code, out)

@@ -30,6 +30,10 @@ type wgTUN struct {
 	sub  [][]byte   // bufs[i][offset:], the capture's view
 	out  *dataplane.Outbound
 
+	// relay: packets from Write back into the tunnel, which Read takes
+	// first (relayq.go); nil when the capture cannot be woken.
+	relay *relayQueue
+
 	// Write side: each peer's receive goroutine calls Write.
 	wrMu sync.Mutex
 	pkts [][]byte // bufs[i][offset:]
@@ -42,8 +46,13 @@ func wgMaxBatch(ours int) int { return max(ours, conn.IdealBatchSize) }
 
 func newWGTUN(lan *dataplane.Router, ctr *wgCounters, c dataplane.Capture, inj dataplane.Injector, mtu int) *wgTUN {
 	n := wgMaxBatch(lan.BatchSize())
-	return &wgTUN{lan: lan, ctr: ctr, capture: dataplane.NewCaptureSlot(c), inj: inj, mtu: mtu, events: make(chan tun.Event, 1),
+	t := &wgTUN{lan: lan, ctr: ctr, capture: dataplane.NewCaptureSlot(c), inj: inj, mtu: mtu, events: make(chan tun.Event, 1),
 		sub: make([][]byte, n), out: dataplane.NewOutbound(lan, n), pkts: make([][]byte, 0, n), in: dataplane.NewInbound(lan, n)}
+	if _, ok := c.(dataplane.WakeableCapture); ok {
+		t.relay = newRelayQueue()
+		t.in.Relay = t.relay.add
+	}
+	return t
 }
 
 // Read fills bufs[i][offset:] with captured packets that pass the router
@@ -59,11 +68,19 @@ func (t *wgTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 	c, gen := t.capture.Current()
 	for {
+		if t.relay != nil {
+			if k := t.relay.drain(t.sub[:n], sizes[:n]); k > 0 {
+				return k, nil // checked by the Inbound that queued them
+			}
+		}
 		got, err := c.ReadBatch(t.sub[:n], sizes[:n])
 		got = min(max(got, 0), n)
 		t.rdMu.Lock()
 		t.out.Forward(t.sub, sizes, got)
 		t.rdMu.Unlock()
+		if got == 0 && err == nil {
+			continue // woken: the relay queue has packets
+		}
 		if err == nil || got > 0 { // an error that stays is seen again by the next Read
 			return got, nil
 		}
@@ -99,7 +116,14 @@ func (t *wgTUN) Write(bufs [][]byte, offset int) (int, error) {
 	for _, b := range bufs {
 		t.pkts = append(t.pkts, b[offset:])
 	}
+	var queued uint64
+	if t.relay != nil {
+		queued = t.relay.pending()
+	}
 	t.in.Deliver(t.pkts)
+	if t.relay != nil && t.relay.pending() != queued {
+		wake(t.capture) // Read takes the relayed packets and ICMP errors
+	}
 	t.ctr.delivered.Add(uint64(len(bufs)))
 	return len(bufs), nil
 }
