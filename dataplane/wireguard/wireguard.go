@@ -19,6 +19,15 @@
 //	Inbound.Deliver (header, source owner, destination local, LAN MTU) →
 //	Injector
 //
+//	Inbound.Deliver → relay queue (relayq.go: a packet for another peer
+//	with LAN.Relay, after the router hop; an ICMP error for the sender) →
+//	wgTUN.Read, ahead of captured packets → wireguard-go (encryption to
+//	the peer whose AllowedIPs hold the destination)
+//
+// Reconfigure (reconfig.go) changes a running tunnel: the Router's tables,
+// then only the difference to the device, through wireguard-go's
+// configuration protocol, so that peers that stay keep their sessions.
+//
 // The transport is wireguard-go's conn.StdNetBind, wrapped (bind.go) to
 // drop and count datagrams that are not WireGuard messages at all.
 package wireguard
