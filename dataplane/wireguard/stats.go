@@ -45,10 +45,12 @@ type PeerStats struct {
 func (w *Tunnel) Stats() dataplane.Stats {
 	st := w.lan.Stats()
 	wg := w.WireGuardStats()
+	ep := make(map[string]netip.AddrPort, len(wg.Peers))
+	for _, p := range wg.Peers { // by name: a reload may run between the two reads
+		ep[p.Name] = p.Endpoint
+	}
 	for i := range st.Peers {
-		if i < len(wg.Peers) {
-			st.Peers[i].CurrentEndpoint = wg.Peers[i].Endpoint
-		}
+		st.Peers[i].CurrentEndpoint = ep[st.Peers[i].Name]
 	}
 	return st
 }
