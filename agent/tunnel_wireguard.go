@@ -20,7 +20,7 @@ type wireguardTunnel struct {
 }
 
 // openWireGuard opens the capture and injection and the WireGuard
-// tunnel over them (its socket is bound when it runs).
+// tunnel over them, its device up and its UDP port bound.
 func openWireGuard(cfg *config.Config, dcfg dataplane.Config, sys system, log *slog.Logger) (*wireguardTunnel, error) {
 	capture, injector, err := openLAN(cfg, sys)
 	if err != nil {
@@ -33,6 +33,11 @@ func openWireGuard(cfg *config.Config, dcfg dataplane.Config, sys system, log *s
 		capture.Close()
 		injector.Close()
 		return nil, fmt.Errorf("start wireguard dataplane: %w", err)
+	}
+	// The device binds its port now, as plain mode's socket is opened
+	// here: the agent says it runs (and READY=1) once peers can reach it.
+	if err := w.Open(); err != nil { // it closed the capture and injection
+		return nil, fmt.Errorf("start wireguard device on port %d: %w", cfg.Tunnel.Listen.Port(), err)
 	}
 	return &wireguardTunnel{wg: w, listen: cfg.Tunnel.Listen,
 		capture: newCaptureBinding(sys, cfg.LAN.Interface, captureOptions(cfg), log, capture)}, nil

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"tunnel-agent/internal/nstest"
+	"tunnel-agent/internal/probe"
 	"tunnel-agent/internal/topo"
 )
 
@@ -58,6 +60,17 @@ func TestWireGuardHubAndSpokes(t *testing.T) {
 			t.Errorf("hub: no handshake with %s", p.Name)
 		}
 	}
+	// A TCP transfer between two spokes (IPv6 and IPv4 outside) through
+	// the hub, in full-size segments (LAN MTU 1420: over site1's IPv6 path
+	// that is exactly its inner MTU, which wireguard-go's padding must not
+	// exceed); what the relay ring refuses when full (tunnel_busy) TCP
+	// sends again.
+	s1, s3 := h.Sites[0], h.Sites[2]
+	r, err := probe.TCPTransfer(h.Handle(s1.Host), h.Handle(s3.Host), netip.AddrPortFrom(s3.HostAddr.Addr(), 5201), 20<<20, 120*time.Second)
+	mustTransfer(t, "site1 -> site3 through the hub", r, err)
+	st = statusOf(t, h.HubNS, hubCfg, state("hub"))
+	t.Logf("hub after the transfer: site1 rx %d, site3 tx %d, tunnel_busy %d", st.Dataplane.Peers[0].RxPackets,
+		st.Dataplane.Peers[2].TxPackets, st.Dataplane.Drops["tunnel_busy"])
 	logUsage(t, "hub", hub.cmd.Process.Pid)
 	stopHub(t, h, hub, spokes, before)
 }

@@ -21,7 +21,9 @@ import (
 // peer that stays keeps its sessions, so its traffic goes on; a new
 // private key makes every peer handshake again (wireguard-go expires the
 // current sessions). An invalid cfg changes nothing; a change of
-// ListenPort is refused (the device's socket is bound once).
+// ListenPort is refused (the device's socket is bound once). The device's
+// MTU stays the one New computed: a peer added with a larger inner MTU is
+// held to it (lanSide).
 func (w *Tunnel) Reconfigure(cfg Config) error {
 	if err := checkWireGuard(cfg); err != nil {
 		return fmt.Errorf("wireguard: %w", err)
@@ -31,12 +33,12 @@ func (w *Tunnel) Reconfigure(cfg Config) error {
 	if cfg.ListenPort != w.cfg.ListenPort {
 		return fmt.Errorf("wireguard: listen port %d → %d: the socket is bound once; restart for that", w.cfg.ListenPort, cfg.ListenPort)
 	}
-	if _, err := w.lan.Reconfigure(lanSide(cfg.LAN), w.tun.pause); err != nil {
+	if _, err := w.lan.Reconfigure(lanSide(cfg.LAN, w.tun.mtu), w.tun.pause); err != nil {
 		return err
 	}
 	if dev := w.dev.Load(); dev != nil {
 		if err := dev.IpcSet(uapiDiff(w.cfg, cfg)); err != nil {
-			_, back := w.lan.Reconfigure(lanSide(w.cfg.LAN), w.tun.pause)
+			_, back := w.lan.Reconfigure(lanSide(w.cfg.LAN, w.tun.mtu), w.tun.pause)
 			return errors.Join(fmt.Errorf("wireguard: reconfigure the device: %w", err), back)
 		}
 	}

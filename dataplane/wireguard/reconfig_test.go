@@ -137,3 +137,44 @@ func TestWireGuardPrivateKeyRotation(t *testing.T) {
 		}
 	}
 }
+
+// TestWireGuardInnerMTU: the inner packet limit the Router enforces
+// towards each peer keeps wireguard-go's padding (to 16 bytes, capped at
+// the device's MTU) within the peer's path.
+func TestWireGuardInnerMTU(t *testing.T) {
+	v4 := dataplane.PeerConfig{Name: "v4", Endpoint: netip.MustParseAddrPort("198.18.0.2:51820")}
+	v6 := dataplane.PeerConfig{Name: "v6", Endpoint: netip.MustParseAddrPort("[2001:db8::2]:51820")}
+	learned := dataplane.PeerConfig{Name: "learned"}
+	for _, tc := range []struct {
+		name   string
+		peers  []dataplane.PeerConfig
+		device int
+		limits []int // the Router's inner limit per peer
+	}{
+		{"IPv4 only", []dataplane.PeerConfig{v4}, 1440, []int{1440}},
+		{"IPv6 only", []dataplane.PeerConfig{v6}, 1420, []int{1420}},
+		{"learned: IPv6 assumed", []dataplane.PeerConfig{learned}, 1420, []int{1420}},
+		{"mixed: IPv6 rounded down below the device's MTU", []dataplane.PeerConfig{v4, v6, learned}, 1440, []int{1440, 1408, 1408}},
+	} {
+		mtu := deviceMTU(tc.peers)
+		if mtu != tc.device {
+			t.Errorf("%s: device MTU %d, want %d", tc.name, mtu, tc.device)
+		}
+		for i, p := range lanSide(dataplane.Config{Peers: tc.peers}, mtu).Peers {
+			outer := outerIPv4UDP
+			if p.Endpoint.IsValid() && !p.Endpoint.Addr().Is4() {
+				outer = outerIPv6UDP
+			}
+			limit := p.PathMTU - outer
+			if limit != tc.limits[i] {
+				t.Errorf("%s: limit towards %s %d, want %d", tc.name, p.Name, limit, tc.limits[i])
+			}
+			// The largest packet allowed, padded as wireguard-go pads it,
+			// fits the peer's real path.
+			padded := min((limit+15)&^15, mtu)
+			if padded > innerMTU(tc.peers[i]) {
+				t.Errorf("%s: a %d-byte packet to %s is padded to %d, over its path's %d", tc.name, limit, p.Name, padded, innerMTU(tc.peers[i]))
+			}
+		}
+	}
+}

@@ -106,9 +106,11 @@ type Tunnel struct {
 	names []string     // peer names, by index
 	pub   string       // our public key, base64
 
-	started atomic.Bool                   // Run was called
-	dev     atomic.Pointer[device.Device] // set by Run
-	up      chan struct{}                 // closed once the device is up
+	openOnce sync.Once
+	openErr  error
+	started  atomic.Bool                   // Run was called
+	dev      atomic.Pointer[device.Device] // set by Run
+	up       chan struct{}                 // closed once the device is up
 }
 
 // New checks cfg and returns a tunnel over the capture and the
@@ -120,7 +122,8 @@ func New(cfg Config, c dataplane.Capture, inj dataplane.Injector) (*Tunnel, erro
 	if err := checkWireGuard(cfg); err != nil {
 		return nil, fmt.Errorf("wireguard: %w", err)
 	}
-	lan, err := dataplane.NewRouter(lanSide(cfg.LAN), inj)
+	mtu := deviceMTU(cfg.LAN.Peers)
+	lan, err := dataplane.NewRouter(lanSide(cfg.LAN, mtu), inj)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +138,7 @@ func New(cfg Config, c dataplane.Capture, inj dataplane.Injector) (*Tunnel, erro
 		w.log = slog.New(slog.DiscardHandler)
 	}
 	w.setIdentity(cfg)
-	w.tun = newWGTUN(lan, ctr, c, inj, deviceMTU(cfg.LAN.Peers))
+	w.tun = newWGTUN(lan, ctr, c, inj, mtu)
 	return w, nil
 }
 
@@ -176,14 +179,26 @@ func checkWireGuard(cfg Config) error {
 	return nil
 }
 
-// lanSide is cfg for the Router's checks: each path MTU lowered by
-// WireGuard's overhead, so that the Router's hop check (path MTU minus
-// outer IP and UDP headers) yields the inner MTU, 1440 on a 1500-byte
-// IPv4 path.
-func lanSide(cfg dataplane.Config) dataplane.Config {
+// lanSide is cfg for the Router's checks on a device whose MTU is mtu:
+// each peer's path MTU set so that the Router's hop check (path MTU less
+// the outer headers of the configured endpoint's family, IPv4's without
+// one) yields the largest inner packet that stays within the peer's path
+// once wireguard-go has padded it. wireguard-go pads to the next multiple
+// of 16 bytes, capped at the device's MTU only: towards a peer whose
+// inner MTU (innerMTU) is below the device's, the limit is rounded down to
+// a multiple of 16; it is never above the device's MTU.
+func lanSide(cfg dataplane.Config, mtu int) dataplane.Config {
 	peers := make([]dataplane.PeerConfig, len(cfg.Peers))
 	for i, p := range cfg.Peers {
-		p.PathMTU = cmp.Or(p.PathMTU, dataplane.DefaultPathMTU) - wgOverhead
+		limit := min(innerMTU(p), mtu)
+		if limit < mtu {
+			limit &^= 15
+		}
+		routerOuter := outerIPv4UDP // the Router's assumption without an endpoint
+		if p.Endpoint.IsValid() && !p.Endpoint.Addr().Is4() {
+			routerOuter = outerIPv6UDP
+		}
+		p.PathMTU = limit + routerOuter
 		p.Keepalive = 0 // WireGuard's persistent keepalive does this
 		peers[i] = p
 	}
@@ -232,20 +247,36 @@ func keepaliveSeconds(p dataplane.PeerConfig) int {
 	return int((p.Keepalive + 999_999_999) / 1e9)
 }
 
-// Run starts the WireGuard device and moves packets until ctx is done
-// (then it returns nil) or the device stops on its own (capture or bind
-// failure: then it returns an error). It closes the I/O objects before
-// returning. Run may be called only once.
+// Open creates the WireGuard device, configures it and brings it up,
+// which binds its UDP port: from then on the tunnel answers handshakes
+// and moves packets, and ListenPort is known. Run calls it if the caller
+// did not; a failed Open has closed the I/O objects. Only the first call
+// does anything.
+func (w *Tunnel) Open() error {
+	w.openOnce.Do(func() {
+		dev := device.NewDevice(w.tun, w.bind, w.ctr.logger(w.log))
+		if w.openErr = w.start(dev); w.openErr != nil {
+			dev.Close()
+			return
+		}
+		close(w.up)
+	})
+	return w.openErr
+}
+
+// Run opens the device if Open was not called, and moves packets until
+// ctx is done (then it returns nil) or the device stops on its own
+// (capture or bind failure: then it returns an error). It closes the I/O
+// objects before returning. Run may be called only once.
 func (w *Tunnel) Run(ctx context.Context) error {
 	if !w.started.CompareAndSwap(false, true) {
 		return errors.New("wireguard: Run called twice")
 	}
-	dev := device.NewDevice(w.tun, w.bind, w.ctr.logger(w.log))
-	defer dev.Close()
-	if err := w.start(dev); err != nil {
+	if err := w.Open(); err != nil {
 		return err
 	}
-	close(w.up)
+	dev := w.dev.Load()
+	defer dev.Close()
 	select {
 	case <-ctx.Done():
 		return nil
@@ -274,18 +305,32 @@ func (w *Tunnel) ListenPort() uint16 {
 	return uint16(w.bind.port.Load())
 }
 
-// outerIPv4UDP is the outer IPv4 and UDP headers around a WireGuard
-// message.
-const outerIPv4UDP = 20 + 8
+// The outer IP and UDP headers around a WireGuard message.
+const (
+	outerIPv4UDP = 20 + 8
+	outerIPv6UDP = 40 + 8
+)
+
+// innerMTU is the largest inner packet the path towards p carries: its
+// path MTU less WireGuard's overhead and the outer headers, IPv6's unless
+// its configured endpoint is IPv4 (the device listens on both families
+// and learns endpoints of either). 1440 on a 1500-byte IPv4 path, 1420 on
+// an IPv6 one.
+func innerMTU(p dataplane.PeerConfig) int {
+	outer := outerIPv6UDP
+	if p.Endpoint.Addr().Unmap().Is4() {
+		outer = outerIPv4UDP
+	}
+	return cmp.Or(p.PathMTU, dataplane.DefaultPathMTU) - wgOverhead - outer
+}
 
 // deviceMTU is the largest inner packet over every peer's path, the
-// device's MTU, which wireguard-go pads up to: the path MTU less
-// WireGuard's overhead and the outer headers (IPv4: the Router's hop
-// checks assume an IPv4 path for a peer without a configured endpoint).
+// device's MTU, which wireguard-go pads up to (lanSide keeps the padding
+// within each peer's path).
 func deviceMTU(peers []dataplane.PeerConfig) int {
 	mtu := 0
 	for _, p := range peers {
-		mtu = max(mtu, cmp.Or(p.PathMTU, dataplane.DefaultPathMTU)-wgOverhead-outerIPv4UDP)
+		mtu = max(mtu, innerMTU(p))
 	}
 	return mtu
 }
