@@ -20,23 +20,26 @@ import (
 // allocation per packet. A packet that finds it full is dropped and
 // counted by the Router as tunnel_busy.
 type relayQueue struct {
-	bufs  [relaySlots][]byte
+	bufs  [relaySlots][]byte // slices of one allocation
 	sizes [relaySlots]int
 	head  atomic.Uint64 // next slot Read takes
 	tail  atomic.Uint64 // next slot Write fills
 }
 
-const (
-	relaySlots = 64
-	// relaySlotSize holds any IP packet; the pages of a slot are touched
-	// only as far as the packets it held.
-	relaySlotSize = 1<<16 - 1
-)
+// relaySlots is the ring's length: bursts from several peers' receive
+// goroutines wait here until wireguard-go's reader takes them.
+const relaySlots = 256
 
-func newRelayQueue() *relayQueue {
+// newRelayQueue returns a ring for packets up to mtu bytes (the device's
+// MTU: larger ones cannot be relayed with DF set, and an IPv4 one with DF
+// clear that large is dropped as tunnel_busy), and at least a
+// 1500-byte packet or an ICMP error.
+func newRelayQueue(mtu int) *relayQueue {
 	q := &relayQueue{}
+	size := max(mtu, 1500)
+	slab := make([]byte, relaySlots*size)
 	for i := range q.bufs {
-		q.bufs[i] = make([]byte, relaySlotSize)
+		q.bufs[i] = slab[i*size : (i+1)*size : (i+1)*size]
 	}
 	return q
 }
@@ -44,7 +47,7 @@ func newRelayQueue() *relayQueue {
 // add queues a copy of pkt; false when the ring is full.
 func (q *relayQueue) add(pkt []byte) bool {
 	t := q.tail.Load()
-	if t-q.head.Load() == relaySlots || len(pkt) > relaySlotSize {
+	if t-q.head.Load() == relaySlots || len(pkt) > len(q.bufs[0]) {
 		return false
 	}
 	i := t % relaySlots

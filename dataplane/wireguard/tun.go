@@ -49,7 +49,7 @@ func newWGTUN(lan *dataplane.Router, ctr *wgCounters, c dataplane.Capture, inj d
 	t := &wgTUN{lan: lan, ctr: ctr, capture: dataplane.NewCaptureSlot(c), inj: inj, mtu: mtu, events: make(chan tun.Event, 1),
 		sub: make([][]byte, n), out: dataplane.NewOutbound(lan, n), pkts: make([][]byte, 0, n), in: dataplane.NewInbound(lan, n)}
 	if _, ok := c.(dataplane.WakeableCapture); ok {
-		t.relay = newRelayQueue()
+		t.relay = newRelayQueue(mtu)
 		t.in.Relay = t.relay.add
 	}
 	return t
