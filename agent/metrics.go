@@ -117,11 +117,15 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFragments, prometheus.CounterValue, float64(st.Dataplane.Fragments))
 	ch <- prometheus.MustNewConstMetric(descKeepaliveRepliesLimited, prometheus.CounterValue, float64(st.Dataplane.KeepaliveRepliesRateLimited))
 	collectCapture(ch, st)
-	if st.Transport != nil { // plain mode's socket
-		ch <- prometheus.MustNewConstMetric(descTransportDrops, prometheus.CounterValue, float64(st.Transport.KernelDrops))
-	}
-	if st.WireGuard != nil { // wireguard mode's device
-		collectWireGuard(ch, st.WireGuard)
+	collectTransport(ch, st.Transport)
+	collectWireGuard(ch, st.WireGuard)
+}
+
+// collectTransport exports the tunnel socket's counters, when the
+// tunnel has one of its own (plain mode).
+func collectTransport(ch chan<- prometheus.Metric, t *TransportStatus) {
+	if t != nil {
+		ch <- prometheus.MustNewConstMetric(descTransportDrops, prometheus.CounterValue, float64(t.KernelDrops))
 	}
 }
 

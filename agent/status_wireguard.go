@@ -9,8 +9,11 @@ import (
 )
 
 // printWireGuard prints the WireGuard side as `wg show` does, plus its
-// counters (wgcounters.go).
+// counters (wgcounters.go); nothing when there is none.
 func printWireGuard(w io.Writer, st *wireguard.Stats, now time.Time) {
+	if st == nil {
+		return
+	}
 	fmt.Fprintf(w, "wireguard: public key %s, listening port %d\n", st.PublicKey, st.ListenPort)
 	for _, p := range st.Peers {
 		fmt.Fprintf(w, "  peer %s (%s)\n", p.PublicKey, p.Name)

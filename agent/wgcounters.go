@@ -108,8 +108,12 @@ func wgDescs() []*prometheus.Desc {
 	return out
 }
 
-// collectWireGuard exports st (wireguard mode's part of the status).
+// collectWireGuard exports st, the status's WireGuard section (none
+// outside wireguard mode).
 func collectWireGuard(ch chan<- prometheus.Metric, st *wireguard.Stats) {
+	if st == nil {
+		return
+	}
 	for _, p := range st.Peers {
 		ch <- prometheus.MustNewConstMetric(descWGPeerBytes, prometheus.CounterValue, float64(p.RxBytes), p.Name, "rx")
 		ch <- prometheus.MustNewConstMetric(descWGPeerBytes, prometheus.CounterValue, float64(p.TxBytes), p.Name, "tx")
