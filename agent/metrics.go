@@ -167,7 +167,9 @@ const (
 // function that stops it. A port that cannot be opened is logged; the
 // tunnel runs on without metrics.
 func (l *liveSite) serveMetrics() (stop func()) {
+	l.mu.Lock() // a reload may already run (it cannot change metrics.listen)
 	addr := l.cfg.Metrics.Listen
+	l.mu.Unlock()
 	if !addr.IsValid() {
 		return func() {}
 	}
