@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
@@ -26,8 +27,11 @@ type wgTUN struct {
 	closed  sync.Once
 
 	// Read side: only wireguard-go's TUN reader goroutine calls Read.
-	sub [][]byte // bufs[i][offset:], the capture's view
-	out *dataplane.Outbound
+	sub   [][]byte // bufs[i][offset:], the capture's view
+	out   *dataplane.Outbound
+	mask  keptMask // what the device kept of the previous Read
+	kinds []uint8  // kindTransport for each packet handed over
+	timer *time.Timer
 
 	// Write side: each peer's receive goroutine calls Write.
 	wrMu sync.Mutex
@@ -42,20 +46,35 @@ func wgMaxBatch(ours int) int { return max(ours, conn.IdealBatchSize) }
 func newWGTUN(lan *dataplane.Router, ctr *wgCounters, c dataplane.Capture, inj dataplane.Injector, mtu int) *wgTUN {
 	n := wgMaxBatch(lan.BatchSize())
 	return &wgTUN{lan: lan, ctr: ctr, capture: c, inj: inj, mtu: mtu, events: make(chan tun.Event, 1),
-		sub: make([][]byte, n), out: dataplane.NewOutbound(lan, n), pkts: make([][]byte, 0, n), in: dataplane.NewInbound(lan, n)}
+		sub: make([][]byte, n), out: dataplane.NewOutbound(lan, n), mask: newKeptMask(n), kinds: make([]uint8, n),
+		timer: newStoppedTimer(), pkts: make([][]byte, 0, n), in: dataplane.NewInbound(lan, n)}
 }
 
 // Read fills bufs[i][offset:] with captured packets that pass the router
 // hop checks, TTL already decremented. A packet that does not pass gets
 // size 0, which wireguard-go skips; its ICMP error, if due, is injected.
+// It first waits for outbound credit (flight.go) and reads no more
+// packets than the credit allows.
 func (t *wgTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	n := min(len(bufs), len(sizes), len(t.sub))
+	out := t.ctr.out
+	t.mask.skipped(bufs, func(uint8) { out.Release(1) })
+	n := min(len(bufs), len(sizes), len(t.sub), out.wait(t.timer))
 	for i := range n {
 		t.sub[i] = bufs[i][offset:]
 	}
 	got, err := t.capture.ReadBatch(t.sub[:n], sizes[:n])
 	got = min(max(got, 0), n)
 	t.out.Forward(t.sub, sizes, got)
+	handed := 0
+	for i := range got {
+		t.kinds[i] = 0
+		if sizes[i] > 0 {
+			t.kinds[i] = kindTransport
+			handed++
+		}
+	}
+	out.Charge(handed)
+	t.mask.record(bufs, t.kinds, got)
 	return got, err
 }
 
@@ -76,6 +95,7 @@ func (t *wgTUN) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	t.in.Deliver(t.pkts)
 	t.ctr.delivered.Add(uint64(len(bufs)))
+	t.ctr.in.Release(len(bufs))
 	return len(bufs), nil
 }
 

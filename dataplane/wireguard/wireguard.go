@@ -104,7 +104,7 @@ func New(cfg Config, c dataplane.Capture, inj dataplane.Injector) (*Tunnel, erro
 	if err != nil {
 		return nil, err
 	}
-	ctr := &wgCounters{}
+	ctr := newWGCounters()
 	w := &Tunnel{lan: lan, ctr: ctr, bind: &countingBind{Bind: conn.NewStdNetBind(), ctr: ctr},
 		log: cfg.LAN.Logger, ipc: uapiConfig(cfg), keys: make(map[Key]int, len(cfg.PeerKeys)),
 		up: make(chan struct{})}
