@@ -73,7 +73,7 @@ func (t *wireguardTunnel) status() Status {
 
 // wireGuardConfig adds the keys to the LAN-side configuration.
 func wireGuardConfig(cfg *config.Config, dcfg dataplane.Config) wireguard.Config {
-	wc := wireguard.Config{LAN: dcfg, PrivateKey: wireguard.Key(cfg.Tunnel.WireGuard.PrivateKey), ListenPort: cfg.Tunnel.Listen.Port()}
+	wc := wireguard.Config{LAN: dcfg, PrivateKey: wireguard.Key(cfg.Tunnel.WireGuard.PrivateKey), ListenAddr: cfg.Tunnel.Listen.Addr(), ListenPort: cfg.Tunnel.Listen.Port()}
 	for _, p := range cfg.Tunnel.Peers {
 		wc.PeerKeys = append(wc.PeerKeys, wireguard.PeerKeys{Public: wireguard.Key(p.WireGuard.PublicKey),
 			Preshared: wireguard.Key(p.WireGuard.PresharedKey)})

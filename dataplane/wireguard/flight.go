@@ -25,8 +25,8 @@ import (
 // next release it grants one packet at a time (a peer without a session
 // stages at most QueueStagedSize of our reads, then one packet each).
 const (
-	creditOutbound = 256 // LAN packets read and not yet sent
-	creditInbound  = 256 // datagrams received and not yet written to the LAN
+	creditOutbound = 128 // LAN packets read and not yet sent
+	creditInbound  = 128 // datagrams received and not yet written to the LAN
 	creditStall    = 50 * time.Millisecond
 )
 

@@ -19,8 +19,12 @@
 //	Inbound.Deliver (header, source owner, destination local, LAN MTU) →
 //	Injector
 //
-// The transport is wireguard-go's conn.StdNetBind, wrapped (bind.go) to
-// drop and count datagrams that are not WireGuard messages at all.
+// The transport is the project's UDP socket (package udp) as wireguard-go's
+// conn.Bind (bind_udp.go), bound to the address `listen` names, wrapped
+// (bind.go) to count every received datagram by outcome and to drop what
+// is no WireGuard message, replays and handshakes beyond a bound. How
+// many packets are inside wireguard-go at once is bounded (flight.go):
+// its buffers are 64 KiB each.
 package wireguard
 
 import (
@@ -36,10 +40,10 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/crypto/curve25519"
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
 	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/udp"
 )
 
 // Key is a Curve25519 key or a preshared key, 32 raw bytes.
@@ -67,8 +71,9 @@ type Config struct {
 	// one: WireGuard moves it to wherever authenticated packets come from.
 	LAN        dataplane.Config
 	PrivateKey Key
-	// ListenPort is the UDP port, bound on all addresses of both families
-	// (wireguard-go's bind takes a port only).
+	// ListenAddr and ListenPort are the UDP socket's address (the zero
+	// Addr: every address of both families, as [::]) and port.
+	ListenAddr netip.Addr
 	ListenPort uint16
 	// PeerKeys holds the keys of LAN.Peers[i] at index i.
 	PeerKeys []PeerKeys
@@ -105,7 +110,8 @@ func New(cfg Config, c dataplane.Capture, inj dataplane.Injector) (*Tunnel, erro
 		return nil, err
 	}
 	ctr := newWGCounters()
-	w := &Tunnel{lan: lan, ctr: ctr, bind: &countingBind{Bind: conn.NewStdNetBind(), ctr: ctr},
+	bind := newUDPBind(cmp.Or(cfg.ListenAddr, netip.IPv6Unspecified()), udp.Options{})
+	w := &Tunnel{lan: lan, ctr: ctr, bind: &countingBind{Bind: bind, ctr: ctr},
 		log: cfg.LAN.Logger, ipc: uapiConfig(cfg), keys: make(map[Key]int, len(cfg.PeerKeys)),
 		up: make(chan struct{})}
 	if w.log == nil {
