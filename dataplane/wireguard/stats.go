@@ -35,9 +35,9 @@ type Stats struct {
 	// ours and initiations we answered.
 	HandshakesInitiated uint64 `json:"handshakes_initiated"`
 	HandshakesCompleted uint64 `json:"handshakes_completed"`
-	// HandshakeReceived = HandshakesCompleted' share received (responses
-	// and initiations accepted) + CookieRepliesReceived + every
-	// HandshakeRejected* below.
+	// HandshakeReceived = HandshakesCompleted (each completion is a
+	// message received: a response to ours or an initiation we answered)
+	// + CookieRepliesReceived + HandshakeRejected.
 	HandshakeReceived uint64 `json:"handshake_received"`
 	// HandshakeRejected is the sum of the HandshakeRejected* reasons.
 	HandshakeRejected uint64 `json:"handshake_rejected"`
@@ -86,9 +86,11 @@ type Stats struct {
 	// replayed or too old counter.
 	TransportRejected uint64 `json:"transport_rejected"`
 
-	// InFlightOutbound and InFlightInbound are packets inside wireguard-go
-	// now; BackpressureReclaims counts the times its credit was reclaimed
-	// after a stall (packets it dropped without a word).
+	// InFlightOutbound and InFlightInbound are packets charged to
+	// wireguard-go and not yet seen leaving it (flight.go): those inside
+	// it now, and those it dropped without a word (TransportRejected,
+	// packets staged for a peer without a session) until a stall
+	// reclaims their credit; BackpressureReclaims counts those reclaims.
 	InFlightOutbound     int    `json:"in_flight_outbound"`
 	InFlightInbound      int    `json:"in_flight_inbound"`
 	BackpressureReclaims uint64 `json:"backpressure_reclaims"`
