@@ -101,6 +101,18 @@ func (b *udpBind) Close() error {
 	return err
 }
 
+// drops is what the socket lost before the device saw it: the kernel's
+// drops (receive buffer full) and datagrams too large for a buffer; the
+// figures of the current socket (0 while closed).
+func (b *udpBind) drops() (kernel, truncated uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.t == nil {
+		return 0, 0
+	}
+	return b.t.KernelDrops(), b.t.Truncated()
+}
+
 // SetMark is not supported: the agent marks nothing.
 func (b *udpBind) SetMark(uint32) error { return nil }
 

@@ -26,6 +26,12 @@ type Stats struct {
 	//	  + HandshakeReceived (all handshake outcomes below, malformed included)
 	//	  + TransportReceived (all transport outcomes below, malformed included)
 	DatagramsReceived uint64 `json:"datagrams_received"`
+	// SocketDrops: datagrams the kernel dropped before the agent read
+	// them (the socket's receive buffer full: a flood, or backpressure
+	// from wireguard-go); SocketTruncated: larger than a buffer. Neither
+	// is in DatagramsReceived.
+	SocketDrops     uint64 `json:"socket_drops"`
+	SocketTruncated uint64 `json:"socket_truncated"`
 	// NotWireGuard: an unknown message type or reserved bytes set (a
 	// plain-mode datagram, garbage).
 	NotWireGuard uint64 `json:"not_wireguard"`
@@ -131,6 +137,9 @@ func (w *Tunnel) WireGuardStats() Stats {
 		Peers:      make([]PeerStats, len(w.names)),
 	}
 	c.fill(&st)
+	if ub, ok := w.bind.Bind.(*udpBind); ok {
+		st.SocketDrops, st.SocketTruncated = ub.drops()
+	}
 	for k, i := range w.keys {
 		st.Peers[i] = PeerStats{Name: w.names[i], PublicKey: base64.StdEncoding.EncodeToString(k[:])}
 	}
