@@ -33,8 +33,10 @@ type udpBind struct {
 
 // udpBindBatch is the batch the bind reads and wireguard-go sends: as
 // many 64 KiB buffers per receive function, and the device's TUN reader
-// takes as many again (or the LAN batch size, if larger).
-const udpBindBatch = 64
+// takes as many again (or the LAN batch size, if larger). Measured with
+// bench/run.sh (ta_wg): 32 and 64 carry TCP alike, 128 no faster; each
+// doubling costs ~8 MiB more resident (docs/performance.md).
+const udpBindBatch = 32
 
 func newUDPBind(addr netip.Addr, opt udp.Options) *udpBind {
 	return &udpBind{addr: addr, opt: opt, batch: udpBindBatch, to: make([]netip.AddrPort, udpBindBatch)}
