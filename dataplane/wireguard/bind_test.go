@@ -186,3 +186,57 @@ func TestWireGuardEveryDatagramCounted(t *testing.T) {
 		t.Errorf("charged in flight: %d in (want the %d rejected), %d out", after.InFlightInbound, after.TransportRejected, after.InFlightOutbound)
 	}
 }
+
+// fakeRecv is a bind whose receive function returns the same batch of
+// transport messages every time (as a device that skipped them all would
+// see it) and whose Send discards.
+type fakeRecv struct {
+	conn.Bind
+	msg []byte
+	ep  conn.Endpoint
+}
+
+func (f *fakeRecv) Open(uint16) ([]conn.ReceiveFunc, uint16, error) {
+	return []conn.ReceiveFunc{func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		for i := range bufs {
+			sizes[i] = copy(bufs[i], f.msg)
+			eps[i] = f.ep
+		}
+		return len(bufs), nil
+	}}, 1, nil
+}
+func (f *fakeRecv) Send([][]byte, conn.Endpoint) error { return nil }
+func (f *fakeRecv) BatchSize() int                      { return 32 }
+
+// TestWireGuardZeroAllocs: our part of wireguard-go's packet path (the
+// TUN read and write, the bind's receive wrapper and Send, the UDP bind's
+// endpoint lookup) allocates nothing per batch.
+func TestWireGuardZeroAllocs(t *testing.T) {
+	out := dptest.EchoRequest(netip.MustParseAddr("192.168.111.2"), netip.MustParseAddr("11.11.11.100"), 1, 1, 1372)
+	w, err := New(Config{PrivateKey: Key{1}, PeerKeys: []PeerKeys{{Public: Key{2}}},
+		LAN: dataplane.Config{LocalPrefixes: wgPfx("192.168.111.0/24"), Peers: []dataplane.PeerConfig{{Name: "b", Prefixes: wgPfx("11.11.11.0/24")}}}},
+		&loopCapture{pkt: out}, dptest.Discard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bufs, sizes := newBuffers(32, 65535), make([]int, 32)
+	if n := testing.AllocsPerRun(100, func() { _, _ = w.tun.Read(bufs, sizes, 16) }); n != 0 {
+		t.Errorf("TUN read: %v allocs", n)
+	}
+	in := newBuffers(32, 16+len(out))
+	if n := testing.AllocsPerRun(100, func() { _, _ = w.tun.Write(in, 16) }); n != 0 {
+		t.Errorf("TUN write: %v allocs", n)
+	}
+
+	data := make([]byte, 32+1400)
+	data[0] = wgMsgTransport
+	b := &countingBind{Bind: &fakeRecv{msg: data, ep: &udpEndpoint{}}, ctr: newWGCounters()}
+	fns, _, _ := b.Open(0)
+	eps := make([]conn.Endpoint, 32)
+	if n := testing.AllocsPerRun(100, func() { _, _ = fns[0](bufs, sizes, eps) }); n != 0 {
+		t.Errorf("bind receive: %v allocs", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = b.Send(bufs[:32], eps[0]) }); n != 0 {
+		t.Errorf("bind send: %v allocs", n)
+	}
+}
