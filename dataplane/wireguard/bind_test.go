@@ -206,7 +206,7 @@ func (f *fakeRecv) Open(uint16) ([]conn.ReceiveFunc, uint16, error) {
 	}}, 1, nil
 }
 func (f *fakeRecv) Send([][]byte, conn.Endpoint) error { return nil }
-func (f *fakeRecv) BatchSize() int                      { return 32 }
+func (f *fakeRecv) BatchSize() int                     { return 32 }
 
 // TestWireGuardZeroAllocs: our part of wireguard-go's packet path (the
 // TUN read and write, the bind's receive wrapper and Send, the UDP bind's
