@@ -70,10 +70,10 @@ func TestWireGuardHandshakeFlood(t *testing.T) {
 	mustPingEventually(t, "client -> VPS host after the flood", s.client(), hostB)
 	st := s.status(t, "server").WireGuard
 	t.Logf("%d initiations sent in %v; server: %d datagrams received, %d dropped by its socket; unknown key %d, "+
-		"under load (cookie) %d, rate-limited %d, overload %d, replay %d; %d backpressure reclaims",
+		"under load (cookie) %d, rate-limited %d, overload %d, replay %d; %d in-flight packets forgiven",
 		sent, wgFloodFor, st.DatagramsReceived, st.SocketDrops, st.HandshakeRejectedUnknownKey,
 		st.HandshakeRejectedUnderLoad, st.HandshakeRejectedRateLimited, st.HandshakeRejectedOverload,
-		st.HandshakeRejectedReplay, st.BackpressureReclaims)
+		st.HandshakeRejectedReplay, st.InFlightForgiven)
 	if st.HandshakeRejectedUnknownKey == 0 || st.HandshakeRejectedUnderLoad == 0 {
 		t.Errorf("the flood was not refused as forged (%d) and, once under load, with cookies (%d)",
 			st.HandshakeRejectedUnknownKey, st.HandshakeRejectedUnderLoad)

@@ -180,10 +180,16 @@ func TestWireGuardEveryDatagramCounted(t *testing.T) {
 		t.Errorf("B initiated %d and completed %d handshakes, A initiated %d; want 0, ≥1, ≥1",
 			after.HandshakesInitiated, after.HandshakesCompleted, a.w.WireGuardStats().HandshakesInitiated)
 	}
-	// What wireguard-go refused without a word is never released: it
-	// stays charged until a stall reclaims the credit (flight.go).
-	if uint64(after.InFlightInbound) != after.TransportRejected || after.InFlightOutbound != 0 {
-		t.Errorf("charged in flight: %d in (want the %d rejected), %d out", after.InFlightInbound, after.TransportRejected, after.InFlightOutbound)
+	// What wireguard-go refused without a word is never released; its
+	// credit is forgiven once it leaves the window (flight.go).
+	drained := false
+	for end := time.Now().Add(5 * time.Second); !drained && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		after = b.w.WireGuardStats()
+		drained = after.InFlightInbound == 0 && after.InFlightOutbound == 0 && after.InFlightForgiven >= after.TransportRejected
+	}
+	if !drained {
+		t.Errorf("credit not given back: %d in, %d out in flight, %d forgiven for %d rejected",
+			after.InFlightInbound, after.InFlightOutbound, after.InFlightForgiven, after.TransportRejected)
 	}
 }
 

@@ -15,90 +15,113 @@ import (
 // backpressure reaches the capture socket and the UDP socket, whose
 // kernel buffers drop what does not fit, as a kernel interface would.
 //
-// A packet is charged when the device keeps its buffer (it swaps in a
-// fresh one: see keptMask) and released where it leaves the device:
-// Bind.Send for outbound, tun.Write, a keepalive or a logged drop for
-// inbound. The device also drops some packets without a word (failed
-// authentication, replay, packets staged for a peer whose handshake never
-// completes); their credit would leak, so a credit that sees no release
-// for creditStall while it is exhausted is reclaimed whole, and until the
-// next release it grants one packet at a time (a peer without a session
-// stages at most QueueStagedSize of our reads, then one packet each).
+// A packet is charged when it is handed to the device (and released at
+// the next call if the device skipped it: see keptMask), and released
+// where it leaves: Bind.Send for outbound; tun.Write, a keepalive or a
+// logged drop for inbound. The device also drops some packets without a
+// word (failed authentication, replay, packets staged for a peer whose
+// handshake does not complete); their credit would leak. So the credit
+// counts only the packets charged within a window (creditEpochs epochs
+// of creditEpoch): a packet still unreleased when its epoch leaves the
+// window is forgiven. A packet crosses the device in well under a
+// millisecond, so only the silent drops are forgiven (and packets held
+// longer: staged for a peer without a session, whose number wireguard-go
+// bounds). Releases are counted in the epoch they happen, not the one
+// the packet was charged in; the sum over the window is exact, and the
+// error a recycled epoch leaves lasts one epoch.
 const (
 	creditOutbound = 128 // LAN packets read and not yet sent
 	creditInbound  = 128 // datagrams received and not yet written to the LAN
-	creditStall    = 50 * time.Millisecond
+	creditEpoch    = 25 * time.Millisecond
+	creditEpochs   = 4 // the window: 100 ms
 )
 
 // credit is the number of packets in flight in one direction. One
-// goroutine waits in wait at a time per caller; Charge and Release are
+// goroutine at a time waits in wait per caller; Charge and Release are
 // called from any goroutine; nothing locks or allocates.
 type credit struct {
-	max       int64
-	used      atomic.Int64
-	released  atomic.Uint64 // Release calls: progress
-	wake      chan struct{} // a Release wakes one waiter (cap 1)
-	probation atomic.Bool   // reclaimed and no release since: one at a time
-	reclaims  atomic.Uint64 // times the credit was reclaimed after a stall
-	stall     time.Duration
-	// lastRelease is when Release was last called (Unix ns), for full.
-	lastRelease atomic.Int64
+	max   int64
+	used  atomic.Int64               // Σ slot: charged − released within the window
+	slot  [creditEpochs]atomic.Int64 // per epoch of the window, by epoch % creditEpochs
+	epoch atomic.Int64               // the current epoch: time since start / epochLen
+	start time.Time
+	// epochLen is creditEpoch (tests shorten or lengthen it).
+	epochLen time.Duration
+	wake     chan struct{} // a Release wakes one waiter (cap 1)
+	// forgiven counts packets charged and not seen leaving the device
+	// within the window.
+	forgiven atomic.Uint64
 }
 
 func newCredit(max int) *credit {
-	return &credit{max: int64(max), wake: make(chan struct{}, 1), stall: creditStall}
+	return &credit{max: int64(max), wake: make(chan struct{}, 1), start: time.Now(), epochLen: creditEpoch}
 }
+
+// advance moves the window to now: each epoch that leaves it gives its
+// count back (forgiving what was charged in it and never released).
+func (c *credit) advance(now time.Time) int64 {
+	e := int64(now.Sub(c.start) / c.epochLen)
+	for {
+		cur := c.epoch.Load()
+		if e <= cur {
+			return cur
+		}
+		next := cur + 1
+		if e-cur > creditEpochs { // idle: the whole window leaves at once
+			next = e
+		}
+		if !c.epoch.CompareAndSwap(cur, next) {
+			continue
+		}
+		for i := cur + 1; i <= next && i <= cur+creditEpochs; i++ {
+			v := c.slot[i%creditEpochs].Swap(0) // charged creditEpochs epochs before i
+			if v > 0 {
+				c.forgiven.Add(uint64(v))
+			}
+			c.used.Add(-v)
+		}
+	}
+}
+
+// room is how many packets may enter now.
+func (c *credit) room() int64 { return c.max - max(c.used.Load(), 0) }
 
 // wait blocks until fewer than max packets are in flight and returns how
 // many more may enter now (at least 1). timer is the caller's own,
 // stopped, reused between calls.
 func (c *credit) wait(timer *time.Timer) int {
 	for {
-		if u := c.used.Load(); u < c.max {
-			if u+1 < c.max {
+		c.advance(time.Now())
+		if r := c.room(); r > 0 {
+			if r > 1 {
 				c.signal() // room for another waiter too
 			}
-			if c.probation.Load() {
-				return 1
-			}
-			return int(c.max - u)
+			return int(r)
 		}
-		seen := c.released.Load()
-		timer.Reset(c.stall)
+		timer.Reset(c.epochLen)
 		select {
 		case <-c.wake:
 			timer.Stop()
 		case <-timer.C:
-			if c.released.Load() == seen && c.used.Load() >= c.max {
-				c.used.Store(0)
-				c.reclaims.Add(1)
-				c.probation.Store(true)
-			}
 		}
 	}
 }
 
 // full reports whether max packets are in flight, for a caller that drops
-// rather than waits; it reclaims the credit if it has been full with no
-// release for the stall time.
+// rather than waits.
 func (c *credit) full(now time.Time) bool {
-	if c.used.Load() < c.max {
-		return false
-	}
-	if now.UnixNano()-c.lastRelease.Load() < int64(c.stall) {
-		return true
-	}
-	c.used.Store(0)
-	c.reclaims.Add(1)
-	c.lastRelease.Store(now.UnixNano())
-	return false
+	c.advance(now)
+	return c.room() <= 0
 }
 
 // Charge counts n packets that entered the device.
 func (c *credit) Charge(n int) {
-	if n > 0 {
-		c.used.Add(int64(n))
+	if n <= 0 {
+		return
 	}
+	e := c.advance(time.Now())
+	c.slot[e%creditEpochs].Add(int64(n))
+	c.used.Add(int64(n))
 }
 
 // Release counts n packets that left the device.
@@ -106,14 +129,9 @@ func (c *credit) Release(n int) {
 	if n <= 0 {
 		return
 	}
-	if v := c.used.Add(-int64(n)); v < -c.max { // released after a reclaim
-		c.used.CompareAndSwap(v, -c.max)
-	}
-	c.released.Add(1)
-	c.lastRelease.Store(time.Now().UnixNano())
-	if c.probation.Load() {
-		c.probation.Store(false)
-	}
+	e := c.epoch.Load() // advanced by Charge and wait, often enough
+	c.slot[e%creditEpochs].Add(-int64(n))
+	c.used.Add(-int64(n))
 	c.signal()
 }
 
@@ -124,8 +142,12 @@ func (c *credit) signal() {
 	}
 }
 
-// InFlight is the number of packets charged and not released.
-func (c *credit) InFlight() int { return int(c.used.Load()) }
+// InFlight is the number of packets charged within the window and not
+// released.
+func (c *credit) InFlight() int {
+	c.advance(time.Now())
+	return int(c.used.Load())
+}
 
 // newStoppedTimer is a timer for credit.wait.
 func newStoppedTimer() *time.Timer {

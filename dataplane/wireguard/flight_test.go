@@ -7,7 +7,7 @@ import (
 
 func TestCreditWaitsForRelease(t *testing.T) {
 	c := newCredit(4)
-	c.stall = time.Hour // no reclaim in this test
+	c.epochLen = time.Hour // nothing forgiven in this test
 	timer := newStoppedTimer()
 	if got := c.wait(timer); got != 4 {
 		t.Fatalf("room %d, want 4", got)
@@ -31,47 +31,44 @@ func TestCreditWaitsForRelease(t *testing.T) {
 	}
 }
 
-// TestCreditReclaimsAfterStall: packets wireguard-go drops without a word
-// are never released; a credit exhausted with no release for the stall
-// time is reclaimed, one packet at a time until a release is seen.
-func TestCreditReclaimsAfterStall(t *testing.T) {
+// TestCreditForgivesSilentDrops: packets wireguard-go drops without a
+// word are never released; once their epoch leaves the window their
+// credit is given back.
+func TestCreditForgivesSilentDrops(t *testing.T) {
 	c := newCredit(4)
-	c.stall = 20 * time.Millisecond
-	timer := newStoppedTimer()
+	c.epochLen = 5 * time.Millisecond
 	c.Charge(4)
 	start := time.Now()
-	if got := c.wait(timer); got != 1 {
-		t.Errorf("room %d after a reclaim, want 1 (probation)", got)
+	if got := c.wait(newStoppedTimer()); got != 4 {
+		t.Errorf("room %d after the window, want 4", got)
 	}
-	if time.Since(start) < c.stall || c.reclaims.Load() != 1 {
-		t.Errorf("reclaimed after %v (stall %v), %d reclaims", time.Since(start), c.stall, c.reclaims.Load())
-	}
-	c.Charge(1)
-	c.Release(1)
-	if got := c.wait(timer); got != 4 {
-		t.Errorf("room %d after a release, want 4", got)
-	}
-	// Releases of reclaimed packets go below zero, never past -max.
-	c.Release(100)
-	if got := c.InFlight(); got != -4 {
-		t.Errorf("in flight %d after over-release, want -4", got)
+	if d := time.Since(start); d < time.Duration(creditEpochs-1)*c.epochLen || c.forgiven.Load() != 4 {
+		t.Errorf("forgiven %d packets after %v (window %v)", c.forgiven.Load(), d, creditEpochs*c.epochLen)
 	}
 }
 
-func TestCreditFullReclaims(t *testing.T) {
-	c := newCredit(2)
-	c.stall = time.Second
-	now := time.Now()
-	c.Release(1) // a release now; in flight -1
-	c.Charge(3)
-	if !c.full(now) {
-		t.Error("not full with 2 of 2 in flight")
+// TestCreditWindow: a packet released in a later epoch than it was
+// charged in leaves the count right once both epochs left the window, and
+// a long idle time recycles the window at once.
+func TestCreditWindow(t *testing.T) {
+	c := newCredit(8)
+	c.epochLen = time.Second
+	c.Charge(2)
+	c.advance(c.start.Add(time.Second))
+	c.Release(2)
+	c.Charge(1)
+	if c.InFlight() != 1 {
+		t.Errorf("in flight %d, want 1", c.InFlight())
 	}
-	if c.full(now.Add(2 * time.Second)) {
-		t.Error("still full after a stall")
+	c.advance(c.start.Add(time.Duration(creditEpochs+1) * time.Second))
+	if c.InFlight() != 0 || c.room() != 8 {
+		t.Errorf("in flight %d, room %d once both epochs left the window", c.InFlight(), c.room())
 	}
-	if c.InFlight() != 0 || c.reclaims.Load() != 1 {
-		t.Errorf("in flight %d, %d reclaims after a stall", c.InFlight(), c.reclaims.Load())
+	if c.full(c.start.Add(1000 * time.Hour)) {
+		t.Error("full after a long idle time")
+	}
+	if c.epoch.Load() != 1000*3600 {
+		t.Errorf("epoch %d, want %d", c.epoch.Load(), 1000*3600)
 	}
 }
 

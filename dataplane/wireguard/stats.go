@@ -93,13 +93,14 @@ type Stats struct {
 	TransportRejected uint64 `json:"transport_rejected"`
 
 	// InFlightOutbound and InFlightInbound are packets charged to
-	// wireguard-go and not yet seen leaving it (flight.go): those inside
-	// it now, and those it dropped without a word (TransportRejected,
-	// packets staged for a peer without a session) until a stall
-	// reclaims their credit; BackpressureReclaims counts those reclaims.
-	InFlightOutbound     int    `json:"in_flight_outbound"`
-	InFlightInbound      int    `json:"in_flight_inbound"`
-	BackpressureReclaims uint64 `json:"backpressure_reclaims"`
+	// wireguard-go within the last 100 ms and not yet seen leaving it
+	// (flight.go): those inside it now, and those it dropped without a
+	// word (TransportRejected, packets staged for a peer without a
+	// session) until their credit is forgiven; InFlightForgiven counts
+	// the packets forgiven so.
+	InFlightOutbound int    `json:"in_flight_outbound"`
+	InFlightInbound  int    `json:"in_flight_inbound"`
+	InFlightForgiven uint64 `json:"in_flight_forgiven"`
 }
 
 // PeerStats is one peer as wireguard-go reports it. RxBytes and TxBytes
@@ -235,5 +236,6 @@ func (c *wgCounters) fill(st *Stats) {
 	st.TransportRejected = c.transportRejected()
 	st.InFlightOutbound = c.out.InFlight()
 	st.InFlightInbound = c.in.InFlight()
-	st.BackpressureReclaims = c.out.reclaims.Load() + c.in.reclaims.Load() + c.hs.reclaims.Load()
+	// after InFlight*, which move the window
+	st.InFlightForgiven = c.out.forgiven.Load() + c.in.forgiven.Load() + c.hs.forgiven.Load()
 }
