@@ -23,12 +23,11 @@ import (
 // handshake does not complete); their credit would leak. So the credit
 // counts only the packets charged within a window (creditEpochs epochs
 // of creditEpoch): a packet still unreleased when its epoch leaves the
-// window is forgiven. A packet crosses the device in well under a
-// millisecond, so only the silent drops are forgiven (and packets held
-// longer: staged for a peer without a session, whose number wireguard-go
-// bounds). Releases are counted in the epoch they happen, not the one
-// the packet was charged in; the sum over the window is exact, and the
-// error a recycled epoch leaves lasts one epoch.
+// window is forgiven. Releases are taken from the oldest epochs first
+// (packets leave the device's queues about in order). A packet crosses
+// the device in well under a millisecond, so only the silent drops are
+// forgiven (and packets held longer: staged for a peer without a
+// session, whose number wireguard-go bounds).
 const (
 	creditOutbound = 128 // LAN packets read and not yet sent
 	creditInbound  = 128 // datagrams received and not yet written to the LAN
@@ -41,8 +40,8 @@ const (
 // called from any goroutine; nothing locks or allocates.
 type credit struct {
 	max   int64
-	used  atomic.Int64               // Σ slot: charged − released within the window
-	slot  [creditEpochs]atomic.Int64 // per epoch of the window, by epoch % creditEpochs
+	used  atomic.Int64               // Σ slot
+	slot  [creditEpochs]atomic.Int64 // charged in an epoch of the window and not released, by epoch % creditEpochs
 	epoch atomic.Int64               // the current epoch: time since start / epochLen
 	start time.Time
 	// epochLen is creditEpoch (tests shorten or lengthen it).
@@ -74,17 +73,15 @@ func (c *credit) advance(now time.Time) int64 {
 			continue
 		}
 		for i := cur + 1; i <= next && i <= cur+creditEpochs; i++ {
-			v := c.slot[i%creditEpochs].Swap(0) // charged creditEpochs epochs before i
-			if v > 0 {
-				c.forgiven.Add(uint64(v))
-			}
+			v := c.slot[i%creditEpochs].Swap(0) // charged creditEpochs epochs before i, never released
+			c.forgiven.Add(uint64(v))
 			c.used.Add(-v)
 		}
 	}
 }
 
 // room is how many packets may enter now.
-func (c *credit) room() int64 { return c.max - max(c.used.Load(), 0) }
+func (c *credit) room() int64 { return c.max - c.used.Load() }
 
 // wait blocks until fewer than max packets are in flight and returns how
 // many more may enter now (at least 1). timer is the caller's own,
@@ -124,14 +121,31 @@ func (c *credit) Charge(n int) {
 	c.used.Add(int64(n))
 }
 
-// Release counts n packets that left the device.
+// Release counts n packets that left the device, taken from the oldest
+// epochs first: packets leave the device's queues in about the order they
+// entered. Releases beyond what the window holds (packets already
+// forgiven) count for nothing.
 func (c *credit) Release(n int) {
 	if n <= 0 {
 		return
 	}
+	left := int64(n)
 	e := c.epoch.Load() // advanced by Charge and wait, often enough
-	c.slot[e%creditEpochs].Add(-int64(n))
-	c.used.Add(-int64(n))
+	for i := e - creditEpochs + 1; i <= e && left > 0; i++ {
+		s := &c.slot[(i+creditEpochs)%creditEpochs]
+		for {
+			v := s.Load()
+			if v <= 0 {
+				break
+			}
+			take := min(v, left)
+			if s.CompareAndSwap(v, v-take) {
+				left -= take
+				break
+			}
+		}
+	}
+	c.used.Add(-(int64(n) - left))
 	c.signal()
 }
 

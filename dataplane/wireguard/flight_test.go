@@ -47,22 +47,26 @@ func TestCreditForgivesSilentDrops(t *testing.T) {
 	}
 }
 
-// TestCreditWindow: a packet released in a later epoch than it was
-// charged in leaves the count right once both epochs left the window, and
-// a long idle time recycles the window at once.
+// TestCreditWindow: releases are taken from the oldest epoch first, a
+// release of forgiven packets counts for nothing, and a long idle time
+// recycles the window at once.
 func TestCreditWindow(t *testing.T) {
 	c := newCredit(8)
 	c.epochLen = time.Second
-	c.Charge(2)
+	c.Charge(2) // epoch 0: 2 that will leak
 	c.advance(c.start.Add(time.Second))
-	c.Release(2)
-	c.Charge(1)
-	if c.InFlight() != 1 {
-		t.Errorf("in flight %d, want 1", c.InFlight())
+	c.Charge(3) // epoch 1
+	c.Release(3)
+	if c.slot[0].Load() != 0 || c.slot[1].Load() != 2 || c.InFlight() != 2 {
+		t.Errorf("slots %d %d, in flight %d: want the oldest released first", c.slot[0].Load(), c.slot[1].Load(), c.InFlight())
 	}
 	c.advance(c.start.Add(time.Duration(creditEpochs+1) * time.Second))
-	if c.InFlight() != 0 || c.room() != 8 {
-		t.Errorf("in flight %d, room %d once both epochs left the window", c.InFlight(), c.room())
+	if c.InFlight() != 0 || c.room() != 8 || c.forgiven.Load() != 2 {
+		t.Errorf("in flight %d, room %d, forgiven %d once the window passed", c.InFlight(), c.room(), c.forgiven.Load())
+	}
+	c.Release(5) // of forgiven packets
+	if c.InFlight() != 0 {
+		t.Errorf("in flight %d after releasing forgiven packets", c.InFlight())
 	}
 	if c.full(c.start.Add(1000 * time.Hour)) {
 		t.Error("full after a long idle time")
