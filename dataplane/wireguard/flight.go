@@ -26,8 +26,12 @@ import (
 // window is forgiven. Releases are taken from the oldest epochs first
 // (packets leave the device's queues about in order). A packet crosses
 // the device in well under a millisecond, so only the silent drops are
-// forgiven (and packets held longer: staged for a peer without a
-// session, whose number wireguard-go bounds).
+// forgiven, and packets held longer: those staged for a peer whose
+// handshake does not complete. wireguard-go stages up to QueueStagedSize
+// (128) of our reads per peer, each up to a batch of packets; while the
+// outbound credit forgives, wgTUN.Read reads at most leakBatch packets
+// at a time, so that a peer without a session flooded with traffic holds
+// at most 128 × leakBatch buffers (32 MiB), not 128 × 32 (256 MiB).
 const (
 	creditOutbound = 128 // LAN packets read and not yet sent
 	creditInbound  = 128 // datagrams received and not yet written to the LAN
@@ -48,8 +52,9 @@ type credit struct {
 	epochLen time.Duration
 	wake     chan struct{} // a Release wakes one waiter (cap 1)
 	// forgiven counts packets charged and not seen leaving the device
-	// within the window.
-	forgiven atomic.Uint64
+	// within the window; lastForgiven is the epoch it last grew in + 1.
+	forgiven     atomic.Uint64
+	lastForgiven atomic.Int64
 }
 
 func newCredit(max int) *credit {
@@ -74,11 +79,24 @@ func (c *credit) advance(now time.Time) int64 {
 		}
 		for i := cur + 1; i <= next && i <= cur+creditEpochs; i++ {
 			v := c.slot[i%creditEpochs].Swap(0) // charged creditEpochs epochs before i, never released
-			c.forgiven.Add(uint64(v))
+			if v > 0 {
+				c.forgiven.Add(uint64(v))
+				c.lastForgiven.Store(i + 1)
+			}
 			c.used.Add(-v)
 		}
 	}
 }
+
+// leaking reports whether packets were forgiven within the last
+// leakMemory epochs: the device holds or drops packets without a word.
+func (c *credit) leaking() bool {
+	last := c.lastForgiven.Load()
+	return last > 0 && c.epoch.Load()-(last-1) < leakMemory
+}
+
+// leakMemory is how long leaking remembers a forgiveness: 1 s.
+const leakMemory = 40
 
 // room is how many packets may enter now.
 func (c *credit) room() int64 { return c.max - c.used.Load() }

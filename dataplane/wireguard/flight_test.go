@@ -1,8 +1,12 @@
 package wireguard
 
 import (
+	"net/netip"
 	"testing"
 	"time"
+
+	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/dptest"
 )
 
 func TestCreditWaitsForRelease(t *testing.T) {
@@ -44,6 +48,33 @@ func TestCreditForgivesSilentDrops(t *testing.T) {
 	}
 	if d := time.Since(start); d < time.Duration(creditEpochs-1)*c.epochLen || c.forgiven.Load() != 4 {
 		t.Errorf("forgiven %d packets after %v (window %v)", c.forgiven.Load(), d, creditEpochs*c.epochLen)
+	}
+	if !c.leaking() {
+		t.Error("not leaking right after a forgiveness")
+	}
+	c.advance(time.Now().Add(time.Duration(leakMemory+creditEpochs) * c.epochLen))
+	if c.leaking() {
+		t.Error("still leaking long after the forgiveness")
+	}
+}
+
+// TestWireGuardReadSmallWhileLeaking: while outbound packets are
+// forgiven, a TUN read takes at most leakBatch packets.
+func TestWireGuardReadSmallWhileLeaking(t *testing.T) {
+	pkt := dptest.EchoRequest(netip.MustParseAddr("192.168.111.2"), netip.MustParseAddr("11.11.11.100"), 1, 1, 100)
+	w, err := New(Config{PrivateKey: Key{1}, PeerKeys: []PeerKeys{{Public: Key{2}}},
+		LAN: dataplane.Config{LocalPrefixes: wgPfx("192.168.111.0/24"), Peers: []dataplane.PeerConfig{{Name: "b", Prefixes: wgPfx("11.11.11.0/24")}}}},
+		&loopCapture{pkt: pkt}, dptest.Discard{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bufs, sizes := newBuffers(32, 2048), make([]int, 32)
+	if n, _ := w.tun.Read(bufs, sizes, 16); n != 32 {
+		t.Errorf("read %d, want 32", n)
+	}
+	w.ctr.out.lastForgiven.Store(w.ctr.out.epoch.Load() + 1)
+	if n, _ := w.tun.Read(bufs, sizes, 16); n != leakBatch {
+		t.Errorf("read %d while leaking, want %d", n, leakBatch)
 	}
 }
 

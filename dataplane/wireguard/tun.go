@@ -39,6 +39,11 @@ type wgTUN struct {
 	in   *dataplane.Inbound
 }
 
+// leakBatch is the read batch while outbound packets are forgiven
+// (flight.go): small, so that wireguard-go's staging queue of a peer
+// without a session holds few packets per entry.
+const leakBatch = 4
+
 // wgMaxBatch bounds the batches wireguard-go hands us: its own bind's
 // batch size, or ours if larger.
 func wgMaxBatch(ours int) int { return max(ours, conn.IdealBatchSize) }
@@ -54,11 +59,15 @@ func newWGTUN(lan *dataplane.Router, ctr *wgCounters, c dataplane.Capture, inj d
 // hop checks, TTL already decremented. A packet that does not pass gets
 // size 0, which wireguard-go skips; its ICMP error, if due, is injected.
 // It first waits for outbound credit (flight.go) and reads no more
-// packets than the credit allows.
+// packets than the credit allows, and no more than leakBatch while the
+// device holds or drops packets without a word.
 func (t *wgTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	out := t.ctr.out
 	t.mask.skipped(bufs, func(uint8) { out.Release(1) })
 	n := min(len(bufs), len(sizes), len(t.sub), out.wait(t.timer))
+	if out.leaking() {
+		n = min(n, leakBatch)
+	}
 	for i := range n {
 		t.sub[i] = bufs[i][offset:]
 	}
