@@ -31,15 +31,19 @@ func newBuffers(n, size int) [][]byte {
 	return bufs
 }
 
-func benchTUN(b *testing.B, pkt []byte) *wgTUN {
-	b.Helper()
+func benchTUN(b *testing.B, pkt []byte) *wgTUN { return loopTunnel(b, pkt).tun }
+
+// loopTunnel is a tunnel (not running) whose capture returns pkt forever
+// and whose injector discards.
+func loopTunnel(tb testing.TB, pkt []byte) *Tunnel {
+	tb.Helper()
 	w, err := New(Config{PrivateKey: Key{1}, PeerKeys: []PeerKeys{{Public: Key{2}}},
 		LAN: dataplane.Config{LocalPrefixes: wgPfx("192.168.111.0/24"), Peers: []dataplane.PeerConfig{{Name: "b", Prefixes: wgPfx("11.11.11.0/24")}}}},
 		&loopCapture{pkt: pkt}, dptest.Discard{})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	return w.tun
+	return w
 }
 
 // BenchmarkWireGuardTUNRead is the LAN→tunnel half of our part: capture,

@@ -219,12 +219,7 @@ func (f *fakeRecv) BatchSize() int                     { return 32 }
 // endpoint lookup) allocates nothing per batch.
 func TestWireGuardZeroAllocs(t *testing.T) {
 	out := dptest.EchoRequest(netip.MustParseAddr("192.168.111.2"), netip.MustParseAddr("11.11.11.100"), 1, 1, 1372)
-	w, err := New(Config{PrivateKey: Key{1}, PeerKeys: []PeerKeys{{Public: Key{2}}},
-		LAN: dataplane.Config{LocalPrefixes: wgPfx("192.168.111.0/24"), Peers: []dataplane.PeerConfig{{Name: "b", Prefixes: wgPfx("11.11.11.0/24")}}}},
-		&loopCapture{pkt: out}, dptest.Discard{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := loopTunnel(t, out)
 	bufs, sizes := newBuffers(32, 65535), make([]int, 32)
 	if n := testing.AllocsPerRun(100, func() { _, _ = w.tun.Read(bufs, sizes, 16) }); n != 0 {
 		t.Errorf("TUN read: %v allocs", n)

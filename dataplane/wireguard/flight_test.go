@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/dptest"
 )
 
@@ -62,12 +61,7 @@ func TestCreditForgivesSilentDrops(t *testing.T) {
 // forgiven, a TUN read takes at most leakBatch packets.
 func TestWireGuardReadSmallWhileLeaking(t *testing.T) {
 	pkt := dptest.EchoRequest(netip.MustParseAddr("192.168.111.2"), netip.MustParseAddr("11.11.11.100"), 1, 1, 100)
-	w, err := New(Config{PrivateKey: Key{1}, PeerKeys: []PeerKeys{{Public: Key{2}}},
-		LAN: dataplane.Config{LocalPrefixes: wgPfx("192.168.111.0/24"), Peers: []dataplane.PeerConfig{{Name: "b", Prefixes: wgPfx("11.11.11.0/24")}}}},
-		&loopCapture{pkt: pkt}, dptest.Discard{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := loopTunnel(t, pkt)
 	bufs, sizes := newBuffers(32, 2048), make([]int, 32)
 	if n, _ := w.tun.Read(bufs, sizes, 16); n != 32 {
 		t.Errorf("read %d, want 32", n)
