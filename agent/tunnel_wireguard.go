@@ -21,7 +21,9 @@ func runWireGuard(ctx context.Context, cfg *config.Config, dcfg dataplane.Config
 	if err != nil {
 		return err
 	}
-	w, err := wireguard.New(wireGuardConfig(cfg, dcfg), capture, injector)
+	wc := wireGuardConfig(cfg, dcfg)
+	wc.Listen = func(ap netip.AddrPort) (dataplane.Transport, error) { return o.sys.listenUDP(ap) }
+	w, err := wireguard.New(wc, capture, injector)
 	if err != nil {
 		capture.Close()
 		injector.Close()

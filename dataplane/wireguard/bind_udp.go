@@ -8,24 +8,25 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 
+	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/udp"
 )
 
-// udpBind is wireguard-go's conn.Bind over the project's UDP socket
-// (package udp): bound to one address, the one `listen` names (0.0.0.0,
-// [::] for both families, or a specific one), read and written in
-// batches with recvmmsg/sendmmsg, GRO and GSO, one socket and one receive
-// function. Compared with wireguard-go's StdNetBind (two sockets, a port
+// udpBind is wireguard-go's conn.Bind over a dataplane.Transport, the
+// project's UDP socket (package udp) in production: bound to one
+// address, the one `listen` names (0.0.0.0, [::] for both families, or a
+// specific one), read and written in batches with recvmmsg/sendmmsg, GRO
+// and GSO, one socket and one receive function. Compared with wireguard-go's StdNetBind (two sockets, a port
 // only, batches of 128 and an endpoint allocated per datagram), it holds
 // fewer of the device's 64 KiB buffers and allocates nothing per
 // datagram from a known source.
 type udpBind struct {
-	addr  netip.Addr
-	opt   udp.Options
-	batch int
+	addr   netip.Addr
+	listen ListenFunc
+	batch  int
 
 	mu sync.Mutex // Open, Close, the socket
-	t  *udp.Transport
+	t  dataplane.Transport
 
 	smu sync.Mutex // Send's destination slice
 	to  []netip.AddrPort
@@ -38,8 +39,21 @@ type udpBind struct {
 // doubling costs ~8 MiB more resident (docs/performance.md).
 const udpBindBatch = 32
 
-func newUDPBind(addr netip.Addr, opt udp.Options) *udpBind {
-	return &udpBind{addr: addr, opt: opt, batch: udpBindBatch, to: make([]netip.AddrPort, udpBindBatch)}
+// ListenFunc opens the tunnel's UDP socket on addr (port 0: any free
+// port).
+type ListenFunc func(addr netip.AddrPort) (dataplane.Transport, error)
+
+// listenUDP is the default ListenFunc: package udp with its default
+// offloads.
+func listenUDP(addr netip.AddrPort) (dataplane.Transport, error) {
+	return udp.Listen(addr, udp.Options{})
+}
+
+func newUDPBind(addr netip.Addr, listen ListenFunc) *udpBind {
+	if listen == nil {
+		listen = listenUDP
+	}
+	return &udpBind{addr: addr, listen: listen, batch: udpBindBatch, to: make([]netip.AddrPort, udpBindBatch)}
 }
 
 // Open binds the socket to the address and port.
@@ -49,7 +63,7 @@ func (b *udpBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	if b.t != nil {
 		return nil, 0, conn.ErrBindAlreadyOpen
 	}
-	t, err := udp.Listen(netip.AddrPortFrom(b.addr, port), b.opt)
+	t, err := b.listen(netip.AddrPortFrom(b.addr, port))
 	if err != nil {
 		return nil, 0, fmt.Errorf("listen on %v: %w", netip.AddrPortFrom(b.addr, port), err)
 	}
@@ -60,7 +74,7 @@ func (b *udpBind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 // receiveFunc reads a batch. The endpoints of the sources are kept in a
 // map that only this function's goroutine uses, so that a datagram from a
 // known source costs no allocation.
-func (b *udpBind) receiveFunc(t *udp.Transport) conn.ReceiveFunc {
+func (b *udpBind) receiveFunc(t dataplane.Transport) conn.ReceiveFunc {
 	from := make([]netip.AddrPort, b.batch)
 	eps := make(map[netip.AddrPort]*udpEndpoint)
 	var last *udpEndpoint
@@ -105,14 +119,18 @@ func (b *udpBind) Close() error {
 
 // drops is what the socket lost before the device saw it: the kernel's
 // drops (receive buffer full) and datagrams too large for a buffer; the
-// figures of the current socket (0 while closed).
+// figures of the current socket (0 while closed, or if the transport does
+// not count them).
 func (b *udpBind) drops() (kernel, truncated uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.t == nil {
-		return 0, 0
+	if t, ok := b.t.(interface {
+		KernelDrops() uint64
+		Truncated() uint64
+	}); ok {
+		return t.KernelDrops(), t.Truncated()
 	}
-	return b.t.KernelDrops(), b.t.Truncated()
+	return 0, 0
 }
 
 // SetMark is not supported: the agent marks nothing.

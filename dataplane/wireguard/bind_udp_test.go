@@ -5,7 +5,10 @@ import (
 	"testing"
 
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/dptest"
 	"tunnel-agent/dataplane/udp"
 	"tunnel-agent/internal/nstest"
 )
@@ -13,7 +16,7 @@ import (
 // openUDPBind opens a udpBind on addr:0 inside ns.
 func openUDPBind(t *testing.T, ns *nstest.NS, addr netip.Addr) (*udpBind, conn.ReceiveFunc, uint16) {
 	t.Helper()
-	b := newUDPBind(addr, udp.Options{})
+	b := newUDPBind(addr, nil)
 	var fns []conn.ReceiveFunc
 	var port uint16
 	if err := ns.Do(func() (err error) {
@@ -36,6 +39,9 @@ func TestUDPBind(t *testing.T) {
 	ns := nstest.New(t, "wgb")
 	lo := netip.MustParseAddr("127.0.0.1")
 	a, _, portA := openUDPBind(t, ns, lo)
+	if _, ok := a.t.(*udp.Transport); !ok {
+		t.Errorf("default transport %T, want *udp.Transport", a.t)
+	}
 	_, recvB, portB := openUDPBind(t, ns, netip.MustParseAddr("127.0.0.2"))
 	if got := a.t.LocalAddr(); got != netip.AddrPortFrom(lo, portA) {
 		t.Errorf("bound to %v, want 127.0.0.1:%d", got, portA)
@@ -70,5 +76,49 @@ func TestUDPBind(t *testing.T) {
 	roundTrip()
 	if n := testing.AllocsPerRun(20, roundTrip); n != 0 {
 		t.Errorf("send and receive of a batch: %v allocs", n)
+	}
+}
+
+// TestWireGuardOverListenFunc runs two tunnels over the UDP bind with an
+// in-memory network (Config.Listen, as the agent's tests can), A behind a
+// NAT: packets cross both ways and B answers A at its NAT's address.
+func TestWireGuardOverListenFunc(t *testing.T) {
+	network := dptest.NewNetwork()
+	aAddr, natAddr, bAddr := netip.MustParseAddrPort("192.0.2.1:51820"), netip.MustParseAddrPort("203.0.113.9:40000"), netip.MustParseAddrPort("198.51.100.2:51820")
+	network.SetNAT(aAddr, natAddr)
+	listen := func(want netip.AddrPort) ListenFunc {
+		return func(addr netip.AddrPort) (dataplane.Transport, error) {
+			if addr != want {
+				t.Errorf("listen on %v, want %v", addr, want)
+			}
+			return network.Listen(addr), nil
+		}
+	}
+	ka, kb := mustKey(t), mustKey(t)
+	start := func(key wgtypes.Key, peer wgtypes.Key, addr netip.AddrPort, lan dataplane.Config) wgSite {
+		s := wgSite{cap: dptest.NewCapture(), inj: dptest.NewInjector()}
+		w, err := New(Config{LAN: lan, PrivateKey: Key(key), ListenAddr: addr.Addr(), ListenPort: addr.Port(), Listen: listen(addr),
+			PeerKeys: []PeerKeys{{Public: Key(peer.PublicKey())}}}, s.cap, s.inj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.w = w
+		runWG(t, w)
+		return s
+	}
+	a := start(ka, kb, aAddr, dataplane.Config{LocalPrefixes: wgPfx("192.168.111.0/24"), ICMPSource: netip.MustParseAddr("192.168.111.1"),
+		Peers: []dataplane.PeerConfig{{Name: "b", Endpoint: bAddr, Prefixes: wgPfx("11.11.11.0/24")}}})
+	b := start(kb, ka, bAddr, dataplane.Config{LocalPrefixes: wgPfx("11.11.11.0/24"), ICMPSource: netip.MustParseAddr("11.11.11.1"),
+		Peers: []dataplane.PeerConfig{{Name: "a", Prefixes: wgPfx("192.168.111.0/24")}}})
+	src, dst := netip.MustParseAddr("192.168.111.2"), netip.MustParseAddr("11.11.11.100")
+	a.cap.Send(dptest.EchoRequest(src, dst, 1, 1, 56))
+	mustRecv(t, b.inj)
+	b.cap.Send(dptest.EchoRequest(dst, src, 1, 1, 56))
+	mustRecv(t, a.inj)
+	if ep := b.w.WireGuardStats().Peers[0].Endpoint; ep != natAddr {
+		t.Errorf("B's endpoint of A %v, want the NAT's %v", ep, natAddr)
+	}
+	if st := b.w.WireGuardStats(); st.ListenPort != bAddr.Port() || st.DatagramsReceived == 0 {
+		t.Errorf("B's stats: port %d, %d datagrams", st.ListenPort, st.DatagramsReceived)
 	}
 }

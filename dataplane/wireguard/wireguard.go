@@ -43,7 +43,6 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"tunnel-agent/dataplane"
-	"tunnel-agent/dataplane/udp"
 )
 
 // Key is a Curve25519 key or a preshared key, 32 raw bytes.
@@ -75,6 +74,10 @@ type Config struct {
 	// Addr: every address of both families, as [::]) and port.
 	ListenAddr netip.Addr
 	ListenPort uint16
+	// Listen opens the UDP socket (nil: package udp's, default offloads);
+	// the agent passes its own, with the offloads it chose, and its tests
+	// an in-memory one.
+	Listen ListenFunc
 	// PeerKeys holds the keys of LAN.Peers[i] at index i.
 	PeerKeys []PeerKeys
 }
@@ -110,7 +113,7 @@ func New(cfg Config, c dataplane.Capture, inj dataplane.Injector) (*Tunnel, erro
 		return nil, err
 	}
 	ctr := newWGCounters()
-	bind := newUDPBind(cmp.Or(cfg.ListenAddr, netip.IPv6Unspecified()), udp.Options{})
+	bind := newUDPBind(cmp.Or(cfg.ListenAddr, netip.IPv6Unspecified()), cfg.Listen)
 	w := &Tunnel{lan: lan, ctr: ctr, bind: &countingBind{Bind: bind, ctr: ctr},
 		log: cfg.LAN.Logger, ipc: uapiConfig(cfg), keys: make(map[Key]int, len(cfg.PeerKeys)),
 		up: make(chan struct{})}

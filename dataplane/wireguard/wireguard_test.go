@@ -51,6 +51,13 @@ func startWG(t *testing.T, bind conn.Bind, key wgtypes.Key, peer PeerKeys, lan d
 	}
 	w.bind.Bind = bind
 	s.w = w
+	runWG(t, w)
+	return s
+}
+
+// runWG runs w until the test ends, once its device is up.
+func runWG(t *testing.T, w *Tunnel) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -65,7 +72,6 @@ func startWG(t *testing.T, bind conn.Bind, key wgtypes.Key, peer PeerKeys, lan d
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return s
 }
 
 func mustKey(t *testing.T) wgtypes.Key {
