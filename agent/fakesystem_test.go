@@ -15,9 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/conn"
-	"golang.zx2c4.com/wireguard/conn/bindtest"
-
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/afpacket"
@@ -41,9 +38,8 @@ type fakeSystem struct {
 	captures   []*fakeCapture
 	injectors  []*dptest.Injector
 	transports []*dptest.Transport
-	wgBinds    []conn.Bind // wireGuardBind's, in order
-	captureErr error       // openCapture fails with it
-	opens      int         // openCapture's calls
+	captureErr error // openCapture fails with it
+	opens      int   // openCapture's calls
 	sigs       map[chan os.Signal][]os.Signal
 	states     []string      // notify's, in order
 	changed    chan struct{} // closed (and replaced) when one of the above changes
@@ -288,19 +284,6 @@ func (f *fakeSystem) listenUDP(addr netip.AddrPort) (tunnelTransport, error) {
 }
 
 func (f *fakeSystem) pathMTU(netip.Addr) (int, error) { return 1500, nil }
-
-// wireGuardBind hands out the binds the test queued (wgBinds), else one
-// of a fresh in-memory pair: never a real socket.
-func (f *fakeSystem) wireGuardBind(netip.AddrPort) conn.Bind {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.wgBinds) > 0 {
-		b := f.wgBinds[0]
-		f.wgBinds = f.wgBinds[1:]
-		return b
-	}
-	return bindtest.NewChannelBinds()[0]
-}
 
 // ---- process ----
 

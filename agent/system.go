@@ -6,8 +6,6 @@ import (
 	"net/netip"
 	"os"
 
-	"golang.zx2c4.com/wireguard/conn"
-
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/afpacket"
@@ -70,9 +68,6 @@ type plainIO interface {
 	openCapture(lan string, prefixes []netip.Prefix, opt afpacket.Options) (lanCapture, error)
 	openInjector() (dataplane.Injector, error)
 	listenUDP(addr netip.AddrPort) (tunnelTransport, error)
-	// wireGuardBind is the UDP transport wireguard mode's device opens
-	// on listen when it runs; nil: wireguard.New's own.
-	wireGuardBind(listen netip.AddrPort) conn.Bind
 	// pathMTU is the kernel's path MTU towards dst.
 	pathMTU(dst netip.Addr) (int, error)
 }

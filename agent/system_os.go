@@ -14,7 +14,6 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/conn"
 
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
@@ -184,9 +183,6 @@ func (osSystem) listenUDP(addr netip.AddrPort) (tunnelTransport, error) {
 	}
 	return udpTransport{t}, nil
 }
-
-// wireGuardBind is nil: the wireguard package opens its own.
-func (osSystem) wireGuardBind(netip.AddrPort) conn.Bind { return nil }
 
 func (osSystem) pathMTU(dst netip.Addr) (int, error) { return udp.PathMTU(dst) }
 

@@ -27,7 +27,7 @@ func openWireGuard(cfg *config.Config, dcfg dataplane.Config, sys system, log *s
 		return nil, err
 	}
 	wc := wireGuardConfig(cfg, dcfg)
-	wc.Bind = sys.wireGuardBind(cfg.Tunnel.Listen)
+	wc.Listen = func(ap netip.AddrPort) (dataplane.Transport, error) { return sys.listenUDP(ap) }
 	w, err := wireguard.New(wc, capture, injector)
 	if err != nil {
 		capture.Close()
@@ -76,7 +76,7 @@ func (t *wireguardTunnel) status() Status {
 
 // wireGuardConfig adds the keys to the LAN-side configuration.
 func wireGuardConfig(cfg *config.Config, dcfg dataplane.Config) wireguard.Config {
-	wc := wireguard.Config{LAN: dcfg, PrivateKey: wireguard.Key(cfg.Tunnel.WireGuard.PrivateKey), ListenPort: cfg.Tunnel.Listen.Port()}
+	wc := wireguard.Config{LAN: dcfg, PrivateKey: wireguard.Key(cfg.Tunnel.WireGuard.PrivateKey), ListenAddr: cfg.Tunnel.Listen.Addr(), ListenPort: cfg.Tunnel.Listen.Port()}
 	for _, p := range cfg.Tunnel.Peers {
 		wc.PeerKeys = append(wc.PeerKeys, wireguard.PeerKeys{Public: wireguard.Key(p.WireGuard.PublicKey),
 			Preshared: wireguard.Key(p.WireGuard.PresharedKey)})

@@ -33,6 +33,7 @@
 # Usage: sudo bench/run.sh [--duration S] [--rounds N] [--modes "a b"] [--offloads] [--out FILE]
 #                          [--profile DIR]   (CPU profiles of the agents, for go tool pprof)
 #                          [--perf DIR]      (system-wide perf record -a -g during each mode's tcp_up)
+#                          [--status DIR]    (each agent's `status --json` after each mode's tests: where packets were dropped)
 set -euo pipefail
 
 DURATION=5
@@ -43,6 +44,7 @@ OFFLOADS=0
 OUT=""
 PROFILE="" # directory for the agents' CPU profiles (go tool pprof)
 PERF=""    # directory for system-wide perf profiles (perf report -i)
+STATUS=""  # directory for the agents' status after each mode (JSON)
 while [ $# -gt 0 ]; do
 	case $1 in
 	--duration) DURATION=$2; shift 2 ;;
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
 	--out) OUT=$2; shift 2 ;;
 	--profile) PROFILE=$2; shift 2 ;;
 	--perf) PERF=$2; shift 2 ;;
+	--status) STATUS=$2; shift 2 ;;
 	-h | --help) sed -n 2,30p "$0"; exit 0 ;;
 	*) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -356,12 +359,26 @@ measure() { # MODE ROUND
 	return 0
 }
 
+# save_status MODE ROUND: with --status, each agent's counters after the
+# tests, as `status --json` prints them (modes without agents: nothing).
+save_status() {
+	[ -n "$STATUS" ] && [ ${#MODE_PIDS[@]} -gt 0 ] || return 0
+	mkdir -p "$STATUS"
+	local site ns
+	for site in a b; do
+		ns=$GWA; [ $site = b ] && ns=$GWB
+		in_ns "$ns" "$WORK/tunnel-agent" status -c "$WORK/$site.yaml" --state-dir "$WORK/state" --json \
+			>"$STATUS/$1-$2-$site.json" 2>&1 || true
+	done
+}
+
 run_mode() { # MODE ROUND
 	log "round $2: $1"
 	MODE_PIDS=()
 	"mode_$1" up
 	wait_path
 	measure "$1" "$2"
+	save_status "$1" "$2"
 	"mode_$1" down
 	MODE_PIDS=()
 }

@@ -181,7 +181,7 @@ func TestRelayZeroAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tun := newWGTUN(lan, &wgCounters{}, dptest.NewCapture(), inj, 1420)
+	tun := newWGTUN(lan, newWGCounters(), dptest.NewCapture(), inj, 1420)
 	t.Cleanup(func() { tun.Close() })
 	pkt := dptest.EchoRequest(netip.MustParseAddr("10.1.0.5"), netip.MustParseAddr("10.2.0.7"), 1, 1, 56)
 	const off = 16

@@ -28,8 +28,12 @@
 // then only the difference to the device, through wireguard-go's
 // configuration protocol, so that peers that stay keep their sessions.
 //
-// The transport is wireguard-go's conn.StdNetBind, wrapped (bind.go) to
-// drop and count datagrams that are not WireGuard messages at all.
+// The transport is the project's UDP socket (package udp) as wireguard-go's
+// conn.Bind (bind_udp.go), bound to the address `listen` names, wrapped
+// (bind.go) to count every received datagram by outcome and to drop what
+// is no WireGuard message, replays and handshakes beyond a bound. How
+// many packets are inside wireguard-go at once is bounded (flight.go):
+// its buffers are 64 KiB each.
 package wireguard
 
 import (
@@ -46,7 +50,6 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/crypto/curve25519"
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
 	"tunnel-agent/dataplane"
@@ -77,14 +80,16 @@ type Config struct {
 	// one: WireGuard moves it to wherever authenticated packets come from.
 	LAN        dataplane.Config
 	PrivateKey Key
-	// ListenPort is the UDP port, bound on all addresses of both families
-	// (wireguard-go's bind takes a port only).
+	// ListenAddr and ListenPort are the UDP socket's address (the zero
+	// Addr: every address of both families, as [::]) and port.
+	ListenAddr netip.Addr
 	ListenPort uint16
+	// Listen opens the UDP socket (nil: package udp's, default offloads);
+	// the agent passes its own, with the offloads it chose, and its tests
+	// an in-memory one.
+	Listen ListenFunc
 	// PeerKeys holds the keys of LAN.Peers[i] at index i.
 	PeerKeys []PeerKeys
-	// Bind, when set, is the UDP transport in place of the default one
-	// (tests: an in-memory bind).
-	Bind conn.Bind
 }
 
 // Tunnel is a WireGuard-mode tunnel. Create it with New and start it with
@@ -127,11 +132,8 @@ func New(cfg Config, c dataplane.Capture, inj dataplane.Injector) (*Tunnel, erro
 	if err != nil {
 		return nil, err
 	}
-	ctr := &wgCounters{}
-	bind := cfg.Bind
-	if bind == nil {
-		bind = conn.NewStdNetBind()
-	}
+	ctr := newWGCounters()
+	bind := newUDPBind(cmp.Or(cfg.ListenAddr, netip.IPv6Unspecified()), cfg.Listen)
 	w := &Tunnel{lan: lan, ctr: ctr, bind: &countingBind{Bind: bind, ctr: ctr},
 		log: cfg.LAN.Logger, cfg: cfg, up: make(chan struct{})}
 	if w.log == nil {
@@ -313,8 +315,8 @@ const (
 
 // innerMTU is the largest inner packet the path towards p carries: its
 // path MTU less WireGuard's overhead and the outer headers, IPv6's unless
-// its configured endpoint is IPv4 (the device listens on both families
-// and learns endpoints of either). 1440 on a 1500-byte IPv4 path, 1420 on
+// its configured endpoint is IPv4 (a socket on [::] learns endpoints of
+// either family). 1440 on a 1500-byte IPv4 path, 1420 on
 // an IPv6 one.
 func innerMTU(p dataplane.PeerConfig) int {
 	outer := outerIPv6UDP

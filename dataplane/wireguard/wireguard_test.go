@@ -51,6 +51,13 @@ func startWG(t *testing.T, bind conn.Bind, key wgtypes.Key, peer PeerKeys, lan d
 	}
 	w.bind.Bind = bind
 	s.w = w
+	runWG(t, w)
+	return s
+}
+
+// runWG runs w until the test ends, once its device is up.
+func runWG(t *testing.T, w *Tunnel) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
@@ -65,7 +72,6 @@ func startWG(t *testing.T, bind conn.Bind, key wgtypes.Key, peer PeerKeys, lan d
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return s
 }
 
 func mustKey(t *testing.T) wgtypes.Key {
@@ -171,18 +177,18 @@ func TestWireGuardRefusesNonLocalDestination(t *testing.T) {
 }
 
 func TestWireGuardClassify(t *testing.T) {
-	var c wgCounters
+	c := newWGCounters()
 	plain := dptest.EchoRequest(netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("2.2.2.2"), 1, 1, 8)
 	for _, bad := range [][]byte{nil, {4}, plain, make([]byte, 148), append([]byte{1, 0, 0, 0}, make([]byte, 100)...), {4, 0, 0, 0, 1}} {
-		if c.classify(bad) {
-			t.Errorf("classify(% x...) = true", bad[:min(len(bad), 4)])
+		if k := c.classify(bad); k != 0 {
+			t.Errorf("classify(% x...) = %d", bad[:min(len(bad), 4)], k)
 		}
 	}
-	if !c.classify(append([]byte{1, 0, 0, 0}, make([]byte, 144)...)) || !c.classify(append([]byte{4, 0, 0, 0}, make([]byte, 28)...)) {
+	if c.classify(append([]byte{1, 0, 0, 0}, make([]byte, 144)...)) != kindHandshake || c.classify(append([]byte{4, 0, 0, 0}, make([]byte, 28)...)) != kindTransport {
 		t.Error("valid message shapes refused")
 	}
-	if c.notWireGuard.Load() != 6 || c.handshakeRx.Load() != 1 || c.transportRx.Load() != 1 {
-		t.Errorf("counters %d %d %d", c.notWireGuard.Load(), c.handshakeRx.Load(), c.transportRx.Load())
+	if c.notWireGuard.Load() != 4 || c.hsMalformed.Load() != 1 || c.transportMalformed.Load() != 1 || c.hsRx.Load() != 1 || c.transportRx.Load() != 1 || c.received.Load() != 8 {
+		t.Errorf("counters %d %d %d %d %d %d", c.notWireGuard.Load(), c.hsMalformed.Load(), c.transportMalformed.Load(), c.hsRx.Load(), c.transportRx.Load(), c.received.Load())
 	}
 }
 
