@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"golang.zx2c4.com/wireguard/conn"
+
 	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/dptest"
 )
@@ -31,15 +33,19 @@ func newBuffers(n, size int) [][]byte {
 	return bufs
 }
 
-func benchTUN(b *testing.B, pkt []byte) *wgTUN {
-	b.Helper()
+func benchTUN(b *testing.B, pkt []byte) *wgTUN { return loopTunnel(b, pkt).tun }
+
+// loopTunnel is a tunnel (not running) whose capture returns pkt forever
+// and whose injector discards.
+func loopTunnel(tb testing.TB, pkt []byte) *Tunnel {
+	tb.Helper()
 	w, err := New(Config{PrivateKey: Key{1}, PeerKeys: []PeerKeys{{Public: Key{2}}},
 		LAN: dataplane.Config{LocalPrefixes: wgPfx("192.168.111.0/24"), Peers: []dataplane.PeerConfig{{Name: "b", Prefixes: wgPfx("11.11.11.0/24")}}}},
 		&loopCapture{pkt: pkt}, dptest.Discard{})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	return w.tun
+	return w
 }
 
 // BenchmarkWireGuardTUNRead is the LAN→tunnel half of our part: capture,
@@ -79,13 +85,15 @@ func BenchmarkWireGuardTUNWrite(b *testing.B) {
 }
 
 // FuzzWireGuardTUN feeds arbitrary bytes to both halves of wgTUN and to
-// the bind's classifier: never a panic, and whatever is handed on is a
-// prefix of what came in.
+// the bind's receive wrapper: never a panic, whatever is handed on is a
+// prefix of what came in, and every datagram is counted once.
 func FuzzWireGuardTUN(f *testing.F) {
 	f.Add(dptest.EchoRequest(netip.MustParseAddr("192.168.111.2"), netip.MustParseAddr("11.11.11.100"), 1, 1, 8))
 	f.Add(dptest.EchoRequest(netip.MustParseAddr("11.11.11.100"), netip.MustParseAddr("192.168.111.2"), 1, 1, 8))
 	f.Add([]byte{4, 0, 0, 0})
 	f.Add([]byte{0x60})
+	f.Add(append([]byte{1, 0, 0, 0}, make([]byte, 144)...)) // an initiation's shape
+	f.Add(append([]byte{3, 0, 0, 0}, make([]byte, 60)...))  // a cookie reply's
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		lc := &loopCapture{pkt: pkt}
 		w, err := New(Config{PrivateKey: Key{1}, PeerKeys: []PeerKeys{{Public: Key{2}}},
@@ -105,6 +113,19 @@ func FuzzWireGuardTUN(f *testing.F) {
 		if n, err := w.tun.Write(wb, 16); n != 1 || err != nil {
 			t.Fatalf("Write = %d, %v", n, err)
 		}
-		w.ctr.classify(pkt)
+		rb := &countingBind{Bind: &fakeRecv{msg: pkt, ep: &udpEndpoint{}}, ctr: w.ctr}
+		fns, _, _ := rb.Open(0)
+		for range 2 { // the second call settles the first
+			n, _ := fns[0](bufs, sizes, make([]conn.Endpoint, len(bufs)))
+			for i := range n {
+				if sizes[i] != 0 && sizes[i] != len(pkt) {
+					t.Fatalf("bind handed on %d bytes of %d", sizes[i], len(pkt))
+				}
+			}
+		}
+		st := w.WireGuardStats()
+		if got := st.NotWireGuard + st.HandshakeReceived + st.TransportReceived; got != st.DatagramsReceived {
+			t.Fatalf("received %d, outcomes sum to %d", st.DatagramsReceived, got)
+		}
 	})
 }
