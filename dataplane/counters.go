@@ -28,7 +28,6 @@ const (
 	DropInjectError              // Injector.WriteBatch failed for the packet
 	DropTooBigLAN                // from the tunnel, larger than the LAN MTU, and DF set or IPv6
 	DropBadKeepalive             // keepalive magic, but malformed (length, type or prefixes)
-	DropNoSession                // WireGuard mode: no session with the peer, and its share of packets waiting for the handshake is taken
 	DropTunnelBusy               // WireGuard mode: the queue back into the tunnel (relayed packets) is full
 	numDropReasons
 )
@@ -49,7 +48,6 @@ var dropNames = [numDropReasons]string{
 	DropInjectError:   "inject_error",
 	DropTooBigLAN:     "too_big_lan",
 	DropBadKeepalive:  "bad_keepalive",
-	DropNoSession:     "no_session",
 	DropTunnelBusy:    "tunnel_busy",
 }
 

@@ -138,11 +138,6 @@ type Outbound struct {
 	gen  uint64     // r.gen that eps were made for
 	eps  *endpoints // every peer "has" an endpoint, for the hop checks
 	icmp icmpBatch
-	// Admit, when set, has the last word on a packet that passed every
-	// check, towards the peer with index peer (its position in
-	// Config.Peers): DropNone lets it through, another reason drops it
-	// (counted and logged as any drop).
-	Admit func(peer int) DropReason
 }
 
 // outboundPlaceholder stands for the endpoint of a peer configured without
@@ -205,9 +200,6 @@ func (o *Outbound) forwardOne(pkt []byte, now int64) int {
 	var v verdict
 	o.r.forward(&v, pkt, o.eps, buf, now)
 	o.icmp.add(buf, v.icmp)
-	if v.reason == DropNone && o.Admit != nil {
-		v.reason = o.Admit(v.peer.idx)
-	}
 	if v.reason != DropNone {
 		o.r.drop(v.reason, v.dropInfo, now)
 		return 0
