@@ -76,11 +76,11 @@ type Engine struct {
 	// checks, LAN MTU, counters, drop log and the Injector (router.go).
 	// The Engine adds the tunnel side.
 	r      Router
-	learns bool           // some peer learns its endpoint
-	relay  bool           // Config.Relay
+	learns bool // some peer learns its endpoint
+	relay  bool // Config.Relay
 	// onLearn is Config.OnLearn as New got it.
 	onLearn func(peer string, ep netip.AddrPort)
-	ka     keepaliveState // our keepalive messages, peer attribution
+	ka      keepaliveState // our keepalive messages, peer attribution
 
 	eps atomic.Pointer[endpoints]
 
