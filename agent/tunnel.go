@@ -56,13 +56,24 @@ func runTunnel(ctx context.Context, cfg *config.Config, o *options, live *liveSi
 		defer live.started(ctx, nil)() // host repairs only; no live reload of wireguard-go yet
 		return runWireGuard(ctx, cfg, dcfg, o, live.requestReload)
 	}
-	t, err := openPlain(cfg, dcfg, o.sys, o.log)
-	if err != nil {
-		return err
+	var t tunnel
+	var listen netip.AddrPort
+	if cfg.Tunnel.Dataplane == config.DataplaneEBPF {
+		et, err := openEBPF(cfg, dcfg, o.sys, live.hookJournal(), o.log) // tunnel_ebpf.go
+		if err != nil {
+			return err
+		}
+		t, listen = et, et.transport.LocalAddr()
+	} else {
+		pt, err := openPlain(cfg, dcfg, o.sys, o.log)
+		if err != nil {
+			return err
+		}
+		t, listen = pt, pt.transport.LocalAddr()
 	}
 	defer serveSiteStatus(o, &statusSource{site: cfg.Site, started: time.Now(), tun: t, live: live}, live.requestReload)()
-	o.log.Info("tunnel running", "site", cfg.Site, "lan", cfg.LAN.Interface, "listen", t.transport.LocalAddr(),
-		"peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes)
+	o.log.Info("tunnel running", "site", cfg.Site, "lan", cfg.LAN.Interface, "listen", listen,
+		"peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes, "dataplane", cfg.Tunnel.Dataplane.String())
 	defer live.started(ctx, t)()
 	return t.Run(ctx)
 }

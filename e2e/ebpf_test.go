@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"tunnel-agent/dataplane/ebpf"
+	"tunnel-agent/internal/probe"
+	"tunnel-agent/internal/topo"
+)
+
+// requireEBPF skips unless this kernel and process can run the eBPF
+// dataplane.
+func requireEBPF(t *testing.T) ebpf.Support {
+	t.Helper()
+	s, err := ebpf.Probe()
+	if err != nil {
+		t.Skipf("the eBPF dataplane cannot run here: %v", err)
+	}
+	return s
+}
+
+// useEBPF rewrites a site's file to tunnel.dataplane: ebpf.
+func useEBPF(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), "\ntunnel:\n", "\ntunnel:\n  dataplane: ebpf\n", 1)
+	if s == string(b) {
+		t.Fatalf("%s has no tunnel section", path)
+	}
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startWith starts the sites' agents with extra environment variables.
+func (s *twoSite) startWith(t *testing.T, env ...string) {
+	t.Helper()
+	b := agentCmd(s.GatewayB, s.args("up", "server")...)
+	b.Env = append(os.Environ(), env...)
+	s.agentB = startCmd(t, b)
+	a := agentCmd(s.GatewayA, s.args("up", "client")...)
+	a.Env = append(os.Environ(), env...)
+	s.agentA = startCmd(t, a)
+}
+
+// checkProgramsCarry checks that the programs of site carried the
+// traffic: their per-peer counters are in the status and grew.
+func checkProgramsCarry(t *testing.T, s *twoSite, site string, mode string) {
+	t.Helper()
+	st := s.status(t, site)
+	if st.EBPF == nil || len(st.EBPF.Hooks) != 2 {
+		t.Fatalf("%s: status has no eBPF hooks: %+v", site, st.EBPF)
+	}
+	for _, h := range st.EBPF.Hooks {
+		if h.Mode.String() != mode {
+			t.Errorf("%s: %s hooked with %v, want %s", site, h.Program, h.Mode, mode)
+		}
+	}
+	if p := st.Dataplane.Peers[0]; p.TxPackets == 0 || p.RxPackets == 0 {
+		t.Errorf("%s: peer counters %+v", site, p)
+	}
+}
+
+// TestEBPFTwoSitesThroughNAT is TestTwoSitesThroughNAT with both sites on
+// the eBPF dataplane: the VPS learns the client's NAT mapping through its
+// socket and hands it to its programs.
+func TestEBPFTwoSitesThroughNAT(t *testing.T) {
+	for _, mode := range []string{"tcx", "clsact"} {
+		t.Run(mode, func(t *testing.T) {
+			if sup := requireEBPF(t); mode == "tcx" && !sup.TCX {
+				t.Skip("no tcx links on this kernel")
+			}
+			s := newTwoSite(t, topo.Options{NAT: true})
+			useEBPF(t, s.cfgA)
+			useEBPF(t, s.cfgB)
+			s.startWith(t, "TUNNEL_AGENT_EBPF_ATTACH="+mode)
+			ns1 := s.siteBHost(t)
+			hostB, hostA := s.SiteBHost.Addr(), s.ClientAddr.Addr()
+			t.Run("ping both ways", func(t *testing.T) {
+				mustPingEventually(t, "client -> VPS host (first contact)", s.client(), hostB)
+				r, err := probe.Ping(s.client(), hostB, 10, 50*time.Millisecond, 2*time.Second, 84)
+				mustPing(t, "client -> VPS host", r, err)
+				r, err = probe.Ping(ns1, hostA, 10, 50*time.Millisecond, 2*time.Second, 84)
+				mustPing(t, "VPS host -> client", r, err)
+				if got := s.status(t, "server").Dataplane.Peers[0].CurrentEndpoint; got.Addr() != s.NATOutside.Addr() {
+					t.Errorf("server learned endpoint %v, want the NAT's address %v", got, s.NATOutside.Addr())
+				}
+			})
+			t.Run("TCP 50 MB each way", func(t *testing.T) {
+				r, err := probe.TCPTransfer(s.client(), ns1, netip.AddrPortFrom(hostB, 5201), 50<<20, 120*time.Second)
+				mustTransfer(t, "client -> VPS host", r, err)
+				r, err = probe.TCPTransfer(ns1, s.client(), netip.AddrPortFrom(hostA, 5202), 50<<20, 120*time.Second)
+				mustTransfer(t, "VPS host -> client", r, err)
+				checkProgramsCarry(t, s, "client", mode)
+				checkProgramsCarry(t, s, "server", mode)
+			})
+			t.Run("attacks are dropped and counted", func(t *testing.T) { testAttacks(t, s, ns1) })
+			t.Run("NAT mapping changes", func(t *testing.T) { testNATRebinding(t, s, ns1) })
+			t.Run("SIGINT restores both hosts, tc state included", func(t *testing.T) { s.stopAndCompare(t) })
+		})
+	}
+}
+
+// TestEBPFKillThenDown: a SIGKILLed agent leaves its blackhole routes
+// (fail closed) and, with clsact, its filters; `down` removes everything,
+// and both hosts dump (tc state included) as before `up`.
+func TestEBPFKillThenDown(t *testing.T) {
+	for _, mode := range []string{"tcx", "clsact"} {
+		t.Run(mode, func(t *testing.T) {
+			if sup := requireEBPF(t); mode == "tcx" && !sup.TCX {
+				t.Skip("no tcx links on this kernel")
+			}
+			s := newTwoSite(t, topo.Options{NAT: true})
+			useEBPF(t, s.cfgA)
+			useEBPF(t, s.cfgB)
+			s.startWith(t, "TUNNEL_AGENT_EBPF_ATTACH="+mode)
+			mustPingEventually(t, "client -> VPS host", s.client(), s.SiteBHost.Addr())
+			for _, a := range []*agentProc{s.agentA, s.agentB} {
+				a.kill()
+			}
+			during := s.dump(t, s.GatewayA)
+			if !strings.Contains(during, "blackhole") {
+				t.Errorf("gateway A after SIGKILL: no blackhole route left (fail closed):\n%s", during)
+			}
+			if has := strings.Contains(during, "name tunnel-agent-lan_ingress"); has != (mode == "clsact") {
+				t.Errorf("gateway A after SIGKILL (%s): our LAN filter present %v", mode, has)
+			}
+			if strings.Contains(during, "tcx ") {
+				t.Errorf("gateway A after SIGKILL: tcx programs left:\n%s", during)
+			}
+			for _, site := range []string{"client", "server"} {
+				ns := map[string]string{"client": s.GatewayA, "server": s.GatewayB}[site]
+				if out, code := runAgent(t, ns, s.args("down", site)...); code != 0 {
+					t.Fatalf("down %s: exit %d:\n%s", site, code, out)
+				}
+			}
+			assertSameState(t, "gateway A after SIGKILL and down", s.beforeA, s.dump(t, s.GatewayA))
+			assertSameState(t, "gateway B after SIGKILL and down", s.beforeB, s.dump(t, s.GatewayB))
+		})
+	}
+}
+
+// TestEBPFInteropWithUserspace: the client on the eBPF dataplane, the VPS
+// on the userspace one (and the other way round): same wire format.
+func TestEBPFInteropWithUserspace(t *testing.T) {
+	requireEBPF(t)
+	for _, ebpfSite := range []string{"client", "server"} {
+		t.Run(ebpfSite+" on ebpf", func(t *testing.T) {
+			s := newTwoSite(t, topo.Options{NAT: true})
+			useEBPF(t, map[string]string{"client": s.cfgA, "server": s.cfgB}[ebpfSite])
+			s.start(t)
+			ns1 := s.siteBHost(t)
+			hostB, hostA := s.SiteBHost.Addr(), s.ClientAddr.Addr()
+			mustPingEventually(t, "client -> VPS host (first contact)", s.client(), hostB)
+			r, err := probe.Ping(ns1, hostA, 10, 50*time.Millisecond, 2*time.Second, 84)
+			mustPing(t, "VPS host -> client", r, err)
+			tr, err := probe.TCPTransfer(s.client(), ns1, netip.AddrPortFrom(hostB, 5201), 20<<20, 120*time.Second)
+			mustTransfer(t, "client -> VPS host", tr, err)
+			tr, err = probe.TCPTransfer(ns1, s.client(), netip.AddrPortFrom(hostA, 5202), 20<<20, 120*time.Second)
+			mustTransfer(t, "VPS host -> client", tr, err)
+			s.stopAndCompare(t)
+		})
+	}
+}
+
+// TestEBPFCheckAndRefusals: `check` says the host can run the programs;
+// wireguard mode with ebpf is refused with file, line and field, exit 2.
+func TestEBPFCheckAndRefusals(t *testing.T) {
+	requireEBPF(t)
+	s := newTwoSite(t, topo.Options{})
+	useEBPF(t, s.cfgA)
+	out, code := runAgent(t, s.GatewayA, s.args("check", "client")...)
+	if code != 0 || !strings.Contains(out, "eBPF dataplane: this host can run it") {
+		t.Fatalf("check: exit %d:\n%s", code, out)
+	}
+	b, _ := os.ReadFile(s.cfgA)
+	bad := strings.Replace(string(b), "  dataplane: ebpf\n", "  dataplane: ebpf\n  mode: wireguard\n", 1)
+	if err := os.WriteFile(s.cfgA, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runAgent(t, s.GatewayA, s.args("check", "client")...)
+	if code != 2 || !strings.Contains(out, "tunnel.dataplane") || !strings.Contains(out, "plain mode only") {
+		t.Fatalf("check of wireguard+ebpf: exit %d, want 2 with tunnel.dataplane:\n%s", code, out)
+	}
+	assertSameState(t, "gateway A after check", s.beforeA, s.dump(t, s.GatewayA))
+}
