@@ -34,7 +34,7 @@ type ebpfTunnel struct {
 
 	learned chan struct{} // a learned endpoint waits in pending
 
-	mu      sync.Mutex // guards what follows
+	mu      sync.Mutex  // guards what follows
 	pcfg    ebpf.Config // the programs' settings, as last written
 	att     *ebpf.Attachment
 	wan     string
