@@ -463,3 +463,41 @@ func (s siteHooks) forget() error {
 	s.l.w.Locked(func() { err = netcfg.ForgetTC(s.l.j) })
 	return err
 }
+
+// tcNamedRemover removes a filter by name without a journal
+// (netcfg.NetlinkHost.RemoveTCNamed).
+type tcNamedRemover interface {
+	RemoveTCNamed(link, name string, parent uint32, prio uint16, handle uint32) (bool, error)
+}
+
+// forceRemoveHooks is `down --force` for the eBPF dataplane: the clsact
+// filters of the site's programs, on the LAN interface and on the
+// interface `up` would take as the WAN, found by priority, handle and
+// name. tcx links need nothing (they went with the process); a clsact
+// qdisc is left, since without the journal nothing says the agent made it.
+func forceRemoveHooks(o *options, cfg *config.Config, h siteHost) (removed, left []string, err error) {
+	tr, ok := h.(tcNamedRemover)
+	if !ok {
+		return nil, nil, fmt.Errorf("down --force: removing tc filters: %w on this host", errors.ErrUnsupported)
+	}
+	type hook struct{ link, prog string }
+	hooks := []hook{{cfg.LAN.Interface, ebpf.LANProgramName}}
+	if eio, ok := o.sys.(ebpfIO); ok {
+		if wan, werr := chooseWAN(cfg, eio, o.sys); werr == nil {
+			hooks = append(hooks, hook{wan, ebpf.WANProgramName})
+		} else {
+			left = append(left, "the wan_ingress filter, if any: "+werr.Error())
+		}
+	}
+	for _, k := range hooks {
+		name := ebpf.FilterName(k.prog)
+		found, rerr := tr.RemoveTCNamed(k.link, name, ebpf.FilterParent, ebpf.FilterPriority, ebpf.FilterHandle)
+		switch {
+		case rerr != nil:
+			err = errors.Join(err, fmt.Errorf("remove tc filter %s from %s: %w", name, k.link, rerr))
+		case found:
+			removed = append(removed, fmt.Sprintf("tc filter %s on %s (its clsact qdisc is left: `tc qdisc del dev %s clsact` if nothing else uses it)", name, k.link, k.link))
+		}
+	}
+	return removed, left, err
+}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,31 @@ func TestEBPFKillThenDown(t *testing.T) {
 			assertSameState(t, "gateway A after SIGKILL and down", s.beforeA, s.dump(t, s.GatewayA))
 			assertSameState(t, "gateway B after SIGKILL and down", s.beforeB, s.dump(t, s.GatewayB))
 		})
+	}
+}
+
+// TestEBPFKillThenForceDown: after a SIGKILL with clsact hooks and a lost
+// journal, `down --force` removes the programs' filters too.
+func TestEBPFKillThenForceDown(t *testing.T) {
+	requireEBPF(t)
+	s := newTwoSite(t, topo.Options{NAT: true})
+	useEBPF(t, s.cfgA)
+	useEBPF(t, s.cfgB)
+	s.startWith(t, "TUNNEL_AGENT_EBPF_ATTACH=clsact")
+	mustPingEventually(t, "client -> VPS host", s.client(), s.SiteBHost.Addr())
+	s.agentA.kill()
+	if d := s.dump(t, s.GatewayA); !strings.Contains(d, "name tunnel-agent-wan_ingress") {
+		t.Fatalf("no filter left after SIGKILL:\n%s", d)
+	}
+	if err := os.Remove(filepath.Join(s.dir, "client-state", "client.json")); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runAgent(t, s.GatewayA, append(s.args("down", "client"), "--force")...)
+	if code != 0 || !strings.Contains(out, "tc filter tunnel-agent-lan_ingress") || !strings.Contains(out, "tc filter tunnel-agent-wan_ingress") {
+		t.Fatalf("down --force: exit %d:\n%s", code, out)
+	}
+	if d := s.dump(t, s.GatewayA); strings.Contains(d, "name tunnel-agent-") || strings.Contains(d, "type=6 proto=227") {
+		t.Errorf("after down --force, the agent's filters or routes remain:\n%s", d)
 	}
 }
 

@@ -51,8 +51,12 @@ const (
 const (
 	FilterPriority = 0xc0de
 	FilterHandle   = 1
+	FilterParent   = netlink.HANDLE_MIN_INGRESS
 	filterPrefix   = "tunnel-agent-"
 )
+
+// FilterName is the name of the clsact filter running program.
+func FilterName(program string) string { return filterPrefix + program }
 
 // Hook is one program hooked to one interface's ingress: what Attach did,
 // in the form an agent journals so that it can be undone after a crash.
