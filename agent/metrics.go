@@ -164,7 +164,7 @@ func (l *liveSite) serveMetrics() (stop func()) {
 	if !addr.IsValid() {
 		return func() {}
 	}
-	l.met.reg.MustRegister(engineCollector{l})
+	l.met.reg.MustRegister(engineCollector{l}, ebpfCollector{l})
 	ln, err := net.Listen("tcp", addr.String())
 	if err != nil {
 		l.o.log.Error("metrics endpoint unavailable", "listen", addr, "err", err)

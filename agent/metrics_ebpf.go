@@ -1,0 +1,38 @@
+package agent
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// The eBPF dataplane's own metrics. Its per-peer packets and bytes and its
+// drops are summed into the engine's families (tunnel_ebpf.go, Stats);
+// what the programs pass to the userspace engine is a family of its own:
+// those packets are then counted again by what the engine does with them,
+// so adding them to the others would count them twice.
+var (
+	descToUserspace = prometheus.NewDesc(metricPrefix+"ebpf_to_userspace_packets_total",
+		"Packets the eBPF programs passed to the userspace engine, by reason.", []string{"reason"}, nil)
+	descHookRepairs = prometheus.NewDesc(metricPrefix+"ebpf_hook_repairs_total",
+		"eBPF program hooks put back after their interface was re-created or the hook removed.", nil, nil)
+)
+
+// ebpfCollector exports the eBPF section of the status; nothing in
+// userspace mode.
+type ebpfCollector struct{ l *liveSite }
+
+func (c ebpfCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descToUserspace
+	ch <- descHookRepairs
+}
+
+func (c ebpfCollector) Collect(ch chan<- prometheus.Metric) {
+	c.l.mu.Lock()
+	t, ok := c.l.tun.(*ebpfTunnel)
+	c.l.mu.Unlock()
+	if !ok {
+		return
+	}
+	st := t.status()
+	for reason, n := range st.EBPF.ToUserspace {
+		ch <- prometheus.MustNewConstMetric(descToUserspace, prometheus.CounterValue, float64(n), reason)
+	}
+	ch <- prometheus.MustNewConstMetric(descHookRepairs, prometheus.CounterValue, float64(st.EBPF.Repairs))
+}
