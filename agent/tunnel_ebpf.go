@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
@@ -40,6 +41,7 @@ type ebpfTunnel struct {
 	wan     string
 	pending map[string]netip.AddrPort
 	repairs uint64 // hooks put back (re-created LAN, removed filter)
+	stopped bool   // Run detached for good
 }
 
 // ebpfIO is what the ebpf tunnel needs of the system besides plainIO:
@@ -291,16 +293,73 @@ func (t *ebpfTunnel) applyLearned(ctx context.Context) {
 	}
 }
 
+// hookCheckInterval is how often keepHooks looks at the hooks: netlink
+// sends no link notification when a filter is removed, nor the bpf system
+// call when a tcx link is detached.
+const hookCheckInterval = time.Second
+
+// keepHooks puts back hooks that someone removed (a filter deleted, a
+// link detached) or that went with their interface (re-created), until
+// ctx is done. Each repair is logged and counted (status ebpf.repairs).
+func (t *ebpfTunnel) keepHooks(ctx context.Context) {
+	tick := time.NewTicker(hookCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		t.repairHooks()
+	}
+}
+
+// repairHooks re-attaches the programs if a hook is missing.
+func (t *ebpfTunnel) repairHooks() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	if t.att == nil { // an earlier attempt failed
+		if err := t.attachLocked(); err == nil {
+			t.repairs++
+		}
+		return
+	}
+	missing, err := t.att.Missing()
+	if err != nil {
+		t.log.Warn("cannot check the eBPF programs' hooks", "err", err)
+		return
+	}
+	if len(missing) == 0 {
+		return
+	}
+	for _, h := range missing {
+		t.log.Warn("eBPF program hook gone; attaching again", "program", h.Program, "interface", h.Interface, "mode", h.Mode.String())
+	}
+	if err := t.detachLocked(); err != nil {
+		t.log.Warn("detaching what is left of the eBPF hooks", "err", err)
+	}
+	if err := t.attachLocked(); err != nil {
+		t.log.Error("re-attaching the eBPF programs failed; retrying", "err", err)
+		return
+	}
+	t.repairs++
+}
+
 // Run runs the exception engine until ctx is done, then detaches the
 // programs (before the host configuration is reverted) and closes them.
 func (t *ebpfTunnel) Run(ctx context.Context) error {
 	lctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { t.applyLearned(lctx) })
+	wg.Go(func() { t.keepHooks(lctx) })
 	runErr := t.eng.Run(ctx)
 	cancel()
 	wg.Wait()
 	t.mu.Lock()
+	t.stopped = true
 	err := t.detachLocked()
 	t.mu.Unlock()
 	return errors.Join(runErr, err, t.d.Close())
@@ -387,7 +446,7 @@ func (t *ebpfTunnel) Reconfigure(cfg dataplane.Config, _ []netip.Prefix) error {
 func (t *ebpfTunnel) RebindCapture([]netip.Prefix) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.att == nil {
+	if t.stopped {
 		return dataplane.ErrStopped
 	}
 	if err := t.detachLocked(); err != nil {

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"tunnel-agent/dataplane/ebpf"
 	"tunnel-agent/internal/probe"
 	"tunnel-agent/internal/topo"
@@ -37,6 +40,56 @@ func useEBPF(t *testing.T, path string) {
 	}
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// suiteDataplane, when "ebpf", makes every `up` of the tests run on the
+// eBPF dataplane (TestEBPFSuite runs tests written for userspace mode so).
+var suiteDataplane string
+
+// withDataplane rewrites the site file of an `up` for suiteDataplane.
+func withDataplane(args []string) {
+	if suiteDataplane != "ebpf" || len(args) == 0 || args[0] != "up" {
+		return
+	}
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] != "-c" {
+			continue
+		}
+		b, err := os.ReadFile(args[i+1])
+		if err != nil || strings.Contains(string(b), "dataplane:") {
+			return
+		}
+		s := strings.Replace(string(b), "\ntunnel:\n", "\ntunnel:\n  dataplane: ebpf\n", 1)
+		_ = os.WriteFile(args[i+1], []byte(s), 0o600)
+	}
+}
+
+// TestEBPFSuite runs tests written for the userspace dataplane with both
+// sites (or the one agent) on the eBPF dataplane: path MTU, IPv6 inside
+// and outside, LAN offloads on, reload and drift repair, SIGTERM, kill
+// then down, interop with the tutorial's program.
+func TestEBPFSuite(t *testing.T) {
+	requireEBPF(t)
+	suiteDataplane = "ebpf"
+	t.Cleanup(func() { suiteDataplane = "" })
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"PathMTUDiscovery", TestPathMTUDiscovery},
+		{"FarLANSmallerMTU", TestFarLANSmallerMTU},
+		{"IPv6InsideTunnel", TestIPv6InsideTunnel},
+		{"IPv6OutsideTunnel", TestIPv6OutsideTunnel},
+		{"IPv6PacketTooBig", TestIPv6PacketTooBig},
+		{"DefaultOffloads", TestDefaultOffloads},
+		{"LiveOperations", TestLiveOperations},
+		{"WatchRepairsDrift", TestWatchRepairsDrift},
+		{"SIGTERMRevertsEverything", TestSIGTERMRevertsEverything},
+		{"InteropTutorialClient", TestInteropTutorialClient},
+		{"InteropTutorialServer", TestInteropTutorialServer},
+	} {
+		t.Run(tc.name, tc.fn)
 	}
 }
 
@@ -216,4 +269,44 @@ func TestEBPFCheckAndRefusals(t *testing.T) {
 		t.Fatalf("check of wireguard+ebpf: exit %d, want 2 with tunnel.dataplane:\n%s", code, out)
 	}
 	assertSameState(t, "gateway A after check", s.beforeA, s.dump(t, s.GatewayA))
+}
+
+// TestEBPFFilterRemovedIsRepaired: a clsact filter of the agent's that
+// someone deletes (`tc filter del`) is put back within seconds, logged and
+// counted, and traffic flows again.
+func TestEBPFFilterRemovedIsRepaired(t *testing.T) {
+	requireEBPF(t)
+	s := newTwoSite(t, topo.Options{NAT: true})
+	useEBPF(t, s.cfgA)
+	useEBPF(t, s.cfgB)
+	s.startWith(t, "TUNNEL_AGENT_EBPF_ATTACH=clsact")
+	mustPingEventually(t, "client -> VPS host", s.client(), s.SiteBHost.Addr())
+	nl := s.Netlink(s.GatewayA)
+	for _, name := range []string{topo.GatewayALANLink, topo.GatewayAWANLink} {
+		l, err := nl.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: l.Attrs().Index, Parent: netlink.HANDLE_MIN_INGRESS,
+			Priority: ebpf.FilterPriority, Handle: ebpf.FilterHandle, Protocol: unix.ETH_P_ALL}}
+		if err := nl.FilterDel(f); err != nil {
+			t.Fatalf("tc filter del dev %s: %v", name, err)
+		}
+	}
+	if !eventually(10*time.Second, func() bool {
+		d := s.dump(t, s.GatewayA)
+		return strings.Contains(d, "filter lan0 parent ffff:fff2 bpf prio 49374 handle 1 name tunnel-agent-lan_ingress") &&
+			strings.Contains(d, "filter wan0 parent ffff:fff2 bpf prio 49374 handle 1 name tunnel-agent-wan_ingress")
+	}) {
+		t.Fatalf("filters not put back:\n%s", s.dump(t, s.GatewayA))
+	}
+	if st := s.status(t, "client"); st.EBPF == nil || st.EBPF.Repairs == 0 {
+		t.Errorf("repair not counted: %+v", st.EBPF)
+	}
+	if !strings.Contains(s.agentA.out.String(), "eBPF program hook gone") {
+		t.Errorf("repair not logged:\n%s", s.agentA.out.String())
+	}
+	tr, err := probe.TCPTransfer(s.client(), s.siteBHost(t), netip.AddrPortFrom(s.SiteBHost.Addr(), 5201), 10<<20, 60*time.Second)
+	mustTransfer(t, "client -> VPS host after the repair", tr, err)
+	s.stopAndCompare(t)
 }

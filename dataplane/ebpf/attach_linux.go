@@ -7,6 +7,7 @@ import (
 	cebpf "github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"tunnel-agent/internal/tchook"
 )
@@ -168,6 +169,50 @@ func tcHook(h Hook) tchook.Hook {
 // TCHook is the record of a clsact hook that package tchook (and the host
 // journal, through it) removes.
 func (h Hook) TCHook() tchook.Hook { return tcHook(h) }
+
+// Missing returns the hooks that are no longer in place: a clsact filter
+// removed or replaced by someone else's, a tcx link whose program is no
+// longer on its interface's ingress (the interface was removed or
+// re-created, or the link detached), in the calling thread's network
+// namespace. Detach and Attach again to put them back.
+func (a *Attachment) Missing() ([]Hook, error) {
+	var out []Hook
+	for i, h := range a.Hooks {
+		lk := a.links[i]
+		if lk == nil {
+			f, err := tchook.Find(a.nl, tcHook(h))
+			if errors.As(err, new(netlink.LinkNotFoundError)) || errors.Is(err, unix.ENODEV) {
+				out = append(out, h)
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("ebpf: listing filters on %s: %w", h.Interface, err)
+			}
+			if f == nil || f.Name != filterPrefix+h.Program {
+				out = append(out, h)
+			}
+			continue
+		}
+		info, err := lk.Info()
+		if err != nil {
+			out = append(out, h) // the link is gone
+			continue
+		}
+		res, err := link.QueryPrograms(link.QueryOptions{Target: h.Index, Attach: cebpf.AttachTCXIngress})
+		if err != nil {
+			out = append(out, h) // no such interface any more
+			continue
+		}
+		found := false
+		for _, p := range res.Programs {
+			found = found || p.ID == info.Program
+		}
+		if !found {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
 
 // Detach undoes Attach in reverse order: links closed, our filters
 // removed, and a qdisc Attach created removed when nobody else's filter
