@@ -93,6 +93,17 @@ func TestEBPFSuite(t *testing.T) {
 	}
 }
 
+// startEBPFSites builds the two sites through NAT, both on the eBPF
+// dataplane hooked with attach (tcx or clsact), and starts their agents.
+func startEBPFSites(t *testing.T, attach string) *twoSite {
+	t.Helper()
+	s := newTwoSite(t, topo.Options{NAT: true})
+	useEBPF(t, s.cfgA)
+	useEBPF(t, s.cfgB)
+	s.startWith(t, "TUNNEL_AGENT_EBPF_ATTACH="+attach)
+	return s
+}
+
 // startWith starts the sites' agents with extra environment variables.
 func (s *twoSite) startWith(t *testing.T, env ...string) {
 	t.Helper()
@@ -131,10 +142,7 @@ func TestEBPFTwoSitesThroughNAT(t *testing.T) {
 			if sup := requireEBPF(t); mode == "tcx" && !sup.TCX {
 				t.Skip("no tcx links on this kernel")
 			}
-			s := newTwoSite(t, topo.Options{NAT: true})
-			useEBPF(t, s.cfgA)
-			useEBPF(t, s.cfgB)
-			s.startWith(t, "TUNNEL_AGENT_EBPF_ATTACH="+mode)
+			s := startEBPFSites(t, mode)
 			ns1 := s.siteBHost(t)
 			hostB, hostA := s.SiteBHost.Addr(), s.ClientAddr.Addr()
 			t.Run("ping both ways", func(t *testing.T) {
@@ -171,10 +179,7 @@ func TestEBPFKillThenDown(t *testing.T) {
 			if sup := requireEBPF(t); mode == "tcx" && !sup.TCX {
 				t.Skip("no tcx links on this kernel")
 			}
-			s := newTwoSite(t, topo.Options{NAT: true})
-			useEBPF(t, s.cfgA)
-			useEBPF(t, s.cfgB)
-			s.startWith(t, "TUNNEL_AGENT_EBPF_ATTACH="+mode)
+			s := startEBPFSites(t, mode)
 			mustPingEventually(t, "client -> VPS host", s.client(), s.SiteBHost.Addr())
 			for _, a := range []*agentProc{s.agentA, s.agentB} {
 				a.kill()
@@ -205,10 +210,7 @@ func TestEBPFKillThenDown(t *testing.T) {
 // journal, `down --force` removes the programs' filters too.
 func TestEBPFKillThenForceDown(t *testing.T) {
 	requireEBPF(t)
-	s := newTwoSite(t, topo.Options{NAT: true})
-	useEBPF(t, s.cfgA)
-	useEBPF(t, s.cfgB)
-	s.startWith(t, "TUNNEL_AGENT_EBPF_ATTACH=clsact")
+	s := startEBPFSites(t, "clsact")
 	mustPingEventually(t, "client -> VPS host", s.client(), s.SiteBHost.Addr())
 	s.agentA.kill()
 	if d := s.dump(t, s.GatewayA); !strings.Contains(d, "name tunnel-agent-wan_ingress") {
@@ -276,10 +278,7 @@ func TestEBPFCheckAndRefusals(t *testing.T) {
 // counted, and traffic flows again.
 func TestEBPFFilterRemovedIsRepaired(t *testing.T) {
 	requireEBPF(t)
-	s := newTwoSite(t, topo.Options{NAT: true})
-	useEBPF(t, s.cfgA)
-	useEBPF(t, s.cfgB)
-	s.startWith(t, "TUNNEL_AGENT_EBPF_ATTACH=clsact")
+	s := startEBPFSites(t, "clsact")
 	mustPingEventually(t, "client -> VPS host", s.client(), s.SiteBHost.Addr())
 	nl := s.Netlink(s.GatewayA)
 	for _, name := range []string{topo.GatewayALANLink, topo.GatewayAWANLink} {
