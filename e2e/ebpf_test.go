@@ -57,8 +57,8 @@ func withDataplane(args []string) {
 			continue
 		}
 		b, err := os.ReadFile(args[i+1])
-		if err != nil || strings.Contains(string(b), "dataplane:") {
-			return
+		if err != nil || strings.Contains(string(b), "dataplane:") || strings.Contains(string(b), "capture:") {
+			return // chosen already; or the ring capture, which has no eBPF counterpart
 		}
 		s := strings.Replace(string(b), "\ntunnel:\n", "\ntunnel:\n  dataplane: ebpf\n", 1)
 		_ = os.WriteFile(args[i+1], []byte(s), 0o600)
@@ -67,8 +67,10 @@ func withDataplane(args []string) {
 
 // TestEBPFSuite runs tests written for the userspace dataplane with both
 // sites (or the one agent) on the eBPF dataplane: path MTU, IPv6 inside
-// and outside, LAN offloads on, reload and drift repair, SIGTERM, kill
-// then down, interop with the tutorial's program.
+// and outside, LAN offloads on (the ring capture's case stays userspace),
+// reload, a re-created LAN veth, interop with the tutorial's program. (The
+// one-namespace VPS site of the watcher's tests has no WAN for the
+// programs: `up` refuses it in this mode.)
 func TestEBPFSuite(t *testing.T) {
 	requireEBPF(t)
 	suiteDataplane = "ebpf"
@@ -84,8 +86,6 @@ func TestEBPFSuite(t *testing.T) {
 		{"IPv6PacketTooBig", TestIPv6PacketTooBig},
 		{"DefaultOffloads", TestDefaultOffloads},
 		{"LiveOperations", TestLiveOperations},
-		{"WatchRepairsDrift", TestWatchRepairsDrift},
-		{"SIGTERMRevertsEverything", TestSIGTERMRevertsEverything},
 		{"InteropTutorialClient", TestInteropTutorialClient},
 		{"InteropTutorialServer", TestInteropTutorialServer},
 	} {
