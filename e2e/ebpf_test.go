@@ -3,6 +3,7 @@ package e2e
 import (
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -163,6 +164,7 @@ func TestEBPFTwoSitesThroughNAT(t *testing.T) {
 				checkProgramsCarry(t, s, "client", mode)
 				checkProgramsCarry(t, s, "server", mode)
 			})
+			t.Run("TTL 1: time exceeded from the gateway", func(t *testing.T) { testTTLExpired(t, s) })
 			t.Run("attacks are dropped and counted", func(t *testing.T) { testAttacks(t, s, ns1) })
 			t.Run("NAT mapping changes", func(t *testing.T) { testNATRebinding(t, s, ns1) })
 			t.Run("SIGINT restores both hosts, tc state included", func(t *testing.T) { s.stopAndCompare(t) })
@@ -308,4 +310,24 @@ func TestEBPFFilterRemovedIsRepaired(t *testing.T) {
 	tr, err := probe.TCPTransfer(s.client(), s.siteBHost(t), netip.AddrPortFrom(s.SiteBHost.Addr(), 5201), 10<<20, 60*time.Second)
 	mustTransfer(t, "client -> VPS host after the repair", tr, err)
 	s.stopAndCompare(t)
+}
+
+// testTTLExpired pings the far host with TTL 1 (iputils ping, bounded):
+// the LAN program passes the packet up, and the engine answers with ICMP
+// time exceeded from gateway A's LAN address, counted as ttl_expired.
+func testTTLExpired(t *testing.T, s *twoSite) {
+	before := drops(t, s, "client", "ttl_expired")
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+s.Client, "ping", "-n", "-c", "3", "-i", "0.2", "-t", "1", "-W", "2",
+		s.SiteBHost.Addr().String())
+	out, _ := cmd.CombinedOutput() // exit 1: no echo reply, as wanted
+	want := "From " + s.GatewayALAN.Addr().String()
+	if !strings.Contains(string(out), want) || !strings.Contains(string(out), "Time to live exceeded") {
+		t.Fatalf("ping -t 1: want time exceeded %s:\n%s", want, out)
+	}
+	if !eventually(3*time.Second, func() bool { return drops(t, s, "client", "ttl_expired") > before }) {
+		t.Errorf("ttl_expired not counted at the client's gateway")
+	}
+	if st := s.status(t, "client"); st.EBPF == nil || st.EBPF.ToUserspace["ttl_expired"] == 0 {
+		t.Errorf("the programs did not pass the packets up: %+v", st.EBPF)
+	}
 }
