@@ -35,6 +35,11 @@ type ebpfTunnel struct {
 
 	learned chan struct{} // a learned endpoint waits in pending
 
+	// peersMu orders the writes of whole peer sets (Reconfigure, the
+	// route refresh) and guards dcfg, the engine's configuration.
+	peersMu sync.Mutex
+	dcfg    dataplane.Config
+
 	mu      sync.Mutex  // guards what follows
 	pcfg    ebpf.Config // the programs' settings, as last written
 	att     *ebpf.Attachment
@@ -206,6 +211,7 @@ func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJ
 	}
 	closers = append(closers, t.transport.Close)
 	dcfg.OnLearn = t.onLearn
+	t.dcfg = dcfg
 	t.eng, err = dataplane.New(dcfg, exc, t.transport, injector)
 	if err != nil {
 		return nil, fmt.Errorf("start dataplane: %w", err)
@@ -293,24 +299,53 @@ func (t *ebpfTunnel) applyLearned(ctx context.Context) {
 	}
 }
 
+// currentEndpoints are the peers' endpoints as the engine has them now
+// (learned ones included).
+func (t *ebpfTunnel) currentEndpoints() map[string]netip.AddrPort {
+	current := map[string]netip.AddrPort{}
+	for _, p := range t.eng.Stats().Peers {
+		current[p.Name] = p.CurrentEndpoint
+	}
+	return current
+}
+
+// refreshRoutes writes the peers again, which looks up the route to each
+// endpoint (outer source address, interface): an entry whose route
+// changed is rewritten, the others are left alone.
+func (t *ebpfTunnel) refreshRoutes() {
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	if err := t.d.SetPeers(ebpfPeers(t.dcfg, t.currentEndpoints())); err != nil {
+		t.log.Warn("cannot refresh the routes of the eBPF programs' peers", "err", err)
+	}
+}
+
+// routeCheckEvery is how many hook checks pass between two route
+// refreshes (a route lookup per peer).
+const routeCheckEvery = 5
+
 // hookCheckInterval is how often keepHooks looks at the hooks: netlink
 // sends no link notification when a filter is removed, nor the bpf system
 // call when a tcx link is detached.
 const hookCheckInterval = time.Second
 
 // keepHooks puts back hooks that someone removed (a filter deleted, a
-// link detached) or that went with their interface (re-created), until
-// ctx is done. Each repair is logged and counted (status ebpf.repairs).
+// link detached) or that went with their interface (re-created), and
+// every few checks follows route changes towards the peers, until ctx is
+// done. Each repair is logged and counted (status ebpf.repairs).
 func (t *ebpfTunnel) keepHooks(ctx context.Context) {
 	tick := time.NewTicker(hookCheckInterval)
 	defer tick.Stop()
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
 		t.repairHooks()
+		if n%routeCheckEvery == 0 {
+			t.refreshRoutes()
+		}
 	}
 }
 
@@ -421,14 +456,13 @@ func (t *ebpfTunnel) SetLANMTU(mtu int) error {
 // (no packet of theirs is lost). The capture prefixes are the programs'
 // peer prefixes, already set.
 func (t *ebpfTunnel) Reconfigure(cfg dataplane.Config, _ []netip.Prefix) error {
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
 	if err := t.eng.Reconfigure(cfg); err != nil {
 		return err
 	}
-	current := map[string]netip.AddrPort{}
-	for _, p := range t.eng.Stats().Peers {
-		current[p.Name] = p.CurrentEndpoint
-	}
-	if err := t.d.SetPeers(ebpfPeers(cfg, current)); err != nil {
+	t.dcfg = cfg
+	if err := t.d.SetPeers(ebpfPeers(cfg, t.currentEndpoints())); err != nil {
 		return fmt.Errorf("update the eBPF programs' peers: %w", err)
 	}
 	t.mu.Lock()
