@@ -331,3 +331,21 @@ func testTTLExpired(t *testing.T, s *twoSite) {
 		t.Errorf("the programs did not pass the packets up: %+v", st.EBPF)
 	}
 }
+
+// TestEBPFOffloadsOverIPv6: LAN offloads on and an IPv6 WAN: the LAN
+// program passes the packets whose checksum was left to offload, and TCP
+// super-packets, for an IPv6-outer peer to the exception path (the outer
+// checksum is computed from the inner one), and the exception reader
+// completes and cuts them into the packets the engine sends.
+func TestEBPFOffloadsOverIPv6(t *testing.T) {
+	requireEBPF(t)
+	s := newTwoSite6(t, topo.Options{Offloads: true}, true)
+	useEBPF(t, s.cfgA)
+	useEBPF(t, s.cfgB)
+	s.start(t)
+	dualStackTraffic(t, s)
+	if st := s.status(t, "client"); st.EBPF == nil || st.EBPF.ToUserspace["gso"]+st.EBPF.ToUserspace["outer_checksum"] == 0 {
+		t.Errorf("no packet left to checksum offload went to the exception path: %+v", st.EBPF)
+	}
+	s.stopAndCompare(t)
+}

@@ -527,3 +527,27 @@ func TestOuterChecksumVerified(t *testing.T) {
 		}
 	}
 }
+
+// TestExceptionsCompletePartialChecksums: a TCP packet whose checksum was
+// left to offload (LAN offloads on), for an IPv6-outer peer, goes to the
+// exception path (the program cannot sum it), and the reader hands the
+// engine the packet with its checksum completed, as the capture does.
+func TestExceptionsCompletePartialChecksums(t *testing.T) {
+	rig := newProgRig(t, fuzzConfig(), false)
+	for _, seg := range []dptest.Segment{
+		dptest.TCP4(dptest.IPv4{Src: lanHost4, Dst: netip.MustParseAddr("10.3.0.9"), TTL: 64}, dptest.TCP{Flags: dptest.TCPSyn}, nil),
+		dptest.TCP6(dptest.IPv6{Src: lanHost6, Dst: netip.MustParseAddr("fd00:3::9"), HopLimit: 64}, dptest.TCP{Flags: dptest.TCPSyn}, nil),
+	} {
+		if _, err := rig.runQuiet(t, rig.d.LANProgram(), ethFrame(seg.Partial())); err != nil {
+			t.Fatal(err)
+		}
+		bufs, sizes := [][]byte{make([]byte, 70000)}, []int{0}
+		n, err := rig.exc.ReadBatch(bufs, sizes)
+		if err != nil || n != 1 {
+			t.Fatalf("reading the exception: %d, %v", n, err)
+		}
+		if got := bufs[0][:sizes[0]]; !bytes.Equal(got, seg.Packet) {
+			t.Errorf("exception packet not completed:\n% x\nwant\n% x", got, seg.Packet)
+		}
+	}
+}

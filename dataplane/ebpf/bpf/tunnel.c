@@ -409,6 +409,33 @@ static __always_inline void inner_sum(struct inner *in, const __u8 *ip, __u16 ud
 	in->csum_ok = 1;
 }
 
+// partial_inner reports whether the inner TCP or UDP checksum field holds
+// only the pseudo-header sum: the sender left it to offload
+// (CHECKSUM_PARTIAL, which tc cannot see). The outer IPv6 checksum,
+// computed from the inner one, would be wrong, and completing the inner
+// one takes the whole segment: the packet goes to userspace, whose reader
+// completes it. A complete checksum equal to its pseudo-header sum (one in
+// 65536) takes that path too, harmlessly.
+static __always_inline int partial_inner(struct __sk_buff *skb, const __u8 *ip, const struct inner *in, __u32 l3hdr)
+{
+	__u32 off;
+	if (in->proto == PROTO_TCP)
+		off = 16;
+	else if (in->proto == PROTO_UDP)
+		off = 6;
+	else
+		return 0;
+	__u16 field;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + l3hdr + off, &field, 2))
+		return 1;
+	__u64 pseudo;
+	if (in->v6)
+		pseudo = sum32(ip + 8, 8) + bpf_htons(in->proto) + bpf_htonl(in->len - IPV6_HLEN);
+	else
+		pseudo = sum32(ip + 12, 2) + bpf_htons(in->proto) + bpf_htons(in->len - IPV4_HLEN);
+	return field == (__u16)fold(pseudo);
+}
+
 // outer_len is the size of the outer headers towards p.
 static __always_inline __u32 outer_len(const struct peer *p)
 {
@@ -653,6 +680,8 @@ static __always_inline int lan_ipv4(struct __sk_buff *skb, const struct settings
 	if ((void *)(ip + IPV4_HLEN) > data_end)
 		return to_userspace(skb, PASS_HELPER_ERROR);
 	if (p->family == 6) {
+		if (partial_inner(skb, ip, &in, IPV4_HLEN))
+			return to_userspace(skb, PASS_CHECKSUM);
 		// Independent of the TTL: a valid IPv4 header sums to zero.
 		inner_sum(&in, ip, udp_check);
 		if (!in.csum_ok)
@@ -723,6 +752,8 @@ static __always_inline int lan_ipv6(struct __sk_buff *skb, const struct settings
 	ip = data + ETH_HLEN;
 	if ((void *)(ip + IPV6_HLEN) > data_end)
 		return to_userspace(skb, PASS_HELPER_ERROR);
+	if (p->family == 6 && partial_inner(skb, ip, &in, IPV6_HLEN))
+		return to_userspace(skb, PASS_CHECKSUM);
 	ip[7]--; // hop limit; IPv6 has no header checksum
 	if (p->family == 6)
 		inner_sum(&in, ip, 0);
