@@ -30,7 +30,8 @@ type ebpfTunnel struct {
 	log       *slog.Logger
 	lan       string
 	listen    netip.AddrPort
-	mode      ebpf.AttachMode
+	mode      ebpf.AttachMode // tcx or clsact
+	ns        namespaceReader
 	hooks     hookJournal // records clsact hooks in the host journal
 
 	learned chan struct{} // a learned endpoint waits in pending
@@ -68,6 +69,7 @@ type ebpfIO interface {
 // removes them after a crash (tcx links need nothing: they die with the
 // process), and forgets them once detached.
 type hookJournal interface {
+	// record makes the journal's record of hooks exactly hooks.
 	record(hooks []ebpf.Hook) error
 	forget() error
 }
@@ -166,7 +168,8 @@ func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJ
 	if err != nil {
 		return nil, err
 	}
-	if _, err := eio.probeEBPF(); err != nil {
+	sup, err := eio.probeEBPF()
+	if err != nil {
 		return nil, fmt.Errorf("tunnel.dataplane: ebpf: this host cannot run the eBPF dataplane (run `tunnel-agent check`, or use tunnel.dataplane: userspace): %w", err)
 	}
 	wan, err := chooseWAN(cfg, eio, sys)
@@ -176,8 +179,14 @@ func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJ
 	if wan == cfg.LAN.Interface {
 		return nil, fmt.Errorf("tunnel.dataplane: ebpf: the peers are reached through the LAN interface %s; the programs need the tunnel's datagrams on another interface", wan)
 	}
+	if mode == ebpf.AttachAuto { // decided here, so that clsact hooks are journaled before they are made
+		mode = ebpf.AttachClsact
+		if sup.TCX {
+			mode = ebpf.AttachTCX
+		}
+	}
 	t := &ebpfTunnel{log: log, lan: cfg.LAN.Interface, listen: cfg.Tunnel.Listen, wan: wan, mode: mode, hooks: hooks,
-		learned: make(chan struct{}, 1), pending: map[string]netip.AddrPort{}}
+		ns: sys, learned: make(chan struct{}, 1), pending: map[string]netip.AddrPort{}}
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -230,9 +239,15 @@ func (t *ebpfTunnel) attach() error {
 }
 
 func (t *ebpfTunnel) attachLocked() error {
+	// Journaled before they are made (a crash in between leaves a record
+	// for `down`), as not having created the qdisc, which is what a
+	// record can safely say before knowing; rewritten once made.
+	if err := t.hooks.record(t.plannedHooks()); err != nil {
+		return fmt.Errorf("journal the programs' hooks: %w", err)
+	}
 	att, err := t.d.Attach(t.lan, t.wan, t.mode)
 	if err != nil {
-		return fmt.Errorf("tunnel.dataplane: ebpf: %w", err)
+		return errors.Join(fmt.Errorf("tunnel.dataplane: ebpf: %w", err), t.hooks.forget())
 	}
 	if err := t.hooks.record(clsactHooks(att.Hooks)); err != nil {
 		return errors.Join(fmt.Errorf("journal the programs' hooks: %w", err), att.Detach())
@@ -253,6 +268,23 @@ func (t *ebpfTunnel) detachLocked() error {
 		return fmt.Errorf("detach the eBPF programs: %w (the journal keeps them for `tunnel-agent down`)", err)
 	}
 	return t.hooks.forget()
+}
+
+// plannedHooks are the clsact hooks Attach is about to make.
+func (t *ebpfTunnel) plannedHooks() []ebpf.Hook {
+	if t.mode != ebpf.AttachClsact {
+		return nil
+	}
+	var out []ebpf.Hook
+	for _, h := range []struct{ link, prog string }{{t.wan, ebpf.WANProgramName}, {t.lan, ebpf.LANProgramName}} {
+		idx, err := t.ns.linkIndex(h.link)
+		if err != nil || idx == 0 {
+			continue // Attach will fail on it
+		}
+		out = append(out, ebpf.Hook{Interface: h.link, Index: idx, Program: h.prog, Mode: ebpf.AttachClsact,
+			Parent: ebpf.FilterParent, Priority: ebpf.FilterPriority, Handle: ebpf.FilterHandle})
+	}
+	return out
 }
 
 // clsactHooks are the hooks that outlive the process.
@@ -534,10 +566,8 @@ type siteHooks struct{ l *liveSite }
 
 func (l *liveSite) hookJournal() hookJournal { return siteHooks{l} }
 
+// record makes the journal's tc entries exactly hooks.
 func (s siteHooks) record(hooks []ebpf.Hook) error {
-	if len(hooks) == 0 {
-		return nil
-	}
 	links := make([]string, len(hooks))
 	specs := make([]netcfg.TCSpec, len(hooks))
 	for i, h := range hooks {
@@ -547,7 +577,11 @@ func (s siteHooks) record(hooks []ebpf.Hook) error {
 			QdiscCreated: t.QdiscCreated}
 	}
 	var err error
-	s.l.w.Locked(func() { err = netcfg.RecordTC(s.l.j, links, specs) })
+	s.l.w.Locked(func() {
+		if err = netcfg.ForgetTC(s.l.j); err == nil {
+			err = netcfg.RecordTC(s.l.j, links, specs)
+		}
+	})
 	return err
 }
 
