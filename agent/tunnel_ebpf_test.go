@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"tunnel-agent/dataplane"
@@ -46,5 +47,18 @@ func TestEBPFPeers(t *testing.T) {
 	ps := ebpfPeers(cfg, map[string]netip.AddrPort{"fixed": learned, "roaming": learned})
 	if ps[0].Endpoint != ep || ps[0].PathMTU != 1400 || ps[1].Endpoint != learned {
 		t.Errorf("peers %+v", ps)
+	}
+}
+
+// TestPrintEBPF: the status text names the hooks and the passes to
+// userspace, in a stable order.
+func TestPrintEBPF(t *testing.T) {
+	var b strings.Builder
+	printEBPF(&b, &EBPFStatus{WAN: "wan0", Repairs: 1,
+		Hooks:       []ebpf.Hook{{Interface: "wan0", Program: "wan_ingress", Mode: ebpf.AttachTCX}, {Interface: "lan0", Program: "lan_ingress", Mode: ebpf.AttachTCX}},
+		ToUserspace: map[string]uint64{"ttl_expired": 2, "keepalive": 5}})
+	want := "ebpf: wan_ingress on wan0 (tcx), lan_ingress on lan0 (tcx); hooks put back 1\nebpf to userspace: keepalive=5 ttl_expired=2\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
