@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -347,5 +348,49 @@ func TestEBPFOffloadsOverIPv6(t *testing.T) {
 	if st := s.status(t, "client"); st.EBPF == nil || st.EBPF.ToUserspace["gso"]+st.EBPF.ToUserspace["outer_checksum"] == 0 {
 		t.Errorf("no packet left to checksum offload went to the exception path: %+v", st.EBPF)
 	}
+	s.stopAndCompare(t)
+}
+
+// runAgentCaps is runAgent with the capability bounding set reduced to
+// caps.
+func runAgentCaps(t *testing.T, ns, caps string, args ...string) (string, int) {
+	t.Helper()
+	full := append([]string{"--net=/run/netns/" + ns, "setpriv", "--bounding-set=-all," + caps,
+		"--inh-caps=-all", agentBin}, args...)
+	out, err := exec.Command("nsenter", full...).CombinedOutput()
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("run agent: %v", err)
+		}
+		code = ee.ExitCode()
+	}
+	return string(out), code
+}
+
+// TestEBPFWithoutCapBPF: without CAP_BPF (and CAP_SYS_ADMIN) `check` says
+// the host cannot run the programs and `up` refuses, leaving the host as
+// it was, rather than running the userspace path; with CAP_BPF and
+// CAP_PERFMON added to the service's set the site runs.
+func TestEBPFWithoutCapBPF(t *testing.T) {
+	requireEBPF(t)
+	s := newTwoSite(t, topo.Options{NAT: true})
+	useEBPF(t, s.cfgA)
+	useEBPF(t, s.cfgB)
+	const base = "+net_admin,+net_raw"
+	out, code := runAgentCaps(t, s.GatewayA, base, s.args("check", "client")...)
+	if code == 0 || !strings.Contains(out, "cannot run the eBPF dataplane") {
+		t.Errorf("check without CAP_BPF: exit %d:\n%s", code, out)
+	}
+	out, code = runAgentCaps(t, s.GatewayA, base, s.args("up", "client")...)
+	if code == 0 || !strings.Contains(out, "cannot run the eBPF dataplane") {
+		t.Errorf("up without CAP_BPF: exit %d:\n%s", code, out)
+	}
+	assertSameState(t, "gateway A after the refused up", s.beforeA, s.dump(t, s.GatewayA))
+	s.agentB = startAgentCaps(t, s.GatewayB, base+",+sys_admin,+bpf,+perfmon", s.args("up", "server")...)
+	s.agentA = startAgentCaps(t, s.GatewayA, base+",+bpf,+perfmon", s.args("up", "client")...)
+	mustPingEventually(t, "client -> VPS host", s.client(), s.SiteBHost.Addr())
+	checkProgramsCarry(t, s, "client", "tcx")
 	s.stopAndCompare(t)
 }
