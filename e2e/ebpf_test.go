@@ -184,6 +184,11 @@ func TestEBPFKillThenDown(t *testing.T) {
 			}
 			s := startEBPFSites(t, mode)
 			mustPingEventually(t, "client -> VPS host", s.client(), s.SiteBHost.Addr())
+			running := s.dump(t, s.GatewayA)
+			if mode == "tcx" && (!strings.Contains(running, "tcx lan0 TCXIngress program lan_ingress") ||
+				!strings.Contains(running, "tcx wan0 TCXIngress program wan_ingress")) {
+				t.Errorf("gateway A while running: the dump does not show the tcx programs:\n%s", running)
+			}
 			for _, a := range []*agentProc{s.agentA, s.agentB} {
 				a.kill()
 			}
