@@ -10,6 +10,8 @@ import "github.com/prometheus/client_golang/prometheus"
 var (
 	descToUserspace = prometheus.NewDesc(metricPrefix+"ebpf_to_userspace_packets_total",
 		"Packets the eBPF programs passed to the userspace engine, by reason.", []string{"reason"}, nil)
+	descReaderDrops = prometheus.NewDesc(metricPrefix+"ebpf_exception_reader_dropped_total",
+		"Packets the reader of the eBPF exceptions dropped before the engine saw them, by reason.", []string{"reason"}, nil)
 	descHookRepairs = prometheus.NewDesc(metricPrefix+"ebpf_hook_repairs_total",
 		"eBPF program hooks put back after their interface was re-created or the hook removed.", nil, nil)
 )
@@ -20,6 +22,7 @@ type ebpfCollector struct{ l *liveSite }
 
 func (c ebpfCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descToUserspace
+	ch <- descReaderDrops
 	ch <- descHookRepairs
 }
 
@@ -33,6 +36,9 @@ func (c ebpfCollector) Collect(ch chan<- prometheus.Metric) {
 	st := t.status()
 	for reason, n := range st.EBPF.ToUserspace {
 		ch <- prometheus.MustNewConstMetric(descToUserspace, prometheus.CounterValue, float64(n), reason)
+	}
+	for reason, n := range st.EBPF.ExceptionReader {
+		ch <- prometheus.MustNewConstMetric(descReaderDrops, prometheus.CounterValue, float64(n), reason)
 	}
 	ch <- prometheus.MustNewConstMetric(descHookRepairs, prometheus.CounterValue, float64(st.EBPF.Repairs))
 }

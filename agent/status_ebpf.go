@@ -31,5 +31,8 @@ func printEBPF(w io.Writer, eb *EBPFStatus) {
 	for _, n := range names {
 		fmt.Fprintf(w, " %s=%d", n, eb.ToUserspace[n])
 	}
+	if r := eb.ExceptionReader; r != nil {
+		fmt.Fprintf(w, "\nebpf exception reader too-big=%d malformed=%d segments-dropped=%d", r["too_big"], r["malformed"], r["segments_dropped"])
+	}
 	fmt.Fprintln(w)
 }

@@ -25,6 +25,7 @@ import (
 // engine learns is written to the programs' peer map (OnLearn → learned).
 type ebpfTunnel struct {
 	d         *ebpf.Dataplane
+	exc       *ebpf.Exceptions
 	eng       *dataplane.Engine
 	transport tunnelTransport
 	log       *slog.Logger
@@ -208,6 +209,7 @@ func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJ
 	if err != nil {
 		return nil, err
 	}
+	t.exc = exc
 	closers = append(closers, exc.Close)
 	injector, err := sys.openInjector()
 	if err != nil {
@@ -530,7 +532,8 @@ func (t *ebpfTunnel) status() Status {
 	ps, err := t.d.Stats()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	eb := &EBPFStatus{WAN: t.wan, Repairs: t.repairs}
+	eb := &EBPFStatus{WAN: t.wan, Repairs: t.repairs, ExceptionReader: map[string]uint64{
+		"too_big": t.exc.TooBig.Load(), "malformed": t.exc.Malformed.Load(), "segments_dropped": t.exc.SegmentsDropped()}}
 	if err == nil {
 		eb.ToUserspace, eb.Drops = ps.ToUserspace, ps.Drops
 	}
@@ -558,6 +561,12 @@ type EBPFStatus struct {
 	// Repairs counts hooks put back after the LAN interface was
 	// re-created or a hook removed by someone else.
 	Repairs uint64 `json:"repairs"`
+	// ExceptionReader counts what the reader of the exceptions dropped
+	// before the engine saw it: too_big (larger than the engine's
+	// buffer), malformed records, segments_dropped (segments of a
+	// super-packet beyond the engine's batch). The kernel's losses (the
+	// buffer full) are the programs' exception_lost.
+	ExceptionReader map[string]uint64 `json:"exception_reader"`
 }
 
 // siteHooks journals the programs' clsact hooks in the running site's

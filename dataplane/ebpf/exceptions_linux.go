@@ -35,7 +35,6 @@ type Exceptions struct {
 	// The reader's own: super-packets are cut and partial checksums
 	// completed as the AF_PACKET capture does (afpacket.Segmenter), so
 	// that the engine sees the packets their sender meant.
-	mtu    func() int // the LAN MTU, read when the first batch is read
 	seg    *afpacket.Segmenter
 	meta   []afpacket.Meta
 	closed atomic.Bool
@@ -62,7 +61,8 @@ func (d *Dataplane) Exceptions(perCPU int) (*Exceptions, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ebpf: opening the exception buffer: %w", err)
 	}
-	d.exc = &Exceptions{rd: rd, rec: perf.Record{RawSample: make([]byte, 0, 64<<10+metaLen+8)}, mtu: d.lanMTU}
+	d.exc = &Exceptions{rd: rd, rec: perf.Record{RawSample: make([]byte, 0, 64<<10+metaLen+8)},
+		seg: afpacket.NewSegmenter(d.lanMTULocked())}
 	return d.exc, nil
 }
 
@@ -73,9 +73,6 @@ func (d *Dataplane) Exceptions(perCPU int) (*Exceptions, error) {
 // A packet larger than its buffer is dropped (counted in TooBig), never
 // truncated. After Close it returns an error wrapping net.ErrClosed.
 func (e *Exceptions) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
-	if e.seg == nil {
-		e.seg = afpacket.NewSegmenter(e.mtu())
-	}
 	if n := e.seg.Drain(bufs, sizes); n > 0 {
 		return n, nil
 	}
@@ -149,11 +146,9 @@ const (
 	protoUDP = 17
 )
 
-// lanMTU is the LAN interface's MTU as Attach read it (Config.LANMTU if
-// set), 1500 before.
-func (d *Dataplane) lanMTU() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// lanMTULocked is the LAN MTU (Config.LANMTU if set, else the LAN
+// interface's as Attach read it, else 1500); d.mu held.
+func (d *Dataplane) lanMTULocked() int {
 	switch {
 	case d.cfg.LANMTU > 0:
 		return d.cfg.LANMTU
@@ -182,6 +177,10 @@ func (e *Exceptions) packet(buf []byte) (int, bool) {
 	}
 	return copy(buf, pkt), true
 }
+
+// SegmentsDropped counts segments of super-packets dropped because the
+// segments before them filled the engine's batch.
+func (e *Exceptions) SegmentsDropped() uint64 { return e.seg.Dropped() }
 
 // Close implements dataplane.Capture; a blocked ReadBatch returns.
 func (e *Exceptions) Close() error {
