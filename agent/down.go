@@ -76,6 +76,10 @@ func forceDown(o *options, cfg *config.Config, jp string, cause error) error {
 		return fmt.Errorf("down --force: %w on this host", errors.ErrUnsupported)
 	}
 	removed, left, err := fr.ForceRemove(Desired(cfg), otherOwners(o, cfg))
+	if cfg.Tunnel.Dataplane == config.DataplaneEBPF {
+		r, l, herr := forceRemoveHooks(o, cfg, h) // tunnel_ebpf.go
+		removed, left, err = append(removed, r...), append(left, l...), errors.Join(err, herr)
+	}
 	for _, r := range removed {
 		fmt.Fprintf(o.stdout, "  removed %s\n", r)
 	}

@@ -94,7 +94,7 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 		descGSODropped, descKernelDrops, descUnreadable, descTransportDrops} {
 		ch <- d
 	}
-	for _, d := range wgDescs() {
+	for _, d := range append(wgDescs(), ebpfDescs()...) {
 		ch <- d
 	}
 }
@@ -119,6 +119,7 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	collectCapture(ch, st)
 	collectTransport(ch, st.Transport)
 	collectWireGuard(ch, st.WireGuard)
+	collectEBPF(ch, st.EBPF)
 }
 
 // collectTransport exports the tunnel socket's counters, when the

@@ -45,6 +45,8 @@ type Status struct {
 	// Transport is the tunnel socket's counters in plain mode
 	// (status_transport.go).
 	Transport *TransportStatus `json:"transport,omitempty"`
+	// EBPF is set with tunnel.dataplane: ebpf (tunnel_ebpf.go).
+	EBPF *EBPFStatus `json:"ebpf,omitempty"`
 }
 
 // statusSource answers `tunnel-agent status` for a running tunnel.

@@ -57,6 +57,7 @@ func printStatus(w io.Writer, st Status, now time.Time) {
 		fmt.Fprintf(w, "keepalive requests left unanswered (reply limit): %d\n", n)
 	}
 	printTransport(w, st.Transport)
+	printEBPF(w, st.EBPF) // status_ebpf.go
 }
 
 func printPeer(w io.Writer, p dataplane.PeerStats, now time.Time) {

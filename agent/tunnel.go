@@ -53,21 +53,24 @@ func runTunnel(ctx context.Context, cfg *config.Config, o *options, live *liveSi
 		return err
 	}
 	dcfg := engineConfig(cfg, lanAddrs, o)
-	t, err := openTunnel(cfg, dcfg, o)
+	t, err := openTunnel(cfg, dcfg, o, live)
 	if err != nil {
 		return err
 	}
 	defer serveSiteStatus(o, &statusSource{site: cfg.Site, started: time.Now(), tun: t, live: live}, live.requestReload)()
-	o.log.Info("tunnel running", "mode", cmp.Or(string(cfg.Tunnel.Mode), "plain"), "site", cfg.Site, "lan", cfg.LAN.Interface,
+	o.log.Info("tunnel running", "mode", cmp.Or(string(cfg.Tunnel.Mode), "plain"), "dataplane", cfg.Tunnel.Dataplane.String(), "site", cfg.Site, "lan", cfg.LAN.Interface,
 		"listen", t.status().Listen, "peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes)
 	defer live.started(ctx, t)()
 	return t.Run(ctx)
 }
 
 // openTunnel opens the dataplane of the site's mode.
-func openTunnel(cfg *config.Config, dcfg dataplane.Config, o *options) (tunnel, error) {
-	if cfg.Tunnel.Mode == config.ModeWireGuard {
+func openTunnel(cfg *config.Config, dcfg dataplane.Config, o *options, live *liveSite) (tunnel, error) {
+	switch {
+	case cfg.Tunnel.Mode == config.ModeWireGuard:
 		return openWireGuard(cfg, dcfg, o.sys, o.log)
+	case cfg.Tunnel.Dataplane == config.DataplaneEBPF:
+		return openEBPF(cfg, dcfg, o.sys, live.hookJournal(), o.log) // tunnel_ebpf.go
 	}
 	return openPlain(cfg, dcfg, o.sys, o.log)
 }

@@ -55,6 +55,9 @@ func runUp(o *options) error {
 	if err := config.CheckClaims(cfg, o.config, host); err != nil { // another site may have started meanwhile
 		return err
 	}
+	if _, err := probeReport(cfg, o.sys); err != nil { // tunnel.dataplane: ebpf on a host that cannot run it (check.go)
+		return err
+	}
 	h, err := o.sys.openHost()
 	if err != nil {
 		return err

@@ -21,10 +21,13 @@
 #   ta_plain     tunnel-agent, plain mode
 #   ta_ring      tunnel-agent, plain mode, capture through a TPACKET_V3 ring (lan.capture: ring)
 #   ta_wg        tunnel-agent, wireguard mode
+#   ta_ebpf      tunnel-agent, plain mode on the eBPF dataplane (tunnel.dataplane: ebpf):
+#                no process is on the path, so its CPU shows as the machine's idle
+#                and softirq shares (tcp_idle_pct, tcp_softirq_pct)
 #
 # Metrics per mode and round: iperf3 TCP 1 stream client→server, server→client
-# and 4 streams (and the sender's retransmits; the machine's idle CPU share over
-# the three TCP tests); iperf3 UDP at unlimited rate with 64- and 1372-byte payloads
+# and 4 streams (and the sender's retransmits; the machine's idle and softirq CPU
+# shares over the three TCP tests); iperf3 UDP at unlimited rate with 64- and 1372-byte payloads
 # (received packets/s, loss); ping RTT average and p99 (200 pings at 10 ms);
 # CPU seconds per GB of the tunnel processes over the TCP tests; their peak
 # RSS. Rounds alternate the order of the modes; the report gives medians with
@@ -38,7 +41,7 @@ set -euo pipefail
 
 DURATION=5
 ROUNDS=3
-ALL_MODES="direct vxlan wggo ta_plain ta_ring ta_wg"
+ALL_MODES="direct vxlan wggo ta_plain ta_ring ta_wg ta_ebpf"
 MODES=$ALL_MODES
 OFFLOADS=0
 OUT=""
@@ -258,6 +261,8 @@ agent_mode() {
 }
 
 mode_ta_plain() { agent_mode "$1" ""; } # plain is the default mode
+# plain mode carried by the tc programs (tunnel.dataplane: ebpf)
+mode_ta_ebpf() { agent_mode "$1" "  dataplane: ebpf"; }
 # plain mode with the TPACKET_V3 capture ring (lan.capture: ring)
 mode_ta_ring() { LAN_EXTRA="  capture: ring" agent_mode "$1" ""; }
 # The agent's wireguard mode: keys made with the agent's own genkey/pubkey,
@@ -308,9 +313,11 @@ cpu_ticks() {
 	echo $t
 }
 
-# host_idle: idle and total jiffies of the whole machine (all CPUs), from
-# /proc/stat: how much CPU the TCP tests left unused (idle + iowait).
-host_idle() { awk '/^cpu /{t=0; for (i=2; i<=NF; i++) t+=$i; print $5+$6, t}' /proc/stat; }
+# host_idle: idle, total and softirq jiffies of the whole machine (all CPUs),
+# from /proc/stat: how much CPU the TCP tests left unused (idle + iowait), and
+# how much went to softirq (where the kernel's packet path, the eBPF
+# programs included, runs).
+host_idle() { awk '/^cpu /{t=0; for (i=2; i<=NF; i++) t+=$i; print $5+$6, t, $8}' /proc/stat; }
 
 # iperf JSON, bytes received: TCP from sum_received, UDP from the receiver's sum.
 iperf() { in_ns "$CLI" iperf3 -c 11.11.11.100 -t "$DURATION" -J "$@" 2>>"$WORK/iperf.err"; }
@@ -342,6 +349,7 @@ measure() { # MODE ROUND
 	t1=$(cpu_ticks "${MODE_PIDS[@]}")
 	idle1=$(host_idle)
 	record "$m" "$r" tcp_idle_pct "$(awk -v a="$idle0" -v b="$idle1" 'BEGIN{split(a,x," "); split(b,y," "); print 100*(y[1]-x[1])/(y[2]-x[2])}')"
+	record "$m" "$r" tcp_softirq_pct "$(awk -v a="$idle0" -v b="$idle1" 'BEGIN{split(a,x," "); split(b,y," "); print 100*(y[3]-x[3])/(y[2]-x[2])}')"
 	if [ ${#MODE_PIDS[@]} -gt 0 ]; then
 		record "$m" "$r" cpu_s_per_gb "$(awk -v c=$((t1 - t0)) -v hz="$hz" -v b="$bytes" 'BEGIN{print c/hz/(b/1e9)}')"
 	fi
@@ -385,7 +393,7 @@ run_mode() { # MODE ROUND
 
 # ---- report: median (min–max) of each metric per mode ----
 report() {
-	local metrics="tcp_up_mbps tcp_down_mbps tcp_4_mbps tcp_up_retr tcp_down_retr tcp_4_retr tcp_idle_pct udp64_kpps udp64_loss_pct udp1372_kpps udp1372_loss_pct rtt_avg_ms rtt_p99_ms cpu_s_per_gb rss_mb"
+	local metrics="tcp_up_mbps tcp_down_mbps tcp_4_mbps tcp_up_retr tcp_down_retr tcp_4_retr tcp_idle_pct tcp_softirq_pct udp64_kpps udp64_loss_pct udp1372_kpps udp1372_loss_pct rtt_avg_ms rtt_p99_ms cpu_s_per_gb rss_mb"
 	printf '| metric |'; for m in $MODES; do printf ' %s |' "$m"; done; echo
 	printf '|---|'; for _ in $MODES; do printf -- '---|'; done; echo
 	for k in $metrics; do

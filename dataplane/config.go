@@ -33,6 +33,7 @@ func newEngine(cfg Config) (*Engine, error) {
 	}
 	e.configure(cfg)
 	e.eps.Store(initialEndpoints(e.r.peers))
+	e.onLearn = cfg.OnLearn
 	return e, nil
 }
 

@@ -68,6 +68,9 @@ func (e *Engine) learn(p *peer, ep netip.AddrPort, eps *endpoints, t batchTime) 
 	old := eps.cur[p.idx]
 	eps = eps.withEndpoint(p.idx, ep)
 	e.eps.Store(eps)
+	if e.onLearn != nil {
+		e.onLearn(p.name, ep)
+	}
 	if !p.learnLog.allow(t.mono) {
 		p.learnSuppressed++
 		return eps

@@ -58,6 +58,12 @@ type Config struct {
 	Relay bool
 	// Logger receives rate-limited drop and endpoint logs; nil discards.
 	Logger *slog.Logger
+	// OnLearn, when set, is called with a learning peer's name and new
+	// endpoint each time the engine moves it (on the transport goroutine,
+	// rarely: at first contact and NAT rebindings; it must not block). The
+	// eBPF dataplane uses it to update the programs' peer map. Fixed at
+	// New: Reconfigure ignores it.
+	OnLearn func(peer string, ep netip.AddrPort)
 	// BatchSize is the number of packets per ReadBatch/WriteBatch call;
 	// 0 means DefaultBatchSize.
 	BatchSize int
@@ -70,8 +76,10 @@ type Engine struct {
 	// checks, LAN MTU, counters, drop log and the Injector (router.go).
 	// The Engine adds the tunnel side.
 	r      Router
-	learns bool           // some peer learns its endpoint
-	ka     keepaliveState // our keepalive messages, peer attribution
+	learns bool // some peer learns its endpoint
+	// onLearn is Config.OnLearn as New got it.
+	onLearn func(peer string, ep netip.AddrPort)
+	ka      keepaliveState // our keepalive messages, peer attribution
 
 	eps atomic.Pointer[endpoints]
 

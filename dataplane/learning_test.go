@@ -124,3 +124,32 @@ func TestKeepaliveRelearnsNATPort(t *testing.T) {
 	expectDatagram(t, g, after, udp4("192.168.1.5", "10.2.0.9", 64, false, 100))
 	checkOnlyDrops(t, g, map[string]uint64{"not_from_peer": 1})
 }
+
+// TestOnLearn: Config.OnLearn hears of each endpoint the engine learns,
+// with the peer's name, and of nothing else.
+func TestOnLearn(t *testing.T) {
+	checkNoLeaks(t)
+	nw := dptest.NewNetwork()
+	type learned struct {
+		peer string
+		ep   netip.AddrPort
+	}
+	got := make(chan learned, 4)
+	cfg := fixtureConfig()
+	cfg.OnLearn = func(peer string, ep netip.AddrPort) { got <- learned{peer, ep} }
+	g := startGateway(t, nw, gwOuter, cfg)
+	r1, r2 := nw.Listen(ap("203.0.113.50:7000")), nw.Listen(ap("203.0.113.60:7001"))
+	fromRoam := udp4("10.2.0.9", "192.168.1.5", 63, false, 100)
+	for _, r := range []*dptest.Transport{r1, r1, r2} {
+		r.WriteBatch([][]byte{fromRoam}, []netip.AddrPort{gwOuter})
+		recvInjected(t, g)
+	}
+	for _, want := range []learned{{"roaming", r1.LocalAddr()}, {"roaming", r2.LocalAddr()}} {
+		if l := <-got; l != want {
+			t.Fatalf("OnLearn got %v, want %v", l, want)
+		}
+	}
+	if len(got) != 0 {
+		t.Fatalf("OnLearn called again: %v", <-got)
+	}
+}

@@ -75,6 +75,7 @@ type agentProc struct {
 // agentCmd returns the command line running the agent inside namespace ns
 // (nsenter --net, so the agent sees the named namespaces it creates).
 func agentCmd(ns string, args ...string) *exec.Cmd {
+	withDataplane(args) // ebpf_test.go
 	full := append([]string{"--net=/run/netns/" + ns, agentBin}, args...)
 	return exec.Command("nsenter", full...)
 }

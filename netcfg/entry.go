@@ -19,6 +19,11 @@ const (
 	KindAddr      Kind = "addr"
 	KindUp        Kind = "up"
 	KindRoute     Kind = "route"
+	// KindTC is a program hooked to tc through a clsact qdisc (the eBPF
+	// dataplane on kernels without tcx): not part of a plan, recorded by
+	// the agent with RecordTC after it attached, and removed by Revert
+	// (tc.go).
+	KindTC Kind = "tc"
 )
 
 // State says how far an entry got.
@@ -44,6 +49,7 @@ type Entry struct {
 	Features map[string]bool `json:"features,omitempty"`
 	Prefix   netip.Prefix    `json:"prefix,omitzero"`
 	Route    *RouteSpec      `json:"route,omitempty"`
+	TC       *TCSpec         `json:"tc,omitempty"`
 	Prior    Prior           `json:"prior"`
 	State    State           `json:"state,omitempty"`
 }
@@ -156,6 +162,8 @@ func (e *Entry) String() string {
 		return fmt.Sprintf("bring up %s%s", e.Link, where(e.NS))
 	case KindRoute:
 		return "add route " + e.Route.String() + where(e.NS)
+	case KindTC:
+		return e.TC.String() + where(e.NS)
 	}
 	return string(e.Kind)
 }

@@ -25,6 +25,7 @@ var ops = map[Kind]op{
 	KindAddr:      {readAddr, applyAddr, revertAddr},
 	KindUp:        {readUp, applyUp, revertUp},
 	KindRoute:     {readRoute, applyRoute, revertRoute},
+	KindTC:        {readTC, applyTC, revertTC}, // tc.go
 }
 
 // gone reports whether err says the target no longer exists, which a

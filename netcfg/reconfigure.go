@@ -61,7 +61,8 @@ func reconfigurePlan(cur, next Desired, j *Journal) (add []Entry, drop func(*Ent
 			add = append(add, e)
 		}
 	}
-	drop = func(e *Entry) bool { return !keep[keyOf(e)] }
+	// A tc hook is the dataplane's, not the plan's: it stays.
+	drop = func(e *Entry) bool { return e.Kind != KindTC && !keep[keyOf(e)] }
 	ours = map[target]*RouteSpec{}
 	for i := range j.Entries {
 		if e := &j.Entries[i]; e.Kind == KindRoute && e.State != Unchanged && drop(e) {

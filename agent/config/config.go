@@ -95,6 +95,8 @@ type Tunnel struct {
 	// wireguard-mode settings (wireguard.go).
 	Mode      TunnelMode
 	WireGuard WireGuardTunnel
+	// Dataplane is userspace (the default) or ebpf (dataplane.go).
+	Dataplane DataplaneKind
 }
 
 // Peer is a remote site.

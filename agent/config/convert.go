@@ -80,6 +80,7 @@ func (c converter) tunnel(path string, f *fileTunnel) (Tunnel, fileFacts) {
 		c.ps.addf(path+".peers", nil, "required: at least one peer")
 	}
 	t.Mode, t.WireGuard = c.tunnelWireGuard(path, f)
+	t.Dataplane = parseField(c, path+".dataplane", &f.Dataplane, false, parseDataplane)
 	facts := fileFacts{keepaliveSet: make([]bool, len(f.Peers))}
 	for i := range f.Peers {
 		t.Peers = append(t.Peers, c.peer(fmt.Sprintf("%s.peers[%d]", path, i), &f.Peers[i]))

@@ -18,6 +18,7 @@ func validate(cfg *Config, host HostInfo, ps *problems) {
 	}
 	v.endpoints()
 	v.wireguard()
+	v.dataplane() // dataplane.go
 	if !ps.clean() {
 		return
 	}

@@ -59,6 +59,8 @@ type (
 		// WireGuard mode (wireguard.go).
 		Mode           yaml.Node `yaml:"mode"`
 		PrivateKeyFile yaml.Node `yaml:"private_key_file"`
+		// userspace or ebpf (dataplane.go).
+		Dataplane yaml.Node `yaml:"dataplane"`
 	}
 	filePeer struct {
 		Name     yaml.Node `yaml:"name"`

@@ -8,6 +8,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"tunnel-agent/internal/tchook"
 )
 
 // AttachMode says how the programs are hooked to tc ingress.
@@ -50,8 +52,12 @@ const (
 const (
 	FilterPriority = 0xc0de
 	FilterHandle   = 1
+	FilterParent   = netlink.HANDLE_MIN_INGRESS
 	filterPrefix   = "tunnel-agent-"
 )
+
+// FilterName is the name of the clsact filter running program.
+func FilterName(program string) string { return filterPrefix + program }
 
 // Hook is one program hooked to one interface's ingress: what Attach did,
 // in the form an agent journals so that it can be undone after a crash.
@@ -144,76 +150,68 @@ func (a *Attachment) hook(l netlink.Link, name string, prog *cebpf.Program, mode
 		a.Hooks = append(a.Hooks, h)
 		return nil
 	}
-	created, err := ensureClsact(a.nl, h.Index)
+	created, err := tchook.EnsureClsact(a.nl, h.Index)
 	if err != nil {
 		return err
 	}
 	h.QdiscCreated, h.Parent, h.Priority, h.Handle = created, netlink.HANDLE_MIN_INGRESS, FilterPriority, FilterHandle
 	a.Hooks = append(a.Hooks, h) // before the filter: a failure still removes the qdisc
 	a.links = append(a.links, nil)
-	return addFilter(a.nl, h, prog)
+	return tchook.Add(a.nl, tcHook(h), prog.FD())
 }
 
-// ensureClsact adds a clsact qdisc to the interface unless it has one,
-// and reports whether it added it.
-func ensureClsact(nl *netlink.Handle, index int) (bool, error) {
-	q := clsact(index)
-	err := nl.QdiscAdd(q)
-	if errors.Is(err, unix.EEXIST) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("adding clsact qdisc: %w", err)
-	}
-	return true, nil
+// tcHook is h as package tchook takes it.
+func tcHook(h Hook) tchook.Hook {
+	return tchook.Hook{Index: h.Index, Interface: h.Interface, Name: filterPrefix + h.Program, Parent: h.Parent,
+		Priority: h.Priority, Handle: h.Handle, QdiscCreated: h.QdiscCreated}
 }
 
-func clsact(index int) *netlink.GenericQdisc {
-	return &netlink.GenericQdisc{QdiscType: "clsact", QdiscAttrs: netlink.QdiscAttrs{
-		LinkIndex: index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}}
-}
+// TCHook is the record of a clsact hook that package tchook (and the host
+// journal, through it) removes.
+func (h Hook) TCHook() tchook.Hook { return tcHook(h) }
 
-func filterFor(h Hook, fd int) *netlink.BpfFilter {
-	return &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: h.Index, Parent: h.Parent,
-		Handle: h.Handle, Priority: h.Priority, Protocol: unix.ETH_P_ALL},
-		Fd: fd, Name: filterPrefix + h.Program, DirectAction: true}
-}
-
-// addFilter adds our filter, or replaces the one a crashed run left at our
-// priority and handle; anyone else's filter there is an error.
-func addFilter(nl *netlink.Handle, h Hook, prog *cebpf.Program) error {
-	f := filterFor(h, prog.FD())
-	err := nl.FilterAdd(f)
-	if !errors.Is(err, unix.EEXIST) {
-		return err
-	}
-	old, ferr := findFilter(nl, h)
-	if ferr != nil {
-		return errors.Join(err, ferr)
-	}
-	if old == nil || old.Name != f.Name {
-		return fmt.Errorf("another filter holds priority %#x handle %d: %w", h.Priority, h.Handle, err)
-	}
-	return nl.FilterReplace(f)
-}
-
-// findFilter returns the BPF filter at h's parent, priority and handle.
-func findFilter(nl *netlink.Handle, h Hook) (*netlink.BpfFilter, error) {
-	l, err := nl.LinkByIndex(h.Index)
-	if err != nil {
-		return nil, err
-	}
-	fs, err := nl.FilterList(l, h.Parent)
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range fs {
-		bf, ok := f.(*netlink.BpfFilter)
-		if ok && bf.Priority == h.Priority && bf.Handle == h.Handle {
-			return bf, nil
+// Missing returns the hooks that are no longer in place: a clsact filter
+// removed or replaced by someone else's, a tcx link whose program is no
+// longer on its interface's ingress (the interface was removed or
+// re-created, or the link detached), in the calling thread's network
+// namespace. Detach and Attach again to put them back.
+func (a *Attachment) Missing() ([]Hook, error) {
+	var out []Hook
+	for i, h := range a.Hooks {
+		lk := a.links[i]
+		if lk == nil {
+			f, err := tchook.Find(a.nl, tcHook(h))
+			if errors.As(err, new(netlink.LinkNotFoundError)) || errors.Is(err, unix.ENODEV) {
+				out = append(out, h)
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("ebpf: listing filters on %s: %w", h.Interface, err)
+			}
+			if f == nil || f.Name != filterPrefix+h.Program {
+				out = append(out, h)
+			}
+			continue
+		}
+		info, err := lk.Info()
+		if err != nil {
+			out = append(out, h) // the link is gone
+			continue
+		}
+		res, err := link.QueryPrograms(link.QueryOptions{Target: h.Index, Attach: cebpf.AttachTCXIngress})
+		if err != nil {
+			out = append(out, h) // no such interface any more
+			continue
+		}
+		found := false
+		for _, p := range res.Programs {
+			found = found || p.ID == info.Program
+		}
+		if !found {
+			out = append(out, h)
 		}
 	}
-	return nil, nil
+	return out, nil
 }
 
 // Detach undoes Attach in reverse order: links closed, our filters
@@ -266,45 +264,8 @@ func RemoveHooks(nl *netlink.Handle, hooks []Hook) error {
 // removeHook removes one clsact hook: our filter if it is still ours, then
 // the qdisc if we created it and it holds no filter of anyone else.
 func removeHook(nl *netlink.Handle, h Hook) error {
-	f, err := findFilter(nl, h)
-	if errors.As(err, new(netlink.LinkNotFoundError)) || errors.Is(err, unix.ENODEV) {
-		return nil // the interface is gone, and with it everything on it
-	}
-	if err != nil {
-		return fmt.Errorf("ebpf: listing filters on %s: %w", h.Interface, err)
-	}
-	if f != nil && f.Name == filterPrefix+h.Program {
-		if err := nl.FilterDel(filterFor(h, 0)); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("ebpf: removing filter from %s: %w", h.Interface, err)
-		}
-	}
-	if !h.QdiscCreated {
-		return nil
-	}
-	others, err := filtersLeft(nl, h.Index)
-	if err != nil || others {
-		return err
-	}
-	if err := nl.QdiscDel(clsact(h.Index)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("ebpf: removing clsact qdisc from %s: %w", h.Interface, err)
+	if err := tchook.Remove(nl, tcHook(h)); err != nil {
+		return fmt.Errorf("ebpf: %w", err)
 	}
 	return nil
-}
-
-// filtersLeft reports whether any filter remains on the clsact of index.
-func filtersLeft(nl *netlink.Handle, index int) (bool, error) {
-	l, err := nl.LinkByIndex(index)
-	if err != nil {
-		return false, nil
-	}
-	for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
-		fs, err := nl.FilterList(l, parent)
-		if err != nil {
-			return false, fmt.Errorf("ebpf: listing filters on %s: %w", l.Attrs().Name, err)
-		}
-		if len(fs) > 0 {
-			return true, nil
-		}
-	}
-	return false, nil
 }

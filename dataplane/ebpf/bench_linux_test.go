@@ -74,10 +74,11 @@ func BenchmarkWANIngressDecap4(b *testing.B) {
 
 func newBenchRig(b *testing.B) *progRig { return newProgRig(b, fuzzConfig(), false) }
 
-// BenchmarkLiveTCP moves 50 MB over TCP through two gateways running the
-// programs (tcx, LAN offloads off) and reports the programs' mean run
-// time per invocation from bpf_stats (enabled for the benchmark only).
-func BenchmarkLiveTCP(b *testing.B) {
+// liveGateways enables bpf_stats (until the benchmark ends) and builds two
+// sites whose gateways run the programs on tcx, LAN offloads off, with a
+// path between their hosts.
+func liveGateways(b *testing.B) (a, s *e2eSite, ga, gb *gateway) {
+	b.Helper()
 	if unix.Geteuid() != 0 {
 		b.Skip("needs root")
 	}
@@ -85,30 +86,69 @@ func BenchmarkLiveTCP(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer stats.Close()
-	for range b.N {
-		a, s := buildSites(b, [2]bool{}, false)
-		ga := startEBPF(b, a, s, AttachTCX, 1500)
-		gb := startEBPF(b, s, a, AttachTCX, 1500)
-		if _, err := probe.PingEventually(a.host.Handle, s.hostAddr, 15*time.Second); err != nil {
+	b.Cleanup(func() { stats.Close() })
+	a, s = buildSites(b, [2]bool{}, false)
+	ga = startEBPF(b, a, s, AttachTCX, 1500)
+	gb = startEBPF(b, s, a, AttachTCX, 1500)
+	if _, err := probe.PingEventually(a.host.Handle, s.hostAddr, 15*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	return a, s, ga, gb
+}
+
+// namedProg is a program with what it did in a benchmark.
+type namedProg struct {
+	name string
+	prog *cebpf.Program
+}
+
+// logRunTimes logs each program's runs and mean run time (bpf_stats).
+func logRunTimes(b *testing.B, progs ...namedProg) {
+	b.Helper()
+	for _, p := range progs {
+		st, err := p.prog.Stats()
+		if err != nil {
 			b.Fatal(err)
 		}
+		if st.RunCount > 0 {
+			b.Logf("%-18s %8d runs, %6.0f ns/run", p.name, st.RunCount, float64(st.Runtime.Nanoseconds())/float64(st.RunCount))
+		}
+	}
+}
+
+// BenchmarkLiveTCP moves 50 MB over TCP through two gateways running the
+// programs (tcx, LAN offloads off) and reports the programs' mean run
+// time per invocation from bpf_stats (enabled for the benchmark only).
+func BenchmarkLiveTCP(b *testing.B) {
+	for range b.N {
+		a, s, ga, gb := liveGateways(b)
 		res, err := probe.TCPTransfer(a.host.Handle, s.host.Handle, netip.AddrPortFrom(s.hostAddr, 5001), 50<<20, 120*time.Second)
 		if err != nil || !res.OK() {
 			b.Fatalf("%+v %v", res, err)
 		}
 		b.ReportMetric(res.Throughput/1e6, "Mbit/s")
-		for _, p := range []struct {
-			name string
-			prog *cebpf.Program
-		}{{"encap(A lan)", ga.d.LANProgram()}, {"decap(B wan)", gb.d.WANProgram()}, {"acks-decap(A wan)", ga.d.WANProgram()}, {"acks-encap(B lan)", gb.d.LANProgram()}} {
-			st, err := p.prog.Stats()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if st.RunCount > 0 {
-				b.Logf("%-18s %8d runs, %6.0f ns/run", p.name, st.RunCount, float64(st.Runtime.Nanoseconds())/float64(st.RunCount))
-			}
+		logRunTimes(b, namedProg{"encap(A lan)", ga.d.LANProgram()}, namedProg{"decap(B wan)", gb.d.WANProgram()},
+			namedProg{"acks-decap(A wan)", ga.d.WANProgram()}, namedProg{"acks-encap(B lan)", gb.d.LANProgram()})
+	}
+}
+
+// BenchmarkLiveUDP64 sends 200000 datagrams of 64 bytes as fast as the
+// sender can through two gateways running the programs (tcx, LAN offloads
+// off) and reports the rate received and the programs' mean run time per
+// packet from bpf_stats: what the programs cost of the 64-byte UDP rate
+// that bench/run.sh measures.
+func BenchmarkLiveUDP64(b *testing.B) {
+	for range b.N {
+		a, s, ga, gb := liveGateways(b)
+		start := time.Now()
+		res, err := probe.UDPBurstWith(a.host.Handle, s.host.Handle, netip.AddrPortFrom(s.hostAddr, 5301),
+			probe.UDPOptions{Count: 200000, Payload: 64, Timeout: 30 * time.Second})
+		if err != nil {
+			b.Fatal(err)
 		}
+		d := time.Since(start)
+		b.ReportMetric(float64(res.Sent)/d.Seconds()/1e3, "kpps-sent")
+		b.ReportMetric(float64(res.Received)/d.Seconds()/1e3, "kpps-received")
+		logRunTimes(b, namedProg{"encap(A lan)", ga.d.LANProgram()}, namedProg{"decap(B wan)", gb.d.WANProgram()})
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/perf"
+
+	"tunnel-agent/dataplane/afpacket"
 )
 
 // DefaultExceptionBuffer is the perf buffer size per CPU for exceptions.
@@ -29,7 +31,13 @@ type Exceptions struct {
 	// TooBig those larger than the reader's buffer; Malformed records too
 	// short for their own header.
 	Lost, TooBig, Malformed atomic.Uint64
-	closed                  atomic.Bool
+
+	// The reader's own: super-packets are cut and partial checksums
+	// completed as the AF_PACKET capture does (afpacket.Segmenter), so
+	// that the engine sees the packets their sender meant.
+	seg    *afpacket.Segmenter
+	meta   []afpacket.Meta
+	closed atomic.Bool
 }
 
 // pastDeadline makes a perf read return at once when nothing is pending.
@@ -53,16 +61,37 @@ func (d *Dataplane) Exceptions(perCPU int) (*Exceptions, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ebpf: opening the exception buffer: %w", err)
 	}
-	d.exc = &Exceptions{rd: rd, rec: perf.Record{RawSample: make([]byte, 0, 64<<10+metaLen+8)}}
+	d.exc = &Exceptions{rd: rd, rec: perf.Record{RawSample: make([]byte, 0, 64<<10+metaLen+8)},
+		seg: afpacket.NewSegmenter(d.lanMTULocked())}
 	return d.exc, nil
 }
 
 // ReadBatch implements dataplane.Capture: it blocks for the first packet,
-// then takes whatever else is pending, up to len(bufs). A packet larger
-// than its buffer is dropped (counted in TooBig), never truncated. After
-// Close it returns an error wrapping net.ErrClosed.
+// then takes whatever else is pending, up to len(bufs). Super-packets (LAN
+// offloads on) come back cut into their segments and partial checksums
+// completed; segments that do not fit the batch come with the next call.
+// A packet larger than its buffer is dropped (counted in TooBig), never
+// truncated. After Close it returns an error wrapping net.ErrClosed.
 func (e *Exceptions) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
+	if n := e.seg.Drain(bufs, sizes); n > 0 {
+		return n, nil
+	}
+	limit := e.seg.ReadLimit(len(bufs))
+	if cap(e.meta) < limit {
+		e.meta = make([]afpacket.Meta, 0, len(bufs))
+	}
+	n, err := e.read(bufs[:limit], sizes)
+	if n > 0 {
+		return e.seg.Finish(bufs, sizes, e.meta[:n]), nil
+	}
+	return 0, err
+}
+
+// read reads up to len(bufs) packets, and their Meta into e.meta. An error
+// after the first packet ends the batch and is left for the next call.
+func (e *Exceptions) read(bufs [][]byte, sizes []int) (int, error) {
 	n := 0
+	e.meta = e.meta[:0]
 	e.rd.SetDeadline(time.Time{})
 	for n < len(bufs) {
 		err := e.rd.ReadInto(&e.rec)
@@ -84,11 +113,49 @@ func (e *Exceptions) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 		}
 		if size, ok := e.packet(bufs[n]); ok {
 			sizes[n] = size
+			e.meta = append(e.meta, packetMeta(bufs[n][:size], nativeEndian.Uint16(e.rec.RawSample[4:])))
 			n++
 			e.rd.SetDeadline(pastDeadline) // the rest without blocking
 		}
 	}
 	return n, nil
+}
+
+// packetMeta describes an exception packet for the Segmenter: a
+// super-packet (gsoSize set) by its kind, and whether its TCP or UDP
+// checksum was left to offload (always so in a super-packet).
+func packetMeta(pkt []byte, gsoSize uint16) afpacket.Meta {
+	if gsoSize == 0 {
+		return afpacket.Meta{Partial: afpacket.ChecksumPending(pkt)}
+	}
+	m := afpacket.Meta{Partial: true, GSOSize: gsoSize}
+	switch {
+	case len(pkt) >= 20 && pkt[0]>>4 == 4 && pkt[9] == protoTCP:
+		m.GSOType = afpacket.GSOTCPv4
+	case len(pkt) >= 40 && pkt[0]>>4 == 6 && pkt[6] == protoTCP:
+		m.GSOType = afpacket.GSOTCPv6
+	case len(pkt) >= 20 && pkt[0]>>4 == 4 && pkt[9] == protoUDP, len(pkt) >= 40 && pkt[0]>>4 == 6 && pkt[6] == protoUDP:
+		m.GSOType = afpacket.GSOUDP
+	}
+	return m
+}
+
+// IP protocol numbers packetMeta tells super-packets apart by.
+const (
+	protoTCP = 6
+	protoUDP = 17
+)
+
+// lanMTULocked is the LAN MTU (Config.LANMTU if set, else the LAN
+// interface's as Attach read it, else 1500); d.mu held.
+func (d *Dataplane) lanMTULocked() int {
+	switch {
+	case d.cfg.LANMTU > 0:
+		return d.cfg.LANMTU
+	case d.ifaces.lanMTU > 0:
+		return d.ifaces.lanMTU
+	}
+	return 1500
 }
 
 // packet copies the current record's packet into buf.
@@ -110,6 +177,10 @@ func (e *Exceptions) packet(buf []byte) (int, bool) {
 	}
 	return copy(buf, pkt), true
 }
+
+// SegmentsDropped counts segments of super-packets dropped because the
+// segments before them filled the engine's batch.
+func (e *Exceptions) SegmentsDropped() uint64 { return e.seg.Dropped() }
 
 // Close implements dataplane.Capture; a blocked ReadBatch returns.
 func (e *Exceptions) Close() error {

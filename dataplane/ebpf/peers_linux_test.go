@@ -7,6 +7,8 @@ import (
 
 	cebpf "github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
+
+	"tunnel-agent/internal/tchook"
 )
 
 // TestSetPeersInPlace: peers keep their ids, and only what changed is
@@ -104,7 +106,7 @@ func TestClsactLeavesExistingQdisc(t *testing.T) {
 	n := newTestNet(t, nil, nil)
 	d := load(t, Config{ListenPort: 5000})
 	nl := n.ns.NL
-	if err := nl.QdiscAdd(clsact(n.wan.Attrs().Index)); err != nil {
+	if _, err := tchook.EnsureClsact(nl, n.wan.Attrs().Index); err != nil {
 		t.Fatal(err)
 	}
 	var a *Attachment
@@ -119,7 +121,7 @@ func TestClsactLeavesExistingQdisc(t *testing.T) {
 	created := map[string]bool{}
 	for _, h := range a.Hooks {
 		created[h.Interface] = h.QdiscCreated
-		if f, err := findFilter(nl, h); err != nil || f == nil || f.Name != filterPrefix+h.Program {
+		if f, err := tchook.Find(nl, tcHook(h)); err != nil || f == nil || f.Name != filterPrefix+h.Program {
 			t.Fatalf("%s: filter %+v, %v", h.Interface, f, err)
 		}
 	}
@@ -145,7 +147,7 @@ func TestClsactLeavesExistingQdisc(t *testing.T) {
 		if has != (l.Attrs().Name == "wan0") {
 			t.Errorf("%s: clsact present %v after detach", l.Attrs().Name, has)
 		}
-		if left, err := filtersLeft(nl, l.Attrs().Index); err != nil || left {
+		if left, err := tchook.FiltersLeft(nl, l.Attrs().Index); err != nil || left {
 			t.Errorf("%s: filters left %v, %v", l.Attrs().Name, left, err)
 		}
 	}

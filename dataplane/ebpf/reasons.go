@@ -12,6 +12,7 @@ const (
 	dropSrcNotAllowed
 	dropDstNotAllowed
 	dropExceptionLost
+	dropBadChecksum
 	passTTL
 	passTooBig
 	passIPv4Options
@@ -27,6 +28,7 @@ const (
 	passRelayFamily
 	passHelperError
 	passICMPError
+	passToHost
 	numReasons
 )
 
@@ -46,6 +48,7 @@ var reasonNames = [numReasons]string{
 	dropSrcNotAllowed: "src_not_allowed",
 	dropDstNotAllowed: "dst_not_allowed",
 	dropExceptionLost: "exception_lost",
+	dropBadChecksum:   "bad_checksum",
 	passTTL:           "ttl_expired",
 	passTooBig:        "too_big",
 	passIPv4Options:   "ipv4_options",
@@ -61,6 +64,7 @@ var reasonNames = [numReasons]string{
 	passRelayFamily:   "relay_family",
 	passHelperError:   "helper_error",
 	passICMPError:     "icmp_error",
+	passToHost:        "to_host",
 }
 
 func (r reason) String() string {

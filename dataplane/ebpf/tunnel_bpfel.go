@@ -13,6 +13,11 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type tunnelCsumScratch struct {
+	_ structs.HostLayout
+	B [512]uint8
+}
+
 type tunnelEndpointKey struct {
 	_      structs.HostLayout
 	Addr   [16]uint8
@@ -79,6 +84,7 @@ const (
 	tunnelMapPeers       = "peers"
 	tunnelMapRoutes4     = "routes4"
 	tunnelMapRoutes6     = "routes6"
+	tunnelMapScratch     = "scratch"
 	tunnelMapTraffic     = "traffic"
 	tunnelProgLanIngress = "lan_ingress"
 	tunnelProgWanIngress = "wan_ingress"
@@ -144,6 +150,7 @@ type tunnelMapSpecs struct {
 	Peers      *ebpf.MapSpec `ebpf:"peers"`
 	Routes4    *ebpf.MapSpec `ebpf:"routes4"`
 	Routes6    *ebpf.MapSpec `ebpf:"routes6"`
+	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 	Traffic    *ebpf.MapSpec `ebpf:"traffic"`
 }
 
@@ -183,6 +190,7 @@ type tunnelMaps struct {
 	Peers      *ebpf.Map `ebpf:"peers"`
 	Routes4    *ebpf.Map `ebpf:"routes4"`
 	Routes6    *ebpf.Map `ebpf:"routes6"`
+	Scratch    *ebpf.Map `ebpf:"scratch"`
 	Traffic    *ebpf.Map `ebpf:"traffic"`
 }
 
@@ -198,6 +206,7 @@ func (m *tunnelMaps) Close() error {
 		m.Peers,
 		m.Routes4,
 		m.Routes6,
+		m.Scratch,
 		m.Traffic,
 	)
 }

@@ -466,3 +466,88 @@ func TestRelayVerdicts(t *testing.T) {
 		}
 	}
 }
+
+// TestOuterChecksumVerified: wan_ingress verifies the UDP checksum of a
+// datagram as the kernel's UDP layer does for the userspace path: a wrong
+// one is dropped and counted (bad_checksum), also over IPv4 where a
+// checksum is optional; a right one over several chunks of the scratch
+// buffer is accepted; a missing one over IPv6 is dropped.
+func TestOuterChecksumVerified(t *testing.T) {
+	rig := newProgRig(t, fuzzConfig(), false)
+	delivered := func(from netip.AddrPort) []byte {
+		for _, s := range readSeeds(t, "FuzzTransport") {
+			if got, _ := rig.run(t, rig.d.WANProgram(), datagram(from, s.pkt)); got.kind == "redirect" && len(s.pkt) > 8 {
+				return s.pkt
+			}
+		}
+		t.Fatalf("no FuzzTransport seed is delivered from %v", from)
+		return nil
+	}
+	// From the IPv6 peer, a packet of east's prefixes: with a right
+	// checksum it gets past the outer checks to the source check.
+	inner := delivered(eastEP)
+	frame := datagram(v6EP, inner)
+	if got, _ := rig.run(t, rig.d.WANProgram(), frame); got.String() != "drop src_not_allowed" {
+		t.Errorf("IPv6 datagram with a right checksum: %v, want drop src_not_allowed", got)
+	}
+	check := len(frame) - len(inner) - 2
+	bad := bytes.Clone(frame)
+	bad[check] ^= 0x5a
+	if got, _ := rig.run(t, rig.d.WANProgram(), bad); got.String() != "drop bad_checksum" {
+		t.Errorf("IPv6 datagram with a wrong checksum: %v, want drop bad_checksum", got)
+	}
+	none := bytes.Clone(frame)
+	none[check], none[check+1] = 0, 0
+	if got, _ := rig.run(t, rig.d.WANProgram(), none); got.String() != "drop bad_checksum" {
+		t.Errorf("IPv6 datagram without a checksum: %v, want drop bad_checksum", got)
+	}
+	// IPv4: checksum 0 (none) passes, a set one is verified, also over
+	// several chunks of the program's scratch buffer.
+	long := append(bytes.Clone(inner), make([]byte, 1100)...)
+	for _, pkt := range [][]byte{inner, long} {
+		v4 := datagram(eastEP, pkt)
+		udp := v4[14+20:]
+		src, dst := eastEP.Addr().As4(), wanAddr4.Addr().As4()
+		pseudo := append(append(src[:], dst[:]...), 0, 17, byte(len(udp)>>8), byte(len(udp)))
+		sum := dptestChecksum(append(pseudo, udp...), 0)
+		if sum == 0 {
+			sum = 0xffff
+		}
+		binary.BigEndian.PutUint16(udp[6:], sum)
+		want := "redirect"
+		if len(pkt) > len(inner) {
+			want = "drop bad_header" // trailing bytes, found after the checksum
+		}
+		if got, _ := rig.run(t, rig.d.WANProgram(), v4); got.String() != want {
+			t.Errorf("IPv4 datagram of %d bytes with a right checksum: %v, want %s", len(udp), got, want)
+		}
+		udp[6] ^= 0x5a
+		if got, _ := rig.run(t, rig.d.WANProgram(), v4); got.String() != "drop bad_checksum" {
+			t.Errorf("IPv4 datagram of %d bytes with a wrong checksum: %v, want drop bad_checksum", len(udp), got)
+		}
+	}
+}
+
+// TestExceptionsCompletePartialChecksums: a TCP packet whose checksum was
+// left to offload (LAN offloads on), for an IPv6-outer peer, goes to the
+// exception path (the program cannot sum it), and the reader hands the
+// engine the packet with its checksum completed, as the capture does.
+func TestExceptionsCompletePartialChecksums(t *testing.T) {
+	rig := newProgRig(t, fuzzConfig(), false)
+	for _, seg := range []dptest.Segment{
+		dptest.TCP4(dptest.IPv4{Src: lanHost4, Dst: netip.MustParseAddr("10.3.0.9"), TTL: 64}, dptest.TCP{Flags: dptest.TCPSyn}, nil),
+		dptest.TCP6(dptest.IPv6{Src: lanHost6, Dst: netip.MustParseAddr("fd00:3::9"), HopLimit: 64}, dptest.TCP{Flags: dptest.TCPSyn}, nil),
+	} {
+		if _, err := rig.runQuiet(t, rig.d.LANProgram(), ethFrame(seg.Partial())); err != nil {
+			t.Fatal(err)
+		}
+		bufs, sizes := [][]byte{make([]byte, 70000)}, []int{0}
+		n, err := rig.exc.ReadBatch(bufs, sizes)
+		if err != nil || n != 1 {
+			t.Fatalf("reading the exception: %d, %v", n, err)
+		}
+		if got := bufs[0][:sizes[0]]; !bytes.Equal(got, seg.Packet) {
+			t.Errorf("exception packet not completed:\n% x\nwant\n% x", got, seg.Packet)
+		}
+	}
+}

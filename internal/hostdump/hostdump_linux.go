@@ -1,6 +1,7 @@
 // Package hostdump takes a full, comparable text dump of a network
 // namespace: links with MTU and flags, addresses, routes of all tables,
-// and the ethtool features of every link. Tests compare dumps taken
+// the ethtool features of every link, and its tc state (qdiscs, clsact
+// filters, tcx programs: tc_linux.go). Tests compare dumps taken
 // before, during and after the agent runs.
 package hostdump
 
@@ -43,7 +44,11 @@ func Take(ns netns.NsHandle) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	lines = append(append(lines, rl...), fl...)
+	tl, err := tcLines(h, ns, links)
+	if err != nil {
+		return "", err
+	}
+	lines = append(append(append(lines, rl...), fl...), tl...)
 	sort.Strings(lines)
 	return strings.Join(lines, "\n") + "\n", nil
 }

@@ -74,6 +74,7 @@ enum reason {
 	DROP_SRC_NOT_ALLOWED,
 	DROP_DST_NOT_ALLOWED,
 	DROP_EXCEPTION_LOST,
+	DROP_BAD_CHECKSUM,
 	PASS_TTL,
 	PASS_TOO_BIG,
 	PASS_IPV4_OPTIONS,
@@ -89,6 +90,7 @@ enum reason {
 	PASS_RELAY_FAMILY,
 	PASS_HELPER_ERROR,
 	PASS_ICMP_ERROR,
+	PASS_TO_HOST,
 	REASON_MAX,
 };
 
@@ -236,6 +238,21 @@ struct {
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(__u32));
 } exceptions SEC(".maps");
+
+// Scratch space for summing a datagram (outer_checksum_ok): a chunk is
+// copied here and summed, since bpf_csum_diff takes a size that must be a
+// multiple of 4 and the packet's own bytes end where they end.
+#define CSUM_CHUNK 512
+struct csum_scratch {
+	__u8 b[CSUM_CHUNK];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct csum_scratch);
+} scratch SEC(".maps");
 
 // ---- Small helpers ----
 
@@ -390,6 +407,33 @@ static __always_inline void inner_sum(struct inner *in, const __u8 *ip, __u16 ud
 	pseudo = sum32(ip + 8, 8) + bpf_htons(in->proto) + bpf_htonl(in->len - IPV6_HLEN);
 	in->l4sum = (__u16)~fold(pseudo) + sum32(ip, 10);
 	in->csum_ok = 1;
+}
+
+// partial_inner reports whether the inner TCP or UDP checksum field holds
+// only the pseudo-header sum: the sender left it to offload
+// (CHECKSUM_PARTIAL, which tc cannot see). The outer IPv6 checksum,
+// computed from the inner one, would be wrong, and completing the inner
+// one takes the whole segment: the packet goes to userspace, whose reader
+// completes it. A complete checksum equal to its pseudo-header sum (one in
+// 65536) takes that path too, harmlessly.
+static __always_inline int partial_inner(struct __sk_buff *skb, const __u8 *ip, const struct inner *in, __u32 l3hdr)
+{
+	__u32 off;
+	if (in->proto == PROTO_TCP)
+		off = 16;
+	else if (in->proto == PROTO_UDP)
+		off = 6;
+	else
+		return 0;
+	__u16 field;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + l3hdr + off, &field, 2))
+		return 1;
+	__u64 pseudo;
+	if (in->v6)
+		pseudo = sum32(ip + 8, 8) + bpf_htons(in->proto) + bpf_htonl(in->len - IPV6_HLEN);
+	else
+		pseudo = sum32(ip + 12, 2) + bpf_htons(in->proto) + bpf_htons(in->len - IPV4_HLEN);
+	return field == (__u16)fold(pseudo);
 }
 
 // outer_len is the size of the outer headers towards p.
@@ -636,6 +680,8 @@ static __always_inline int lan_ipv4(struct __sk_buff *skb, const struct settings
 	if ((void *)(ip + IPV4_HLEN) > data_end)
 		return to_userspace(skb, PASS_HELPER_ERROR);
 	if (p->family == 6) {
+		if (partial_inner(skb, ip, &in, IPV4_HLEN))
+			return to_userspace(skb, PASS_CHECKSUM);
 		// Independent of the TTL: a valid IPv4 header sums to zero.
 		inner_sum(&in, ip, udp_check);
 		if (!in.csum_ok)
@@ -706,6 +752,8 @@ static __always_inline int lan_ipv6(struct __sk_buff *skb, const struct settings
 	ip = data + ETH_HLEN;
 	if ((void *)(ip + IPV6_HLEN) > data_end)
 		return to_userspace(skb, PASS_HELPER_ERROR);
+	if (p->family == 6 && partial_inner(skb, ip, &in, IPV6_HLEN))
+		return to_userspace(skb, PASS_CHECKSUM);
 	ip[7]--; // hop limit; IPv6 has no header checksum
 	if (p->family == 6)
 		inner_sum(&in, ip, 0);
@@ -753,9 +801,9 @@ struct outer {
 };
 
 // deliver strips the outer headers and hands the inner packet to the LAN
-// as the kernel routes it from there, or to the local stack when it is
-// for one of this host's own addresses (the host_addrs map): what the
-// userspace engine's raw socket injection does.
+// as the kernel routes it from there, what the userspace engine's raw
+// socket injection does; a packet for one of this host's own addresses
+// (the host_addrs map) is left to the userspace path.
 static __always_inline int deliver(struct __sk_buff *skb, const struct settings *cfg, const struct outer *o,
 				   const __u8 *ip, int v6)
 {
@@ -766,7 +814,12 @@ static __always_inline int deliver(struct __sk_buff *skb, const struct settings 
 		__builtin_memcpy(self.addr, ip + 24, 16);
 	else
 		__builtin_memcpy(self.addr, ip + 16, 4);
-	int local = bpf_map_lookup_elem(&host_addrs, &self) != NULL;
+	// For this host: the userspace path injects it (a raw socket's local
+	// output). Handed to the stack here it would arrive on the WAN with
+	// a source behind the tunnel, whose route is a blackhole: reverse
+	// path filtering (rp_filter 1 or 2) would drop it.
+	if (bpf_map_lookup_elem(&host_addrs, &self))
+		return pass(PASS_TO_HOST);
 	__u32 segs = 1, bytes = o->inner;
 	__u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO;
 	if (skb->gso_size) {
@@ -799,8 +852,6 @@ static __always_inline int deliver(struct __sk_buff *skb, const struct settings 
 		return TC_ACT_SHOT;
 	eth[12] = v6 ? ETH_P_IPV6 >> 8 : ETH_P_IP >> 8;
 	eth[13] = v6 ? ETH_P_IPV6 & 0xff : ETH_P_IP & 0xff;
-	if (local)
-		return TC_ACT_OK; // for this host: the stack delivers it
 	return send(skb, cfg->lan_ifindex);
 }
 
@@ -1001,6 +1052,80 @@ static __always_inline int partial_checksum(const __u8 *udp, __u64 pseudo)
 	return check != 0 && check == (__u16)fold(pseudo);
 }
 
+// Results of outer_checksum_ok.
+#define CSUM_BAD 0
+#define CSUM_OK 1
+#define CSUM_UNKNOWN 2
+
+// outer_checksum_ok verifies the UDP checksum of a datagram: the UDP
+// header at off, ulen bytes with the payload, pseudo the pseudo-header
+// sum (addresses, length, protocol). A datagram the kernel validated
+// already (the NIC's, or a veth's, receive checksum offload:
+// CHECKSUM_UNNECESSARY) is OK as it is; any other is summed here, in
+// chunks copied to the scratch map. The userspace path gets the same
+// check from the kernel's UDP layer. CSUM_UNKNOWN: it could not be summed.
+//
+// A global (not inlined, not static) function: the verifier checks it
+// once on its own, not once per call site and per state of the caller,
+// which the loop would multiply past the verifier's instruction limit.
+__attribute__((noinline)) int outer_checksum_ok(struct __sk_buff *skb, __u32 off, __u32 ulen, __u64 pseudo)
+{
+	if (!skb)
+		return CSUM_UNKNOWN;
+	if (bpf_csum_level(skb, BPF_CSUM_LEVEL_QUERY) >= 0)
+		return CSUM_OK;
+	__u32 zero = 0;
+	struct csum_scratch *buf = bpf_map_lookup_elem(&scratch, &zero);
+	if (!buf)
+		return CSUM_UNKNOWN;
+	pseudo = (pseudo & 0xffffffff) + (pseudo >> 32);
+	__s64 sum = (pseudo & 0xffffffff) + (pseudo >> 32);
+	if (ulen == 0 || ulen > 0xffff)
+		return CSUM_UNKNOWN;
+	// Chunk i starts at i * CSUM_CHUNK: a constant per iteration, so that
+	// the verifier's states differ by the iteration alone and the loop
+	// costs it one pass per chunk.
+	for (__u32 i = 0; i < 0x10000 / CSUM_CHUNK; i++) {
+		__u32 start = i * CSUM_CHUNK;
+		if (start >= ulen)
+			break;
+		__u32 n = ulen - start;
+		if (n > CSUM_CHUNK)
+			n = CSUM_CHUNK;
+		__u32 words = (n + 3) & ~3U; // the last chunk padded with zeros
+		asm volatile("" : "+r"(words)); // keep the check below for the verifier
+		if (n == 0 || words > CSUM_CHUNK)
+			return CSUM_UNKNOWN;
+		*(__u32 *)&buf->b[(words - 4) & (CSUM_CHUNK - 4)] = 0;
+		if (bpf_skb_load_bytes(skb, off + start, buf->b, n))
+			return CSUM_UNKNOWN;
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)buf->b, words, sum);
+		if (sum < 0)
+			return CSUM_UNKNOWN;
+	}
+	return fold(sum) == 0xffff ? CSUM_OK : CSUM_BAD;
+}
+
+// check_outer applies outer_checksum_ok to a datagram that carries a
+// checksum. It returns 0 to go on, or -1 with *verdict set.
+static __always_inline int check_outer(struct __sk_buff *skb, __u32 off, __u32 ulen, __u64 pseudo, int *verdict)
+{
+	if (skb->gso_size) {
+		// Several datagrams: one checksum does not cover them.
+		*verdict = pass(PASS_CHECKSUM);
+		return -1;
+	}
+	switch (outer_checksum_ok(skb, off, ulen, pseudo)) {
+	case CSUM_OK:
+		return 0;
+	case CSUM_BAD:
+		*verdict = drop(DROP_BAD_CHECKSUM);
+		return -1;
+	}
+	*verdict = pass(PASS_CHECKSUM);
+	return -1;
+}
+
 // outer4 parses an outer IPv4 + UDP header. It returns -1 with *verdict
 // set when the frame is not a tunnel datagram the program handles.
 static __always_inline int outer4(struct __sk_buff *skb, const struct settings *cfg, struct outer *o,
@@ -1038,16 +1163,21 @@ static __always_inline int outer4(struct __sk_buff *skb, const struct settings *
 		*verdict = pass(PASS_OUTER_HEADER);
 		return -1;
 	}
-	if (partial_checksum(udp, sum32(ip + 12, 2) + bpf_htons(ulen) + bpf_htons(PROTO_UDP))) {
+	__u64 pseudo = sum32(ip + 12, 2) + bpf_htons(ulen) + bpf_htons(PROTO_UDP);
+	if (partial_checksum(udp, pseudo)) {
 		*verdict = pass(PASS_CHECKSUM);
 		return -1;
 	}
+	__u16 check = *(const __u16 *)(udp + 6);
 	o->len = OUTER4_LEN;
 	o->inner = ulen - UDP_HLEN;
 	o->v6 = 0;
 	ek->family = 4;
 	__builtin_memcpy(ek->addr, ip + 12, 4);
 	ek->port = *(__be16 *)udp;
+	// IPv4: a zero checksum is none (what the programs send).
+	if (check && check_outer(skb, ETH_HLEN + IPV4_HLEN, ulen, pseudo, verdict))
+		return -1;
 	return 0;
 }
 
@@ -1074,16 +1204,24 @@ static __always_inline int outer6(struct __sk_buff *skb, const struct settings *
 		*verdict = pass(PASS_OUTER_HEADER);
 		return -1;
 	}
-	if (partial_checksum(udp, sum32(ip + 8, 8) + bpf_htonl(ulen) + bpf_htons(PROTO_UDP))) {
+	__u64 pseudo = sum32(ip + 8, 8) + bpf_htonl(ulen) + bpf_htons(PROTO_UDP);
+	if (partial_checksum(udp, pseudo)) {
 		*verdict = pass(PASS_CHECKSUM);
 		return -1;
 	}
+	__u16 check = *(const __u16 *)(udp + 6);
 	o->len = OUTER6_LEN;
 	o->inner = ulen - UDP_HLEN;
 	o->v6 = 1;
 	ek->family = 6;
 	__builtin_memcpy(ek->addr, ip + 8, 16);
 	ek->port = *(__be16 *)udp;
+	if (!check) { // mandatory over IPv6: the kernel drops such a datagram too
+		*verdict = drop(DROP_BAD_CHECKSUM);
+		return -1;
+	}
+	if (check_outer(skb, ETH_HLEN + IPV6_HLEN, ulen, pseudo, verdict))
+		return -1;
 	return 0;
 }
 

@@ -1,0 +1,639 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"tunnel-agent/agent/config"
+	"tunnel-agent/dataplane"
+	"tunnel-agent/dataplane/ebpf"
+	"tunnel-agent/netcfg"
+)
+
+// ebpfTunnel is plain mode with tunnel.dataplane: ebpf (docs/ebpf.md): two
+// tc programs carry the packets; the userspace engine runs beside them on
+// what they pass up: the LAN packets the programs hand over through the
+// exception buffer (its Capture), the datagrams they leave to the agent's
+// UDP socket (its Transport, UDP GRO off), raw injection. An endpoint the
+// engine learns is written to the programs' peer map (OnLearn → learned).
+type ebpfTunnel struct {
+	d         *ebpf.Dataplane
+	exc       *ebpf.Exceptions
+	eng       *dataplane.Engine
+	transport tunnelTransport
+	log       *slog.Logger
+	lan       string
+	listen    netip.AddrPort
+	mode      ebpf.AttachMode // tcx or clsact
+	ns        namespaceReader
+	hooks     hookJournal // records clsact hooks in the host journal
+
+	learned chan struct{} // a learned endpoint waits in pending
+
+	// peersMu orders the writes of whole peer sets (Reconfigure, the
+	// route refresh) and guards dcfg, the engine's configuration.
+	peersMu sync.Mutex
+	dcfg    dataplane.Config
+
+	mu      sync.Mutex  // guards what follows
+	pcfg    ebpf.Config // the programs' settings, as last written
+	att     *ebpf.Attachment
+	wan     string
+	pending map[string]netip.AddrPort
+	repairs uint64 // hooks put back (re-created LAN, removed filter)
+	stopped bool   // Run detached for good
+}
+
+// ebpfIO is what the ebpf tunnel needs of the system besides plainIO:
+// the real system has it (system_ebpf.go); the in-memory one of the
+// lifecycle tests does not, and such a site does not start.
+type ebpfIO interface {
+	// probeEBPF says whether the kernel and the process can run the
+	// programs (check and up).
+	probeEBPF() (ebpf.Support, error)
+	// listenUDPNoGRO is listenUDP with UDP GRO off: the programs leave
+	// single datagrams to the socket, and a GRO-built train would reach
+	// the engine as one.
+	listenUDPNoGRO(addr netip.AddrPort) (tunnelTransport, error)
+	// wanInterface is the interface the kernel sends to ep by.
+	wanInterface(ep netip.Addr) (string, error)
+}
+
+// hookJournal records the clsact hooks in the host journal so that `down`
+// removes them after a crash (tcx links need nothing: they die with the
+// process), and forgets them once detached.
+type hookJournal interface {
+	// record makes the journal's record of hooks exactly hooks.
+	record(hooks []ebpf.Hook) error
+	forget() error
+}
+
+// attachMode is how the programs are hooked: tcx where the kernel has
+// it, or what TUNNEL_AGENT_EBPF_ATTACH says (tcx, clsact; for tests and
+// for kernels whose tcx misbehaves; docs/operations.md).
+func attachMode() (ebpf.AttachMode, error) {
+	switch v := os.Getenv("TUNNEL_AGENT_EBPF_ATTACH"); v {
+	case "", "auto":
+		return ebpf.AttachAuto, nil
+	case "tcx":
+		return ebpf.AttachTCX, nil
+	case "clsact":
+		return ebpf.AttachClsact, nil
+	default:
+		return 0, fmt.Errorf("TUNNEL_AGENT_EBPF_ATTACH=%q: want auto, tcx or clsact", v)
+	}
+}
+
+// ebpfConfig is the programs' part of the site.
+func ebpfConfig(listen netip.AddrPort, dcfg dataplane.Config) ebpf.Config {
+	c := ebpf.Config{ListenPort: listen.Port(), LocalPrefixes: dcfg.LocalPrefixes, Relay: dcfg.Relay,
+		LANMTU: dcfg.LANMTU}
+	if a := listen.Addr(); !a.IsUnspecified() {
+		c.ListenAddr = a.Unmap()
+	}
+	for _, p := range dcfg.LANPrefixes {
+		c.HostAddrs = append(c.HostAddrs, p.Addr())
+	}
+	return c
+}
+
+// ebpfPeers are the engine's peers as the programs see them, at the
+// endpoints the engine has now (learned ones included).
+func ebpfPeers(dcfg dataplane.Config, current map[string]netip.AddrPort) []ebpf.Peer {
+	out := make([]ebpf.Peer, 0, len(dcfg.Peers))
+	for _, p := range dcfg.Peers {
+		ep := p.Endpoint
+		if !ep.IsValid() {
+			ep = current[p.Name]
+		}
+		out = append(out, ebpf.Peer{Name: p.Name, Endpoint: ep, Prefixes: p.Prefixes, PathMTU: p.PathMTU})
+	}
+	return out
+}
+
+// chooseWAN is the interface the programs decapsulate on: the one the
+// kernel sends to the first peer endpoint by; without an endpoint to send
+// to, the interface of a default route; without one, the only interface
+// besides the LAN (and the namespaces' host ends) with a global address.
+func chooseWAN(cfg *config.Config, eio ebpfIO, ns namespaceReader) (string, error) {
+	for _, p := range cfg.Tunnel.Peers {
+		if p.Endpoint.IsValid() {
+			return eio.wanInterface(p.Endpoint.Addr())
+		}
+	}
+	rs, err := ns.defaultRoutes()
+	if err != nil {
+		return "", fmt.Errorf("default routes: %w", err)
+	}
+	for _, r := range rs {
+		if r.Dev != "" {
+			return r.Dev, nil
+		}
+	}
+	addrs, err := ns.addrs()
+	if err != nil {
+		return "", fmt.Errorf("addresses: %w", err)
+	}
+	skip := map[string]bool{cfg.LAN.Interface: true, "lo": true}
+	for _, n := range cfg.Namespaces {
+		skip[n.Veth.Host] = true
+	}
+	var found []string
+	for _, a := range addrs {
+		if !skip[a.Link] && a.Prefix.Addr().IsGlobalUnicast() && !slices.Contains(found, a.Link) {
+			found = append(found, a.Link)
+		}
+	}
+	if len(found) == 1 {
+		return found[0], nil
+	}
+	return "", fmt.Errorf("no peer has an endpoint, there is no default route, and %d interfaces (%v) could carry the tunnel's datagrams: give a peer an endpoint or the host a default route", len(found), found)
+}
+
+// openEBPF loads the programs, fills their maps, opens the engine's I/O,
+// and attaches the programs (after the host configuration, which runs
+// before the tunnel opens). Anything that fails undoes the rest.
+func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJournal, log *slog.Logger) (_ *ebpfTunnel, err error) {
+	eio, ok := sys.(ebpfIO)
+	if !ok {
+		return nil, errors.New("tunnel.dataplane: ebpf: this system cannot load eBPF programs")
+	}
+	mode, err := attachMode()
+	if err != nil {
+		return nil, err
+	}
+	sup, err := eio.probeEBPF()
+	if err != nil {
+		return nil, fmt.Errorf("tunnel.dataplane: ebpf: this host cannot run the eBPF dataplane (run `tunnel-agent check`, or use tunnel.dataplane: userspace): %w", err)
+	}
+	wan, err := chooseWAN(cfg, eio, sys)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel.dataplane: ebpf: %w", err)
+	}
+	if wan == cfg.LAN.Interface {
+		return nil, fmt.Errorf("tunnel.dataplane: ebpf: the peers are reached through the LAN interface %s; the programs need the tunnel's datagrams on another interface", wan)
+	}
+	if mode == ebpf.AttachAuto { // decided here, so that clsact hooks are journaled before they are made
+		mode = ebpf.AttachClsact
+		if sup.TCX {
+			mode = ebpf.AttachTCX
+		}
+	}
+	t := &ebpfTunnel{log: log, lan: cfg.LAN.Interface, listen: cfg.Tunnel.Listen, wan: wan, mode: mode, hooks: hooks,
+		ns: sys, learned: make(chan struct{}, 1), pending: map[string]netip.AddrPort{}}
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+	t.pcfg = ebpfConfig(cfg.Tunnel.Listen, dcfg)
+	t.d, err = ebpf.Load(t.pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel.dataplane: ebpf: %w", err)
+	}
+	closers = append(closers, t.d.Close)
+	if err := t.d.SetPeers(ebpfPeers(dcfg, nil)); err != nil {
+		return nil, err
+	}
+	exc, err := t.d.Exceptions(0)
+	if err != nil {
+		return nil, err
+	}
+	t.exc = exc
+	closers = append(closers, exc.Close)
+	injector, err := sys.openInjector()
+	if err != nil {
+		return nil, fmt.Errorf("open raw injection socket: %w", err)
+	}
+	closers = append(closers, injector.Close)
+	t.transport, err = eio.listenUDPNoGRO(cfg.Tunnel.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Tunnel.Listen, err)
+	}
+	closers = append(closers, t.transport.Close)
+	dcfg.OnLearn = t.onLearn
+	t.dcfg = dcfg
+	t.eng, err = dataplane.New(dcfg, exc, t.transport, injector)
+	if err != nil {
+		return nil, fmt.Errorf("start dataplane: %w", err)
+	}
+	if err := t.attach(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// attach hooks the programs and journals clsact hooks.
+func (t *ebpfTunnel) attach() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.attachLocked()
+}
+
+func (t *ebpfTunnel) attachLocked() error {
+	// Journaled before they are made (a crash in between leaves a record
+	// for `down`), as not having created the qdisc, which is what a
+	// record can safely say before knowing; rewritten once made.
+	if err := t.hooks.record(t.plannedHooks()); err != nil {
+		return fmt.Errorf("journal the programs' hooks: %w", err)
+	}
+	att, err := t.d.Attach(t.lan, t.wan, t.mode)
+	if err != nil {
+		return errors.Join(fmt.Errorf("tunnel.dataplane: ebpf: %w", err), t.hooks.forget())
+	}
+	if err := t.hooks.record(clsactHooks(att.Hooks)); err != nil {
+		return errors.Join(fmt.Errorf("journal the programs' hooks: %w", err), att.Detach())
+	}
+	t.att = att
+	t.log.Info("eBPF programs attached", "lan", t.lan, "wan", t.wan, "mode", att.Hooks[0].Mode.String())
+	return nil
+}
+
+// detachLocked removes the hooks and then their journal record.
+func (t *ebpfTunnel) detachLocked() error {
+	if t.att == nil {
+		return nil
+	}
+	err := t.att.Detach()
+	t.att = nil
+	if err != nil {
+		return fmt.Errorf("detach the eBPF programs: %w (the journal keeps them for `tunnel-agent down`)", err)
+	}
+	return t.hooks.forget()
+}
+
+// plannedHooks are the clsact hooks Attach is about to make.
+func (t *ebpfTunnel) plannedHooks() []ebpf.Hook {
+	if t.mode != ebpf.AttachClsact {
+		return nil
+	}
+	var out []ebpf.Hook
+	for _, h := range []struct{ link, prog string }{{t.wan, ebpf.WANProgramName}, {t.lan, ebpf.LANProgramName}} {
+		idx, err := t.ns.linkIndex(h.link)
+		if err != nil || idx == 0 {
+			continue // Attach will fail on it
+		}
+		out = append(out, ebpf.Hook{Interface: h.link, Index: idx, Program: h.prog, Mode: ebpf.AttachClsact,
+			Parent: ebpf.FilterParent, Priority: ebpf.FilterPriority, Handle: ebpf.FilterHandle})
+	}
+	return out
+}
+
+// clsactHooks are the hooks that outlive the process.
+func clsactHooks(hooks []ebpf.Hook) []ebpf.Hook {
+	var out []ebpf.Hook
+	for _, h := range hooks {
+		if h.Mode == ebpf.AttachClsact {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// onLearn is the engine's OnLearn: it must not block, so the endpoint
+// waits in pending for applyLearned.
+func (t *ebpfTunnel) onLearn(peer string, ep netip.AddrPort) {
+	t.mu.Lock()
+	t.pending[peer] = ep
+	t.mu.Unlock()
+	select {
+	case t.learned <- struct{}{}:
+	default:
+	}
+}
+
+// applyLearned writes learned endpoints to the programs' peer map until
+// ctx is done.
+func (t *ebpfTunnel) applyLearned(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.learned:
+		}
+		t.mu.Lock()
+		pending := t.pending
+		t.pending = map[string]netip.AddrPort{}
+		t.mu.Unlock()
+		for peer, ep := range pending {
+			if err := t.d.SetEndpoint(peer, ep); err != nil {
+				t.log.Warn("cannot hand the learned endpoint to the eBPF programs; the peer's packets stay on the userspace path", "peer", peer, "endpoint", ep, "err", err)
+			}
+		}
+	}
+}
+
+// currentEndpoints are the peers' endpoints as the engine has them now
+// (learned ones included).
+func (t *ebpfTunnel) currentEndpoints() map[string]netip.AddrPort {
+	current := map[string]netip.AddrPort{}
+	for _, p := range t.eng.Stats().Peers {
+		current[p.Name] = p.CurrentEndpoint
+	}
+	return current
+}
+
+// refreshRoutes writes the peers again, which looks up the route to each
+// endpoint (outer source address, interface): an entry whose route
+// changed is rewritten, the others are left alone.
+func (t *ebpfTunnel) refreshRoutes() {
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	if err := t.d.SetPeers(ebpfPeers(t.dcfg, t.currentEndpoints())); err != nil {
+		t.log.Warn("cannot refresh the routes of the eBPF programs' peers", "err", err)
+	}
+}
+
+// routeCheckEvery is how many hook checks pass between two route
+// refreshes (a route lookup per peer).
+const routeCheckEvery = 5
+
+// hookCheckInterval is how often keepHooks looks at the hooks: netlink
+// sends no link notification when a filter is removed, nor the bpf system
+// call when a tcx link is detached.
+const hookCheckInterval = time.Second
+
+// keepHooks puts back hooks that someone removed (a filter deleted, a
+// link detached) or that went with their interface (re-created), and
+// every few checks follows route changes towards the peers, until ctx is
+// done. Each repair is logged and counted (status ebpf.repairs).
+func (t *ebpfTunnel) keepHooks(ctx context.Context) {
+	tick := time.NewTicker(hookCheckInterval)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		t.repairHooks()
+		if n%routeCheckEvery == 0 {
+			t.refreshRoutes()
+		}
+	}
+}
+
+// repairHooks re-attaches the programs if a hook is missing.
+func (t *ebpfTunnel) repairHooks() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	if t.att == nil { // an earlier attempt failed
+		if err := t.attachLocked(); err == nil {
+			t.repairs++
+		}
+		return
+	}
+	missing, err := t.att.Missing()
+	if err != nil {
+		t.log.Warn("cannot check the eBPF programs' hooks", "err", err)
+		return
+	}
+	if len(missing) == 0 {
+		return
+	}
+	for _, h := range missing {
+		t.log.Warn("eBPF program hook gone; attaching again", "program", h.Program, "interface", h.Interface, "mode", h.Mode.String())
+	}
+	if err := t.detachLocked(); err != nil {
+		t.log.Warn("detaching what is left of the eBPF hooks", "err", err)
+	}
+	if err := t.attachLocked(); err != nil {
+		t.log.Error("re-attaching the eBPF programs failed; retrying", "err", err)
+		return
+	}
+	t.repairs++
+}
+
+// Run runs the exception engine until ctx is done, then detaches the
+// programs (before the host configuration is reverted) and closes them.
+func (t *ebpfTunnel) Run(ctx context.Context) error {
+	lctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { t.applyLearned(lctx) })
+	wg.Go(func() { t.keepHooks(lctx) })
+	runErr := t.eng.Run(ctx)
+	cancel()
+	wg.Wait()
+	t.mu.Lock()
+	t.stopped = true
+	err := t.detachLocked()
+	t.mu.Unlock()
+	return errors.Join(runErr, err, t.d.Close())
+}
+
+// Stats are the engine's counters with the programs' added: per-peer
+// packets and bytes, and drops under the same names (the programs and
+// the engine never count the same packet: what the programs pass up they
+// do not count as dropped or forwarded, and what the engine gets it
+// counts once).
+func (t *ebpfTunnel) Stats() dataplane.Stats {
+	st := t.eng.Stats()
+	ps, err := t.d.Stats()
+	if err != nil {
+		return st
+	}
+	return addProgramStats(st, ps)
+}
+
+// addProgramStats adds the programs' counters to the engine's.
+func addProgramStats(st dataplane.Stats, ps ebpf.Stats) dataplane.Stats {
+	byName := map[string]ebpf.PeerStats{}
+	for _, p := range ps.Peers {
+		byName[p.Name] = p
+	}
+	for i := range st.Peers {
+		p := byName[st.Peers[i].Name]
+		st.Peers[i].RxPackets += p.RxPackets
+		st.Peers[i].RxBytes += p.RxBytes
+		st.Peers[i].TxPackets += p.TxPackets
+		st.Peers[i].TxBytes += p.TxBytes
+	}
+	if st.Drops == nil {
+		st.Drops = map[string]uint64{}
+	}
+	for r, n := range ps.Drops {
+		st.Drops[r] += n
+	}
+	return st
+}
+
+func (t *ebpfTunnel) SetLANMTU(mtu int) error {
+	if err := t.eng.SetLANMTU(mtu); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.pcfg
+	c.LANMTU = mtu
+	if err := t.d.SetConfig(c); err != nil {
+		return err
+	}
+	t.pcfg = c
+	return nil
+}
+
+// Reconfigure applies a changed site to the engine and then to the
+// programs' maps, in place: peers that did not change keep their entries
+// (no packet of theirs is lost). The capture prefixes are the programs'
+// peer prefixes, already set.
+func (t *ebpfTunnel) Reconfigure(_ *config.Config, cfg dataplane.Config, _ []netip.Prefix) error {
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	if err := t.eng.Reconfigure(cfg); err != nil {
+		return err
+	}
+	t.dcfg = cfg
+	if err := t.d.SetPeers(ebpfPeers(cfg, t.currentEndpoints())); err != nil {
+		return fmt.Errorf("update the eBPF programs' peers: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := ebpfConfig(t.listen, cfg)
+	if err := t.d.SetConfig(c); err != nil {
+		return fmt.Errorf("update the eBPF programs' settings: %w", err)
+	}
+	t.pcfg = c
+	return nil
+}
+
+// RebindCapture hooks the programs again: the LAN interface was
+// re-created, and its hook went with the old one.
+func (t *ebpfTunnel) RebindCapture([]netip.Prefix) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return dataplane.ErrStopped
+	}
+	if err := t.detachLocked(); err != nil {
+		t.log.Warn("detaching from the old LAN interface", "lan", t.lan, "err", err)
+	}
+	if err := t.attachLocked(); err != nil {
+		return err
+	}
+	t.repairs++
+	return nil
+}
+
+func (t *ebpfTunnel) status() Status {
+	st := Status{Listen: t.transport.LocalAddr(), Dataplane: t.Stats(), Transport: t.transport.status()}
+	ps, err := t.d.Stats()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	eb := &EBPFStatus{WAN: t.wan, Repairs: t.repairs, ExceptionReader: map[string]uint64{
+		"too_big": t.exc.TooBig.Load(), "malformed": t.exc.Malformed.Load(), "segments_dropped": t.exc.SegmentsDropped()}}
+	if err == nil {
+		eb.ToUserspace, eb.Drops = ps.ToUserspace, ps.Drops
+	}
+	if t.att != nil {
+		eb.Hooks = t.att.Hooks
+	}
+	st.EBPF = eb
+	return st
+}
+
+// EBPFStatus is the eBPF dataplane's part of the status.
+type EBPFStatus struct {
+	// WAN is the interface the programs decapsulate on.
+	WAN string `json:"wan"`
+	// Hooks are the programs' attachments (interface, program, tcx or
+	// clsact).
+	Hooks []ebpf.Hook `json:"hooks"`
+	// ToUserspace counts the packets the programs passed to the
+	// userspace engine, by why; the engine's counters include what it
+	// did with them.
+	ToUserspace map[string]uint64 `json:"to_userspace"`
+	// Drops are the programs' own drops (also summed into the
+	// dataplane's drops).
+	Drops map[string]uint64 `json:"drops"`
+	// Repairs counts hooks put back after the LAN interface was
+	// re-created or a hook removed by someone else.
+	Repairs uint64 `json:"repairs"`
+	// ExceptionReader counts what the reader of the exceptions dropped
+	// before the engine saw it: too_big (larger than the engine's
+	// buffer), malformed records, segments_dropped (segments of a
+	// super-packet beyond the engine's batch). The kernel's losses (the
+	// buffer full) are the programs' exception_lost.
+	ExceptionReader map[string]uint64 `json:"exception_reader"`
+}
+
+// siteHooks journals the programs' clsact hooks in the running site's
+// host journal, under the watcher's lock (it reads the journal).
+type siteHooks struct{ l *liveSite }
+
+func (l *liveSite) hookJournal() hookJournal { return siteHooks{l} }
+
+// record makes the journal's tc entries exactly hooks.
+func (s siteHooks) record(hooks []ebpf.Hook) error {
+	links := make([]string, len(hooks))
+	specs := make([]netcfg.TCSpec, len(hooks))
+	for i, h := range hooks {
+		t := h.TCHook()
+		links[i] = h.Interface
+		specs[i] = netcfg.TCSpec{Index: t.Index, Name: t.Name, Parent: t.Parent, Priority: t.Priority, Handle: t.Handle,
+			QdiscCreated: t.QdiscCreated}
+	}
+	var err error
+	s.l.w.Locked(func() {
+		if err = netcfg.ForgetTC(s.l.j); err == nil {
+			err = netcfg.RecordTC(s.l.j, links, specs)
+		}
+	})
+	return err
+}
+
+func (s siteHooks) forget() error {
+	var err error
+	s.l.w.Locked(func() { err = netcfg.ForgetTC(s.l.j) })
+	return err
+}
+
+// tcNamedRemover removes a filter by name without a journal
+// (netcfg.NetlinkHost.RemoveTCNamed).
+type tcNamedRemover interface {
+	RemoveTCNamed(link, name string, parent uint32, prio uint16, handle uint32) (bool, error)
+}
+
+// forceRemoveHooks is `down --force` for the eBPF dataplane: the clsact
+// filters of the site's programs, on the LAN interface and on the
+// interface `up` would take as the WAN, found by priority, handle and
+// name. tcx links need nothing (they went with the process); a clsact
+// qdisc is left, since without the journal nothing says the agent made it.
+func forceRemoveHooks(o *options, cfg *config.Config, h siteHost) (removed, left []string, err error) {
+	tr, ok := h.(tcNamedRemover)
+	if !ok {
+		return nil, nil, fmt.Errorf("down --force: removing tc filters: %w on this host", errors.ErrUnsupported)
+	}
+	type hook struct{ link, prog string }
+	hooks := []hook{{cfg.LAN.Interface, ebpf.LANProgramName}}
+	if eio, ok := o.sys.(ebpfIO); ok {
+		if wan, werr := chooseWAN(cfg, eio, o.sys); werr == nil {
+			hooks = append(hooks, hook{wan, ebpf.WANProgramName})
+		} else {
+			left = append(left, "the wan_ingress filter, if any: "+werr.Error())
+		}
+	}
+	for _, k := range hooks {
+		name := ebpf.FilterName(k.prog)
+		found, rerr := tr.RemoveTCNamed(k.link, name, ebpf.FilterParent, ebpf.FilterPriority, ebpf.FilterHandle)
+		switch {
+		case rerr != nil:
+			err = errors.Join(err, fmt.Errorf("remove tc filter %s from %s: %w", name, k.link, rerr))
+		case found:
+			removed = append(removed, fmt.Sprintf("tc filter %s on %s (its clsact qdisc is left: `tc qdisc del dev %s clsact` if nothing else uses it)", name, k.link, k.link))
+		}
+	}
+	return removed, left, err
+}
