@@ -57,14 +57,21 @@ func testDefaultOffloads(t *testing.T, mode string) {
 		mustTransfer(t, "TCP "+what, tr, err)
 		for _, gso := range []int{0, 8} {
 			// 1000-byte datagrams, 8 per write with GSO: within the LAN and
-			// tunnel MTUs, so every one of them must arrive.
+			// tunnel MTUs, so every one of them must arrive, or be counted
+			// as a kernel drop of a socket of the agents' (a loaded machine
+			// can overrun them: that loss is counted, not a defect).
+			dropsBefore := s.kernelDrops(t)
 			u, err := probe.UDPBurstWith(from.ns, to.ns, netip.AddrPortFrom(to.addr, port+1),
 				probe.UDPOptions{Count: 800, Payload: 1000, GSO: gso, Rate: 4000, Timeout: 20 * time.Second})
 			if err != nil {
 				t.Fatalf("UDP %s (gso %d): %v", what, gso, err)
 			}
-			if u.Received != u.Sent || u.Sent != 800 || u.Corrupted != 0 {
-				t.Errorf("UDP %s (gso %d): %d of %d datagrams received, %d corrupted", what, gso, u.Received, u.Sent, u.Corrupted)
+			lost := uint64(u.Sent - u.Received)
+			if u.Sent != 800 || u.Corrupted != 0 || (lost > 0 && s.kernelDrops(t)-dropsBefore < lost) {
+				t.Errorf("UDP %s (gso %d): %d of %d datagrams received, %d corrupted, kernel drops counted by the agents %d",
+					what, gso, u.Received, u.Sent, u.Corrupted, s.kernelDrops(t)-dropsBefore)
+			} else if lost > 0 {
+				t.Logf("UDP %s (gso %d): %d of %d lost, all counted as kernel drops (loaded machine)", what, gso, lost, u.Sent)
 			}
 		}
 		port += 2

@@ -99,6 +99,21 @@ func (s *twoSite) status(t *testing.T, site string) agent.Status {
 	return st
 }
 
+// kernelDrops is the sum of both agents' capture and tunnel socket drops
+// that the kernel counted.
+func (s *twoSite) kernelDrops(t *testing.T) uint64 {
+	t.Helper()
+	var n uint64
+	for _, site := range []string{"client", "server"} {
+		st := s.status(t, site)
+		n += st.CaptureKernelDrops
+		if st.Transport != nil {
+			n += st.Transport.KernelDrops
+		}
+	}
+	return n
+}
+
 // siteBHost opens the namespace the server's agent created (ns1).
 func (s *twoSite) siteBHost(t *testing.T) netns.NsHandle {
 	t.Helper()

@@ -114,7 +114,14 @@ func TestWireGuardEveryDatagramCounted(t *testing.T) {
 	a.cap.Send(dptest.EchoRequest(netip.MustParseAddr("192.168.111.2"), netip.MustParseAddr("11.11.11.100"), 1, 1, 56))
 	mustRecv(t, b.inj)
 	initiation, data := tap.get(t, wgMsgInitiation), tap.get(t, wgMsgTransport)
+	// Nothing of the real exchange is rejected, but a transport message is
+	// inferred rejected until its Write has counted it delivered, which
+	// happens just after the injection mustRecv saw: wait for that.
 	before := b.w.WireGuardStats()
+	for end := time.Now().Add(5 * time.Second); before.TransportRejected != 0 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+		before = b.w.WireGuardStats()
+	}
 
 	badMAC := make([]byte, wgflood.InitiationSize)
 	_, _ = rand.Read(badMAC)
