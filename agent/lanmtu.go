@@ -18,7 +18,7 @@ func (l *liveSite) updateLANMTU() {
 	l.mu.Lock()
 	t, lan := l.tun, l.cfg.LAN.Interface
 	l.mu.Unlock()
-	if mtu := l.o.sys.linkMTU(lan); t != nil && mtu > 0 {
+	if mtu := l.o.sys.linkMTU(lan); mtu > 0 {
 		if err := t.SetLANMTU(mtu); err != nil {
 			l.o.log.Warn("LAN MTU not usable; packets from the tunnel are checked against the previous one", "lan", lan, "mtu", mtu, "err", err)
 		}

@@ -94,15 +94,15 @@ func (c engineCollector) Describe(ch chan<- *prometheus.Desc) {
 		descGSODropped, descKernelDrops, descUnreadable, descTransportDrops} {
 		ch <- d
 	}
+	for _, d := range wgDescs() {
+		ch <- d
+	}
 }
 
 func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	c.l.mu.Lock()
 	t := c.l.tun
 	c.l.mu.Unlock()
-	if t == nil {
-		return
-	}
 	st := t.status()
 	for _, p := range st.Dataplane.Peers {
 		collectPeer(ch, p)
@@ -117,8 +117,15 @@ func (c engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFragments, prometheus.CounterValue, float64(st.Dataplane.Fragments))
 	ch <- prometheus.MustNewConstMetric(descKeepaliveRepliesLimited, prometheus.CounterValue, float64(st.Dataplane.KeepaliveRepliesRateLimited))
 	collectCapture(ch, st)
-	if st.Transport != nil {
-		ch <- prometheus.MustNewConstMetric(descTransportDrops, prometheus.CounterValue, float64(st.Transport.KernelDrops))
+	collectTransport(ch, st.Transport)
+	collectWireGuard(ch, st.WireGuard)
+}
+
+// collectTransport exports the tunnel socket's counters, when the
+// tunnel has one of its own (plain mode).
+func collectTransport(ch chan<- prometheus.Metric, t *TransportStatus) {
+	if t != nil {
+		ch <- prometheus.MustNewConstMetric(descTransportDrops, prometheus.CounterValue, float64(t.KernelDrops))
 	}
 }
 
@@ -160,7 +167,9 @@ const (
 // function that stops it. A port that cannot be opened is logged; the
 // tunnel runs on without metrics.
 func (l *liveSite) serveMetrics() (stop func()) {
+	l.mu.Lock() // a reload may already run (it cannot change metrics.listen)
 	addr := l.cfg.Metrics.Listen
+	l.mu.Unlock()
 	if !addr.IsValid() {
 		return func() {}
 	}

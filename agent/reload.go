@@ -131,9 +131,6 @@ func (l *liveSite) reload() (string, error) {
 	if err := restartOnly(l.cfg, cfg); err != nil {
 		return "", err
 	}
-	if l.tun == nil {
-		return "", errors.New("reload is not supported in wireguard mode yet: restart the agent (systemctl restart)")
-	}
 	if err := l.w.CheckReconfigure(Desired(cfg), l.j); err != nil {
 		return "", err // a route of someone else's is in the way: refused before anything changes
 	}
@@ -141,7 +138,7 @@ func (l *liveSite) reload() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := l.tun.Reconfigure(engineConfig(cfg, lanAddrs, l.o), peerPrefixes(cfg)); err != nil {
+	if err := l.tun.Reconfigure(cfg, engineConfig(cfg, lanAddrs, l.o), peerPrefixes(cfg)); err != nil {
 		return "", err
 	}
 	if err := l.w.Reconfigure(Desired(cfg), l.j, l.o.log); err != nil {
@@ -160,6 +157,8 @@ func restartOnly(old, nw *config.Config) error {
 	switch {
 	case nw.Site != old.Site:
 		return fmt.Errorf("site changed from %q to %q: that is another site; stop this one first", old.Site, nw.Site)
+	case nw.Tunnel.Mode != old.Tunnel.Mode:
+		return fmt.Errorf("tunnel.mode changed: restart the agent for that")
 	case nw.LAN.Interface != old.LAN.Interface:
 		return fmt.Errorf("lan.interface changed from %s to %s: restart the agent for that", old.LAN.Interface, nw.LAN.Interface)
 	case nw.Tunnel.Listen != old.Tunnel.Listen:

@@ -92,9 +92,6 @@ func (l *liveSite) reresolveDue(last map[string]time.Time, start, now time.Time)
 	l.mu.Lock()
 	cfg, t := l.cfg, l.tun
 	l.mu.Unlock()
-	if t == nil {
-		return // wireguard mode: wireguard-go roams by itself
-	}
 	heard := map[string]time.Time{}
 	for _, ps := range t.Stats().Peers {
 		heard[ps.Name] = ps.LastReceived
@@ -143,7 +140,7 @@ func (l *liveSite) reresolve(p config.Peer, listen netip.AddrPort) {
 	}
 	lanAddrs, err := l.o.sys.linkAddrs(cfg.LAN.Interface)
 	if err == nil {
-		err = l.tun.Reconfigure(engineConfig(&cfg, lanAddrs, l.o), nil)
+		err = l.tun.Reconfigure(&cfg, engineConfig(&cfg, lanAddrs, l.o), nil)
 	}
 	if err != nil {
 		l.o.log.Error("peer endpoint re-resolved, but the dataplane refused it", "peer", p.Name, "endpoint", ap, "err", err)

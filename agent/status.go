@@ -52,16 +52,13 @@ type statusSource struct {
 	site    string
 	started time.Time
 	tun     tunnel
-	live    *liveSite // its capture re-binds (status_capture.go); nil in wireguard mode
+	live    *liveSite // its capture re-binds (status_capture.go)
 }
 
 func (s *statusSource) snapshot() Status {
 	st := s.tun.status()
 	st.Site, st.PID, st.Started = s.site, os.Getpid(), s.started.UTC()
-	if s.live != nil {
-		st = s.live.withRebinds(st)
-	}
-	return st
+	return s.live.withRebinds(st)
 }
 
 // Bounds of the status socket. Only root can reach it (mode 0600 in a

@@ -32,9 +32,7 @@ func printStatus(w io.Writer, st Status, now time.Time) {
 	for _, p := range st.Dataplane.Peers {
 		printPeer(w, p, now)
 	}
-	if st.WireGuard != nil {
-		printWireGuard(w, st.WireGuard, now)
-	}
+	printWireGuard(w, st.WireGuard, now)
 	fmt.Fprintf(w, "drops:")
 	names := make([]string, 0, len(st.Dataplane.Drops))
 	for n := range st.Dataplane.Drops {

@@ -8,9 +8,12 @@ import (
 	"tunnel-agent/dataplane/wireguard"
 )
 
-// printWireGuard prints the WireGuard side as `wg show` does, plus what
-// WireGuard refused.
+// printWireGuard prints the WireGuard side as `wg show` does, plus its
+// counters (wgcounters.go); nothing when there is none.
 func printWireGuard(w io.Writer, st *wireguard.Stats, now time.Time) {
+	if st == nil {
+		return
+	}
 	fmt.Fprintf(w, "wireguard: public key %s, listening port %d\n", st.PublicKey, st.ListenPort)
 	for _, p := range st.Peers {
 		fmt.Fprintf(w, "  peer %s (%s)\n", p.PublicKey, p.Name)
@@ -23,8 +26,11 @@ func printWireGuard(w io.Writer, st *wireguard.Stats, now time.Time) {
 			fmt.Fprintf(w, "    persistent keepalive: every %s\n", p.Keepalive)
 		}
 	}
-	fmt.Fprintf(w, "wireguard refused: not_wireguard=%d handshake_rejected=%d transport_rejected=%d\n",
-		st.NotWireGuard, st.HandshakeRejected, st.TransportRejected)
+	fmt.Fprintf(w, "wireguard:")
+	for _, c := range wgCounters(st) {
+		fmt.Fprintf(w, " %s=%d", c.label(), c.value)
+	}
+	fmt.Fprintln(w)
 }
 
 func handshakeAgo(t, now time.Time) string {

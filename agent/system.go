@@ -62,7 +62,8 @@ type namespaceReader interface {
 }
 
 // plainIO opens the packet paths of plain mode (tunnel_plain.go); the
-// capture and injection serve wireguard mode too.
+// capture and injection serve wireguard mode too, which has its own UDP
+// transport (tunnel_wireguard.go).
 type plainIO interface {
 	openCapture(lan string, prefixes []netip.Prefix, opt afpacket.Options) (lanCapture, error)
 	openInjector() (dataplane.Injector, error)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -13,22 +14,22 @@ import (
 
 // tunnel is the dataplane of a running site: it moves packets between
 // the LAN interface and the peers. Plain mode (tunnel_plain.go: the engine
-// over the capture, the UDP transport and raw injection) implements all of
-// it; wireguard mode (tunnel_wireguard.go) runs and reports, and its
-// reconfiguration while running is still to come (issue 14), as is an
-// eBPF dataplane behind the same interface (issue 15). The live site
-// (watch.go) drives a running tunnel; status and metrics read it.
+// over the capture, the UDP transport and raw injection) and wireguard
+// mode (tunnel_wireguard.go: wireguard-go's device over the same capture
+// and injection) implement it; both share the capture's re-binds
+// (capture_binding.go). The live site (watch.go) drives a running tunnel;
+// status and metrics read it.
 type tunnel interface {
 	// Run moves packets until ctx is done (then it returns nil) or the
 	// dataplane fails; it closes the tunnel's I/O before it returns.
 	Run(ctx context.Context) error
 	// Stats are the dataplane's counters.
 	Stats() dataplane.Stats
-	// Reconfigure applies a changed site to the running dataplane:
-	// peers, prefixes, keepalives, endpoints; and, unless capture is
-	// nil, the prefixes the capture takes. An invalid cfg changes
-	// nothing.
-	Reconfigure(cfg dataplane.Config, capture []netip.Prefix) error
+	// Reconfigure applies a changed site (site, mapped onto the
+	// dataplane's options as cfg) to the running dataplane: peers,
+	// prefixes, keepalives, endpoints, keys; and, unless capture is nil,
+	// the prefixes the capture takes. An invalid cfg changes nothing.
+	Reconfigure(site *config.Config, cfg dataplane.Config, capture []netip.Prefix) error
 	// SetLANMTU hands the dataplane the LAN interface's current MTU.
 	SetLANMTU(mtu int) error
 	// RebindCapture re-opens the capture on the LAN interface, which was
@@ -52,19 +53,23 @@ func runTunnel(ctx context.Context, cfg *config.Config, o *options, live *liveSi
 		return err
 	}
 	dcfg := engineConfig(cfg, lanAddrs, o)
-	if cfg.Tunnel.Mode == config.ModeWireGuard {
-		defer live.started(ctx, nil)() // host repairs only; no live reload of wireguard-go yet
-		return runWireGuard(ctx, cfg, dcfg, o, live.requestReload)
-	}
-	t, err := openPlain(cfg, dcfg, o.sys, o.log)
+	t, err := openTunnel(cfg, dcfg, o)
 	if err != nil {
 		return err
 	}
 	defer serveSiteStatus(o, &statusSource{site: cfg.Site, started: time.Now(), tun: t, live: live}, live.requestReload)()
-	o.log.Info("tunnel running", "site", cfg.Site, "lan", cfg.LAN.Interface, "listen", t.transport.LocalAddr(),
-		"peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes)
+	o.log.Info("tunnel running", "mode", cmp.Or(string(cfg.Tunnel.Mode), "plain"), "site", cfg.Site, "lan", cfg.LAN.Interface,
+		"listen", t.status().Listen, "peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes)
 	defer live.started(ctx, t)()
 	return t.Run(ctx)
+}
+
+// openTunnel opens the dataplane of the site's mode.
+func openTunnel(cfg *config.Config, dcfg dataplane.Config, o *options) (tunnel, error) {
+	if cfg.Tunnel.Mode == config.ModeWireGuard {
+		return openWireGuard(cfg, dcfg, o.sys, o.log)
+	}
+	return openPlain(cfg, dcfg, o.sys, o.log)
 }
 
 // openLAN opens the capture on the LAN interface, taking the peers'

@@ -2,68 +2,69 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
-	"time"
 
 	"tunnel-agent/agent/config"
 	"tunnel-agent/dataplane"
 	"tunnel-agent/dataplane/wireguard"
 )
 
-// runWireGuard is runTunnel in wireguard mode: the same capture and
-// injection, wireguard-go's protocol and UDP socket in place of the plain
-// transport.
-func runWireGuard(ctx context.Context, cfg *config.Config, dcfg dataplane.Config, o *options,
-	reload func(context.Context) ReloadVerdict) error {
-	capture, injector, err := openLAN(cfg, o.sys)
+// wireguardTunnel is wireguard mode: wireguard-go's device over the same
+// capture and injection as plain mode, with its own UDP socket.
+type wireguardTunnel struct {
+	wg      *wireguard.Tunnel
+	capture *captureBinding
+	listen  netip.AddrPort // tunnel.listen: its port, before the device binds
+}
+
+// openWireGuard opens the capture and injection and the WireGuard
+// tunnel over them, its device up and its UDP port bound.
+func openWireGuard(cfg *config.Config, dcfg dataplane.Config, sys system, log *slog.Logger) (*wireguardTunnel, error) {
+	capture, injector, err := openLAN(cfg, sys)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	wc := wireGuardConfig(cfg, dcfg)
-	wc.Listen = func(ap netip.AddrPort) (dataplane.Transport, error) { return o.sys.listenUDP(ap) }
+	wc.Listen = func(ap netip.AddrPort) (dataplane.Transport, error) { return sys.listenUDP(ap) }
 	w, err := wireguard.New(wc, capture, injector)
 	if err != nil {
 		capture.Close()
 		injector.Close()
-		return fmt.Errorf("start wireguard dataplane: %w", err)
+		return nil, fmt.Errorf("start wireguard dataplane: %w", err)
 	}
-	t := &wireguardTunnel{wg: w, capture: capture, listen: cfg.Tunnel.Listen}
-	defer serveSiteStatus(o, &statusSource{site: cfg.Site, started: time.Now(), tun: t}, reload)()
-	o.log.Info("tunnel running", "mode", config.ModeWireGuard, "site", cfg.Site, "lan", cfg.LAN.Interface,
-		"listen_port", cfg.Tunnel.Listen.Port(), "peers", len(cfg.Tunnel.Peers), "local_prefixes", dcfg.LocalPrefixes)
-	return t.Run(ctx)
+	// The device binds its port now, as plain mode's socket is opened
+	// here: the agent says it runs (and READY=1) once peers can reach it.
+	if err := w.Open(); err != nil { // it closed the capture and injection
+		return nil, fmt.Errorf("start wireguard device on port %d: %w", cfg.Tunnel.Listen.Port(), err)
+	}
+	return &wireguardTunnel{wg: w, listen: cfg.Tunnel.Listen,
+		capture: newCaptureBinding(sys, cfg.LAN.Interface, captureOptions(cfg), log, capture)}, nil
 }
-
-// wireguardTunnel is wireguard mode's tunnel: wireguard-go's device over
-// the capture and injection. It runs and reports; changing it while it
-// runs (reload, re-resolution, capture re-binds, LAN MTU changes) is not
-// supported yet, so the live site is not given it (runTunnel).
-type wireguardTunnel struct {
-	wg      *wireguard.Tunnel
-	capture lanCapture
-	listen  netip.AddrPort // tunnel.listen: its port, before the device binds
-}
-
-// errWireGuardNotYet is what wireguard mode answers to a change while it
-// runs.
-var errWireGuardNotYet = fmt.Errorf("not supported in wireguard mode yet: %w", errors.ErrUnsupported)
 
 func (t *wireguardTunnel) Run(ctx context.Context) error { return t.wg.Run(ctx) }
 
 func (t *wireguardTunnel) Stats() dataplane.Stats { return t.wg.Stats() }
 
-func (t *wireguardTunnel) Reconfigure(dataplane.Config, []netip.Prefix) error {
-	return errWireGuardNotYet
+func (t *wireguardTunnel) SetLANMTU(mtu int) error { return t.wg.SetLANMTU(mtu) }
+
+// Reconfigure applies the site's peers, keys, prefixes, endpoints,
+// keepalives and relaying to the running device; peers that stay keep
+// their sessions.
+func (t *wireguardTunnel) Reconfigure(cfg *config.Config, dcfg dataplane.Config, capture []netip.Prefix) error {
+	if err := t.wg.Reconfigure(wireGuardConfig(cfg, dcfg)); err != nil {
+		return err
+	}
+	return t.capture.setPrefixes(capture)
 }
 
-func (t *wireguardTunnel) SetLANMTU(int) error { return errWireGuardNotYet }
+func (t *wireguardTunnel) RebindCapture(prefixes []netip.Prefix) error {
+	return t.capture.rebind(prefixes, t.wg.ReplaceCapture)
+}
 
-func (t *wireguardTunnel) RebindCapture([]netip.Prefix) error { return errWireGuardNotYet }
-
-// status reports the device's port once it is bound, and what WireGuard
-// refused.
+// status reports the device's port once it is bound, and its WireGuard
+// state.
 func (t *wireguardTunnel) status() Status {
 	wg := t.wg.WireGuardStats()
 	listen := t.listen

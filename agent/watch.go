@@ -30,8 +30,8 @@ type liveSite struct {
 
 	mu  sync.Mutex // guards what follows (reload vs. capture re-bind)
 	cfg *config.Config
-	// tun is the running tunnel; nil before it starts, and in wireguard
-	// mode, which cannot be changed while it runs yet (tunnel.go).
+	// tun is the running tunnel, set by started before anything that
+	// uses it starts.
 	tun     tunnel
 	capIdx  int         // ifindex the capture is bound to
 	rebind  rebindRetry // a failed re-bind of the capture, retried
@@ -73,7 +73,7 @@ func (l *liveSite) onRepair(ev netcfg.WatchEvent) {
 // started is called by runTunnel once the dataplane exists; it starts the
 // watcher, the reload handler and the metrics endpoint. The returned
 // function stops them (and waits) before the host is reverted. t is the
-// tunnel they change and read (nil: the host only).
+// tunnel they change and read.
 func (l *liveSite) started(ctx context.Context, t tunnel) (stop func()) {
 	l.mu.Lock()
 	l.tun, l.capIdx = t, l.ifindex(l.cfg.LAN.Interface)
@@ -106,7 +106,7 @@ func (l *liveSite) rebindCapture() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.rebind.cancel()
-	if l.stopped || l.tun == nil {
+	if l.stopped {
 		return
 	}
 	lan := l.cfg.LAN.Interface

@@ -39,7 +39,6 @@ func newEngine(cfg Config) (*Engine, error) {
 // configure sets the tunnel side's part of cfg, which the Router has
 // checked.
 func (e *Engine) configure(cfg Config) {
-	e.relay = cfg.Relay
 	e.ka = newKeepaliveState(cfg)
 	for i := range e.r.peers {
 		e.learns = e.learns || !e.r.peers[i].configured.IsValid()
@@ -47,11 +46,19 @@ func (e *Engine) configure(cfg Config) {
 }
 
 // takeTables replaces r's configuration (peers, prefixes, ICMP sources,
-// LAN MTU) with n's, keeping its counters, limiters, log and Injector.
-func (r *Router) takeTables(n *Router) {
+// LAN MTU, relaying) with n's, keeping its counters, limiters, log and
+// Injector, and moves the counters of the peers that stay (carryPeers);
+// it returns what carryPeers returns. The caller has stopped every
+// packet path of r between batches.
+func (r *Router) takeTables(n *Router) []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	was := carryPeers(r.peers, n.peers)
 	r.peers, r.routes, r.local, r.notHosts = n.peers, n.routes, n.local, n.notHosts
 	r.lanMTU.Store(n.lanMTU.Load())
-	r.icmpSrc, r.icmpSrc6 = n.icmpSrc, n.icmpSrc6
+	r.icmpSrc, r.icmpSrc6, r.relay = n.icmpSrc, n.icmpSrc6, n.relay
+	r.gen++
+	return was
 }
 
 // init builds a new router from cfg.
@@ -68,7 +75,7 @@ func (r *Router) init(cfg Config) error {
 // configure checks cfg and builds the router's peers and tables from it.
 func (r *Router) configure(cfg Config) error {
 	var err error
-	r.icmpSrc, r.icmpSrc6 = cfg.ICMPSource.Unmap(), cfg.ICMPSource6
+	r.icmpSrc, r.icmpSrc6, r.relay = cfg.ICMPSource.Unmap(), cfg.ICMPSource6, cfg.Relay
 	if r.peers, err = newPeers(cfg.Peers); err != nil {
 		return err
 	}

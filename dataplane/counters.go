@@ -28,6 +28,8 @@ const (
 	DropInjectError              // Injector.WriteBatch failed for the packet
 	DropTooBigLAN                // from the tunnel, larger than the LAN MTU, and DF set or IPv6
 	DropBadKeepalive             // keepalive magic, but malformed (length, type or prefixes)
+	DropNoSession                // WireGuard mode: no session with the peer, and its share of packets waiting for the handshake is taken
+	DropTunnelBusy               // WireGuard mode: the queue back into the tunnel (relayed packets) is full
 	numDropReasons
 )
 
@@ -47,6 +49,8 @@ var dropNames = [numDropReasons]string{
 	DropInjectError:   "inject_error",
 	DropTooBigLAN:     "too_big_lan",
 	DropBadKeepalive:  "bad_keepalive",
+	DropNoSession:     "no_session",
+	DropTunnelBusy:    "tunnel_busy",
 }
 
 // String returns the stable snake_case name of r.
@@ -127,6 +131,19 @@ type peerCounters struct {
 	txPackets, txBytes atomic.Uint64
 	keepalivesTx       atomic.Uint64
 	keepalivesAnswered atomic.Uint64
+}
+
+// countRx counts a packet of n bytes received from p at wall (UnixNano).
+func (p *peer) countRx(n int, wall int64) {
+	p.ctr.rxPackets.Add(1)
+	p.ctr.rxBytes.Add(uint64(n))
+	p.ctr.lastRx.Store(wall)
+}
+
+// countTx counts a packet of n bytes sent to p.
+func (p *peer) countTx(n int) {
+	p.ctr.txPackets.Add(1)
+	p.ctr.txBytes.Add(uint64(n))
 }
 
 // engineCounters are the engine-wide counters.

@@ -71,12 +71,11 @@ type Engine struct {
 	// The Engine adds the tunnel side.
 	r      Router
 	learns bool           // some peer learns its endpoint
-	relay  bool           // Config.Relay
 	ka     keepaliveState // our keepalive messages, peer attribution
 
 	eps atomic.Pointer[endpoints]
 
-	capture   Capture
+	capture   *CaptureSlot
 	transport Transport
 	// txMu serialises writes to the Transport, which the capture and
 	// keepalive goroutines share and which does not promise concurrency
@@ -114,7 +113,7 @@ func New(cfg Config, c Capture, t Transport, inj Injector) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataplane: %w", err)
 	}
-	e.capture, e.transport, e.r.injector = c, t, inj
+	e.capture, e.transport, e.r.injector = NewCaptureSlot(c), t, inj
 	return e, nil
 }
 
@@ -153,7 +152,7 @@ func wrapIOErr(what string, err error) error {
 // closeIO closes the three I/O objects. Their errors are only logged: the
 // engine is stopping anyway and the reason it stops matters more.
 func (e *Engine) closeIO() {
-	for _, c := range []interface{ Close() error }{e.takeCapture(), e.transport, e.r.injector} {
+	for _, c := range []interface{ Close() error }{e.capture.Stop(), e.transport, e.r.injector} {
 		if err := c.Close(); err != nil {
 			e.r.log.Warn("closing dataplane I/O", "err", err)
 		}

@@ -29,6 +29,17 @@ type Capture interface {
 // keeps reading after it; any other error stops the engine.
 var ErrInterfaceDown = errors.New("dataplane: capture interface down")
 
+// WakeableCapture is a Capture whose blocked ReadBatch another goroutine
+// can interrupt, for a reader that has something else to pass on (WireGuard
+// mode's relayed packets and ICMP errors back into the tunnel).
+type WakeableCapture interface {
+	Capture
+	// Wake makes the ReadBatch blocked now, or else the next one, return
+	// at once, (0, nil) when nothing was read. It may be called from any
+	// goroutine; wakes may be merged.
+	Wake()
+}
+
 // Transport carries tunnel datagrams to and from peers (UDP in production).
 type Transport interface {
 	// ReadBatch blocks until at least one datagram is available, then fills

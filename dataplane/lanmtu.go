@@ -77,9 +77,7 @@ func (q *injectQueue) reset(mtu int) {
 
 // add counts pkt as received from p and queues it.
 func (q *injectQueue) add(p *peer, pkt []byte, t batchTime) {
-	p.ctr.rxPackets.Add(1)
-	p.ctr.rxBytes.Add(uint64(len(pkt)))
-	p.ctr.lastRx.Store(t.wall)
+	p.countRx(len(pkt), t.wall)
 	q.out = append(q.out, pkt)
 	q.peers = append(q.peers, p)
 }
@@ -140,9 +138,7 @@ func (r *Router) fragmentToLAN(q *injectQueue, p *peer, pkt []byte, h *header.IP
 		r.drop(why, dropInfo{peer: p, src: h.Src, dst: h.Dst}, t.mono)
 		return
 	}
-	p.ctr.rxPackets.Add(1)
-	p.ctr.rxBytes.Add(uint64(len(pkt)))
-	p.ctr.lastRx.Store(t.wall)
+	p.countRx(len(pkt), t.wall)
 	n := plan.count()
 	for i := range n {
 		buf := r.lanRoom(q, plan.maxLen(), t.mono)

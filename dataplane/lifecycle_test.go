@@ -225,7 +225,7 @@ func TestStatsJSON(t *testing.T) {
 		t.Errorf("never-set last_received present in %s", b)
 	}
 	names := []string{"too_short", "bad_header", "not_from_peer", "src_not_allowed", "dst_not_allowed",
-		"no_route", "no_endpoint", "too_big", "ttl_expired", "send_error", "inject_error", "not_ipv4", "too_big_lan", "bad_keepalive"}
+		"no_route", "no_endpoint", "too_big", "ttl_expired", "send_error", "inject_error", "not_ipv4", "too_big_lan", "bad_keepalive", "no_session", "tunnel_busy"}
 	if len(got.Drops) != len(names) || got.Drops["not_from_peer"] != 1 {
 		t.Errorf("drops %v", got.Drops)
 	}

@@ -85,7 +85,7 @@ func (e *Engine) receive(s *transportState, pkt []byte, from netip.AddrPort, eps
 	}
 	var d dropInfo
 	if r := e.r.admit(&d, pkt, p); r != DropNone {
-		if r == DropDstNotAllowed && e.relay {
+		if r == DropDstNotAllowed && e.r.relay {
 			r = e.relayOne(s, p, pkt, d.dst, eps, t)
 		}
 		if r != DropNone {
@@ -115,7 +115,7 @@ func (e *Engine) receiveUnknown(s *transportState, pkt []byte, from netip.AddrPo
 	}
 	var d dropInfo
 	r := e.r.admit(&d, pkt, nil)
-	_, relayed := e.relayTarget(d.dst, d.peer)
+	_, relayed := e.r.relayTarget(d.dst, d.peer)
 	relayed = relayed && r == DropDstNotAllowed
 	if (r != DropNone && !relayed) || d.peer.configured.IsValid() {
 		e.r.drop(DropNotFromPeer, dropInfo{addr: from, src: d.src, dst: d.dst}, t.mono)

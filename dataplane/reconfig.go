@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 )
 
 // reconfState lets Reconfigure change a running engine's peers and
-// prefixes, and ReplaceCapture swap its capture, without stopping it.
+// prefixes without stopping it; its capture, which ReplaceCapture swaps,
+// is in a CaptureSlot (captureslot.go).
 //
 // Each packet loop holds its own mutex while it handles a batch (never
 // while it blocks in a read). The three are distinct, so in normal
@@ -20,11 +20,6 @@ type reconfState struct {
 	cfgMu              sync.RWMutex
 	capMu, tunMu, kaMu sync.Mutex
 	gen                uint64 // bumped by Reconfigure, under all locks
-
-	liveMu  sync.Mutex
-	live    Capture // the current capture once replaced; nil: Engine.capture
-	liveGen uint64  // bumped by ReplaceCapture
-	stopped bool    // Run has closed the I/O: no more replacements
 
 	wakeOnce sync.Once
 	kaWake   chan struct{} // tells the keepalive loop of a Reconfigure
@@ -39,61 +34,10 @@ func (r *reconfState) wake() chan struct{} {
 // ErrStopped is returned by ReplaceCapture after Run has stopped.
 var ErrStopped = errors.New("dataplane: engine stopped")
 
-// liveCapture returns the capture to read from and its generation.
-func (e *Engine) liveCapture() (Capture, uint64) {
-	e.rc.liveMu.Lock()
-	defer e.rc.liveMu.Unlock()
-	if e.rc.live != nil {
-		return e.rc.live, e.rc.liveGen
-	}
-	return e.capture, e.rc.liveGen
-}
-
-// takeCapture marks the engine stopped and returns the capture to close.
-func (e *Engine) takeCapture() Capture {
-	e.rc.liveMu.Lock()
-	defer e.rc.liveMu.Unlock()
-	e.rc.stopped = true
-	if e.rc.live != nil {
-		return e.rc.live
-	}
-	return e.capture
-}
-
 // ReplaceCapture makes the running engine read from c (a capture re-opened
 // on a re-created LAN interface, say) and closes the previous one. After
 // Run has stopped it closes c and returns ErrStopped.
-func (e *Engine) ReplaceCapture(c Capture) error {
-	e.rc.liveMu.Lock()
-	if e.rc.stopped {
-		e.rc.liveMu.Unlock()
-		c.Close()
-		return ErrStopped
-	}
-	old := e.rc.live
-	if old == nil {
-		old = e.capture
-	}
-	e.rc.live = c
-	e.rc.liveGen++
-	e.rc.liveMu.Unlock()
-	return old.Close() // unblocks the capture loop, which picks up c
-}
-
-// nextCapture decides what the capture loop does after c (generation gen)
-// returned err: read from a capture that replaced it, keep reading c after
-// a transient error (the interface went down), or stop (nil).
-func (e *Engine) nextCapture(c Capture, gen uint64, err error) (Capture, uint64) {
-	cur, curGen := e.liveCapture()
-	if curGen != gen {
-		return cur, curGen
-	}
-	if errors.Is(err, ErrInterfaceDown) {
-		time.Sleep(10 * time.Millisecond) // bounds the loop should the error repeat
-		return c, gen
-	}
-	return nil, gen
-}
+func (e *Engine) ReplaceCapture(c Capture) error { return e.capture.Replace(c) }
 
 // Reconfigure replaces the engine's peers, prefixes, ICMP sources and LAN
 // MTU with those of cfg (and Relay) while it runs; cfg.BatchSize and
@@ -111,14 +55,14 @@ func (e *Engine) Reconfigure(cfg Config) error {
 	ka := newKeepaliveState(cfg)
 	e.lockAll()
 	defer e.unlockAll()
-	eps := carryOver(e.r.peers, n.peers, e.eps.Load())
-	e.r.takeTables(&n)
-	e.ka, e.relay = ka, cfg.Relay
+	oldPeers, oldEps := e.r.peers, e.eps.Load()
+	was := e.r.takeTables(&n)
+	e.ka = ka
 	e.learns = false
 	for i := range e.r.peers {
 		e.learns = e.learns || !e.r.peers[i].configured.IsValid()
 	}
-	e.eps.Store(eps)
+	e.eps.Store(carryEndpoints(oldPeers, e.r.peers, was, oldEps))
 	e.rc.gen++
 	select {
 	case e.rc.wake() <- struct{}{}:
@@ -141,24 +85,40 @@ func (e *Engine) unlockAll() {
 	e.rc.cfgMu.Unlock()
 }
 
-// carryOver moves the counters and learned endpoints of peers that stay
-// (same name) from old to nw and returns nw's endpoint snapshot. It runs
-// with every loop stopped between batches, so the copies are exact.
-func carryOver(old, nw []peer, eps *endpoints) *endpoints {
+// carryPeers moves the counters and limiters of the peers that stay
+// (same name) from old to nw and returns, for each peer of nw, its index
+// in old (-1: a new peer). It runs with every loop stopped between
+// batches, so the copies are exact.
+func carryPeers(old, nw []peer) []int {
 	byName := make(map[string]int, len(old))
 	for i := range old {
 		byName[old[i].name] = i
 	}
-	out := initialEndpoints(nw)
+	was := make([]int, len(nw))
 	for i := range nw {
 		j, ok := byName[nw[i].name]
 		if !ok {
+			was[i] = -1
 			continue
 		}
+		was[i] = j
 		nw[i].ctr.copyFrom(&old[j].ctr)
 		nw[i].learnLog, nw[i].learnSuppressed = old[j].learnLog, old[j].learnSuppressed
 		nw[i].kaReplies = old[j].kaReplies
-		if cur := eps.cur[j]; !nw[i].configured.IsValid() && !old[j].configured.IsValid() && cur.IsValid() {
+	}
+	return was
+}
+
+// carryEndpoints returns the endpoint snapshot of the new peers nw: a
+// peer that stays (was[i], its index in old and in old's snapshot eps)
+// and learns its endpoint before and after keeps the one it learned.
+func carryEndpoints(old, nw []peer, was []int, eps *endpoints) *endpoints {
+	out := initialEndpoints(nw)
+	for i, j := range was {
+		if j < 0 || nw[i].configured.IsValid() || old[j].configured.IsValid() {
+			continue
+		}
+		if cur := eps.cur[j]; cur.IsValid() {
 			if _, taken := out.byAddr[cur]; !taken {
 				out = out.withEndpoint(i, cur)
 			}

@@ -46,15 +46,15 @@ func (r *relayState) reset() {
 
 // relayTarget returns the peer that owns dst when Relay is on and that
 // peer is not from itself (a packet is never sent back where it came from).
-func (e *Engine) relayTarget(dst netip.Addr, from *peer) (*peer, bool) {
-	if !e.relay || from == nil {
+func (r *Router) relayTarget(dst netip.Addr, from *peer) (*peer, bool) {
+	if !r.relay || from == nil {
 		return nil, false
 	}
-	qi, ok := e.r.routes.lookup(dst)
+	qi, ok := r.routes.lookup(dst)
 	if !ok || qi == from.idx {
 		return nil, false
 	}
-	return &e.r.peers[qi], true
+	return &r.peers[qi], true
 }
 
 // relayOne queues pkt, valid and admitted from peer p except for its
@@ -62,7 +62,7 @@ func (e *Engine) relayTarget(dst netip.Addr, from *peer) (*peer, bool) {
 // packet was queued (and counted as received from p), otherwise the reason
 // to drop it: dst_not_allowed when no other peer owns dst.
 func (e *Engine) relayOne(s *transportState, p *peer, pkt []byte, dst netip.Addr, eps *endpoints, t batchTime) DropReason {
-	q, ok := e.relayTarget(dst, p)
+	q, ok := e.r.relayTarget(dst, p)
 	if !ok {
 		return DropDstNotAllowed
 	}
@@ -74,9 +74,7 @@ func (e *Engine) relayOne(s *transportState, p *peer, pkt []byte, dst netip.Addr
 		e.errorToPeer(&s.relay, p, eps.cur[p.idx], pkt, r, tunnelMTU(pkt, q, to), t.mono)
 		return r
 	}
-	p.ctr.rxPackets.Add(1)
-	p.ctr.rxBytes.Add(uint64(len(pkt)))
-	p.ctr.lastRx.Store(t.wall)
+	p.countRx(len(pkt), t.wall)
 	s.relay.add(pkt, to, q)
 	return DropNone
 }
@@ -98,45 +96,56 @@ func (e *Engine) errorToPeer(rs *relayState, p *peer, to netip.AddrPort, pkt []b
 		return
 	}
 	buf := rs.icmpBufs[rs.icmpN] // the scratch one when the others are taken
-	n := e.relayICMP(buf, pkt, r, mtu)
-	if n == 0 {
-		return
+	if n := e.r.peerError(buf, pkt, r, mtu, &rs.limit, rs.icmpN < relayICMPPerBatch, now); n > 0 {
+		rs.icmpN++
+		rs.add(buf[:n], to, p)
+		e.r.ctr.icmpSent.Add(1)
 	}
-	if rs.icmpN == relayICMPPerBatch || !rs.limit.allow(now) {
-		e.r.ctr.icmpLimited.Add(1)
-		return
-	}
-	rs.icmpN++
-	rs.add(buf[:n], to, p)
-	e.r.ctr.icmpSent.Add(1)
 }
 
-// relayICMP writes the ICMP or ICMPv6 error for hop check r about pkt to
+// peerError writes to buf (icmpBufLen bytes) the ICMP error due for hop
+// check why about pkt, a packet from a peer (relayed, or too big for the
+// LAN), to go back to its sender through the tunnel, and returns its
+// length: 0 when none is due, or when room is false or limit holds it
+// back (then it is counted as rate limited).
+func (r *Router) peerError(buf, pkt []byte, why DropReason, mtu int, limit *tokenBucket, room bool, now int64) int {
+	n := r.peerICMP(buf, pkt, why, mtu)
+	if n == 0 {
+		return 0
+	}
+	if !room || !limit.allow(now) {
+		r.ctr.icmpLimited.Add(1)
+		return 0
+	}
+	return n
+}
+
+// peerICMP writes the ICMP or ICMPv6 error for hop check r about pkt to
 // buf and returns its length; 0 when none is due (no source configured,
 // or the RFC rules forbid one).
-func (e *Engine) relayICMP(buf, pkt []byte, r DropReason, mtu int) int {
+func (rt *Router) peerICMP(buf, pkt []byte, r DropReason, mtu int) int {
 	if pkt[0]>>4 == 6 {
 		h, why := parseIPv6(pkt)
 		typ := uint8(icmpv6TypeTimeExceeded)
 		if r == DropTooBig {
 			typ = icmpv6TypePacketTooBig
 		}
-		if why != DropNone || !e.r.icmpSrc6.IsValid() || !e.r.mayAnswer6(pkt, &h, typ) {
+		if why != DropNone || !rt.icmpSrc6.IsValid() || !rt.mayAnswer6(pkt, &h, typ) {
 			return 0
 		}
-		return buildICMPv6Error(buf, e.r.icmpSrc6, pkt, typ, 0, uint32(mtu))
+		return buildICMPv6Error(buf, rt.icmpSrc6, pkt, typ, 0, uint32(mtu))
 	}
 	h, why := parseIPv4(pkt)
-	if why != DropNone || !e.r.icmpSrc.IsValid() || !e.r.mayAnswer4(pkt, &h) {
+	if why != DropNone || !rt.icmpSrc.IsValid() || !rt.mayAnswer4(pkt, &h) {
 		return 0
 	}
 	if r == DropTooBig {
 		if !h.DF() {
 			return 0 // too big for one datagram at all: no MTU to announce
 		}
-		return buildICMPv4Error(buf, e.r.icmpSrc, pkt, icmpTypeDestUnreachable, icmpCodeFragNeeded, uint16(mtu))
+		return buildICMPv4Error(buf, rt.icmpSrc, pkt, icmpTypeDestUnreachable, icmpCodeFragNeeded, uint16(mtu))
 	}
-	return buildICMPv4Error(buf, e.r.icmpSrc, pkt, icmpTypeTimeExceeded, icmpCodeTTLExceeded, 0)
+	return buildICMPv4Error(buf, rt.icmpSrc, pkt, icmpTypeTimeExceeded, icmpCodeTTLExceeded, 0)
 }
 
 // relayHop applies the router-hop rules to a relayed packet (a valid IPv4

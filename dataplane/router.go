@@ -27,6 +27,11 @@ import (
 //
 // Per packet it neither allocates nor locks.
 type Router struct {
+	// mu guards the tables against Stats while Reconfigure swaps them;
+	// the packet paths do not take it (they are stopped for a swap).
+	mu       sync.RWMutex
+	gen      uint64 // bumped by every swap of the tables (takeTables)
+	relay    bool   // Config.Relay
 	peers    []peer
 	routes   *peerTable // peer prefixes, both directions
 	local    *prefixSet
@@ -51,8 +56,8 @@ type Router struct {
 }
 
 // NewRouter checks cfg as New does and returns the LAN side of a gateway
-// that injects through inj, which the caller owns. Config.Relay does not
-// apply: relaying is the Engine's.
+// that injects through inj, which the caller owns. With Config.Relay, an
+// Inbound hands the packets it relays to its Relay function.
 func NewRouter(cfg Config, inj Injector) (*Router, error) {
 	if inj == nil {
 		return nil, errors.New("dataplane: nil Injector")
@@ -71,6 +76,8 @@ func (r *Router) BatchSize() int { return r.batch }
 // (the tunnel side knows them); safe to call at any time from any
 // goroutine.
 func (r *Router) Stats() Stats {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	st := Stats{
 		Peers:                       make([]PeerStats, len(r.peers)),
 		Drops:                       r.ctr.dropsMap(),
@@ -101,6 +108,25 @@ func (r *Router) now() batchTime {
 	return batchTime{wall: t.UnixNano(), mono: int64(t.Sub(r.epoch))}
 }
 
+// Reconfigure replaces the configuration of a running Router made by
+// NewRouter (peers, prefixes, ICMP sources, LAN MTU, Relay) with cfg's,
+// checked as NewRouter checks it: an invalid cfg changes nothing.
+// cfg.BatchSize and cfg.Logger are ignored. Peers are matched by name: one
+// that stays keeps its counters. Once cfg is checked, pause is called: it
+// must stop every Outbound and Inbound of r between batches and return
+// the function that lets them go on; the tables are swapped meanwhile.
+// It returns, for each peer of cfg, its index before (-1: a new peer).
+func (r *Router) Reconfigure(cfg Config, pause func() (resume func())) ([]int, error) {
+	var n Router
+	cfg.BatchSize = r.batch
+	if err := n.configure(cfg); err != nil {
+		return nil, fmt.Errorf("dataplane: %w", err)
+	}
+	resume := pause()
+	defer resume()
+	return r.takeTables(&n), nil
+}
+
 // Outbound passes the packets captured on the LAN through the Router's
 // checks for a tunnel side that is not the Engine's (WireGuard mode's
 // device): the same router hop as the Engine's capture side, towards the
@@ -109,8 +135,14 @@ func (r *Router) now() batchTime {
 // a time uses it.
 type Outbound struct {
 	r    *Router
+	gen  uint64     // r.gen that eps were made for
 	eps  *endpoints // every peer "has" an endpoint, for the hop checks
 	icmp icmpBatch
+	// Admit, when set, has the last word on a packet that passed every
+	// check, towards the peer with index peer (its position in
+	// Config.Peers): DropNone lets it through, another reason drops it
+	// (counted and logged as any drop).
+	Admit func(peer int) DropReason
 }
 
 // outboundPlaceholder stands for the endpoint of a peer configured without
@@ -121,16 +153,27 @@ var outboundPlaceholder = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
 // work, with an extra injection of ICMP errors).
 func NewOutbound(r *Router, n int) *Outbound {
 	n = max(n, 1)
-	eps := &endpoints{byAddr: map[netip.AddrPort]int{}, cur: make([]netip.AddrPort, len(r.peers))}
-	for i := range r.peers {
-		eps.cur[i] = r.peers[i].configured
-		if !eps.cur[i].IsValid() {
-			eps.cur[i] = outboundPlaceholder
-		}
-	}
 	// Room for ICMP errors about IPv4 packets only (icmpMaxLen), as
 	// WireGuard mode has always had: ICMPv6 errors need icmpv6MaxLen.
-	return &Outbound{r: r, eps: eps, icmp: newICMPBatch(n, icmpMaxLen)}
+	return &Outbound{r: r, gen: r.gen, eps: outboundEndpoints(r.peers), icmp: newICMPBatch(n, icmpMaxLen)}
+}
+
+// outboundEndpoints gives every peer an endpoint for the hop checks: its
+// configured one, or outboundPlaceholder.
+func outboundEndpoints(peers []peer) *endpoints {
+	eps := &endpoints{byAddr: map[netip.AddrPort]int{}, cur: make([]netip.AddrPort, len(peers))}
+	for i := range peers {
+		eps.cur[i] = towards(&peers[i])
+	}
+	return eps
+}
+
+// towards is the endpoint whose path the hop checks towards p assume.
+func towards(p *peer) netip.AddrPort {
+	if p.configured.IsValid() {
+		return p.configured
+	}
+	return outboundPlaceholder
 }
 
 // Forward checks the first n packets of bufs (sizes[i] bytes each). One
@@ -141,6 +184,9 @@ func NewOutbound(r *Router, n int) *Outbound {
 func (o *Outbound) Forward(bufs [][]byte, sizes []int, n int) {
 	if n <= 0 {
 		return
+	}
+	if o.gen != o.r.gen { // Reconfigure swapped the tables
+		o.eps, o.gen = outboundEndpoints(o.r.peers), o.r.gen
 	}
 	now := o.r.now().mono
 	for i := range min(n, len(bufs)) {
@@ -159,12 +205,14 @@ func (o *Outbound) forwardOne(pkt []byte, now int64) int {
 	var v verdict
 	o.r.forward(&v, pkt, o.eps, buf, now)
 	o.icmp.add(buf, v.icmp)
+	if v.reason == DropNone && o.Admit != nil {
+		v.reason = o.Admit(v.peer.idx)
+	}
 	if v.reason != DropNone {
 		o.r.drop(v.reason, v.dropInfo, now)
 		return 0
 	}
-	v.peer.ctr.txPackets.Add(1)
-	v.peer.ctr.txBytes.Add(uint64(len(v.pkt)))
+	v.peer.countTx(len(v.pkt))
 	return len(v.pkt)
 }
 
@@ -173,18 +221,27 @@ func (o *Outbound) forwardOne(pkt []byte, now int64) int {
 // injects them: the admission checks of the Engine's transport side
 // (header, source owned by a peer, local destination) and its LAN MTU
 // rule, a DF-clear IPv4 packet larger than the LAN MTU fragmented and
-// anything else too big dropped as too_big_lan, but without the ICMP error
-// the Engine sends back: only the tunnel side could send it. One
-// goroutine at a time uses it.
+// anything else too big dropped as too_big_lan. What goes back into the
+// tunnel goes to Relay: with Config.Relay, a packet for another peer,
+// after the router-hop checks towards it (as the Engine's relay.go); and
+// the ICMP errors for a packet too big for the LAN or one that fails those
+// checks, under the Engine's rules and rate limit. One goroutine at a
+// time uses it.
 type Inbound struct {
 	r *Router
 	q injectQueue
+	// Relay, when set, takes a packet back into the tunnel: it copies
+	// pkt and reports whether it took it. Without it nothing is relayed
+	// and no ICMP error goes back through the tunnel.
+	Relay   func(pkt []byte) bool
+	icmpBuf []byte      // an ICMP error for Relay
+	limit   tokenBucket // of those errors
 }
 
 // NewInbound returns an Inbound for batches of n packets (larger ones
 // work, but allocate).
 func NewInbound(r *Router, n int) *Inbound {
-	return &Inbound{r: r, q: newInjectQueue(n)}
+	return &Inbound{r: r, q: newInjectQueue(n), icmpBuf: make([]byte, icmpBufLen), limit: newTokenBucket(icmpInterval, icmpBurst)}
 }
 
 // Deliver admits each of pkts and injects those that pass; the others are
@@ -200,7 +257,8 @@ func (in *Inbound) Deliver(pkts [][]byte) {
 	}
 }
 
-// admitOne queues one packet for injection, or counts its drop.
+// admitOne queues one packet for injection, relays it, or counts its
+// drop.
 func (in *Inbound) admitOne(pkt []byte, now batchTime) {
 	if len(pkt) == 0 {
 		in.r.drop(DropTooShort, dropInfo{}, now.mono)
@@ -208,12 +266,54 @@ func (in *Inbound) admitOne(pkt []byte, now batchTime) {
 	}
 	var d dropInfo
 	why := in.r.admit(&d, pkt, nil)
+	if why == DropDstNotAllowed && in.Relay != nil {
+		why = in.relayOne(&d, pkt, now)
+	}
 	switch {
 	case why != DropNone:
 		in.r.drop(why, d, now.mono)
+	case d.peer == nil: // relayed
 	case !in.q.fitsLAN(pkt):
-		in.r.tooBigForLAN(&in.q, d.peer, pkt, netip.AddrPort{}, now)
+		if in.r.tooBigForLAN(&in.q, d.peer, pkt, netip.AddrPort{}, now) {
+			in.errorBack(pkt, DropTooBig, in.q.lan.mtu, now.mono)
+		}
 	default:
 		in.q.add(d.peer, pkt, now)
+	}
+}
+
+// relayOne hands pkt, from peer d.peer for the non-local destination
+// d.dst, to Relay when Config.Relay is on and another peer owns d.dst,
+// after the router-hop checks towards that peer; it counts it as received
+// from d.peer and sent to the other, and clears d.peer. Otherwise it
+// returns why pkt is dropped.
+func (in *Inbound) relayOne(d *dropInfo, pkt []byte, t batchTime) DropReason {
+	q, ok := in.r.relayTarget(d.dst, d.peer)
+	if !ok {
+		return DropDstNotAllowed
+	}
+	to := towards(q)
+	if why := relayHop(pkt, q, to); why != DropNone {
+		in.errorBack(pkt, why, tunnelMTU(pkt, q, to), t.mono)
+		return why
+	}
+	if !in.Relay(pkt) {
+		return DropTunnelBusy
+	}
+	d.peer.countRx(len(pkt), t.wall)
+	q.countTx(len(pkt))
+	d.peer = nil
+	return DropNone
+}
+
+// errorBack sends the ICMP error for hop check why about pkt back into
+// the tunnel, to pkt's sender, when one is due.
+func (in *Inbound) errorBack(pkt []byte, why DropReason, mtu int, now int64) {
+	if n := in.r.peerError(in.icmpBuf, pkt, why, mtu, &in.limit, in.Relay != nil, now); n > 0 {
+		if in.Relay(in.icmpBuf[:n]) {
+			in.r.ctr.icmpSent.Add(1)
+		} else {
+			in.r.ctr.icmpLimited.Add(1)
+		}
 	}
 }

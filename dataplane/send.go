@@ -34,14 +34,14 @@ func newCaptureState(n int) *captureState {
 // Capture fails or is closed.
 func (e *Engine) captureLoop() error {
 	s := newCaptureState(e.r.batch)
-	c, gen := e.liveCapture()
+	c, gen := e.capture.Current()
 	for {
 		n, err := c.ReadBatch(s.bufs, s.sizes)
 		e.rc.capMu.Lock()
 		e.encapBatch(s, n) // packets read before an error still count
 		e.rc.capMu.Unlock()
 		if err != nil {
-			if c, gen = e.nextCapture(c, gen, err); c == nil {
+			if c, gen = e.capture.Next(c, gen, err); c == nil {
 				return err
 			}
 		}

@@ -84,17 +84,7 @@ tunnel:
 func TestHubAndSpokes(t *testing.T) {
 	nstest.RequireRoot(t)
 	start := time.Now()
-	h, err := topo.BuildHub(topo.HubOptions{Prefix: nstest.UniqueName("tahub"), Sites: hubSites, IPv6Sites: hubIPv6Sites})
-	if err != nil {
-		t.Fatalf("build hub topology: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("remove hub topology: %v", err)
-		}
-	})
-	dir := t.TempDir()
-	before := dumpNS(t, h, h.HubNS)
+	h, dir, before := buildHub(t, "tahub", hubSites, hubIPv6Sites)
 	state := func(name string) string { return filepath.Join(dir, name+"-state") }
 	hubCfg := writeFile(t, dir, "hub.yaml", hubYAML(h))
 	hub := startAgent(t, h.HubNS, "up", "-c", hubCfg, "--state-dir", state("hub"))
@@ -106,22 +96,7 @@ func TestHubAndSpokes(t *testing.T) {
 	}
 	t.Logf("topology and %d agents up in %s", hubSites+1, time.Since(start).Round(time.Millisecond))
 
-	hubLAN := h.HubLANHost.Addr()
-	forEachSite(t, h, func(i int, s topo.HubSite) error {
-		return pingEventually(h, s.Host, hubLAN)
-	})
-	t.Logf("every site reaches the hub's LAN (%s)", time.Since(start).Round(time.Millisecond))
-	forEachSite(t, h, func(i int, s topo.HubSite) error {
-		for j, o := range h.Sites {
-			if j != i {
-				if err := pingEventually(h, s.Host, o.HostAddr.Addr()); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	t.Logf("every site reaches every other site through the hub: %d pairs (%s)", hubSites*(hubSites-1), time.Since(start).Round(time.Millisecond))
+	pingThroughHub(t, h, start)
 	st := statusOf(t, h.HubNS, hubCfg, state("hub"))
 	if st.Dataplane.Drops["dst_not_allowed"] != 0 || st.Dataplane.Peers[1].TxPackets == 0 {
 		t.Errorf("hub: dst_not_allowed %d, tx to site2 %d", st.Dataplane.Drops["dst_not_allowed"], st.Dataplane.Peers[1].TxPackets)
@@ -149,6 +124,51 @@ func TestHubAndSpokes(t *testing.T) {
 	}
 	logUsage(t, "hub", hub.cmd.Process.Pid)
 
+	stopHub(t, h, hub, spokes, before)
+	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
+}
+
+// buildHub builds a hub topology of sites sites (the first ipv6 over
+// IPv6), removed when the test ends, and returns it with a directory for
+// the files and the hub namespace's dump.
+func buildHub(t *testing.T, prefix string, sites, ipv6 int) (h *topo.Hub, dir, before string) {
+	t.Helper()
+	h, err := topo.BuildHub(topo.HubOptions{Prefix: nstest.UniqueName(prefix), Sites: sites, IPv6Sites: ipv6})
+	if err != nil {
+		t.Fatalf("build hub topology: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("remove hub topology: %v", err)
+		}
+	})
+	return h, t.TempDir(), dumpNS(t, h, h.HubNS)
+}
+
+// pingThroughHub checks that every site reaches the hub's LAN, then every
+// other site through the hub.
+func pingThroughHub(t *testing.T, h *topo.Hub, start time.Time) {
+	t.Helper()
+	hubLAN := h.HubLANHost.Addr()
+	forEachSite(t, h, func(i int, s topo.HubSite) error { return pingEventually(h, s.Host, hubLAN) })
+	t.Logf("every site reaches the hub's LAN (%s)", time.Since(start).Round(time.Millisecond))
+	forEachSite(t, h, func(i int, s topo.HubSite) error {
+		for j, o := range h.Sites {
+			if j != i {
+				if err := pingEventually(h, s.Host, o.HostAddr.Addr()); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	t.Logf("every site reaches every other site through the hub: %d pairs (%s)", len(h.Sites)*(len(h.Sites)-1), time.Since(start).Round(time.Millisecond))
+}
+
+// stopHub stops the spokes, then the hub, with SIGINT, and checks that
+// the hub's namespace is as before (dump before).
+func stopHub(t *testing.T, h *topo.Hub, hub *agentProc, spokes []*agentProc, before string) {
+	t.Helper()
 	for _, a := range spokes { // all at once: each revert takes a moment
 		_ = a.cmd.Process.Signal(syscall.SIGINT)
 	}
@@ -166,7 +186,6 @@ func TestHubAndSpokes(t *testing.T) {
 		t.Errorf("hub exit %d:\n%s", code, hub.out.String())
 	}
 	assertSameState(t, "hub after SIGINT", before, dumpNS(t, h, h.HubNS))
-	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
 }
 
 // forEachSite runs fn for every site concurrently and fails the test with

@@ -89,9 +89,6 @@ func (v validator) wireguard() {
 	if t.WireGuard.PrivateKeyFile == "" && !v.ps.hasMatch(reExact("tunnel.private_key_file")) {
 		v.ps.addf("tunnel.private_key_file", nil, "required in wireguard mode: a file made with `tunnel-agent genkey > FILE` (mode 0600)")
 	}
-	if t.Relay {
-		v.ps.addf("tunnel.relay", nil, "relay is not supported in wireguard mode")
-	}
 	v.peerKeys()
 }
 

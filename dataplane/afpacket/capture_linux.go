@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
@@ -263,6 +264,12 @@ func (c *Capture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 func (c *Capture) readError(err error) error {
 	if c.closed.Load() {
 		err = net.ErrClosed
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		// Wake's: cleared before returning, so that a Wake after this
+		// point wakes the next read. One that came meanwhile is merged
+		// with this one (the caller looks at its queue after).
+		_ = c.f.SetReadDeadline(time.Time{})
+		return nil
 	} else if errors.Is(err, unix.ENETDOWN) {
 		err = interfaceDown{err}
 	}
@@ -276,6 +283,11 @@ type interfaceDown struct{ error }
 
 func (e interfaceDown) Is(target error) bool { return target == dataplane.ErrInterfaceDown }
 func (e interfaceDown) Unwrap() error        { return e.error }
+
+// Wake makes a blocked ReadBatch, or else the next one, return (0, nil)
+// (dataplane.WakeableCapture): it sets the socket's
+// read deadline in the past, which the runtime poller acts on at once.
+func (c *Capture) Wake() { _ = c.f.SetReadDeadline(time.Unix(1, 0)) }
 
 // Truncated is the number of frames dropped because they were larger than
 // the buffer they would have been returned in.

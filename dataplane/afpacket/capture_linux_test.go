@@ -234,6 +234,56 @@ func testCaptureCloseUnblocksRead(t *testing.T, opt Options) {
 	}
 }
 
+func TestCaptureWakeUnblocksRead(t *testing.T) { forCaptureModes(t, testCaptureWakeUnblocksRead) }
+
+// testCaptureWakeUnblocksRead: Wake makes a blocked ReadBatch return (0,
+// nil) (and a Wake before the read, the next one); the capture then reads
+// packets as before, blocking again when there are none.
+func testCaptureWakeUnblocksRead(t *testing.T, opt Options) {
+	topo := vethtest.New(t, 1500)
+	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
+	var _ dataplane.WakeableCapture = c
+	type result struct {
+		n   int
+		err error
+	}
+	read := func() <-chan result {
+		done := make(chan result, 1)
+		go func() {
+			bufs, sizes := vethtest.Bufs(2, BufferSize)
+			n, err := c.ReadBatch(bufs, sizes)
+			done <- result{n, err}
+		}()
+		return done
+	}
+	wait := func(done <-chan result, what string) result {
+		t.Helper()
+		select {
+		case r := <-done:
+			return r
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: ReadBatch still blocked after 5s", what)
+			return result{}
+		}
+	}
+	done := read()
+	time.Sleep(50 * time.Millisecond) // usually blocked by now; either way Wake must end the read
+	c.Wake()
+	if r := wait(done, "Wake during the read"); r.n != 0 || r.err != nil {
+		t.Fatalf("woken ReadBatch returned %d, %v; want 0, nil", r.n, r.err)
+	}
+	c.Wake()
+	if r := wait(read(), "Wake before the read"); r.n != 0 || r.err != nil {
+		t.Fatalf("ReadBatch after a Wake returned %d, %v; want 0, nil", r.n, r.err)
+	}
+	done = read()
+	sender := vethtest.UDPIn(t, topo.B, netip.AddrPortFrom(topo.AddrB, 0))
+	vethtest.SendTo(t, sender, "198.19.1.5:4000", []byte("after the wakes"))
+	if r := wait(done, "a packet after the wakes"); r.n != 1 || r.err != nil {
+		t.Fatalf("ReadBatch returned %d, %v; want the packet", r.n, r.err)
+	}
+}
+
 func TestCaptureOpenErrors(t *testing.T) {
 	ns := nstest.New(t, "dpe")
 	err := ns.Do(func() error {

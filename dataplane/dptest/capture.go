@@ -56,13 +56,14 @@ func (c *closer) isClosed() bool {
 // returned by ReadBatch, in order.
 type Capture struct {
 	in      chan []byte
+	wake    chan struct{} // Wake's, merged
 	c       closer
 	Dropped atomic.Uint64 // packets larger than the reader's buffer
 }
 
 // NewCapture returns an empty, open Capture.
 func NewCapture() *Capture {
-	return &Capture{in: make(chan []byte, queueLen), c: newCloser()}
+	return &Capture{in: make(chan []byte, queueLen), wake: make(chan struct{}, 1), c: newCloser()}
 }
 
 // Send queues a copy of pkt as if it arrived on the LAN interface. It
@@ -84,7 +85,16 @@ func (c *Capture) Send(pkt []byte) bool {
 func (c *Capture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 	n := 0
 	for n < len(bufs) {
-		p, ok, err := next(c.in, &c.c, n == 0)
+		p, ok, err := next(c.in, &c.c, false)
+		if !ok && err == nil && n == 0 { // nothing queued: wait for a packet, a Wake or Close
+			select {
+			case p, ok = <-c.in:
+			case <-c.wake:
+				return 0, nil
+			case <-c.c.done:
+				return 0, c.c.err
+			}
+		}
 		if err != nil || !ok {
 			return n, err
 		}
@@ -102,6 +112,15 @@ func (c *Capture) ReadBatch(bufs [][]byte, sizes []int) (int, error) {
 func (c *Capture) Close() error {
 	c.c.close("capture", nil)
 	return nil
+}
+
+// Wake makes the blocked ReadBatch, or the next, return (0, nil), as
+// dataplane.WakeableCapture says.
+func (c *Capture) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Fail closes c so that ReadBatch returns err: an I/O failure.

@@ -121,16 +121,20 @@ type PeerStats struct {
 func (w *Tunnel) Stats() dataplane.Stats {
 	st := w.lan.Stats()
 	wg := w.WireGuardStats()
+	ep := make(map[string]netip.AddrPort, len(wg.Peers))
+	for _, p := range wg.Peers { // by name: a reload may run between the two reads
+		ep[p.Name] = p.Endpoint
+	}
 	for i := range st.Peers {
-		if i < len(wg.Peers) {
-			st.Peers[i].CurrentEndpoint = wg.Peers[i].Endpoint
-		}
+		st.Peers[i].CurrentEndpoint = ep[st.Peers[i].Name]
 	}
 	return st
 }
 
 // WireGuardStats reads the device's state; safe at any time.
 func (w *Tunnel) WireGuardStats() Stats {
+	w.idMu.RLock()
+	defer w.idMu.RUnlock()
 	c := w.ctr
 	st := Stats{
 		PublicKey:  w.pub,

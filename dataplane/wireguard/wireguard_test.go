@@ -42,10 +42,10 @@ func wgPair(t *testing.T) (a, b wgSite) {
 	return a, b
 }
 
-func startWG(t *testing.T, bind conn.Bind, key wgtypes.Key, peer PeerKeys, lan dataplane.Config) wgSite {
+func startWG(t *testing.T, bind conn.Bind, key wgtypes.Key, peer PeerKeys, lan dataplane.Config, more ...PeerKeys) wgSite {
 	t.Helper()
 	s := wgSite{cap: dptest.NewCapture(), inj: dptest.NewInjector()}
-	w, err := New(Config{LAN: lan, PrivateKey: Key(key), PeerKeys: []PeerKeys{peer}}, s.cap, s.inj)
+	w, err := New(Config{LAN: lan, PrivateKey: Key(key), PeerKeys: append([]PeerKeys{peer}, more...)}, s.cap, s.inj)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,8 +137,9 @@ func TestWireGuardHopChecks(t *testing.T) {
 }
 
 // TestWireGuardLANMTU: in wireguard mode too, a DF-clear packet larger
-// than the LAN MTU is fragmented before injection, and a DF one is dropped
-// and counted (no ICMP error: see wgTUN.Write).
+// than the LAN MTU is fragmented before injection, and a DF one is dropped,
+// counted, and answered with fragmentation needed through the tunnel, as
+// in plain mode (the relay queue, relayq.go).
 func TestWireGuardLANMTU(t *testing.T) {
 	a, b := wgPair(t)
 	if err := b.w.lan.SetLANMTU(1420); err != nil {
@@ -151,8 +152,13 @@ func TestWireGuardLANMTU(t *testing.T) {
 	if len(f1) != 1420 || len(f2) != 20+1420-1400 || f1[6]&0x20 == 0 || binary.BigEndian.Uint16(f2[6:]) != 1400/8 {
 		t.Errorf("injected %d and %d bytes, want the two fragments of the DF-clear packet", len(f1), len(f2))
 	}
-	if st := b.w.Stats(); st.Drops["too_big_lan"] != 1 || st.Fragmented != 1 || st.Fragments != 2 {
-		t.Errorf("too_big_lan %d, fragmented %d into %d", st.Drops["too_big_lan"], st.Fragmented, st.Fragments)
+	if st := b.w.Stats(); st.Drops["too_big_lan"] != 1 || st.Fragmented != 1 || st.Fragments != 2 || st.ICMPSent != 1 {
+		t.Errorf("too_big_lan %d, fragmented %d into %d, ICMP sent %d", st.Drops["too_big_lan"], st.Fragmented, st.Fragments, st.ICMPSent)
+	}
+	icmp := mustRecv(t, a.inj)
+	if icmp[20] != 3 || icmp[21] != 4 || binary.BigEndian.Uint16(icmp[26:]) != 1420 ||
+		netip.AddrFrom4([4]byte(icmp[12:16])) != netip.MustParseAddr("11.11.11.1") || netip.AddrFrom4([4]byte(icmp[16:20])) != src {
+		t.Errorf("A got % x, want fragmentation needed (MTU 1420) from B's ICMP source to %v", icmp[:28], src)
 	}
 }
 
