@@ -64,14 +64,17 @@ func (b *countingBind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 	timer := newStoppedTimer()
 	c := b.ctr
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		mask.skipped(bufs, func(kind uint8) {
-			if kind == kindTransport {
-				c.transportSkipped.Add(1)
-				c.in.Release(1)
-			} else {
-				c.hs.Release(1)
-				c.hsSkipped.Add(1)
-			}
+		// Only transport messages are recorded: a handshake message's
+		// buffer seen again proves nothing, as wireguard-go queues it
+		// before it takes a fresh buffer from its pool, and a handshake
+		// worker may have handled it and put the buffer back by then
+		// (the same buffer comes back). wireguard-go skips a handshake
+		// message of the right size only when its queue is full: that
+		// drop is counted as silent (handshakeSilent) and its credit
+		// forgiven (flight.go).
+		mask.skipped(bufs, func(uint8) {
+			c.transportSkipped.Add(1)
+			c.in.Release(1)
 		})
 		c.in.wait(timer)
 		got, err := fn(bufs, sizes, eps)
@@ -100,7 +103,6 @@ func (b *countingBind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 					c.hsOverload.Add(1)
 					sizes[i] = 0
 				default:
-					kinds[i] = kindHandshake
 					c.hs.Charge(1)
 				}
 			default:
@@ -142,7 +144,6 @@ type wgCounters struct {
 	hsRx       atomic.Uint64 // received with the right size
 	hsReplay   atomic.Uint64 // identical to a recent one: dropped here
 	hsOverload atomic.Uint64 // beyond the handshake bound: dropped here
-	hsSkipped  atomic.Uint64 // handed over, not queued by the device (its queue full)
 	hsBadMAC   atomic.Uint64 // wireguard-go: invalid mac1
 	hsCookie   atomic.Uint64 // wireguard-go under load: answered with a cookie reply, not processed
 	hsInvalid  atomic.Uint64 // wireguard-go: initiation or response refused (unknown key, undecryptable, stale timestamp)
@@ -348,14 +349,16 @@ func (c *wgCounters) transportRejected() uint64 {
 	return remainder(queued, c.delivered.Load()+c.keepalivesRx.Load()+c.wgDropped.Load())
 }
 
-// handshakeQueued is the number of handshake messages wireguard-go queued.
+// handshakeQueued is the number of handshake messages handed to
+// wireguard-go.
 func (c *wgCounters) handshakeQueued() uint64 {
-	return remainder(c.hsRx.Load(), c.hsReplay.Load()+c.hsOverload.Load()+c.hsSkipped.Load())
+	return remainder(c.hsRx.Load(), c.hsReplay.Load()+c.hsOverload.Load())
 }
 
-// handshakeSilent is the number of handshake messages wireguard-go
-// queued and dropped without a word: rate-limited under load, or cookie
-// replies for no handshake of ours. Exact once the queue drains.
+// handshakeSilent is the number of handshake messages wireguard-go was
+// handed and dropped without a word: rate-limited under load, its queue
+// full, or cookie replies for no handshake of ours. Exact once the queue
+// drains.
 func (c *wgCounters) handshakeSilent() uint64 {
 	logged := c.hsBadMAC.Load() + c.hsCookie.Load() + c.hsInvalid.Load() + c.hsDecode.Load() +
 		c.hsAccepted.Load() + c.cookieRx.Load()

@@ -21,17 +21,18 @@ import (
 // peer that stays keeps its sessions, so its traffic goes on; a new
 // private key makes every peer handshake again (wireguard-go expires the
 // current sessions). An invalid cfg changes nothing; a change of
-// ListenPort is refused (the device's socket is bound once). The device's
-// MTU stays the one New computed: a peer added with a larger inner MTU is
-// held to it (lanSide).
+// ListenAddr or ListenPort is refused (the device's socket is bound
+// once). The device's MTU stays the one New computed: a peer added with a
+// larger inner MTU is held to it (lanSide).
 func (w *Tunnel) Reconfigure(cfg Config) error {
 	if err := checkWireGuard(cfg); err != nil {
 		return fmt.Errorf("wireguard: %w", err)
 	}
 	w.cfgMu.Lock()
 	defer w.cfgMu.Unlock()
-	if cfg.ListenPort != w.cfg.ListenPort {
-		return fmt.Errorf("wireguard: listen port %d → %d: the socket is bound once; restart for that", w.cfg.ListenPort, cfg.ListenPort)
+	if cfg.ListenPort != w.cfg.ListenPort || cfg.ListenAddr != w.cfg.ListenAddr {
+		return fmt.Errorf("wireguard: listen %v → %v: the socket is bound once; restart for that",
+			netip.AddrPortFrom(w.cfg.ListenAddr, w.cfg.ListenPort), netip.AddrPortFrom(cfg.ListenAddr, cfg.ListenPort))
 	}
 	if _, err := w.lan.Reconfigure(lanSide(cfg.LAN, w.tun.mtu), w.tun.pause); err != nil {
 		return err

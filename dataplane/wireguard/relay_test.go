@@ -173,7 +173,8 @@ func TestWireGuardRelay(t *testing.T) {
 }
 
 // TestRelayZeroAllocs: relaying through wgTUN (Write queues, Read hands
-// over) allocates nothing per packet.
+// over) allocates nothing per packet, and relayed packets take outbound
+// credit as captured ones do.
 func TestRelayZeroAllocs(t *testing.T) {
 	inj := dptest.NewInjector()
 	lan, err := dataplane.NewRouter(dataplane.Config{LocalPrefixes: wgPfx("10.0.0.0/16"), Relay: true,
@@ -197,8 +198,17 @@ func TestRelayZeroAllocs(t *testing.T) {
 		}
 	}
 	run()
+	// The relayed packet is charged to the outbound credit like a captured
+	// one; the next Read finds its buffer not kept (the test reuses it)
+	// and releases it.
+	if f := tun.ctr.out.InFlight(); f != 1 {
+		t.Errorf("outbound in flight after a relayed packet: %d, want 1", f)
+	}
 	if n := testing.AllocsPerRun(100, run); n != 0 {
 		t.Errorf("%v allocations per relayed packet", n)
+	}
+	if f := tun.ctr.out.InFlight(); f > 1 {
+		t.Errorf("outbound in flight after 101 relayed packets: %d, want at most 1", f)
 	}
 	if st := lan.Stats(); st.Peers[1].TxPackets != 102 {
 		t.Errorf("relayed to b: %d, want 102", st.Peers[1].TxPackets)

@@ -61,8 +61,9 @@ type Stats struct {
 	// Malformed: a handshake type with the wrong size, or undecodable;
 	// a bad cookie reply to one of ours.
 	HandshakeRejectedMalformed uint64 `json:"handshake_rejected_malformed"`
-	// RateLimited: dropped by wireguard-go's per-source rate limit under
-	// load (and cookie replies for no handshake of ours).
+	// RateLimited: dropped by wireguard-go without a word: its
+	// per-source rate limit under load, its handshake queue full, and
+	// cookie replies for no handshake of ours.
 	HandshakeRejectedRateLimited uint64 `json:"handshake_rejected_rate_limited"`
 	// Overload: more handshake messages in flight than the device may
 	// hold (flight.go); dropped.
@@ -226,7 +227,7 @@ func (c *wgCounters) fill(st *Stats) {
 	st.HandshakeRejectedUnderLoad = c.hsCookie.Load()
 	st.HandshakeRejectedMalformed = c.hsMalformed.Load() + c.hsDecode.Load() + c.cookieBad.Load()
 	st.HandshakeRejectedRateLimited = c.handshakeSilent()
-	st.HandshakeRejectedOverload = c.hsOverload.Load() + c.hsSkipped.Load()
+	st.HandshakeRejectedOverload = c.hsOverload.Load()
 	st.CookieRepliesReceived = remainder(c.cookieRx.Load(), c.cookieBad.Load())
 	st.HandshakeRejected = st.HandshakeRejectedUnknownKey + st.HandshakeRejectedBadMAC + st.HandshakeRejectedReplay +
 		st.HandshakeRejectedUnderLoad + st.HandshakeRejectedMalformed + st.HandshakeRejectedRateLimited +

@@ -157,11 +157,14 @@ func (t *wgTUN) Write(bufs [][]byte, offset int) (int, error) {
 	if t.relay != nil {
 		queued = t.relay.pending()
 	}
+	// Counted before the LAN side sees them: once a packet is injected,
+	// transport_rejected (inferred from what did not come out) is exact
+	// for it.
+	t.ctr.delivered.Add(uint64(len(bufs)))
 	t.in.Deliver(t.pkts)
 	if t.relay != nil && t.relay.pending() != queued {
 		wake(t.capture) // Read takes the relayed packets and ICMP errors
 	}
-	t.ctr.delivered.Add(uint64(len(bufs)))
 	t.ctr.in.Release(len(bufs))
 	return len(bufs), nil
 }
