@@ -35,28 +35,11 @@ func TestTwoSitesThroughNAT(t *testing.T) {
 	s.start(t)
 	ns1 := s.siteBHost(t)
 	hostB := s.SiteBHost.Addr()
-	hostA := s.ClientAddr.Addr()
 
 	t.Run("ping client first, then the VPS host", func(t *testing.T) {
-		// The first echo also teaches the VPS the client's NAT mapping and
-		// resolves neighbours on every hop; on a loaded machine it may be
-		// late, so it is retried before the counted pings.
-		mustPingEventually(t, "client -> VPS host (first contact)", s.client(), hostB)
-		r, err := probe.Ping(s.client(), hostB, 4, 100*time.Millisecond, 2*time.Second, 84)
-		mustPing(t, "client -> VPS host", r, err)
-		r, err = probe.Ping(ns1, hostA, 4, 100*time.Millisecond, 2*time.Second, 84)
-		mustPing(t, "VPS host -> client", r, err)
-		st := s.status(t, "server")
-		if got := st.Dataplane.Peers[0].CurrentEndpoint; got.Addr() != s.NATOutside.Addr() {
-			t.Errorf("server learned endpoint %v, want the NAT's address %v", got, s.NATOutside.Addr())
-		}
+		pingBothWaysThroughNAT(t, s, ns1, 4, 100*time.Millisecond)
 	})
-	t.Run("TCP 50 MB each way", func(t *testing.T) {
-		r, err := probe.TCPTransfer(s.client(), ns1, netip.AddrPortFrom(hostB, 5201), 50<<20, 120*time.Second)
-		mustTransfer(t, "client -> VPS host", r, err)
-		r, err = probe.TCPTransfer(ns1, s.client(), netip.AddrPortFrom(hostA, 5202), 50<<20, 120*time.Second)
-		mustTransfer(t, "VPS host -> client", r, err)
-	})
+	t.Run("TCP 50 MB each way", func(t *testing.T) { tcpBothWays(t, s, ns1, 50<<20) })
 	t.Run("10000 UDP datagrams", func(t *testing.T) {
 		r, err := probe.UDPBurstWith(s.client(), ns1, netip.AddrPortFrom(hostB, 5300),
 			probe.UDPOptions{Count: 10000, Payload: 512, Rate: 5000, Timeout: 20 * time.Second})
@@ -80,4 +63,32 @@ func mustPingEventually(t *testing.T, what string, ns netns.NsHandle, dst netip.
 	}) {
 		t.Fatalf("%s: no reply within 10s (err %v)", what, err)
 	}
+}
+
+// pingBothWaysThroughNAT pings from the client to the VPS host (first
+// retried until it gets through: the first echo teaches the VPS the
+// client's NAT mapping and resolves neighbours on every hop), counted
+// pings both ways, and checks that the server learned the NAT's address.
+func pingBothWaysThroughNAT(t *testing.T, s *twoSite, ns1 netns.NsHandle, count int, interval time.Duration) {
+	t.Helper()
+	hostB, hostA := s.SiteBHost.Addr(), s.ClientAddr.Addr()
+	mustPingEventually(t, "client -> VPS host (first contact)", s.client(), hostB)
+	r, err := probe.Ping(s.client(), hostB, count, interval, 2*time.Second, 84)
+	mustPing(t, "client -> VPS host", r, err)
+	r, err = probe.Ping(ns1, hostA, count, interval, 2*time.Second, 84)
+	mustPing(t, "VPS host -> client", r, err)
+	if got := s.status(t, "server").Dataplane.Peers[0].CurrentEndpoint; got.Addr() != s.NATOutside.Addr() {
+		t.Errorf("server learned endpoint %v, want the NAT's address %v", got, s.NATOutside.Addr())
+	}
+}
+
+// tcpBothWays moves size bytes over TCP from the client to the VPS host
+// and back, each checked by SHA-256 (probe.TCPTransfer).
+func tcpBothWays(t *testing.T, s *twoSite, ns1 netns.NsHandle, size int64) {
+	t.Helper()
+	hostB, hostA := s.SiteBHost.Addr(), s.ClientAddr.Addr()
+	r, err := probe.TCPTransfer(s.client(), ns1, netip.AddrPortFrom(hostB, 5201), size, 120*time.Second)
+	mustTransfer(t, "client -> VPS host", r, err)
+	r, err = probe.TCPTransfer(ns1, s.client(), netip.AddrPortFrom(hostA, 5202), size, 120*time.Second)
+	mustTransfer(t, "VPS host -> client", r, err)
 }

@@ -146,22 +146,11 @@ func TestEBPFTwoSitesThroughNAT(t *testing.T) {
 			}
 			s := startEBPFSites(t, mode)
 			ns1 := s.siteBHost(t)
-			hostB, hostA := s.SiteBHost.Addr(), s.ClientAddr.Addr()
 			t.Run("ping both ways", func(t *testing.T) {
-				mustPingEventually(t, "client -> VPS host (first contact)", s.client(), hostB)
-				r, err := probe.Ping(s.client(), hostB, 10, 50*time.Millisecond, 2*time.Second, 84)
-				mustPing(t, "client -> VPS host", r, err)
-				r, err = probe.Ping(ns1, hostA, 10, 50*time.Millisecond, 2*time.Second, 84)
-				mustPing(t, "VPS host -> client", r, err)
-				if got := s.status(t, "server").Dataplane.Peers[0].CurrentEndpoint; got.Addr() != s.NATOutside.Addr() {
-					t.Errorf("server learned endpoint %v, want the NAT's address %v", got, s.NATOutside.Addr())
-				}
+				pingBothWaysThroughNAT(t, s, ns1, 10, 50*time.Millisecond)
 			})
 			t.Run("TCP 50 MB each way", func(t *testing.T) {
-				r, err := probe.TCPTransfer(s.client(), ns1, netip.AddrPortFrom(hostB, 5201), 50<<20, 120*time.Second)
-				mustTransfer(t, "client -> VPS host", r, err)
-				r, err = probe.TCPTransfer(ns1, s.client(), netip.AddrPortFrom(hostA, 5202), 50<<20, 120*time.Second)
-				mustTransfer(t, "VPS host -> client", r, err)
+				tcpBothWays(t, s, ns1, 50<<20)
 				checkProgramsCarry(t, s, "client", mode)
 				checkProgramsCarry(t, s, "server", mode)
 			})
@@ -250,10 +239,7 @@ func TestEBPFInteropWithUserspace(t *testing.T) {
 			mustPingEventually(t, "client -> VPS host (first contact)", s.client(), hostB)
 			r, err := probe.Ping(ns1, hostA, 10, 50*time.Millisecond, 2*time.Second, 84)
 			mustPing(t, "VPS host -> client", r, err)
-			tr, err := probe.TCPTransfer(s.client(), ns1, netip.AddrPortFrom(hostB, 5201), 20<<20, 120*time.Second)
-			mustTransfer(t, "client -> VPS host", tr, err)
-			tr, err = probe.TCPTransfer(ns1, s.client(), netip.AddrPortFrom(hostA, 5202), 20<<20, 120*time.Second)
-			mustTransfer(t, "VPS host -> client", tr, err)
+			tcpBothWays(t, s, ns1, 20<<20)
 			s.stopAndCompare(t)
 		})
 	}

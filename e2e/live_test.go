@@ -38,16 +38,7 @@ func TestLiveOperations(t *testing.T) {
 	mustPingEventually(t, "client -> VPS host", s.client(), hostB)
 
 	t.Run("metrics move with traffic", func(t *testing.T) {
-		m0 := s.scrape(t, metricsAddr)
-		r, err := probe.Ping(s.client(), hostB, 5, 20*time.Millisecond, 2*time.Second, 84)
-		mustPing(t, "client -> VPS host", r, err)
-		m1 := s.scrape(t, metricsAddr)
-		for _, k := range []string{`tunnel_agent_peer_packets_total{direction="rx",peer="client"}`,
-			`tunnel_agent_peer_packets_total{direction="tx",peer="client"}`} {
-			if m1[k] < m0[k]+5 {
-				t.Errorf("%s went from %v to %v, want +5", k, m0[k], m1[k])
-			}
-		}
+		_, m1 := s.pingMovesPeerPackets(t, metricsAddr, hostB)
 		var keys []string
 		for k := range m1 {
 			if strings.HasPrefix(k, "tunnel_agent_") {
@@ -242,6 +233,24 @@ func northSink(t *testing.T, s *twoSite, addr string) <-chan []byte {
 
 // scrape reads the server agent's metrics (in GatewayB) into a map from
 // "name{labels}" to value.
+// pingMovesPeerPackets sends 5 pings from the client to dst and checks
+// that the server agent's metrics at addr count them, received and sent,
+// for its peer "client"; it returns the metrics before and after.
+func (s *twoSite) pingMovesPeerPackets(t *testing.T, addr string, dst netip.Addr) (before, after map[string]float64) {
+	t.Helper()
+	before = s.scrape(t, addr)
+	r, err := probe.Ping(s.client(), dst, 5, 20*time.Millisecond, 2*time.Second, 84)
+	mustPing(t, "client -> VPS host", r, err)
+	after = s.scrape(t, addr)
+	for _, k := range []string{`tunnel_agent_peer_packets_total{direction="rx",peer="client"}`,
+		`tunnel_agent_peer_packets_total{direction="tx",peer="client"}`} {
+		if after[k] < before[k]+5 {
+			t.Errorf("%s went from %v to %v, want +5", k, before[k], after[k])
+		}
+	}
+	return before, after
+}
+
 func (s *twoSite) scrape(t *testing.T, addr string) map[string]float64 {
 	t.Helper()
 	var body string

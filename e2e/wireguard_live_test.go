@@ -34,16 +34,7 @@ func TestWireGuardLiveOperations(t *testing.T) {
 	mustPingEventually(t, "client -> VPS host (first handshake)", s.client(), hostB)
 
 	t.Run("metrics move with traffic", func(t *testing.T) {
-		m0 := s.scrape(t, metricsAddr)
-		r, err := probe.Ping(s.client(), hostB, 5, 20*time.Millisecond, 2*time.Second, 84)
-		mustPing(t, "client -> VPS host", r, err)
-		m1 := s.scrape(t, metricsAddr)
-		for _, k := range []string{`tunnel_agent_peer_packets_total{direction="rx",peer="client"}`,
-			`tunnel_agent_peer_packets_total{direction="tx",peer="client"}`} {
-			if m1[k] < m0[k]+5 {
-				t.Errorf("%s went from %v to %v, want +5", k, m0[k], m1[k])
-			}
-		}
+		m0, m1 := s.pingMovesPeerPackets(t, metricsAddr, hostB)
 		if k := `tunnel_agent_wireguard_peer_bytes_total{direction="rx",peer="client"}`; m1[k] < m0[k]+5*(84+32) {
 			t.Errorf("%s went from %v to %v", k, m0[k], m1[k])
 		}
