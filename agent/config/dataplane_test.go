@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
@@ -47,18 +46,6 @@ func TestDataplaneErrors(t *testing.T) {
 		{"capture", strings.Replace(ebpfSiteYAML, "  interface: eth0\n", "  interface: eth0\n  capture: ring\n", 1), "lan.capture", "a tc program captures"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("site.yaml", []byte(tc.yaml), cfgHost)
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("want a *Error, got %v", err)
-			}
-			for _, fe := range ce.Errors {
-				if fe.Field == tc.field && strings.Contains(fe.Msg, tc.msg) && fe.Line > 0 {
-					return
-				}
-			}
-			t.Errorf("want %s: ...%s... with a line, got:\n%v", tc.field, tc.msg, err)
-		})
+		t.Run(tc.name, func(t *testing.T) { wantFieldError(t, tc.yaml, tc.field, tc.msg) })
 	}
 }

@@ -166,18 +166,23 @@ func TestWireGuardConfigErrors(t *testing.T) {
 		{"same key twice", wgSiteYAML(pub, "    - name: q\n      public_key: "+pub+"\n      prefixes: [10.2.0.0/24]\n"), "tunnel.peers[1].public_key", "also tunnel.peers[0].public_key"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("site.yaml", []byte(tc.yaml), cfgHost)
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("want a *Error, got %v", err)
-			}
-			for _, fe := range ce.Errors {
-				if fe.Field == tc.field && strings.Contains(fe.Msg, tc.msg) && fe.Line > 0 {
-					return
-				}
-			}
-			t.Errorf("want %s: ...%s... with a line, got:\n%v", tc.field, tc.msg, err)
-		})
+		t.Run(tc.name, func(t *testing.T) { wantFieldError(t, tc.yaml, tc.field, tc.msg) })
 	}
+}
+
+// wantFieldError parses yaml and wants an error of field whose message
+// contains msg, with a line number.
+func wantFieldError(t *testing.T, yaml, field, msg string) {
+	t.Helper()
+	_, err := Parse("site.yaml", []byte(yaml), cfgHost)
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a *Error, got %v", err)
+	}
+	for _, fe := range ce.Errors {
+		if fe.Field == field && strings.Contains(fe.Msg, msg) && fe.Line > 0 {
+			return
+		}
+	}
+	t.Errorf("want %s: ...%s... with a line, got:\n%v", field, msg, err)
 }
