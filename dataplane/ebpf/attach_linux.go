@@ -3,6 +3,7 @@ package ebpf
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	cebpf "github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -40,6 +41,20 @@ func (m AttachMode) String() string {
 	return fmt.Sprintf("AttachMode(%d)", int(m))
 }
 
+// MarshalText writes the mode by name (tcx, clsact), as status shows it.
+func (m AttachMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText reads what MarshalText wrote.
+func (m *AttachMode) UnmarshalText(b []byte) error {
+	for _, v := range []AttachMode{AttachAuto, AttachTCX, AttachClsact} {
+		if v.String() == string(b) {
+			*m = v
+			return nil
+		}
+	}
+	return fmt.Errorf("ebpf: attach mode %q: want auto, tcx or clsact", b)
+}
+
 // Program names, as in Hook.Program and in the filters' names.
 const (
 	LANProgramName = "lan_ingress"
@@ -74,39 +89,28 @@ type Hook struct {
 	Handle       uint32 `json:"handle,omitempty"`
 }
 
-// Attachment is the programs hooked to a LAN and a WAN interface.
+// Attachment is the programs hooked to interfaces: lan_ingress to the
+// LAN interface, wan_ingress to each interface the tunnel's datagrams
+// arrive by (the interface of the route to each peer's endpoint). Hooks
+// are added and removed one at a time (Hook, Unhook), so that a WAN
+// interface that comes or goes leaves the others' hooks alone. Its
+// methods are not safe for concurrent use.
 type Attachment struct {
-	// Hooks lists what was attached, WAN first.
+	// Hooks lists what is attached, in the order it was hooked.
 	Hooks []Hook
 	links []link.Link
 	nl    *netlink.Handle
+	d     *Dataplane
+	mode  AttachMode // AttachTCX or AttachClsact
 }
 
-// Attach hooks wan_ingress to wan's and lan_ingress to lan's tc ingress,
-// in that order (decapsulation is ready before anything is sent), in the
-// network namespace of the calling thread, and records the interfaces in
-// the config map. If the second hook fails, the first is undone.
-func (d *Dataplane) Attach(lan, wan string, mode AttachMode) (_ *Attachment, err error) {
+// NewAttachment returns an empty attachment that hooks the programs with
+// mode (AttachAuto: tcx where the kernel has it, clsact otherwise), in the
+// network namespace of the calling thread.
+func (d *Dataplane) NewAttachment(mode AttachMode) (*Attachment, error) {
 	nl, err := netlink.NewHandle()
 	if err != nil {
 		return nil, fmt.Errorf("ebpf: netlink: %w", err)
-	}
-	a := &Attachment{nl: nl}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, a.Detach())
-		}
-	}()
-	lanLink, err := ethernetLink(nl, lan)
-	if err != nil {
-		return nil, err
-	}
-	wanLink, err := ethernetLink(nl, wan)
-	if err != nil {
-		return nil, err
-	}
-	if err := d.setInterfaces(ifaceIndexes{lan: lanLink.Attrs().Index, wan: wanLink.Attrs().Index, lanMTU: lanLink.Attrs().MTU}); err != nil {
-		return nil, err
 	}
 	if mode == AttachAuto {
 		mode = AttachTCX
@@ -114,16 +118,163 @@ func (d *Dataplane) Attach(lan, wan string, mode AttachMode) (_ *Attachment, err
 			mode = AttachClsact
 		}
 	}
-	for _, h := range []struct {
-		l    netlink.Link
-		name string
-		prog *cebpf.Program
-	}{{wanLink, WANProgramName, d.objs.WanIngress}, {lanLink, LANProgramName, d.objs.LanIngress}} {
-		if err := a.hook(h.l, h.name, h.prog, mode); err != nil {
-			return nil, fmt.Errorf("ebpf: attaching %s to %s (%v): %w", h.name, h.l.Attrs().Name, mode, err)
+	return &Attachment{nl: nl, d: d, mode: mode}, nil
+}
+
+// Attach hooks wan_ingress to wan's and lan_ingress to lan's tc ingress,
+// in that order (decapsulation is ready before anything is sent), and
+// records the interfaces in the config map (SetInterfaces). If the second
+// hook fails, the first is undone. More WAN interfaces are added with
+// Hook.
+func (d *Dataplane) Attach(lan, wan string, mode AttachMode) (_ *Attachment, err error) {
+	a, err := d.NewAttachment(mode)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, a.Detach())
+		}
+	}()
+	if err := d.SetInterfaces(lan, wan); err != nil {
+		return nil, err
+	}
+	for _, h := range []struct{ iface, prog string }{{wan, WANProgramName}, {lan, LANProgramName}} {
+		if err := a.Hook(h.iface, h.prog); err != nil {
+			return nil, err
 		}
 	}
 	return a, nil
+}
+
+// Mode is how the attachment hooks the programs: AttachTCX or
+// AttachClsact.
+func (a *Attachment) Mode() AttachMode { return a.mode }
+
+// Has says whether program is hooked to iface.
+func (a *Attachment) Has(iface, program string) bool { return a.find(iface, program) >= 0 }
+
+func (a *Attachment) find(iface, program string) int {
+	for i, h := range a.Hooks {
+		if h.Interface == iface && h.Program == program {
+			return i
+		}
+	}
+	return -1
+}
+
+// Hook hooks program (LANProgramName or WANProgramName) to iface's tc
+// ingress; hooked already, it does nothing. It does not change the config
+// map: after a LAN interface or the default WAN interface is hooked
+// anew (re-created), call SetInterfaces.
+func (a *Attachment) Hook(iface, program string) error {
+	if a.nl == nil {
+		return errors.New("ebpf: attachment detached")
+	}
+	if a.Has(iface, program) {
+		return nil
+	}
+	var prog *cebpf.Program
+	switch program {
+	case LANProgramName:
+		prog = a.d.objs.LanIngress
+	case WANProgramName:
+		prog = a.d.objs.WanIngress
+	default:
+		return fmt.Errorf("ebpf: no program %q", program)
+	}
+	l, err := ethernetLink(a.nl, iface)
+	if err != nil {
+		return err
+	}
+	if err := a.hook(l, program, prog, a.mode); err != nil {
+		return fmt.Errorf("ebpf: attaching %s to %s (%v): %w", program, iface, a.mode, err)
+	}
+	return nil
+}
+
+// Unhook removes program from iface (our filter, and a qdisc the hook
+// created if nobody else's filter is on it; or the tcx link). Not hooked,
+// or already gone from the kernel, is fine: the hook is forgotten.
+func (a *Attachment) Unhook(iface, program string) error {
+	i := a.find(iface, program)
+	if i < 0 {
+		return nil
+	}
+	err := a.unhookAt(i)
+	a.Hooks = slices.Delete(a.Hooks, i, i+1)
+	a.links = slices.Delete(a.links, i, i+1)
+	return err
+}
+
+// unhookAt undoes hook i (without forgetting it).
+func (a *Attachment) unhookAt(i int) error {
+	h := a.Hooks[i]
+	if lk := a.links[i]; lk != nil {
+		if err := lk.Close(); err != nil {
+			return fmt.Errorf("ebpf: detaching %s from %s: %w", h.Program, h.Interface, err)
+		}
+		return nil
+	}
+	return removeHook(a.nl, h)
+}
+
+// SetInterfaces records the LAN interface (where decapsulated packets
+// leave; its MTU is the default LANMTU) and the default WAN interface
+// (where outer packets of a peer without a route interface leave) in the
+// config map, looked up by name in the calling thread's namespace.
+func (d *Dataplane) SetInterfaces(lan, wan string) error {
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("ebpf: netlink: %w", err)
+	}
+	defer nl.Close()
+	lanLink, err := ethernetLink(nl, lan)
+	if err != nil {
+		return err
+	}
+	wanLink, err := ethernetLink(nl, wan)
+	if err != nil {
+		return err
+	}
+	return d.setInterfaces(ifaceIndexes{lan: lanLink.Attrs().Index, wan: wanLink.Attrs().Index, lanMTU: lanLink.Attrs().MTU})
+}
+
+// EgressInterfaces are the names of the interfaces the peers' outer
+// packets leave by (the routes to their endpoints, as SetPeers and
+// SetEndpoint last looked them up), each once, sorted: where their
+// datagrams are expected back, so where wan_ingress belongs. An index
+// without a link (gone since) is left out.
+func (d *Dataplane) EgressInterfaces() ([]string, error) {
+	d.mu.Lock()
+	idx := map[int]bool{}
+	for _, st := range d.peers {
+		if st.entry.Family != 0 && st.entry.Ifindex != 0 {
+			idx[int(st.entry.Ifindex)] = true
+		}
+	}
+	d.mu.Unlock()
+	if len(idx) == 0 {
+		return nil, nil
+	}
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("ebpf: netlink: %w", err)
+	}
+	defer nl.Close()
+	var out []string
+	for i := range idx {
+		l, err := nl.LinkByIndex(i)
+		if err != nil {
+			if errors.As(err, new(netlink.LinkNotFoundError)) || errors.Is(err, unix.ENODEV) {
+				continue
+			}
+			return nil, fmt.Errorf("ebpf: interface %d: %w", i, err)
+		}
+		out = append(out, l.Attrs().Name)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // ethernetLink finds name and checks that its frames have an Ethernet
@@ -155,9 +306,12 @@ func (a *Attachment) hook(l netlink.Link, name string, prog *cebpf.Program, mode
 		return err
 	}
 	h.QdiscCreated, h.Parent, h.Priority, h.Handle = created, netlink.HANDLE_MIN_INGRESS, FilterPriority, FilterHandle
-	a.Hooks = append(a.Hooks, h) // before the filter: a failure still removes the qdisc
+	if err := tchook.Add(a.nl, tcHook(h), prog.FD()); err != nil {
+		return errors.Join(err, removeHook(a.nl, h)) // the qdisc, if this hook made it
+	}
+	a.Hooks = append(a.Hooks, h)
 	a.links = append(a.links, nil)
-	return tchook.Add(a.nl, tcHook(h), prog.FD())
+	return nil
 }
 
 // tcHook is h as package tchook takes it.
@@ -174,7 +328,7 @@ func (h Hook) TCHook() tchook.Hook { return tcHook(h) }
 // removed or replaced by someone else's, a tcx link whose program is no
 // longer on its interface's ingress (the interface was removed or
 // re-created, or the link detached), in the calling thread's network
-// namespace. Detach and Attach again to put them back.
+// namespace. Unhook and Hook them again to put them back.
 func (a *Attachment) Missing() ([]Hook, error) {
 	var out []Hook
 	for i, h := range a.Hooks {
@@ -214,19 +368,14 @@ func (a *Attachment) Missing() ([]Hook, error) {
 	return out, nil
 }
 
-// Detach undoes Attach in reverse order: links closed, our filters
-// removed, and a qdisc Attach created removed when nobody else's filter
-// is on it. Already gone is fine. It may be called more than once.
+// Detach undoes every hook in reverse order: links closed, our filters
+// removed, and a qdisc a hook created removed when nobody else's filter
+// is on it. Already gone is fine. It may be called more than once; the
+// attachment cannot hook again afterwards.
 func (a *Attachment) Detach() error {
 	var errs []error
 	for i := len(a.Hooks) - 1; i >= 0; i-- {
-		if lk := a.links[i]; lk != nil {
-			if err := lk.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("ebpf: detaching %s from %s: %w", a.Hooks[i].Program, a.Hooks[i].Interface, err))
-			}
-			continue
-		}
-		if err := removeHook(a.nl, a.Hooks[i]); err != nil {
+		if err := a.unhookAt(i); err != nil {
 			errs = append(errs, err)
 		}
 	}

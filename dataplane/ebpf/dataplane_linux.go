@@ -244,7 +244,7 @@ func (d *Dataplane) writeSettings(cfg Config, ifs ifaceIndexes) error {
 	return nil
 }
 
-// setInterfaces records the interfaces Attach hooked.
+// setInterfaces writes the interfaces to the config map.
 func (d *Dataplane) setInterfaces(ifs ifaceIndexes) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
