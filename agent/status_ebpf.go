@@ -22,6 +22,13 @@ func printEBPF(w io.Writer, eb *EBPFStatus) {
 		hooks = []string{"NOT ATTACHED, retrying (see the agent's log)"}
 	}
 	fmt.Fprintf(w, "ebpf: %s; hooks put back %d\n", strings.Join(hooks, ", "), eb.Repairs)
+	if len(eb.Carried) > 0 {
+		fmt.Fprintf(w, "ebpf carried by the programs:")
+		for _, p := range eb.Carried {
+			fmt.Fprintf(w, " %s rx=%d tx=%d", p.Name, p.RxPackets, p.TxPackets)
+		}
+		fmt.Fprintln(w)
+	}
 	names := make([]string, 0, len(eb.ToUserspace))
 	for n := range eb.ToUserspace {
 		names = append(names, n)

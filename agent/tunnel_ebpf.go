@@ -33,6 +33,7 @@ type ebpfTunnel struct {
 	listen    netip.AddrPort
 	mode      ebpf.AttachMode // tcx or clsact
 	ns        namespaceReader
+	eio       ebpfIO
 	hooks     hookJournal // records clsact hooks in the host journal
 
 	learned chan struct{} // a learned endpoint waits in pending
@@ -45,11 +46,17 @@ type ebpfTunnel struct {
 	mu      sync.Mutex  // guards what follows
 	pcfg    ebpf.Config // the programs' settings, as last written
 	att     *ebpf.Attachment
-	wan     string
+	pickWAN func() (string, error) // chooseWAN for the site as last configured
+	wan     string                 // the default WAN interface, as last written to the programs
+	ifaces  [2]int                 // the LAN's and the default WAN's index, as last written
+	failing map[string]string      // what could not be done (a hook, the default WAN), with the error last logged
 	pending map[string]netip.AddrPort
 	repairs uint64 // hooks put back (re-created LAN, removed filter)
 	stopped bool   // Run detached for good
 }
+
+// hookKey is one program on one interface.
+type hookKey struct{ iface, prog string }
 
 // ebpfIO is what the ebpf tunnel needs of the system besides plainIO:
 // the real system has it (system_ebpf.go); the in-memory one of the
@@ -187,7 +194,8 @@ func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJ
 		}
 	}
 	t := &ebpfTunnel{log: log, lan: cfg.LAN.Interface, listen: cfg.Tunnel.Listen, wan: wan, mode: mode, hooks: hooks,
-		ns: sys, learned: make(chan struct{}, 1), pending: map[string]netip.AddrPort{}}
+		ns: sys, learned: make(chan struct{}, 1), pending: map[string]netip.AddrPort{}, failing: map[string]string{},
+		eio: eio, pickWAN: func() (string, error) { return chooseWAN(cfg, eio, sys) }}
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -233,30 +241,208 @@ func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJ
 	return t, nil
 }
 
-// attach hooks the programs and journals clsact hooks.
+// attach hooks the programs where the site needs them (reconcileLocked),
+// all or nothing: `up` fails rather than run with a hook missing.
 func (t *ebpfTunnel) attach() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.attachLocked()
+	if err := t.reconcileLocked(true); err != nil {
+		return errors.Join(fmt.Errorf("tunnel.dataplane: ebpf: %w", err), t.detachLocked())
+	}
+	hooked := make([]string, 0, len(t.att.Hooks))
+	for _, h := range t.att.Hooks {
+		hooked = append(hooked, h.Program+"@"+h.Interface)
+	}
+	t.log.Info("eBPF programs attached", "lan", t.lan, "wan", t.wan, "hooks", hooked, "mode", t.att.Mode().String())
+	return nil
 }
 
-func (t *ebpfTunnel) attachLocked() error {
-	// Journaled before they are made (a crash in between leaves a record
-	// for `down`), as not having created the qdisc, which is what a
-	// record can safely say before knowing; rewritten once made.
-	if err := t.hooks.record(t.plannedHooks()); err != nil {
-		return fmt.Errorf("journal the programs' hooks: %w", err)
+// wantHooks are the hooks the programs need now: wan_ingress on the
+// default WAN interface (chooseWAN) and on every interface a peer's
+// outer packets leave by (the route to its endpoint: its datagrams come
+// back there), lan_ingress on the LAN interface; WAN hooks first. The
+// LAN interface never gets wan_ingress (a peer reached through it stays
+// on the userspace path for what it sends). When the default cannot be
+// chosen (say, a second interface appeared on a host without a default
+// route), the current one stays, and the error says why.
+func (t *ebpfTunnel) wantHooks() (def string, want []hookKey, defErr, err error) {
+	def, defErr = t.pickWAN()
+	if defErr == nil && def == t.lan {
+		defErr = fmt.Errorf("the peers are reached through the LAN interface %s; the programs need the tunnel's datagrams on another interface", def)
 	}
-	att, err := t.d.Attach(t.lan, t.wan, t.mode)
+	if defErr != nil {
+		def, defErr = t.wan, fmt.Errorf("the default WAN interface (keeping %s): %w", t.wan, defErr)
+	}
+	egress, err := t.d.EgressInterfaces()
 	if err != nil {
-		return errors.Join(fmt.Errorf("tunnel.dataplane: ebpf: %w", err), t.hooks.forget())
+		return "", nil, defErr, err
 	}
-	if err := t.hooks.record(clsactHooks(att.Hooks)); err != nil {
-		return errors.Join(fmt.Errorf("journal the programs' hooks: %w", err), att.Detach())
+	want = append(want, hookKey{def, ebpf.WANProgramName})
+	for _, name := range egress {
+		if name != def && name != t.lan {
+			want = append(want, hookKey{name, ebpf.WANProgramName})
+		}
 	}
-	t.att = att
-	t.log.Info("eBPF programs attached", "lan", t.lan, "wan", t.wan, "mode", att.Hooks[0].Mode.String())
+	return def, append(want, hookKey{t.lan, ebpf.LANProgramName}), defErr, nil
+}
+
+// reconcileLocked makes the hooks what wantHooks says: hooks gone from
+// the kernel (a filter removed, an interface re-created) are made again
+// and counted as repairs, missing ones made, WAN hooks no peer needs any
+// more removed, and the interfaces written to the programs when they
+// changed. clsact hooks are journaled before they are made. strict (at
+// `up`) stops at the first failure; otherwise a hook that cannot be made
+// is logged once and tried again at the next call.
+func (t *ebpfTunnel) reconcileLocked(strict bool) error {
+	if t.att == nil {
+		att, err := t.d.NewAttachment(t.mode)
+		if err != nil {
+			return err
+		}
+		t.att = att
+	}
+	missing, err := t.att.Missing()
+	if err != nil {
+		return err
+	}
+	gone := map[hookKey]bool{}
+	for _, h := range missing {
+		t.log.Warn("eBPF program hook gone; attaching again", "program", h.Program, "interface", h.Interface, "mode", h.Mode.String())
+		if err := t.att.Unhook(h.Interface, h.Program); err != nil {
+			t.log.Warn("removing what is left of the eBPF hook", "program", h.Program, "interface", h.Interface, "err", err)
+		}
+		gone[hookKey{h.Interface, h.Program}] = true
+	}
+	def, want, defErr, err := t.wantHooks()
+	if strict && defErr != nil {
+		return defErr
+	}
+	if defErr != nil {
+		t.logFailure(failDefault, defErr)
+	} else {
+		delete(t.failing, failDefault)
+	}
+	if err != nil {
+		if strict {
+			return err
+		}
+		t.logFailure(failInterfaces, err)
+		want = nil // the hooks as they were, gone ones made again
+		for _, h := range t.att.Hooks {
+			want = append(want, hookKey{h.Interface, h.Program})
+		}
+		for k := range gone {
+			want = append(want, k)
+		}
+		if !slices.Contains(want, hookKey{t.lan, ebpf.LANProgramName}) {
+			want = append(want, hookKey{t.lan, ebpf.LANProgramName})
+		}
+	} else {
+		delete(t.failing, failInterfaces)
+	}
+	var add []hookKey
+	for _, k := range want {
+		if !t.att.Has(k.iface, k.prog) {
+			add = append(add, k)
+		}
+	}
+	var drop []ebpf.Hook
+	for _, h := range t.att.Hooks {
+		if !slices.Contains(want, hookKey{h.Interface, h.Program}) {
+			drop = append(drop, h)
+		}
+	}
+	var errs []error
+	if err := t.setInterfacesLocked(def); err != nil {
+		if strict {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	if len(add) > 0 {
+		// Journaled before they are made (a crash in between leaves a
+		// record for `down`), as not having created the qdisc, which is
+		// what a record can safely say before knowing; rewritten below.
+		if err := t.hooks.record(append(clsactHooks(t.att.Hooks), t.plannedHooks(add)...)); err != nil {
+			return fmt.Errorf("journal the programs' hooks: %w", err)
+		}
+	}
+	for _, k := range add {
+		if err := t.att.Hook(k.iface, k.prog); err != nil {
+			if strict {
+				return err
+			}
+			errs = append(errs, err)
+			t.logFailure(k.String(), err)
+			continue
+		}
+		if delete(t.failing, k.String()); gone[k] {
+			t.repairs++
+		}
+	}
+	for _, h := range drop {
+		t.log.Info("no peer is reached through this interface any more; removing its eBPF hook", "program", h.Program, "interface", h.Interface)
+		if err := t.att.Unhook(h.Interface, h.Program); err != nil {
+			errs = append(errs, err)
+			t.log.Warn("removing an eBPF hook", "program", h.Program, "interface", h.Interface, "err", err)
+		}
+	}
+	if len(add) > 0 || len(drop) > 0 || len(missing) > 0 {
+		if err := t.hooks.record(clsactHooks(t.att.Hooks)); err != nil {
+			return fmt.Errorf("journal the programs' hooks: %w", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// setInterfacesLocked writes the LAN and default WAN interfaces to the
+// programs when either changed (another default, or an interface
+// re-created with a new index).
+func (t *ebpfTunnel) setInterfacesLocked(def string) error {
+	lan, err := t.ns.linkIndex(t.lan)
+	if err != nil {
+		return fmt.Errorf("the LAN interface %s: %w", t.lan, err)
+	}
+	wan, err := t.ns.linkIndex(def)
+	if err != nil {
+		return fmt.Errorf("the WAN interface %s: %w", def, err)
+	}
+	if def == t.wan && [2]int{lan, wan} == t.ifaces {
+		return nil
+	}
+	if err := t.d.SetInterfaces(t.lan, def); err != nil {
+		return err
+	}
+	if def != t.wan {
+		t.log.Info("default WAN interface of the eBPF programs changed", "from", t.wan, "to", def)
+	}
+	t.wan, t.ifaces = def, [2]int{lan, wan}
 	return nil
+}
+
+// What reconcileLocked could not do besides a hook (hookKey.String).
+const (
+	failDefault    = "default WAN"
+	failInterfaces = "interfaces"
+)
+
+func (k hookKey) String() string { return k.prog + " on " + k.iface }
+
+// logFailure logs what reconcileLocked could not do, once per distinct
+// error.
+func (t *ebpfTunnel) logFailure(what string, err error) {
+	if t.failing[what] == err.Error() {
+		return
+	}
+	t.failing[what] = err.Error()
+	switch what {
+	case failInterfaces:
+		t.log.Error("cannot list the peers' interfaces; keeping the eBPF hooks as they are", "err", err)
+	case failDefault:
+		t.log.Warn("cannot choose the eBPF programs' default WAN interface", "err", err)
+	default:
+		t.log.Error("cannot hook the eBPF program; retrying", "hook", what, "err", err)
+	}
 }
 
 // detachLocked removes the hooks and then their journal record.
@@ -266,24 +452,25 @@ func (t *ebpfTunnel) detachLocked() error {
 	}
 	err := t.att.Detach()
 	t.att = nil
+	t.ifaces = [2]int{}
 	if err != nil {
 		return fmt.Errorf("detach the eBPF programs: %w (the journal keeps them for `tunnel-agent down`)", err)
 	}
 	return t.hooks.forget()
 }
 
-// plannedHooks are the clsact hooks Attach is about to make.
-func (t *ebpfTunnel) plannedHooks() []ebpf.Hook {
-	if t.mode != ebpf.AttachClsact {
+// plannedHooks are the clsact hooks of keys as they will be made.
+func (t *ebpfTunnel) plannedHooks(keys []hookKey) []ebpf.Hook {
+	if t.att.Mode() != ebpf.AttachClsact {
 		return nil
 	}
 	var out []ebpf.Hook
-	for _, h := range []struct{ link, prog string }{{t.wan, ebpf.WANProgramName}, {t.lan, ebpf.LANProgramName}} {
-		idx, err := t.ns.linkIndex(h.link)
+	for _, k := range keys {
+		idx, err := t.ns.linkIndex(k.iface)
 		if err != nil || idx == 0 {
-			continue // Attach will fail on it
+			continue // Hook will fail on it
 		}
-		out = append(out, ebpf.Hook{Interface: h.link, Index: idx, Program: h.prog, Mode: ebpf.AttachClsact,
+		out = append(out, ebpf.Hook{Interface: k.iface, Index: idx, Program: k.prog, Mode: ebpf.AttachClsact,
 			Parent: ebpf.FilterParent, Priority: ebpf.FilterPriority, Handle: ebpf.FilterHandle})
 	}
 	return out
@@ -330,6 +517,7 @@ func (t *ebpfTunnel) applyLearned(ctx context.Context) {
 				t.log.Warn("cannot hand the learned endpoint to the eBPF programs; the peer's packets stay on the userspace path", "peer", peer, "endpoint", ep, "err", err)
 			}
 		}
+		t.reconcile() // the peer may be behind another interface
 	}
 }
 
@@ -363,10 +551,11 @@ const routeCheckEvery = 5
 // call when a tcx link is detached.
 const hookCheckInterval = time.Second
 
-// keepHooks puts back hooks that someone removed (a filter deleted, a
-// link detached) or that went with their interface (re-created), and
-// every few checks follows route changes towards the peers, until ctx is
-// done. Each repair is logged and counted (status ebpf.repairs).
+// keepHooks, until ctx is done, puts back hooks that someone removed (a
+// filter deleted, a link detached) or that went with their interface
+// (re-created), every few checks follows route changes towards the peers,
+// and keeps wan_ingress on the interfaces the routes now take. Each
+// repair is logged and counted (status ebpf.repairs).
 func (t *ebpfTunnel) keepHooks(ctx context.Context) {
 	tick := time.NewTicker(hookCheckInterval)
 	defer tick.Stop()
@@ -376,45 +565,22 @@ func (t *ebpfTunnel) keepHooks(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		t.repairHooks()
 		if n%routeCheckEvery == 0 {
 			t.refreshRoutes()
 		}
+		t.reconcile()
 	}
 }
 
-// repairHooks re-attaches the programs if a hook is missing.
-func (t *ebpfTunnel) repairHooks() {
+// reconcile is reconcileLocked, forgiving, unless Run has detached for
+// good.
+func (t *ebpfTunnel) reconcile() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped {
-		return
+		return dataplane.ErrStopped
 	}
-	if t.att == nil { // an earlier attempt failed
-		if err := t.attachLocked(); err == nil {
-			t.repairs++
-		}
-		return
-	}
-	missing, err := t.att.Missing()
-	if err != nil {
-		t.log.Warn("cannot check the eBPF programs' hooks", "err", err)
-		return
-	}
-	if len(missing) == 0 {
-		return
-	}
-	for _, h := range missing {
-		t.log.Warn("eBPF program hook gone; attaching again", "program", h.Program, "interface", h.Interface, "mode", h.Mode.String())
-	}
-	if err := t.detachLocked(); err != nil {
-		t.log.Warn("detaching what is left of the eBPF hooks", "err", err)
-	}
-	if err := t.attachLocked(); err != nil {
-		t.log.Error("re-attaching the eBPF programs failed; retrying", "err", err)
-		return
-	}
-	t.repairs++
+	return t.reconcileLocked(false)
 }
 
 // Run runs the exception engine until ctx is done, then detaches the
@@ -489,7 +655,7 @@ func (t *ebpfTunnel) SetLANMTU(mtu int) error {
 // programs' maps, in place: peers that did not change keep their entries
 // (no packet of theirs is lost). The capture prefixes are the programs'
 // peer prefixes, already set.
-func (t *ebpfTunnel) Reconfigure(_ *config.Config, cfg dataplane.Config, _ []netip.Prefix) error {
+func (t *ebpfTunnel) Reconfigure(site *config.Config, cfg dataplane.Config, _ []netip.Prefix) error {
 	t.peersMu.Lock()
 	defer t.peersMu.Unlock()
 	if err := t.eng.Reconfigure(cfg); err != nil {
@@ -506,6 +672,12 @@ func (t *ebpfTunnel) Reconfigure(_ *config.Config, cfg dataplane.Config, _ []net
 		return fmt.Errorf("update the eBPF programs' settings: %w", err)
 	}
 	t.pcfg = c
+	if site != nil {
+		t.pickWAN = func() (string, error) { return chooseWAN(site, t.eio, t.ns) }
+	}
+	if !t.stopped {
+		_ = t.reconcileLocked(false) // new peers may be behind other interfaces; failures are logged
+	}
 	return nil
 }
 
@@ -517,13 +689,10 @@ func (t *ebpfTunnel) RebindCapture([]netip.Prefix) error {
 	if t.stopped {
 		return dataplane.ErrStopped
 	}
-	if err := t.detachLocked(); err != nil {
-		t.log.Warn("detaching from the old LAN interface", "lan", t.lan, "err", err)
+	err := t.reconcileLocked(false)
+	if t.att == nil || !t.att.Has(t.lan, ebpf.LANProgramName) {
+		return fmt.Errorf("hook %s to the re-created %s: %w", ebpf.LANProgramName, t.lan, err)
 	}
-	if err := t.attachLocked(); err != nil {
-		return err
-	}
-	t.repairs++
 	return nil
 }
 
@@ -535,10 +704,10 @@ func (t *ebpfTunnel) status() Status {
 	eb := &EBPFStatus{WAN: t.wan, Repairs: t.repairs, ExceptionReader: map[string]uint64{
 		"too_big": t.exc.TooBig.Load(), "malformed": t.exc.Malformed.Load(), "segments_dropped": t.exc.SegmentsDropped()}}
 	if err == nil {
-		eb.ToUserspace, eb.Drops = ps.ToUserspace, ps.Drops
+		eb.ToUserspace, eb.Drops, eb.Carried = ps.ToUserspace, ps.Drops, ps.Peers
 	}
 	if t.att != nil {
-		eb.Hooks = t.att.Hooks
+		eb.Hooks = slices.Clone(t.att.Hooks) // encoded after the lock is released
 	}
 	st.EBPF = eb
 	return st
@@ -546,10 +715,13 @@ func (t *ebpfTunnel) status() Status {
 
 // EBPFStatus is the eBPF dataplane's part of the status.
 type EBPFStatus struct {
-	// WAN is the interface the programs decapsulate on.
+	// WAN is the default WAN interface: the interface of the route to
+	// the first peer with an endpoint (or of the default route), where
+	// outer packets leave when a peer's route names none.
 	WAN string `json:"wan"`
 	// Hooks are the programs' attachments (interface, program, tcx or
-	// clsact).
+	// clsact): lan_ingress on the LAN, wan_ingress on every interface a
+	// peer's route takes.
 	Hooks []ebpf.Hook `json:"hooks"`
 	// ToUserspace counts the packets the programs passed to the
 	// userspace engine, by why; the engine's counters include what it
@@ -558,6 +730,10 @@ type EBPFStatus struct {
 	// Drops are the programs' own drops (also summed into the
 	// dataplane's drops).
 	Drops map[string]uint64 `json:"drops"`
+	// Carried are the packets and bytes the programs carried themselves,
+	// per peer (included in the dataplane's per-peer counters, whose
+	// rest went through the userspace engine).
+	Carried []ebpf.PeerStats `json:"carried"`
 	// Repairs counts hooks put back after the LAN interface was
 	// re-created or a hook removed by someone else.
 	Repairs uint64 `json:"repairs"`
@@ -607,10 +783,12 @@ type tcNamedRemover interface {
 }
 
 // forceRemoveHooks is `down --force` for the eBPF dataplane: the clsact
-// filters of the site's programs, on the LAN interface and on the
-// interface `up` would take as the WAN, found by priority, handle and
-// name. tcx links need nothing (they went with the process); a clsact
-// qdisc is left, since without the journal nothing says the agent made it.
+// filters of the site's programs, found by priority, handle and name, on
+// the LAN interface and on every interface that may have carried
+// wan_ingress (those with an address or a default route, and the one `up`
+// would take as the default WAN). tcx links need nothing (they went with
+// the process); a clsact qdisc is left, since without the journal nothing
+// says the agent made it.
 func forceRemoveHooks(o *options, cfg *config.Config, h siteHost) (removed, left []string, err error) {
 	tr, ok := h.(tcNamedRemover)
 	if !ok {
@@ -618,11 +796,28 @@ func forceRemoveHooks(o *options, cfg *config.Config, h siteHost) (removed, left
 	}
 	type hook struct{ link, prog string }
 	hooks := []hook{{cfg.LAN.Interface, ebpf.LANProgramName}}
+	var wans []string
 	if eio, ok := o.sys.(ebpfIO); ok {
 		if wan, werr := chooseWAN(cfg, eio, o.sys); werr == nil {
-			hooks = append(hooks, hook{wan, ebpf.WANProgramName})
-		} else {
-			left = append(left, "the wan_ingress filter, if any: "+werr.Error())
+			wans = append(wans, wan)
+		}
+	}
+	if addrs, aerr := o.sys.addrs(); aerr == nil {
+		for _, a := range addrs {
+			wans = append(wans, a.Link)
+		}
+	} else {
+		left = append(left, "wan_ingress filters on interfaces whose addresses could not be listed: "+aerr.Error())
+	}
+	if rs, rerr := o.sys.defaultRoutes(); rerr == nil {
+		for _, r := range rs {
+			wans = append(wans, r.Dev)
+		}
+	}
+	slices.Sort(wans)
+	for _, w := range slices.Compact(wans) {
+		if w != "" && w != "lo" && w != cfg.LAN.Interface {
+			hooks = append(hooks, hook{w, ebpf.WANProgramName})
 		}
 	}
 	for _, k := range hooks {
