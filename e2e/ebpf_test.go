@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -191,16 +192,23 @@ func TestEBPFKillThenDown(t *testing.T) {
 			if strings.Contains(during, "tcx ") {
 				t.Errorf("gateway A after SIGKILL: tcx programs left:\n%s", during)
 			}
-			for _, site := range []string{"client", "server"} {
-				ns := map[string]string{"client": s.GatewayA, "server": s.GatewayB}[site]
-				if out, code := runAgent(t, ns, s.args("down", site)...); code != 0 {
-					t.Fatalf("down %s: exit %d:\n%s", site, code, out)
-				}
-			}
-			assertSameState(t, "gateway A after SIGKILL and down", s.beforeA, s.dump(t, s.GatewayA))
-			assertSameState(t, "gateway B after SIGKILL and down", s.beforeB, s.dump(t, s.GatewayB))
+			s.downAndCompare(t)
 		})
 	}
+}
+
+// downAndCompare runs `down` for both sites (after their agents were
+// killed) and checks that both gateways are as before `up`.
+func (s *twoSite) downAndCompare(t *testing.T) {
+	t.Helper()
+	for _, site := range []string{"client", "server"} {
+		ns := map[string]string{"client": s.GatewayA, "server": s.GatewayB}[site]
+		if out, code := runAgent(t, ns, s.args("down", site)...); code != 0 {
+			t.Fatalf("down %s: exit %d:\n%s", site, code, out)
+		}
+	}
+	assertSameState(t, "gateway A after SIGKILL and down", s.beforeA, s.dump(t, s.GatewayA))
+	assertSameState(t, "gateway B after SIGKILL and down", s.beforeB, s.dump(t, s.GatewayB))
 }
 
 // TestEBPFKillThenForceDown: after a SIGKILL with clsact hooks and a lost
@@ -384,4 +392,188 @@ func TestEBPFWithoutCapBPF(t *testing.T) {
 	mustPingEventually(t, "client -> VPS host", s.client(), s.SiteBHost.Addr())
 	checkProgramsCarry(t, s, "client", "tcx")
 	s.stopAndCompare(t)
+}
+
+// TestEBPFRoutesMove: a second WAN path between the gateways; the routes
+// between their WAN addresses move to it while the agents run. Within a
+// route refresh (5 s) the programs send by the new interface and
+// wan_ingress is hooked to it (on gateway A, whose only peer moved, and
+// no longer to the old one; on gateway B, whose default route stays, in
+// addition), and the programs carry the traffic that now arrives there.
+// With tcx, moving back and stopping leaves both hosts as before; with
+// clsact, a SIGKILL then `down` removes the filters on every interface
+// (the journal followed the hooks).
+func TestEBPFRoutesMove(t *testing.T) {
+	for _, mode := range []string{"tcx", "clsact"} {
+		t.Run(mode, func(t *testing.T) {
+			if sup := requireEBPF(t); mode == "tcx" && !sup.TCX {
+				t.Skip("no tcx links on this kernel")
+			}
+			testRoutesMove(t, mode)
+		})
+	}
+}
+
+func testRoutesMove(t *testing.T, mode string) {
+	s := newTwoSite(t, topo.Options{})
+	addrA, addrB := netip.MustParsePrefix("198.18.5.3/24"), netip.MustParsePrefix("198.18.5.2/24")
+	if err := s.AddLink(s.GatewayA, "wan1", addrA, s.GatewayB, "eth1", addrB, false); err != nil {
+		t.Fatal(err)
+	}
+	nlA, nlB := s.Netlink(s.GatewayA), s.Netlink(s.GatewayB)
+	// Gateway B's default route (by eth0) names its default WAN interface:
+	// the learned client's route is the one that moves.
+	ethB, err := nlB.LinkByName(topo.GatewayBWANLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nlB.RouteAdd(&netlink.Route{LinkIndex: ethB.Attrs().Index, Gw: s.GatewayAWAN.Addr().AsSlice()}); err != nil {
+		t.Fatalf("default route on gateway B: %v", err)
+	}
+	s.beforeA, s.beforeB = s.dump(t, s.GatewayA), s.dump(t, s.GatewayB)
+	useEBPF(t, s.cfgA)
+	useEBPF(t, s.cfgB)
+	s.startWith(t, "TUNNEL_AGENT_EBPF_ATTACH="+mode)
+	ns1 := s.siteBHost(t)
+	pingBoth := func(what string) {
+		t.Helper()
+		mustPingEventually(t, what+": client -> VPS host", s.client(), s.SiteBHost.Addr())
+		r, err := probe.Ping(ns1, s.ClientAddr.Addr(), 20, 20*time.Millisecond, 2*time.Second, 84)
+		mustPing(t, what+": VPS host -> client", r, err)
+	}
+	pingBoth("before the move")
+	wantHooks(t, s, "client", "lan_ingress on lan0, wan_ingress on wan0")
+	wantHooks(t, s, "server", "lan_ingress on veth0, wan_ingress on eth0")
+
+	// Host routes to the other gateway's first WAN address by the second
+	// path, keeping the outer addresses (a route's preferred source).
+	routes := []struct {
+		nl      *netlink.Handle
+		link    string
+		dst, gw netip.Addr
+		src     netip.Addr
+	}{
+		{nlA, "wan1", s.GatewayBWAN.Addr(), addrB.Addr(), s.GatewayAWAN.Addr()},
+		{nlB, "eth1", s.GatewayAWAN.Addr(), addrA.Addr(), s.GatewayBWAN.Addr()},
+	}
+	var added []*netlink.Route
+	t.Cleanup(func() {
+		for i, r := range added {
+			_ = routes[i].nl.RouteDel(r)
+		}
+	})
+	for _, r := range routes {
+		l, err := r.nl.LinkByName(r.link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: prefixNet(netip.PrefixFrom(r.dst, 32)), Gw: r.gw.AsSlice(), Src: r.src.AsSlice()}
+		if err := r.nl.RouteAdd(rt); err != nil {
+			t.Fatalf("route %v via %v dev %s: %v", r.dst, r.gw, r.link, err)
+		}
+		added = append(added, rt)
+	}
+	if !eventually(20*time.Second, func() bool {
+		return hooksAre(t, s, "client", "lan_ingress on lan0, wan_ingress on wan1") &&
+			hooksAre(t, s, "server", "lan_ingress on veth0, wan_ingress on eth0, wan_ingress on eth1")
+	}) {
+		wantHooks(t, s, "client", "lan_ingress on lan0, wan_ingress on wan1")
+		wantHooks(t, s, "server", "lan_ingress on veth0, wan_ingress on eth0, wan_ingress on eth1")
+	}
+	if st := s.status(t, "client"); st.EBPF.WAN != "wan1" {
+		t.Errorf("client: default WAN %q after the move, want wan1", st.EBPF.WAN)
+	}
+	rx1 := linkRx(t, nlA, "wan1")
+	beforeA, beforeB := carried(t, s, "client"), carried(t, s, "server")
+	pingBoth("after the move")
+	const echoes = 20 // the 20 replies of pingBoth's second ping at least
+	if got := linkRx(t, nlA, "wan1") - rx1; got < echoes {
+		t.Errorf("gateway A received %d packets on wan1 after the move, want at least %d", got, echoes)
+	}
+	if got := carried(t, s, "client") - beforeA; got < echoes {
+		t.Errorf("the client's programs carried %d packets from the server after the move, want at least %d", got, echoes)
+	}
+	if got := carried(t, s, "server") - beforeB; got < echoes {
+		t.Errorf("the server's programs carried %d packets from the client after the move, want at least %d", got, echoes)
+	}
+
+	removeRoutes := func() {
+		t.Helper()
+		for i, r := range added {
+			if err := routes[i].nl.RouteDel(r); err != nil {
+				t.Fatalf("remove route %v: %v", r.Dst, err)
+			}
+		}
+		added = nil
+	}
+	if mode == "clsact" {
+		for _, a := range []*agentProc{s.agentA, s.agentB} {
+			a.kill()
+		}
+		if d := s.dump(t, s.GatewayB); !strings.Contains(d, "filter eth1 parent ffff:fff2 bpf prio 49374 handle 1 name tunnel-agent-wan_ingress") {
+			t.Errorf("gateway B after SIGKILL: no filter on eth1:\n%s", d)
+		}
+		removeRoutes()
+		s.downAndCompare(t)
+		return
+	}
+	removeRoutes()
+	if !eventually(20*time.Second, func() bool {
+		return hooksAre(t, s, "client", "lan_ingress on lan0, wan_ingress on wan0") &&
+			hooksAre(t, s, "server", "lan_ingress on veth0, wan_ingress on eth0")
+	}) {
+		wantHooks(t, s, "client", "lan_ingress on lan0, wan_ingress on wan0")
+		wantHooks(t, s, "server", "lan_ingress on veth0, wan_ingress on eth0")
+	}
+	pingBoth("after moving back")
+	s.stopAndCompare(t)
+}
+
+// hooksAre says whether a site's status lists exactly these hooks
+// ("program on interface", comma-separated, sorted).
+func hooksAre(t *testing.T, s *twoSite, site, want string) bool {
+	t.Helper()
+	return hookList(t, s, site) == want
+}
+
+func wantHooks(t *testing.T, s *twoSite, site, want string) {
+	t.Helper()
+	if got := hookList(t, s, site); got != want {
+		t.Fatalf("%s: hooks %q, want %q", site, got, want)
+	}
+}
+
+func hookList(t *testing.T, s *twoSite, site string) string {
+	t.Helper()
+	st := s.status(t, site)
+	if st.EBPF == nil {
+		t.Fatalf("%s: no eBPF status", site)
+	}
+	var hs []string
+	for _, h := range st.EBPF.Hooks {
+		hs = append(hs, h.Program+" on "+h.Interface)
+	}
+	slices.Sort(hs)
+	return strings.Join(hs, ", ")
+}
+
+// carried is the packets the site's programs received from its one peer
+// and delivered themselves.
+func carried(t *testing.T, s *twoSite, site string) uint64 {
+	t.Helper()
+	st := s.status(t, site)
+	if st.EBPF == nil || len(st.EBPF.Carried) != 1 {
+		t.Fatalf("%s: eBPF status without one peer's counters: %+v", site, st.EBPF)
+	}
+	return st.EBPF.Carried[0].RxPackets
+}
+
+// linkRx is a link's received packets.
+func linkRx(t *testing.T, nl *netlink.Handle, name string) uint64 {
+	t.Helper()
+	l, err := nl.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Statistics.RxPackets
 }

@@ -365,6 +365,28 @@ func setupLink(s *nsState, link string, addr netip.Prefix, offloads bool) error 
 	return nil
 }
 
+// AddLink adds one more veth pair between two of the topology's
+// namespaces (a second WAN path, for instance): linkA with addrA in nsA,
+// linkB with addrB in nsB, WANMTU, set up like the others (checksum
+// offloads off unless offloads, rp_filter off, up). Close removes it with
+// the namespaces.
+func (t *Topology) AddLink(nsA, linkA string, addrA netip.Prefix, nsB, linkB string, addrB netip.Prefix, offloads bool) error {
+	t.mu.Lock()
+	a, b := t.nss[nsA], t.nss[nsB]
+	closed := t.closed
+	t.mu.Unlock()
+	if a == nil || b == nil || closed {
+		return fmt.Errorf("topology %s: no namespaces %q and %q", t.Prefix, nsA, nsB)
+	}
+	if err := addVeth(a, linkA, b, linkB, WANMTU); err != nil {
+		return err
+	}
+	if err := setupLink(a, linkA, addrA, offloads); err != nil {
+		return err
+	}
+	return setupLink(b, linkB, addrB, offloads)
+}
+
 func addDefaultRoute(s *nsState, gw netip.Addr) error {
 	r := &netlink.Route{
 		Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
