@@ -52,6 +52,9 @@ type ebpfTunnel struct {
 	failing map[string]string      // what could not be done (a hook, the default WAN), with the error last logged
 	pending map[string]netip.AddrPort
 	repairs uint64 // hooks put back (re-created LAN, removed filter)
+	// hooksGone: the last reconcileLocked found hooks gone (an interface
+	// re-created, perhaps: the peers' entries name its old index).
+	hooksGone bool
 	stopped bool   // Run detached for good
 }
 
@@ -305,6 +308,7 @@ func (t *ebpfTunnel) reconcileLocked(strict bool) error {
 	if err != nil {
 		return err
 	}
+	t.hooksGone = len(missing) > 0
 	gone := map[hookKey]bool{}
 	for _, h := range missing {
 		t.log.Warn("eBPF program hook gone; attaching again", "program", h.Program, "interface", h.Interface, "mode", h.Mode.String())
@@ -565,22 +569,30 @@ func (t *ebpfTunnel) keepHooks(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		if n%routeCheckEvery == 0 {
+		refresh := n%routeCheckEvery == 0
+		if refresh {
 			t.refreshRoutes()
 		}
-		t.reconcile()
+		if t.reconcile() && !refresh {
+			// A WAN interface re-created has a new index: look the
+			// routes up now rather than at the next refresh.
+			t.refreshRoutes()
+			t.reconcile()
+		}
 	}
 }
 
-// reconcile is reconcileLocked, forgiving, unless Run has detached for
-// good.
-func (t *ebpfTunnel) reconcile() error {
+// reconcile is reconcileLocked, forgiving (what fails is logged and
+// tried again), unless Run has detached for good. It says whether hooks
+// were found gone.
+func (t *ebpfTunnel) reconcile() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped {
-		return dataplane.ErrStopped
+		return false
 	}
-	return t.reconcileLocked(false)
+	_ = t.reconcileLocked(false)
+	return t.hooksGone
 }
 
 // Run runs the exception engine until ctx is done, then detaches the

@@ -400,6 +400,8 @@ func TestEBPFWithoutCapBPF(t *testing.T) {
 // wan_ingress is hooked to it (on gateway A, whose only peer moved, and
 // no longer to the old one; on gateway B, whose default route stays, in
 // addition), and the programs carry the traffic that now arrives there.
+// The second path is then re-created (new interface indexes): the hooks
+// and the peers' entries follow it.
 // With tcx, moving back and stopping leaves both hosts as before; with
 // clsact, a SIGKILL then `down` removes the filters on every interface
 // (the journal followed the hooks).
@@ -483,19 +485,48 @@ func testRoutesMove(t *testing.T, mode string) {
 	if st := s.status(t, "client"); st.EBPF.WAN != "wan1" {
 		t.Errorf("client: default WAN %q after the move, want wan1", st.EBPF.WAN)
 	}
-	rx1 := linkRx(t, nlA, "wan1")
-	beforeA, beforeB := carried(t, s, "client"), carried(t, s, "server")
-	pingBoth("after the move")
-	const echoes = 20 // the 20 replies of pingBoth's second ping at least
-	if got := linkRx(t, nlA, "wan1") - rx1; got < echoes {
-		t.Errorf("gateway A received %d packets on wan1 after the move, want at least %d", got, echoes)
+	checkCarried := func(what string) {
+		t.Helper()
+		rx1 := linkRx(t, nlA, "wan1")
+		beforeA, beforeB := carried(t, s, "client"), carried(t, s, "server")
+		pingBoth(what)
+		const echoes = 20 // the 20 replies of pingBoth's second ping at least
+		if got := linkRx(t, nlA, "wan1") - rx1; got < echoes {
+			t.Errorf("%s: gateway A received %d packets on wan1, want at least %d", what, got, echoes)
+		}
+		if got := carried(t, s, "client") - beforeA; got < echoes {
+			t.Errorf("%s: the client's programs carried %d packets from the server, want at least %d", what, got, echoes)
+		}
+		if got := carried(t, s, "server") - beforeB; got < echoes {
+			t.Errorf("%s: the server's programs carried %d packets from the client, want at least %d", what, got, echoes)
+		}
 	}
-	if got := carried(t, s, "client") - beforeA; got < echoes {
-		t.Errorf("the client's programs carried %d packets from the server after the move, want at least %d", got, echoes)
+	checkCarried("after the move")
+
+	// The second path re-created (new indexes on both sides, the routes
+	// by it gone with it and added again): the hooks and the peers'
+	// entries follow.
+	oldA, oldB := hookIndex(t, s, "client", "wan1"), hookIndex(t, s, "server", "eth1")
+	if err := nlA.LinkDel(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: linkIndex(t, nlA, "wan1")}}); err != nil {
+		t.Fatalf("delete wan1: %v", err)
 	}
-	if got := carried(t, s, "server") - beforeB; got < echoes {
-		t.Errorf("the server's programs carried %d packets from the client after the move, want at least %d", got, echoes)
+	if err := s.AddLink(s.GatewayA, "wan1", addrA, s.GatewayB, "eth1", addrB, false); err != nil {
+		t.Fatal(err)
 	}
+	for i, r := range added {
+		r.LinkIndex = linkIndex(t, routes[i].nl, routes[i].link)
+		if err := routes[i].nl.RouteAdd(r); err != nil {
+			t.Fatalf("route %v again: %v", r.Dst, err)
+		}
+	}
+	if !eventually(20*time.Second, func() bool {
+		a, b := hookIndex(t, s, "client", "wan1"), hookIndex(t, s, "server", "eth1")
+		return a != 0 && a != oldA && b != 0 && b != oldB &&
+			hooksAre(t, s, "client", "lan_ingress on lan0, wan_ingress on wan1")
+	}) {
+		t.Fatalf("hooks not on the re-created interfaces: client %q, server %q", hookList(t, s, "client"), hookList(t, s, "server"))
+	}
+	checkCarried("after the second path was re-created")
 
 	removeRoutes := func() {
 		t.Helper()
@@ -566,6 +597,27 @@ func carried(t *testing.T, s *twoSite, site string) uint64 {
 		t.Fatalf("%s: eBPF status without one peer's counters: %+v", site, st.EBPF)
 	}
 	return st.EBPF.Carried[0].RxPackets
+}
+
+// hookIndex is the interface index of a site's wan_ingress hook on
+// iface, 0 if there is none.
+func hookIndex(t *testing.T, s *twoSite, site, iface string) int {
+	t.Helper()
+	for _, h := range s.status(t, site).EBPF.Hooks {
+		if h.Interface == iface && h.Program == ebpf.WANProgramName {
+			return h.Index
+		}
+	}
+	return 0
+}
+
+func linkIndex(t *testing.T, nl *netlink.Handle, name string) int {
+	t.Helper()
+	l, err := nl.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Index
 }
 
 // linkRx is a link's received packets.
