@@ -55,7 +55,7 @@ type ebpfTunnel struct {
 	// hooksGone: the last reconcileLocked found hooks gone (an interface
 	// re-created, perhaps: the peers' entries name its old index).
 	hooksGone bool
-	stopped bool   // Run detached for good
+	stopped   bool // Run detached for good
 }
 
 // hookKey is one program on one interface.
