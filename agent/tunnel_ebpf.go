@@ -46,10 +46,10 @@ type ebpfTunnel struct {
 	mu      sync.Mutex  // guards what follows
 	pcfg    ebpf.Config // the programs' settings, as last written
 	att     *ebpf.Attachment
-	pickWAN func() (string, error) // chooseWAN for the site as last configured
-	wan     string                 // the default WAN interface, as last written to the programs
-	ifaces  [2]int                 // the LAN's and the default WAN's index, as last written
-	failing map[string]string      // what could not be done (a hook, the default WAN), with the error last logged
+	pickWAN func() ([]string, error) // defaultWANs for the site as last configured
+	wan     string                   // the default WAN interface, as last written to the programs
+	ifaces  [2]int                   // the LAN's and the default WAN's index, as last written
+	failing map[string]string        // what could not be done (a hook, the default WAN), with the error last logged
 	pending map[string]netip.AddrPort
 	repairs uint64 // hooks put back (re-created LAN, removed filter)
 	// hooksGone: the last reconcileLocked found hooks gone (an interface
@@ -128,43 +128,54 @@ func ebpfPeers(dcfg dataplane.Config, current map[string]netip.AddrPort) []ebpf.
 	return out
 }
 
-// chooseWAN is the interface the programs decapsulate on: the one the
-// kernel sends to the first peer endpoint by; without an endpoint to send
-// to, the interface of a default route; without one, the only interface
-// besides the LAN (and the namespaces' host ends) with a global address.
-func chooseWAN(cfg *config.Config, eio ebpfIO, ns namespaceReader) (string, error) {
+// defaultWANs are the interfaces the programs decapsulate on besides
+// those of the routes to the peers' endpoints (which wantHooks adds),
+// the first being the default WAN interface written to the programs:
+// the interface the kernel sends to the first peer endpoint by; without
+// an endpoint to send to, the interfaces of the default routes; without
+// one, every interface besides the LAN, lo and the namespaces' host ends
+// with a global address (a hub that learns its peers on many links).
+func defaultWANs(cfg *config.Config, eio ebpfIO, ns namespaceReader) ([]string, error) {
 	for _, p := range cfg.Tunnel.Peers {
 		if p.Endpoint.IsValid() {
-			return eio.wanInterface(p.Endpoint.Addr())
+			wan, err := eio.wanInterface(p.Endpoint.Addr())
+			if err != nil {
+				return nil, err
+			}
+			return []string{wan}, nil
 		}
 	}
 	rs, err := ns.defaultRoutes()
 	if err != nil {
-		return "", fmt.Errorf("default routes: %w", err)
+		return nil, fmt.Errorf("default routes: %w", err)
 	}
+	var found []string
 	for _, r := range rs {
-		if r.Dev != "" {
-			return r.Dev, nil
+		if r.Dev != "" && !slices.Contains(found, r.Dev) {
+			found = append(found, r.Dev)
 		}
+	}
+	if len(found) > 0 {
+		return found, nil
 	}
 	addrs, err := ns.addrs()
 	if err != nil {
-		return "", fmt.Errorf("addresses: %w", err)
+		return nil, fmt.Errorf("addresses: %w", err)
 	}
 	skip := map[string]bool{cfg.LAN.Interface: true, "lo": true}
 	for _, n := range cfg.Namespaces {
 		skip[n.Veth.Host] = true
 	}
-	var found []string
 	for _, a := range addrs {
 		if !skip[a.Link] && a.Prefix.Addr().IsGlobalUnicast() && !slices.Contains(found, a.Link) {
 			found = append(found, a.Link)
 		}
 	}
-	if len(found) == 1 {
-		return found[0], nil
+	if len(found) == 0 {
+		return nil, errors.New("no peer has an endpoint, there is no default route, and no interface besides the LAN has a global address: nothing could carry the tunnel's datagrams")
 	}
-	return "", fmt.Errorf("no peer has an endpoint, there is no default route, and %d interfaces (%v) could carry the tunnel's datagrams: give a peer an endpoint or the host a default route", len(found), found)
+	slices.Sort(found)
+	return found, nil
 }
 
 // openEBPF loads the programs, fills their maps, opens the engine's I/O,
@@ -183,10 +194,11 @@ func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJ
 	if err != nil {
 		return nil, fmt.Errorf("tunnel.dataplane: ebpf: this host cannot run the eBPF dataplane (run `tunnel-agent check`, or use tunnel.dataplane: userspace): %w", err)
 	}
-	wan, err := chooseWAN(cfg, eio, sys)
+	wans, err := defaultWANs(cfg, eio, sys)
 	if err != nil {
 		return nil, fmt.Errorf("tunnel.dataplane: ebpf: %w", err)
 	}
+	wan := wans[0]
 	if wan == cfg.LAN.Interface {
 		return nil, fmt.Errorf("tunnel.dataplane: ebpf: the peers are reached through the LAN interface %s; the programs need the tunnel's datagrams on another interface", wan)
 	}
@@ -198,7 +210,7 @@ func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJ
 	}
 	t := &ebpfTunnel{log: log, lan: cfg.LAN.Interface, listen: cfg.Tunnel.Listen, wan: wan, mode: mode, hooks: hooks,
 		ns: sys, learned: make(chan struct{}, 1), pending: map[string]netip.AddrPort{}, failing: map[string]string{},
-		eio: eio, pickWAN: func() (string, error) { return chooseWAN(cfg, eio, sys) }}
+		eio: eio, pickWAN: func() ([]string, error) { return defaultWANs(cfg, eio, sys) }}
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -261,32 +273,31 @@ func (t *ebpfTunnel) attach() error {
 }
 
 // wantHooks are the hooks the programs need now: wan_ingress on the
-// default WAN interface (chooseWAN) and on every interface a peer's
-// outer packets leave by (the route to its endpoint: its datagrams come
-// back there), lan_ingress on the LAN interface; WAN hooks first. The
-// LAN interface never gets wan_ingress (a peer reached through it stays
-// on the userspace path for what it sends). When the default cannot be
-// chosen (say, a second interface appeared on a host without a default
-// route), the current one stays, and the error says why.
+// default WAN interfaces (defaultWANs, the first of which is written to
+// the programs as the default) and on every interface a peer's outer
+// packets leave by (the route to its endpoint: its datagrams come back
+// there), lan_ingress on the LAN interface; WAN hooks first. The LAN
+// interface never gets wan_ingress (a peer reached through it stays on
+// the userspace path for what it sends). When the defaults cannot be
+// worked out, the current default stays, and defErr says why.
 func (t *ebpfTunnel) wantHooks() (def string, want []hookKey, defErr, err error) {
-	def, defErr = t.pickWAN()
-	if defErr == nil && def == t.lan {
-		defErr = fmt.Errorf("the peers are reached through the LAN interface %s; the programs need the tunnel's datagrams on another interface", def)
+	defs, defErr := t.pickWAN()
+	if defErr == nil && defs[0] == t.lan {
+		defErr = fmt.Errorf("the peers are reached through the LAN interface %s; the programs need the tunnel's datagrams on another interface", t.lan)
 	}
 	if defErr != nil {
-		def, defErr = t.wan, fmt.Errorf("the default WAN interface (keeping %s): %w", t.wan, defErr)
+		defs, defErr = []string{t.wan}, fmt.Errorf("the default WAN interface (keeping %s): %w", t.wan, defErr)
 	}
 	egress, err := t.d.EgressInterfaces()
 	if err != nil {
 		return "", nil, defErr, err
 	}
-	want = append(want, hookKey{def, ebpf.WANProgramName})
-	for _, name := range egress {
-		if name != def && name != t.lan {
-			want = append(want, hookKey{name, ebpf.WANProgramName})
+	for _, name := range append(defs, egress...) {
+		if k := (hookKey{name, ebpf.WANProgramName}); name != t.lan && !slices.Contains(want, k) {
+			want = append(want, k)
 		}
 	}
-	return def, append(want, hookKey{t.lan, ebpf.LANProgramName}), defErr, nil
+	return defs[0], append(want, hookKey{t.lan, ebpf.LANProgramName}), defErr, nil
 }
 
 // reconcileLocked makes the hooks what wantHooks says: hooks gone from
@@ -685,7 +696,7 @@ func (t *ebpfTunnel) Reconfigure(site *config.Config, cfg dataplane.Config, _ []
 	}
 	t.pcfg = c
 	if site != nil {
-		t.pickWAN = func() (string, error) { return chooseWAN(site, t.eio, t.ns) }
+		t.pickWAN = func() ([]string, error) { return defaultWANs(site, t.eio, t.ns) }
 	}
 	if !t.stopped {
 		_ = t.reconcileLocked(false) // new peers may be behind other interfaces; failures are logged
@@ -810,8 +821,8 @@ func forceRemoveHooks(o *options, cfg *config.Config, h siteHost) (removed, left
 	hooks := []hook{{cfg.LAN.Interface, ebpf.LANProgramName}}
 	var wans []string
 	if eio, ok := o.sys.(ebpfIO); ok {
-		if wan, werr := chooseWAN(cfg, eio, o.sys); werr == nil {
-			wans = append(wans, wan)
+		if ws, werr := defaultWANs(cfg, eio, o.sys); werr == nil {
+			wans = append(wans, ws...)
 		}
 	}
 	if addrs, aerr := o.sys.addrs(); aerr == nil {

@@ -71,7 +71,8 @@ func withDataplane(args []string) {
 // TestEBPFSuite runs tests written for the userspace dataplane with both
 // sites (or the one agent) on the eBPF dataplane: path MTU, IPv6 inside
 // and outside, LAN offloads on (the ring capture's case stays userspace),
-// reload, a re-created LAN veth, interop with the tutorial's program. (The
+// reload, a re-created LAN veth, interop with the tutorial's program, a
+// hub relaying between 20 spokes. (The
 // one-namespace VPS site of the watcher's tests has no WAN for the
 // programs: `up` refuses it in this mode.)
 func TestEBPFSuite(t *testing.T) {
@@ -91,6 +92,7 @@ func TestEBPFSuite(t *testing.T) {
 		{"LiveOperations", TestLiveOperations},
 		{"InteropTutorialClient", TestInteropTutorialClient},
 		{"InteropTutorialServer", TestInteropTutorialServer},
+		{"HubAndSpokes", TestHubAndSpokes},
 	} {
 		t.Run(tc.name, tc.fn)
 	}

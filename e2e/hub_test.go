@@ -101,6 +101,17 @@ func TestHubAndSpokes(t *testing.T) {
 	if st.Dataplane.Drops["dst_not_allowed"] != 0 || st.Dataplane.Peers[1].TxPackets == 0 {
 		t.Errorf("hub: dst_not_allowed %d, tx to site2 %d", st.Dataplane.Drops["dst_not_allowed"], st.Dataplane.Peers[1].TxPackets)
 	}
+	if eb := st.EBPF; eb != nil { // TestEBPFSuite: the programs relay
+		var carried uint64
+		for _, p := range eb.Carried {
+			carried += p.RxPackets
+		}
+		if len(eb.Hooks) != hubSites+1 || carried == 0 {
+			t.Errorf("hub on ebpf: %d hooks (want wan_ingress on each site's link and lan_ingress), programs carried %d packets; to userspace %v",
+				len(eb.Hooks), carried, eb.ToUserspace)
+		}
+		t.Logf("hub on ebpf: programs carried %d packets; to userspace %v", carried, eb.ToUserspace)
+	}
 	for i, p := range st.Dataplane.Peers { // IPv4 and IPv6 peers on one socket
 		if want := h.Sites[i].WAN6.Addr(); i < hubIPv6Sites && p.CurrentEndpoint.Addr() != want {
 			t.Errorf("hub has %s at %v, want its IPv6 address %v", p.Name, p.CurrentEndpoint, want)
