@@ -50,7 +50,12 @@ func runDown(o *options) error {
 		return err
 	}
 	defer h.Close()
-	n := len(j.Entries)
+	n := 0 // the entries that changed something (the others have nothing to revert)
+	for _, e := range j.Entries {
+		if e.State != netcfg.Unchanged {
+			n++
+		}
+	}
 	if err := netcfg.Revert(h, j, o.log); err != nil {
 		return fmt.Errorf("revert journal %s: %w", jp, err)
 	}
