@@ -12,7 +12,8 @@ import (
 
 // The WireGuard side's device-wide counters are the uint64 fields of
 // wireguard.Stats (one number each) and its map[string]uint64 fields (a
-// family: by outcome, by reason), named by their JSON names. Status and
+// family: by outcome, by reason), named by their JSON names; its int
+// fields are levels (gauges, such as the packets in flight). Status and
 // metrics list them from the type, so that a counter the wireguard
 // package adds shows without a change here.
 
@@ -21,6 +22,7 @@ type wgCounterField struct {
 	index  int    // in the struct
 	name   string // its JSON name
 	family bool   // a map[string]uint64: one value per key
+	gauge  bool   // an int: a level, not a count
 	desc   *prometheus.Desc
 }
 
@@ -39,6 +41,10 @@ var wgCounterFields = func() []wgCounterField {
 		case f.Type.Kind() == reflect.Uint64:
 			c.desc = prometheus.NewDesc(metricPrefix+"wireguard_"+name+"_total",
 				"WireGuard side: "+strings.ReplaceAll(name, "_", " ")+" (the status's wireguard."+name+").", nil, nil)
+		case f.Type.Kind() == reflect.Int:
+			c.gauge = true
+			c.desc = prometheus.NewDesc(metricPrefix+"wireguard_"+name,
+				"WireGuard side: "+strings.ReplaceAll(name, "_", " ")+" now (the status's wireguard."+name+").", nil, nil)
 		case f.Type.Kind() == reflect.Map && f.Type.Key().Kind() == reflect.String && f.Type.Elem().Kind() == reflect.Uint64:
 			c.family = true
 			c.desc = prometheus.NewDesc(metricPrefix+"wireguard_"+name+"_total",
@@ -66,7 +72,11 @@ func wgCounters(st *wireguard.Stats) []wgCounter {
 	for i := range wgCounterFields {
 		f := &wgCounterFields[i]
 		fv := v.Field(f.index)
-		if !f.family {
+		switch {
+		case f.gauge:
+			out = append(out, wgCounter{field: f, value: uint64(max(fv.Int(), 0))})
+			continue
+		case !f.family:
 			out = append(out, wgCounter{field: f, value: fv.Uint()})
 			continue
 		}
@@ -122,9 +132,12 @@ func collectWireGuard(ch chan<- prometheus.Metric, st *wireguard.Stats) {
 		}
 	}
 	for _, c := range wgCounters(st) {
-		if c.kind == "" {
+		switch {
+		case c.field.gauge:
+			ch <- prometheus.MustNewConstMetric(c.field.desc, prometheus.GaugeValue, float64(c.value))
+		case c.kind == "":
 			ch <- prometheus.MustNewConstMetric(c.field.desc, prometheus.CounterValue, float64(c.value))
-		} else {
+		default:
 			ch <- prometheus.MustNewConstMetric(c.field.desc, prometheus.CounterValue, float64(c.value), c.kind)
 		}
 	}

@@ -22,7 +22,7 @@ func (c wgCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c wgCollector) Collect(ch chan<- prometheus.Metric) { collectWireGuard(ch, c.st) }
 
 func TestWireGuardCountersFromTheType(t *testing.T) {
-	st := &wireguard.Stats{NotWireGuard: 3, HandshakeRejected: 2, TransportRejected: 1,
+	st := &wireguard.Stats{NotWireGuard: 3, HandshakeRejected: 2, TransportRejected: 1, InFlightInbound: 7,
 		Peers: []wireguard.PeerStats{{Name: "b", RxBytes: 100, TxBytes: 200, LastHandshake: time.Unix(1700000000, 0)}, {Name: "c"}}}
 	var labels []string
 	for _, c := range wgCounters(st) {
@@ -39,11 +39,14 @@ func TestWireGuardCountersFromTheType(t *testing.T) {
 # HELP tunnel_agent_wireguard_not_wireguard_total WireGuard side: not wireguard (the status's wireguard.not_wireguard).
 # TYPE tunnel_agent_wireguard_not_wireguard_total counter
 tunnel_agent_wireguard_not_wireguard_total 3
+# HELP tunnel_agent_wireguard_in_flight_inbound WireGuard side: in flight inbound now (the status's wireguard.in_flight_inbound).
+# TYPE tunnel_agent_wireguard_in_flight_inbound gauge
+tunnel_agent_wireguard_in_flight_inbound 7
 # HELP tunnel_agent_wireguard_peer_last_handshake_timestamp_seconds Unix time of the peer's last completed WireGuard handshake (absent until the first). Older than 3 minutes while traffic is sent to the peer: the peer is unreachable (docs/metrics.md).
 # TYPE tunnel_agent_wireguard_peer_last_handshake_timestamp_seconds gauge
 tunnel_agent_wireguard_peer_last_handshake_timestamp_seconds{peer="b"} 1.7e+09
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tunnel_agent_wireguard_not_wireguard_total",
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tunnel_agent_wireguard_not_wireguard_total", "tunnel_agent_wireguard_in_flight_inbound",
 		"tunnel_agent_wireguard_peer_last_handshake_timestamp_seconds"); err != nil {
 		t.Error(err)
 	}
