@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -141,6 +142,31 @@ func TestProbes(t *testing.T) {
 		}
 		if !r.OK() || r.Bytes != 8<<20 || r.Throughput <= 0 || r.Peer.Addr() != addrA || r.Peer != r.Local {
 			t.Fatalf("tcp: %+v", r)
+		}
+	})
+
+	t.Run("tcp until stopped", func(t *testing.T) {
+		var got atomic.Int64
+		stop := make(chan struct{})
+		done := make(chan error, 1)
+		var r TransferResult
+		go func() {
+			var err error
+			r, err = TCPTransferWith(c.a.Handle, c.b.Handle, netip.AddrPortFrom(addrB, 0),
+				TransferOptions{Timeout: 10 * time.Second, Received: &got, Stop: stop})
+			done <- err
+		}()
+		for deadline := time.Now().Add(5 * time.Second); got.Load() < 4<<20; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d bytes received after 5s", got.Load())
+			}
+		}
+		close(stop)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if !r.OK() || r.Bytes < 4<<20 || got.Load() != r.Bytes {
+			t.Fatalf("tcp until stopped: %+v, counted %d", r, got.Load())
 		}
 	})
 
