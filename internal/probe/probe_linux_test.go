@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -146,27 +145,27 @@ func TestProbes(t *testing.T) {
 	})
 
 	t.Run("tcp until stopped", func(t *testing.T) {
-		var got atomic.Int64
+		var got TransferProgress
 		stop := make(chan struct{})
 		done := make(chan error, 1)
 		var r TransferResult
 		go func() {
 			var err error
 			r, err = TCPTransferWith(c.a.Handle, c.b.Handle, netip.AddrPortFrom(addrB, 0),
-				TransferOptions{Timeout: 10 * time.Second, Received: &got, Stop: stop})
+				TransferOptions{Timeout: 10 * time.Second, Progress: &got, Stop: stop})
 			done <- err
 		}()
-		for deadline := time.Now().Add(5 * time.Second); got.Load() < 4<<20; time.Sleep(time.Millisecond) {
+		for deadline := time.Now().Add(5 * time.Second); got.Received.Load() < 4<<20; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("%d bytes received after 5s", got.Load())
+				t.Fatalf("%d bytes received after 5s", got.Received.Load())
 			}
 		}
 		close(stop)
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		if !r.OK() || r.Bytes < 4<<20 || got.Load() != r.Bytes {
-			t.Fatalf("tcp until stopped: %+v, counted %d", r, got.Load())
+		if !r.OK() || r.Bytes < 4<<20 || got.Received.Load() != r.Bytes || got.Sent.Load() != r.Sent {
+			t.Fatalf("tcp until stopped: %+v, progress %d sent %d received", r, got.Sent.Load(), got.Received.Load())
 		}
 	})
 

@@ -46,15 +46,28 @@ type TransferOptions struct {
 	Bytes int64
 	// Timeout bounds the whole transfer, connection included.
 	Timeout time.Duration
-	// Received, if not nil, is kept at the number of bytes the receiver
-	// has read so far, for a caller that watches a transfer run.
-	Received *atomic.Int64
+	// Progress, if not nil, is kept up to date while the transfer runs,
+	// for a caller that watches it.
+	Progress *TransferProgress
 	// Stop, if not nil, ends the sending when it is closed: the transfer
 	// then completes with the bytes sent until then, checked as usual.
 	// A caller uses it to keep a transfer running for as long as some
 	// operation takes, whatever the speed of the path.
 	Stop <-chan struct{}
 }
+
+// TransferProgress is how far a running transfer got.
+type TransferProgress struct {
+	// Sent is the number of bytes the sender's writes have handed to its
+	// socket; a write is at most SendChunk bytes. Bytes beyond
+	// Sent+SendChunk when it is read were not in the sender's kernel yet.
+	Sent atomic.Int64
+	// Received is the number of bytes the receiver has read.
+	Received atomic.Int64
+}
+
+// SendChunk is the most a transfer's sender writes at once.
+const SendChunk = 256 << 10
 
 // TCPTransfer listens on dst's port (all addresses; port 0 = any free
 // port) inside dstNS, connects to dst from inside srcNS, sends n bytes of
@@ -119,8 +132,8 @@ func TCPTransferWith(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, o Transfer
 		r.peer = c.RemoteAddr().(*net.TCPAddr).AddrPort()
 		h := sha256.New()
 		var w io.Writer = h
-		if o.Received != nil {
-			w = counter{h, o.Received}
+		if o.Progress != nil {
+			w = counter{h, &o.Progress.Received}
 		}
 		r.bytes, err = io.CopyBuffer(w, c, make([]byte, 256<<10))
 		r.end = time.Now()
@@ -155,7 +168,7 @@ func TCPTransferWith(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, o Transfer
 	_, _ = rand.Read(seed[:])
 	src := mrand.NewChaCha8(seed)
 	h := sha256.New()
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, SendChunk)
 	var sendErr error
 	for res.Sent < n && !closed(o.Stop) {
 		chunk := buf[:min(int64(len(buf)), n-res.Sent)]
@@ -163,6 +176,9 @@ func TCPTransferWith(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, o Transfer
 		h.Write(chunk)
 		w, err := conn.Write(chunk)
 		res.Sent += int64(w)
+		if o.Progress != nil {
+			o.Progress.Sent.Store(res.Sent)
+		}
 		if err != nil {
 			sendErr = fmt.Errorf("send: %w", err)
 			break
