@@ -16,6 +16,7 @@ import (
 	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/dataplane/udp"
 	"tunnel-agent/internal/nstest"
+	"tunnel-agent/internal/parked"
 )
 
 // captureModes are the receive paths the capture tests run on.
@@ -201,7 +202,7 @@ func TestCaptureCloseUnblocksRead(t *testing.T) { forCaptureModes(t, testCapture
 func testCaptureCloseUnblocksRead(t *testing.T, opt Options) {
 	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
-	done := vethtest.BlockedRead(t, func() error {
+	done := parked.Run(t, parked.IOWait, func() error {
 		bufs, sizes := vethtest.Bufs(2, BufferSize)
 		_, err := c.ReadBatch(bufs, sizes)
 		return err
@@ -260,7 +261,7 @@ func testCaptureWakeUnblocksRead(t *testing.T, opt Options) {
 			return result{}
 		}
 	}
-	done := vethtest.BlockedRead(t, readBatch)
+	done := parked.Run(t, parked.IOWait, readBatch)
 	c.Wake()
 	if r := wait(done, "Wake during the read"); r.n != 0 || r.err != nil {
 		t.Fatalf("woken ReadBatch returned %d, %v; want 0, nil", r.n, r.err)

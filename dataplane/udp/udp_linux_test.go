@@ -19,6 +19,7 @@ import (
 	"tunnel-agent/dataplane/internal/mmsg"
 	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
+	"tunnel-agent/internal/parked"
 )
 
 // Transport is the engine's production Transport.
@@ -198,7 +199,7 @@ func TestUDPTransportDFCleared(t *testing.T) {
 func TestUDPTransportCloseUnblocksRead(t *testing.T) {
 	ns := nstest.New(t, "dpu")
 	tr := listenUDPIn(t, ns, netip.MustParseAddrPort("127.0.0.1:0"))
-	done := vethtest.BlockedRead(t, func() error {
+	done := parked.Run(t, parked.IOWait, func() error {
 		bufs, sizes := vethtest.Bufs(2, 100)
 		_, err := tr.ReadBatch(bufs, sizes, make([]netip.AddrPort, 2))
 		return err
