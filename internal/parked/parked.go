@@ -24,7 +24,8 @@ const (
 // parked in state (IOWait, Select, or another name runtime.Stack prints,
 // such as "chan receive"); the channel receives fn's result when it
 // returns. The test fails if fn returns first or the goroutine is not so
-// parked within 5 s.
+// parked within 5 s. The first such park of fn must be the one the test
+// is about (a read that blocks, not a lock on the way to it).
 func Run[T any](t testing.TB, state string, fn func() T) <-chan T {
 	t.Helper()
 	done := make(chan T, 1)
