@@ -48,13 +48,16 @@ func TestKeepalive(t *testing.T) {
 }
 
 // TestNoKeepaliveWithoutEndpoint: a learning peer gets no keepalives,
-// whatever its interval says.
+// whatever its interval says, while the keepalive loop (one for all
+// peers) demonstrably runs: a peer with an endpoint gets several.
 func TestNoKeepaliveWithoutEndpoint(t *testing.T) {
 	checkNoLeaks(t)
 	ec := eastConfig()
 	ec.Peers[0].Keepalive = time.Millisecond
+	ec.Peers = append(ec.Peers, dataplane.PeerConfig{Name: "north", Endpoint: ap("203.0.113.7:50000"),
+		Prefixes: pfxs("10.77.0.0/24"), Keepalive: time.Millisecond})
 	east := startGateway(t, dptest.NewNetwork(), eastOuter, ec)
-	time.Sleep(20 * time.Millisecond)
+	waitFor(t, "5 keepalives to north", func() bool { return east.peerStats(t, "north").KeepalivesSent >= 5 })
 	if s := east.peerStats(t, "west"); s.KeepalivesSent != 0 {
 		t.Fatalf("sent %d keepalives to nowhere", s.KeepalivesSent)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"tunnel-agent/dataplane"
 	"tunnel-agent/internal/nsutil"
 )
 
@@ -74,8 +76,18 @@ func sendUDP(t *testing.T, ns netns.NsHandle, src, dst netip.AddrPort, payload [
 	}
 }
 
-// udpSink counts datagrams arriving at addr inside ns until closed.
-func udpSink(t *testing.T, ns netns.NsHandle, addr netip.AddrPort) *atomic.Int64 {
+// sink counts the datagrams arriving at a UDP port: the markers
+// (sinkMarker) and the others.
+type sink struct {
+	addr           netip.AddrPort
+	others, marked atomic.Int64
+}
+
+// sinkMarker is the payload of flush's datagrams.
+var sinkMarker = []byte("sink marker")
+
+// udpSink counts datagrams arriving at addr inside ns until the test ends.
+func udpSink(t *testing.T, ns netns.NsHandle, addr netip.AddrPort) *sink {
 	t.Helper()
 	var c *net.UDPConn
 	if err := nsutil.Do(ns, func() (err error) {
@@ -84,22 +96,50 @@ func udpSink(t *testing.T, ns netns.NsHandle, addr netip.AddrPort) *atomic.Int64
 	}); err != nil {
 		t.Fatalf("listen %v: %v", addr, err)
 	}
-	var n atomic.Int64
+	s := &sink{addr: addr}
 	go func() {
 		buf := make([]byte, 2048)
 		for {
-			if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
 				return
 			}
-			n.Add(1)
+			if bytes.Equal(buf[:n], sinkMarker) {
+				s.marked.Add(1)
+			} else {
+				s.others.Add(1)
+			}
 		}
 	}()
 	t.Cleanup(func() { c.Close() })
-	return &n
+	return s
+}
+
+// flush sends markers to the sink from src inside ns (through the path a
+// wrongly let-through datagram would take) until one has arrived, 10 s at
+// most: whatever was sent to the sink before has then arrived too.
+func (s *sink) flush(t *testing.T, ns netns.NsHandle, src netip.AddrPort) {
+	t.Helper()
+	want := s.marked.Load() + 1
+	if !eventually(10*time.Second, func() bool {
+		sendUDP(t, ns, src, s.addr, sinkMarker)
+		return s.marked.Load() >= want
+	}) {
+		t.Fatalf("no marker sent from %v reached %v in 10s", src, s.addr)
+	}
 }
 
 func drops(t *testing.T, s *twoSite, site, reason string) uint64 {
 	return s.status(t, site).Dataplane.Drops[reason]
+}
+
+// rxPackets is the sum of a site's peers' received (injected) packets.
+func rxPackets(st dataplane.Stats) uint64 {
+	var n uint64
+	for _, p := range st.Peers {
+		n += p.RxPackets
+	}
+	return n
 }
 
 // testAttacks sends datagrams that plain mode must refuse and checks that
@@ -112,34 +152,45 @@ func testAttacks(t *testing.T, s *twoSite, ns1 netns.NsHandle) {
 	gwAWAN := netip.AddrPortFrom(s.GatewayAWAN.Addr(), 60000)
 	gwB := netip.AddrPortFrom(s.GatewayBWAN.Addr(), 50000)
 
+	// The counters that move when a site refuses the datagrams below, and
+	// those of what it injected, which must not.
+	type counts struct{ notFromPeer, srcNotAllowed, dstNotAllowed, rxA, rxB uint64 }
+	read := func() counts {
+		a, b := s.status(t, "client").Dataplane, s.status(t, "server").Dataplane
+		return counts{a.Drops["not_from_peer"], b.Drops["src_not_allowed"], b.Drops["dst_not_allowed"], rxPackets(a), rxPackets(b)}
+	}
+	before := read()
 	// (a) A valid inner packet from an address that is not the server's
 	// endpoint, sent to the client's agent from the NAT router's inside.
-	before := drops(t, s, "client", "not_from_peer")
 	inner := ipv4UDP(netip.AddrPortFrom(hostB, 7000), netip.AddrPortFrom(hostA, 5400), msg)
 	sendUDP(t, s.Handle(s.NAT), netip.AddrPortFrom(s.NATInside.Addr(), 40000), gwAWAN, inner)
 	// (b) From the client's real endpoint (a raw packet through the NAT's
 	// mapping), an inner source outside the client's prefixes.
-	beforeSrc := drops(t, s, "server", "src_not_allowed")
 	inner = ipv4UDP(netip.MustParseAddrPort("192.168.111.77:7000"), netip.AddrPortFrom(hostB, 5401), msg)
 	sendRaw(t, s.Handle(s.GatewayA), ipv4UDP(gwAWAN, gwB, inner))
 	// (c) The same, with an inner destination outside the server's local
 	// prefixes.
-	beforeDst := drops(t, s, "server", "dst_not_allowed")
 	inner = ipv4UDP(netip.AddrPortFrom(hostA, 7000), netip.MustParseAddrPort("198.19.255.1:5402"), msg)
 	sendRaw(t, s.Handle(s.GatewayA), ipv4UDP(gwAWAN, gwB, inner))
 
-	counted := eventually(3*time.Second, func() bool {
-		return drops(t, s, "client", "not_from_peer") > before &&
-			drops(t, s, "server", "src_not_allowed") > beforeSrc &&
-			drops(t, s, "server", "dst_not_allowed") > beforeDst
-	})
-	if !counted {
+	var after counts
+	if !eventually(3*time.Second, func() bool {
+		after = read()
+		return after.notFromPeer > before.notFromPeer && after.srcNotAllowed > before.srcNotAllowed &&
+			after.dstNotAllowed > before.dstNotAllowed
+	}) {
 		t.Errorf("drops not counted: client not_from_peer %d->%d, server src_not_allowed %d->%d, dst_not_allowed %d->%d",
-			before, drops(t, s, "client", "not_from_peer"), beforeSrc, drops(t, s, "server", "src_not_allowed"),
-			beforeDst, drops(t, s, "server", "dst_not_allowed"))
+			before.notFromPeer, after.notFromPeer, before.srcNotAllowed, after.srcNotAllowed, before.dstNotAllowed, after.dstNotAllowed)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if a, b := sinkA.Load(), sinkB.Load(); a != 0 || b != 0 {
+	// A refused datagram is not injected: the sites' counts of what they
+	// injected did not move, and the markers sent through the tunnel
+	// after it reach each LAN port alone.
+	if after.rxA != before.rxA || after.rxB != before.rxB {
+		t.Errorf("refused packets injected: client %d -> %d, server %d -> %d", before.rxA, after.rxA, before.rxB, after.rxB)
+	}
+	sinkA.flush(t, ns1, netip.AddrPortFrom(hostB, 7001))
+	sinkB.flush(t, s.client(), netip.AddrPortFrom(hostA, 7001))
+	if a, b := sinkA.others.Load(), sinkB.others.Load(); a != 0 || b != 0 {
 		t.Errorf("refused packets reached a LAN: %d at the client, %d at the VPS host", a, b)
 	}
 }

@@ -79,14 +79,7 @@ func TestLiveOperations(t *testing.T) {
 	})
 	t.Run("SIGHUP adds a peer; a running TCP transfer is not disturbed", func(t *testing.T) {
 		north := northSink(t, s, "127.0.0.1:40000")
-		done := make(chan error, 1)
-		var res probe.TransferResult
-		go func() {
-			var err error
-			res, err = probe.TCPTransfer(s.client(), ns1, netip.AddrPortFrom(hostB, 5201), 30<<20, 60*time.Second)
-			done <- err
-		}()
-		time.Sleep(300 * time.Millisecond)
+		tr := startTransfer(t, s.client(), ns1, netip.AddrPortFrom(hostB, 5201), 60*time.Second)
 		added := strings.Replace(base, "  blackhole: [192.168.111.0/30]\n", `    - name: north
       endpoint: 127.0.0.1:40000
       prefixes: [10.77.0.0/24]
@@ -96,12 +89,14 @@ func TestLiveOperations(t *testing.T) {
 		if err := os.WriteFile(s.cfgB, []byte(added), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		tr.running(t, "before the reload")
 		out, code := runAgent(t, s.GatewayB, s.args("reload", "server")...)
 		if code != 0 {
 			t.Fatalf("reload: exit %d:\n%s", code, out)
 		}
 		waitLog(t, s.agentB, "configuration reloaded", "added=north")
-		mustTransfer(t, "client -> VPS host across the reload", res, <-done)
+		tr.receives(t, "after the reload", 1<<20)
+		tr.finish(t, "client -> VPS host across the reload")
 		// The new peer gets what ns1 sends to its prefix.
 		sendUDP(t, ns1, netip.MustParseAddrPort(s.SiteBHost.Addr().String()+":5555"), netip.MustParseAddrPort("10.77.0.5:7"), []byte("hello north"))
 		select {

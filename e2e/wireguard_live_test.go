@@ -49,14 +49,7 @@ func TestWireGuardLiveOperations(t *testing.T) {
 		}
 	})
 	t.Run("reload adds a peer; a TCP transfer to the unchanged peer is not disturbed", func(t *testing.T) {
-		done := make(chan error, 1)
-		var res probe.TransferResult
-		go func() {
-			var err error
-			res, err = probe.TCPTransfer(s.client(), ns1, netip.AddrPortFrom(hostB, 5201), 40<<20, 90*time.Second)
-			done <- err
-		}()
-		time.Sleep(300 * time.Millisecond)
+		tr := startTransfer(t, s.client(), ns1, netip.AddrPortFrom(hostB, 5201), 90*time.Second)
 		north := newKey(t)
 		added := strings.Replace(withMetrics, "  blackhole: [192.168.111.0/30]\n", `      keepalive: 5s
     - name: north
@@ -68,17 +61,13 @@ func TestWireGuardLiveOperations(t *testing.T) {
 		if err := os.WriteFile(s.cfgB, []byte(added), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case err := <-done:
-			t.Fatalf("the transfer ended (err %v) before the reload: it proves nothing", err)
-		default:
-		}
+		tr.running(t, "before the reload")
 		out, code := runAgent(t, s.GatewayB, s.args("reload", "server")...)
 		if code != 0 {
 			t.Fatalf("reload: exit %d:\n%s", code, out)
 		}
-		err := <-done
-		mustTransfer(t, "client -> VPS host across the reload", res, err)
+		tr.receives(t, "after the reload", 1<<20)
+		tr.finish(t, "client -> VPS host across the reload")
 		st := s.status(t, "server")
 		if len(st.WireGuard.Peers) != 2 || st.WireGuard.Peers[1].Name != "north" || st.WireGuard.Peers[0].Keepalive != 5*time.Second {
 			t.Errorf("after the reload the device has %+v", st.WireGuard.Peers)

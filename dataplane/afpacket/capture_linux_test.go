@@ -16,6 +16,7 @@ import (
 	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/dataplane/udp"
 	"tunnel-agent/internal/nstest"
+	"tunnel-agent/internal/parked"
 )
 
 // captureModes are the receive paths the capture tests run on.
@@ -201,18 +202,11 @@ func TestCaptureCloseUnblocksRead(t *testing.T) { forCaptureModes(t, testCapture
 func testCaptureCloseUnblocksRead(t *testing.T, opt Options) {
 	topo := vethtest.New(t, 1500)
 	c := openCaptureWithIn(t, topo.A, topo.IfA, opt, "198.19.0.0/16")
-	done := make(chan error, 1)
-	go func() {
+	done := parked.Run(t, parked.IOWait, func() error {
 		bufs, sizes := vethtest.Bufs(2, BufferSize)
 		_, err := c.ReadBatch(bufs, sizes)
-		done <- err
-	}()
-	time.Sleep(100 * time.Millisecond)
-	select {
-	case err := <-done:
-		t.Fatalf("ReadBatch returned before Close: %v", err)
-	default:
-	}
+		return err
+	})
 	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -247,13 +241,14 @@ func testCaptureWakeUnblocksRead(t *testing.T, opt Options) {
 		n   int
 		err error
 	}
+	readBatch := func() result {
+		bufs, sizes := vethtest.Bufs(2, BufferSize)
+		n, err := c.ReadBatch(bufs, sizes)
+		return result{n, err}
+	}
 	read := func() <-chan result {
 		done := make(chan result, 1)
-		go func() {
-			bufs, sizes := vethtest.Bufs(2, BufferSize)
-			n, err := c.ReadBatch(bufs, sizes)
-			done <- result{n, err}
-		}()
+		go func() { done <- readBatch() }()
 		return done
 	}
 	wait := func(done <-chan result, what string) result {
@@ -266,8 +261,7 @@ func testCaptureWakeUnblocksRead(t *testing.T, opt Options) {
 			return result{}
 		}
 	}
-	done := read()
-	time.Sleep(50 * time.Millisecond) // usually blocked by now; either way Wake must end the read
+	done := parked.Run(t, parked.IOWait, readBatch)
 	c.Wake()
 	if r := wait(done, "Wake during the read"); r.n != 0 || r.err != nil {
 		t.Fatalf("woken ReadBatch returned %d, %v; want 0, nil", r.n, r.err)

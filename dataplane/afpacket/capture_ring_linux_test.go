@@ -100,8 +100,7 @@ func TestRingKernelDrops(t *testing.T) {
 		binary.BigEndian.PutUint32(payload, uint32(i))
 		vethtest.SendTo(t, sender, "198.19.1.1:4000", payload)
 	}
-	time.Sleep(20 * time.Millisecond) // the retire timer hands over the last block
-	st := c.KernelStats()
+	st := waitKernelPackets(t, c, KernelStats{}, 400)
 	if st.Drops == 0 || st.QueueFreezes == 0 || st.Packets != 400 {
 		t.Fatalf("kernel stats %+v: want 400 packets, drops and freezes", st)
 	}
@@ -121,6 +120,22 @@ func TestRingKernelDrops(t *testing.T) {
 	if again := c.KernelStats(); again.Packets != st.Packets || again.Drops != st.Drops {
 		t.Errorf("stats changed without traffic: %+v then %+v", st, again)
 	}
+}
+
+// waitKernelPackets waits until the kernel has counted n more packets
+// (kept or dropped) on c than in before, the softirq that delivers them
+// running later than the sends on a loaded machine; it returns the
+// counters then.
+func waitKernelPackets(t *testing.T, c *Capture, before KernelStats, n uint64) KernelStats {
+	t.Helper()
+	st := c.KernelStats()
+	for deadline := time.Now().Add(5 * time.Second); st.Packets-before.Packets < n; st = c.KernelStats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel stats %+v after 5s, want %d packets more than %+v", st, n, before)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return st
 }
 
 // TestCaptureSetPrefixes swaps the filter of an open capture.

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"tunnel-agent/internal/parked"
 )
 
 func bufs(n, size int) ([][]byte, []int) {
@@ -42,9 +44,13 @@ func TestCaptureBatchesAndDropsOversized(t *testing.T) {
 func TestCaptureCloseUnblocksAndFail(t *testing.T) {
 	c := NewCapture()
 	boom := errors.New("boom")
-	go func() { time.Sleep(10 * time.Millisecond); c.Fail(boom) }()
-	b, sizes := bufs(1, 8)
-	if _, err := c.ReadBatch(b, sizes); !errors.Is(err, boom) {
+	done := parked.Run(t, parked.Select, func() error {
+		b, sizes := bufs(1, 8)
+		_, err := c.ReadBatch(b, sizes)
+		return err
+	})
+	c.Fail(boom)
+	if err := <-done; !errors.Is(err, boom) {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"tunnel-agent/dataplane/internal/mmsg"
 	"tunnel-agent/dataplane/internal/vethtest"
 	"tunnel-agent/internal/nstest"
+	"tunnel-agent/internal/parked"
 )
 
 // Transport is the engine's production Transport.
@@ -198,13 +199,11 @@ func TestUDPTransportDFCleared(t *testing.T) {
 func TestUDPTransportCloseUnblocksRead(t *testing.T) {
 	ns := nstest.New(t, "dpu")
 	tr := listenUDPIn(t, ns, netip.MustParseAddrPort("127.0.0.1:0"))
-	done := make(chan error, 1)
-	go func() {
+	done := parked.Run(t, parked.IOWait, func() error {
 		bufs, sizes := vethtest.Bufs(2, 100)
 		_, err := tr.ReadBatch(bufs, sizes, make([]netip.AddrPort, 2))
-		done <- err
-	}()
-	time.Sleep(100 * time.Millisecond)
+		return err
+	})
 	tr.Close()
 	select {
 	case err := <-done:

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"tunnel-agent/dataplane/dptest"
+	"tunnel-agent/internal/parked"
 )
 
 func TestCreditWaitsForRelease(t *testing.T) {
@@ -16,13 +17,8 @@ func TestCreditWaitsForRelease(t *testing.T) {
 		t.Fatalf("room %d, want 4", got)
 	}
 	c.Charge(4)
-	done := make(chan int)
-	go func() { done <- c.wait(timer) }()
-	select {
-	case n := <-done:
-		t.Fatalf("wait returned %d with the credit exhausted", n)
-	case <-time.After(50 * time.Millisecond):
-	}
+	// Exhausted: wait blocks (parked.Run fails the test if it returns).
+	done := parked.Run(t, parked.Select, func() int { return c.wait(timer) })
 	c.Release(3)
 	select {
 	case n := <-done:

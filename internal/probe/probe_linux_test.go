@@ -144,6 +144,31 @@ func TestProbes(t *testing.T) {
 		}
 	})
 
+	t.Run("tcp until stopped", func(t *testing.T) {
+		var got TransferProgress
+		stop := make(chan struct{})
+		done := make(chan error, 1)
+		var r TransferResult
+		go func() {
+			var err error
+			r, err = TCPTransferWith(c.a.Handle, c.b.Handle, netip.AddrPortFrom(addrB, 0),
+				TransferOptions{Timeout: 10 * time.Second, Progress: &got, Stop: stop})
+			done <- err
+		}()
+		for deadline := time.Now().Add(5 * time.Second); got.Received.Load() < 4<<20; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d bytes received after 5s", got.Received.Load())
+			}
+		}
+		close(stop)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if !r.OK() || r.Bytes < 4<<20 || got.Received.Load() != r.Bytes || got.Sent.Load() != r.Sent {
+			t.Fatalf("tcp until stopped: %+v, progress %d sent %d received", r, got.Sent.Load(), got.Received.Load())
+		}
+	})
+
 	t.Run("tcp refused", func(t *testing.T) {
 		// Nobody listens at A's address in B's namespace... the listener
 		// is in B, the sender dials an address of R: refused quickly.

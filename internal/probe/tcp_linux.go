@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	mrand "math/rand/v2"
@@ -37,6 +39,36 @@ func (r TransferResult) OK() bool {
 	return r.Bytes == r.Sent && r.SentSHA256 == r.ReceivedSHA256
 }
 
+// TransferOptions are TCPTransferWith's.
+type TransferOptions struct {
+	// Bytes is how many bytes to send; with Stop, the most to send (0:
+	// no limit but Timeout).
+	Bytes int64
+	// Timeout bounds the whole transfer, connection included.
+	Timeout time.Duration
+	// Progress, if not nil, is kept up to date while the transfer runs,
+	// for a caller that watches it.
+	Progress *TransferProgress
+	// Stop, if not nil, ends the sending when it is closed: the transfer
+	// then completes with the bytes sent until then, checked as usual.
+	// A caller uses it to keep a transfer running for as long as some
+	// operation takes, whatever the speed of the path.
+	Stop <-chan struct{}
+}
+
+// TransferProgress is how far a running transfer got.
+type TransferProgress struct {
+	// Sent is the number of bytes the sender's writes have handed to its
+	// socket; a write is at most SendChunk bytes. Bytes beyond
+	// Sent+SendChunk when it is read were not in the sender's kernel yet.
+	Sent atomic.Int64
+	// Received is the number of bytes the receiver has read.
+	Received atomic.Int64
+}
+
+// SendChunk is the most a transfer's sender writes at once.
+const SendChunk = 256 << 10
+
 // TCPTransfer listens on dst's port (all addresses; port 0 = any free
 // port) inside dstNS, connects to dst from inside srcNS, sends n bytes of
 // pseudo-random data, and compares the SHA-256 computed by the sender
@@ -44,9 +76,18 @@ func (r TransferResult) OK() bool {
 // non-nil when the transfer did not complete or the data differ; the
 // result is filled as far as it got.
 func TCPTransfer(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, n int64, timeout time.Duration) (TransferResult, error) {
+	return TCPTransferWith(srcNS, dstNS, dst, TransferOptions{Bytes: n, Timeout: timeout})
+}
+
+// TCPTransferWith is TCPTransfer with the options o.
+func TCPTransferWith(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, o TransferOptions) (TransferResult, error) {
 	var res TransferResult
+	n, timeout := o.Bytes, o.Timeout
 	if !dst.Addr().IsValid() || n < 0 || timeout <= 0 {
 		return res, fmt.Errorf("tcp transfer to %s: bad arguments (n %d, timeout %v)", dst, n, timeout)
+	}
+	if n == 0 && o.Stop != nil {
+		n = math.MaxInt64
 	}
 	deadline := time.Now().Add(timeout)
 	network := "tcp4"
@@ -90,7 +131,11 @@ func TCPTransfer(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, n int64, timeo
 		_ = c.SetDeadline(deadline)
 		r.peer = c.RemoteAddr().(*net.TCPAddr).AddrPort()
 		h := sha256.New()
-		r.bytes, err = io.CopyBuffer(h, c, make([]byte, 256<<10))
+		var w io.Writer = h
+		if o.Progress != nil {
+			w = counter{h, &o.Progress.Received}
+		}
+		r.bytes, err = io.CopyBuffer(w, c, make([]byte, 256<<10))
 		r.end = time.Now()
 		copy(r.sum[:], h.Sum(nil))
 		if err != nil {
@@ -123,14 +168,17 @@ func TCPTransfer(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, n int64, timeo
 	_, _ = rand.Read(seed[:])
 	src := mrand.NewChaCha8(seed)
 	h := sha256.New()
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, SendChunk)
 	var sendErr error
-	for res.Sent < n {
+	for res.Sent < n && !closed(o.Stop) {
 		chunk := buf[:min(int64(len(buf)), n-res.Sent)]
 		_, _ = src.Read(chunk)
 		h.Write(chunk)
 		w, err := conn.Write(chunk)
 		res.Sent += int64(w)
+		if o.Progress != nil {
+			o.Progress.Sent.Store(res.Sent)
+		}
 		if err != nil {
 			sendErr = fmt.Errorf("send: %w", err)
 			break
@@ -153,11 +201,33 @@ func TCPTransfer(srcNS, dstNS netns.NsHandle, dst netip.AddrPort, n int64, timeo
 		}
 	}
 	if err := errors.Join(sendErr, r.err); err != nil {
-		return res, fmt.Errorf("tcp transfer to %s (%d of %d bytes received): %w", target, res.Bytes, n, err)
+		return res, fmt.Errorf("tcp transfer to %s (received %d of the %d bytes sent): %w", target, res.Bytes, res.Sent, err)
 	}
 	if !res.OK() {
 		return res, fmt.Errorf("tcp transfer to %s: data differ (sent %d bytes sha256 %x, received %d bytes sha256 %x)",
 			target, res.Sent, res.SentSHA256[:8], res.Bytes, res.ReceivedSHA256[:8])
 	}
 	return res, nil
+}
+
+// counter is a Writer that adds what it writes to n.
+type counter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c counter) Write(b []byte) (int, error) {
+	k, err := c.w.Write(b)
+	c.n.Add(int64(k))
+	return k, err
+}
+
+// closed reports whether c is closed; a nil c never is.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
