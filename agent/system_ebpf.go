@@ -36,3 +36,50 @@ func (osSystem) wanInterface(ep netip.Addr) (string, error) {
 	}
 	return l.Attrs().Name, nil
 }
+
+// routeChanges signals (coalesced) each change of the routing tables of
+// the process's network namespace, until done is closed.
+func (osSystem) routeChanges(done <-chan struct{}) (<-chan struct{}, error) {
+	updates := make(chan netlink.RouteUpdate, 256)
+	stop := make(chan struct{})
+	failed := make(chan struct{})
+	err := netlink.RouteSubscribeWithOptions(updates, stop, netlink.RouteSubscribeOptions{
+		ErrorCallback: func(error) {
+			select {
+			case <-failed:
+			default:
+				close(failed)
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to route changes: %w", err)
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(stop)
+		for {
+			select {
+			case <-done:
+				go func() { // the subscription's reader may be sending: let it finish
+					for range updates {
+					}
+				}()
+				return
+			case <-failed:
+				close(out) // the caller falls back to polling
+				return
+			case _, ok := <-updates:
+				if !ok {
+					close(out)
+					return
+				}
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
+}

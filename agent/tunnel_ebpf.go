@@ -74,6 +74,10 @@ type ebpfIO interface {
 	listenUDPNoGRO(addr netip.AddrPort) (tunnelTransport, error)
 	// wanInterface is the interface the kernel sends to ep by.
 	wanInterface(ep netip.Addr) (string, error)
+	// routeChanges signals changes of the routing tables (coalesced)
+	// until done is closed; the channel is closed if the subscription
+	// fails.
+	routeChanges(done <-chan struct{}) (<-chan struct{}, error)
 }
 
 // hookJournal records the clsact hooks in the host journal so that `down`
@@ -101,7 +105,8 @@ func attachMode() (ebpf.AttachMode, error) {
 	}
 }
 
-// ebpfConfig is the programs' part of the site.
+// ebpfConfig is the programs' part of the site, with maps sized for it
+// (mapSizes).
 func ebpfConfig(listen netip.AddrPort, dcfg dataplane.Config) ebpf.Config {
 	c := ebpf.Config{ListenPort: listen.Port(), LocalPrefixes: dcfg.LocalPrefixes, Relay: dcfg.Relay,
 		LANMTU: dcfg.LANMTU}
@@ -111,7 +116,56 @@ func ebpfConfig(listen netip.AddrPort, dcfg dataplane.Config) ebpf.Config {
 	for _, p := range dcfg.LANPrefixes {
 		c.HostAddrs = append(c.HostAddrs, p.Addr())
 	}
+	peers, prefixes, local := ebpfNeeds(dcfg)
+	c.MaxPeers, c.MaxPrefixes, c.MaxLocalPrefixes = mapSize(peers, 256), mapSize(prefixes, 4096), mapSize(local, 1024)
 	return c
+}
+
+// ebpfNeeds is what a site puts in the programs' maps: peers, the
+// larger family's count of peer prefixes, and of local prefixes and LAN
+// addresses.
+func ebpfNeeds(dcfg dataplane.Config) (peers, prefixes, local int) {
+	var n4, n6, l4, l6 int
+	for _, p := range dcfg.Peers {
+		for _, pfx := range p.Prefixes {
+			if pfx.Addr().Unmap().Is4() {
+				n4++
+			} else {
+				n6++
+			}
+		}
+	}
+	for _, pfx := range dcfg.LocalPrefixes {
+		if pfx.Addr().Unmap().Is4() {
+			l4++
+		} else {
+			l6++
+		}
+	}
+	return len(dcfg.Peers), max(n4, n6), max(l4, l6) + len(dcfg.LANPrefixes)
+}
+
+// mapSize is the size of a map for n entries: a quarter more, for the
+// reloads that add some (the sizes are fixed when the programs load), and
+// never below floor (the programs' defaults, small enough for a
+// Raspberry Pi: the peer maps are allocated whole, per CPU for the
+// counters).
+func mapSize(n, floor int) int { return max(floor, n+n/4+16) }
+
+// fitsMaps says why cfg does not fit the maps sized at `up`, nil if it
+// does.
+func fitsMaps(loaded ebpf.Config, cfg dataplane.Config) error {
+	peers, prefixes, local := ebpfNeeds(cfg)
+	for _, c := range []struct {
+		what     string
+		n, limit int
+	}{{"peers", peers, loaded.MaxPeers}, {"peer prefixes of one family", prefixes, loaded.MaxPrefixes},
+		{"local prefixes and LAN addresses of one family", local, loaded.MaxLocalPrefixes}} {
+		if c.n > c.limit {
+			return fmt.Errorf("tunnel.dataplane: ebpf: %d %s, but the programs' maps were sized for %d when the agent started: restart it (`systemctl restart`) to apply this file", c.n, c.what, c.limit)
+		}
+	}
+	return nil
 }
 
 // ebpfPeers are the engine's peers as the programs see them, at the
@@ -558,8 +612,13 @@ func (t *ebpfTunnel) refreshRoutes() {
 }
 
 // routeCheckEvery is how many hook checks pass between two route
-// refreshes (a route lookup per peer).
-const routeCheckEvery = 5
+// refreshes (a route lookup per peer: 130 ms for 4000 peers) while the
+// kernel's route notifications are followed, and routePollEvery when
+// they cannot be.
+const (
+	routeCheckEvery = 60
+	routePollEvery  = 5
+)
 
 // hookCheckInterval is how often keepHooks looks at the hooks: netlink
 // sends no link notification when a filter is removed, nor the bpf system
@@ -568,19 +627,37 @@ const hookCheckInterval = time.Second
 
 // keepHooks, until ctx is done, puts back hooks that someone removed (a
 // filter deleted, a link detached) or that went with their interface
-// (re-created), every few checks follows route changes towards the peers,
-// and keeps wan_ingress on the interfaces the routes now take. Each
-// repair is logged and counted (status ebpf.repairs).
+// (re-created), follows route changes towards the peers (at the next
+// check after the kernel announces one, and every routeCheckEvery checks
+// in case one was missed), and keeps wan_ingress on the interfaces the
+// routes now take. Each repair is logged and counted (status
+// ebpf.repairs).
 func (t *ebpfTunnel) keepHooks(ctx context.Context) {
 	tick := time.NewTicker(hookCheckInterval)
 	defer tick.Stop()
-	for n := 1; ; n++ {
+	every := routeCheckEvery
+	changed, err := t.eio.routeChanges(ctx.Done())
+	if err != nil {
+		t.log.Warn("cannot follow route changes; looking the peers' routes up every few seconds instead", "err", err)
+		every = routePollEvery
+	}
+	dirty := false
+	for n := 0; ; {
 		select {
 		case <-ctx.Done():
 			return
+		case _, ok := <-changed:
+			if !ok {
+				t.log.Warn("route change notifications stopped; looking the peers' routes up every few seconds instead")
+				changed, every = nil, routePollEvery
+			}
+			dirty = true
+			continue
 		case <-tick.C:
+			n++
 		}
-		refresh := n%routeCheckEvery == 0
+		refresh := dirty || n%every == 0
+		dirty = false
 		if refresh {
 			t.refreshRoutes()
 		}
@@ -681,6 +758,12 @@ func (t *ebpfTunnel) SetLANMTU(mtu int) error {
 func (t *ebpfTunnel) Reconfigure(site *config.Config, cfg dataplane.Config, _ []netip.Prefix) error {
 	t.peersMu.Lock()
 	defer t.peersMu.Unlock()
+	t.mu.Lock()
+	err := fitsMaps(t.pcfg, cfg)
+	t.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if err := t.eng.Reconfigure(cfg); err != nil {
 		return err
 	}
@@ -691,6 +774,7 @@ func (t *ebpfTunnel) Reconfigure(site *config.Config, cfg dataplane.Config, _ []
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := ebpfConfig(t.listen, cfg)
+	c.MaxPeers, c.MaxPrefixes, c.MaxLocalPrefixes = t.pcfg.MaxPeers, t.pcfg.MaxPrefixes, t.pcfg.MaxLocalPrefixes // fixed at Load
 	if err := t.d.SetConfig(c); err != nil {
 		return fmt.Errorf("update the eBPF programs' settings: %w", err)
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -60,5 +61,38 @@ func TestPrintEBPF(t *testing.T) {
 	want := "ebpf: wan_ingress on wan0 (tcx), lan_ingress on lan0 (tcx); hooks put back 1\nebpf to userspace: keepalive=5 ttl_expired=2\n"
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// TestEBPFMapSizes: the programs' maps are sized for the site (a hub's
+// thousands of peers and prefixes), with room for reloads that add some;
+// a reload beyond that is refused before anything changes, saying to
+// restart.
+func TestEBPFMapSizes(t *testing.T) {
+	small := ebpfConfig(netip.MustParseAddrPort("0.0.0.0:5000"), dataplane.Config{
+		Peers: []dataplane.PeerConfig{{Name: "a", Prefixes: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}}}})
+	if small.MaxPeers != 256 || small.MaxPrefixes != 4096 || small.MaxLocalPrefixes != 1024 {
+		t.Errorf("a small site's maps: %d peers, %d prefixes, %d local; want the defaults 256, 4096, 1024",
+			small.MaxPeers, small.MaxPrefixes, small.MaxLocalPrefixes)
+	}
+	hub := dataplane.Config{}
+	for i := range 3000 {
+		hub.Peers = append(hub.Peers, dataplane.PeerConfig{Name: fmt.Sprint("s", i), Prefixes: []netip.Prefix{
+			netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24),
+			netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16 + byte(i>>8), byte(i), 0}), 24)}})
+	}
+	c := ebpfConfig(netip.MustParseAddrPort("0.0.0.0:5000"), hub)
+	if c.MaxPeers < 3000 || c.MaxPrefixes < 6000 {
+		t.Fatalf("a hub of 3000 peers with 6000 prefixes: maps for %d peers and %d prefixes", c.MaxPeers, c.MaxPrefixes)
+	}
+	if err := fitsMaps(c, hub); err != nil {
+		t.Errorf("the site it was sized for: %v", err)
+	}
+	grown := hub
+	for i := range c.MaxPeers - 3000 + 1 {
+		grown.Peers = append(grown.Peers, dataplane.PeerConfig{Name: fmt.Sprint("n", i)})
+	}
+	if err := fitsMaps(c, grown); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Errorf("a reload beyond the maps: %v, want a refusal saying to restart", err)
 	}
 }

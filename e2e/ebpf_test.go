@@ -398,7 +398,8 @@ func TestEBPFWithoutCapBPF(t *testing.T) {
 
 // TestEBPFRoutesMove: a second WAN path between the gateways; the routes
 // between their WAN addresses move to it while the agents run. Within a
-// route refresh (5 s) the programs send by the new interface and
+// second or two (the agent follows the kernel's route notifications) the
+// programs send by the new interface and
 // wan_ingress is hooked to it (on gateway A, whose only peer moved, and
 // no longer to the old one; on gateway B, whose default route stays, in
 // addition), and the programs carry the traffic that now arrives there.

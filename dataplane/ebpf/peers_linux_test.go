@@ -2,8 +2,10 @@ package ebpf
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	cebpf "github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -150,5 +152,34 @@ func TestClsactLeavesExistingQdisc(t *testing.T) {
 		if left, err := tchook.FiltersLeft(nl, l.Attrs().Index); err != nil || left {
 			t.Errorf("%s: filters left %v, %v", l.Attrs().Name, left, err)
 		}
+	}
+}
+
+// TestHubScalePeers: a hub's thousands of peers, each with an endpoint
+// and two prefixes, fit maps sized for them; writing them again (the
+// agent's route refresh) rewrites nothing that did not change. The times
+// are logged, not asserted.
+func TestHubScalePeers(t *testing.T) {
+	requireBPF(t)
+	const n = 4000
+	n0 := newTestNet(t, nil, nil)
+	d := load(t, Config{ListenPort: 5000, MaxPeers: n + n/4 + 16, MaxPrefixes: 2*n + 16})
+	peers := make([]Peer, n)
+	for i := range peers {
+		peers[i] = Peer{Name: fmt.Sprint("site", i),
+			Endpoint: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(1 + i%250)}), uint16(10000+i)),
+			Prefixes: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24),
+				netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16 + byte(i>>8), byte(i), 0}), 24)}}
+	}
+	for _, what := range []string{"first write", "refresh, nothing changed"} {
+		start := time.Now()
+		if err := n0.ns.Do(func() error { return d.SetPeers(peers) }); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		t.Logf("%d peers, %s: %v", n, what, time.Since(start).Round(time.Millisecond))
+	}
+	st, err := d.Stats()
+	if err != nil || len(st.Peers) != n {
+		t.Fatalf("stats: %d peers, %v", len(st.Peers), err)
 	}
 }
