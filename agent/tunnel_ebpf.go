@@ -50,6 +50,7 @@ type ebpfTunnel struct {
 	wan     string                   // the default WAN interface, as last written to the programs
 	ifaces  [2]int                   // the LAN's and the default WAN's index, as last written
 	failing map[string]string        // what could not be done (a hook, the default WAN), with the error last logged
+	retryAt map[hookKey]time.Time    // a hook that could not be made is tried again from then
 	pending map[string]netip.AddrPort
 	repairs uint64 // hooks put back (re-created LAN, removed filter)
 	// hooksGone: the last reconcileLocked found hooks gone (an interface
@@ -263,7 +264,7 @@ func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJ
 		}
 	}
 	t := &ebpfTunnel{log: log, lan: cfg.LAN.Interface, listen: cfg.Tunnel.Listen, wan: wan, mode: mode, hooks: hooks,
-		ns: sys, learned: make(chan struct{}, 1), pending: map[string]netip.AddrPort{}, failing: map[string]string{},
+		ns: sys, learned: make(chan struct{}, 1), pending: map[string]netip.AddrPort{}, failing: map[string]string{}, retryAt: map[hookKey]time.Time{},
 		eio: eio, pickWAN: func() ([]string, error) { return defaultWANs(cfg, eio, sys) }}
 	var closers []func() error
 	defer func() {
@@ -410,8 +411,9 @@ func (t *ebpfTunnel) reconcileLocked(strict bool) error {
 		delete(t.failing, failInterfaces)
 	}
 	var add []hookKey
+	now := time.Now()
 	for _, k := range want {
-		if !t.att.Has(k.iface, k.prog) {
+		if !t.att.Has(k.iface, k.prog) && (strict || !now.Before(t.retryAt[k])) {
 			add = append(add, k)
 		}
 	}
@@ -443,8 +445,10 @@ func (t *ebpfTunnel) reconcileLocked(strict bool) error {
 			}
 			errs = append(errs, err)
 			t.logFailure(k.String(), err)
+			t.retryAt[k] = now.Add(hookRetryInterval)
 			continue
 		}
+		delete(t.retryAt, k)
 		if delete(t.failing, k.String()); gone[k] {
 			t.repairs++
 		}
@@ -619,6 +623,11 @@ const (
 	routeCheckEvery = 60
 	routePollEvery  = 5
 )
+
+// hookRetryInterval is how long a hook that could not be made waits
+// before the next attempt (each writes the journal, and in clsact mode
+// adds and removes a qdisc).
+const hookRetryInterval = 10 * time.Second
 
 // hookCheckInterval is how often keepHooks looks at the hooks: netlink
 // sends no link notification when a filter is removed, nor the bpf system
@@ -796,6 +805,7 @@ func (t *ebpfTunnel) RebindCapture([]netip.Prefix) error {
 	if t.stopped {
 		return dataplane.ErrStopped
 	}
+	clear(t.retryAt) // the interface is back: no waiting
 	err := t.reconcileLocked(false)
 	if t.att == nil || !t.att.Has(t.lan, ebpf.LANProgramName) {
 		return fmt.Errorf("hook %s to the re-created %s: %w", ebpf.LANProgramName, t.lan, err)
