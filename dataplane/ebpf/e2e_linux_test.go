@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,23 @@ func buildSites(t testing.TB, offloads [2]bool, wanOffloads bool) (a, b *e2eSite
 	blackhole(t, a.gw, b.prefix)
 	blackhole(t, b.gw, a.prefix)
 	return a, b
+}
+
+// forwardingOn enables IPv4 and IPv6 forwarding in ns (its own sysctls:
+// /proc/sys/net is the namespace of the thread that opens it).
+func forwardingOn(t testing.TB, ns *nstest.NS) {
+	t.Helper()
+	err := ns.Do(func() error {
+		for _, f := range []string{"/proc/sys/net/ipv4/conf/all/forwarding", "/proc/sys/net/ipv6/conf/all/forwarding"} {
+			if err := os.WriteFile(f, []byte("1"), 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("forwarding in %s: %v", ns.Name, err)
+	}
 }
 
 // vethPair links x's xn (address xa) with y's yn (address ya).
@@ -286,14 +304,25 @@ func TestTwoSitesEBPF(t *testing.T) {
 		name     string
 		mode     AttachMode
 		offloads [2]bool // LAN offloads at site A, B
+		// forwarding on the gateways: the programs' route lookup
+		// (bpf_fib_lookup) answers and the next hop goes to
+		// bpf_redirect_neigh; off (the namespaces' default), the lookup
+		// refuses and bpf_redirect_neigh routes by itself.
+		forwarding bool
 	}{
-		{"tcx", AttachTCX, [2]bool{}},
-		{"tcx-offloads", AttachTCX, [2]bool{true, true}},
-		{"tcx-offloads-one-side", AttachTCX, [2]bool{true, false}},
-		{"clsact", AttachClsact, [2]bool{}},
+		{"tcx", AttachTCX, [2]bool{}, false},
+		{"tcx-forwarding", AttachTCX, [2]bool{}, true},
+		{"tcx-offloads", AttachTCX, [2]bool{true, true}, false},
+		{"tcx-offloads-forwarding", AttachTCX, [2]bool{true, true}, true},
+		{"tcx-offloads-one-side", AttachTCX, [2]bool{true, false}, false},
+		{"clsact", AttachClsact, [2]bool{}, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a, b := buildSites(t, c.offloads, c.offloads[0])
+			if c.forwarding {
+				forwardingOn(t, a.gw)
+				forwardingOn(t, b.gw)
+			}
 			ga := startEBPF(t, a, b, c.mode, 1500)
 			gb := startEBPF(t, b, a, c.mode, 1500)
 			t.Cleanup(func() {

@@ -524,15 +524,55 @@ static __always_inline int write_outer(struct __sk_buff *skb, const struct peer 
 }
 
 // send redirects a packet out of ifindex the way the kernel would route
-// it from there: bpf_redirect_neigh without a next hop looks up the route
-// (oif ifindex) and resolves the neighbour. Unlike bpf_fib_lookup it
-// needs no forwarding enabled on the interfaces: the userspace engine,
-// which sends through a socket and injects through a raw socket, does not
-// either.
+// it from there. The route is looked up first with bpf_fib_lookup (from
+// the egress's side: oif ifindex, the packet's addresses, TOS and
+// protocol), without the neighbour, and the packet is handed to
+// bpf_redirect_neigh with the next hop found: the neighbour subsystem
+// still resolves the address and keeps the entry fresh (unlike writing
+// the MAC addresses from the lookup and bpf_redirect, which would send to
+// a stale entry forever), but no route cache entry is taken and released
+// per packet, which bpf_redirect_neigh without a next hop does
+// (ip_route_output_flow). Whatever the lookup does not answer with a
+// unicast route out of ifindex itself (forwarding off on ifindex, which
+// bpf_fib_lookup requires; no route or another interface; local,
+// blackhole, unreachable; a packet larger than the MTU; a mark, which
+// policy routing may use and bpf_fib_lookup does not take) goes to
+// bpf_redirect_neigh without a next hop, which routes it itself and needs
+// no forwarding enabled: the userspace engine, which sends through a
+// socket and injects through a raw socket, does not either.
 static __always_inline int send(struct __sk_buff *skb, __u32 ifindex)
 {
 	skb->tstamp = 0; // an rx timestamp is no departure time for fq
-	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
+	if (skb->mark)
+		return bpf_redirect_neigh(ifindex, NULL, 0, 0);
+	struct bpf_fib_lookup fib = {};
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u8 *ip = data + ETH_HLEN;
+	if ((void *)(ip + IPV4_HLEN) <= data_end && ip[0] >> 4 == 4) {
+		fib.family = AF_INET;
+		fib.tos = ip[1];
+		fib.l4_protocol = ip[9];
+		__builtin_memcpy(&fib.ipv4_src, ip + 12, 4);
+		__builtin_memcpy(&fib.ipv4_dst, ip + 16, 4);
+	} else if ((void *)(ip + IPV6_HLEN) <= data_end && ip[0] >> 4 == 6) {
+		fib.family = AF_INET6;
+		fib.flowinfo = *(__be32 *)ip & bpf_htonl(0x0fffffff);
+		fib.l4_protocol = ip[6];
+		__builtin_memcpy(fib.ipv6_src, ip + 8, 16);
+		__builtin_memcpy(fib.ipv6_dst, ip + 24, 16);
+	} else {
+		return bpf_redirect_neigh(ifindex, NULL, 0, 0);
+	}
+	fib.ifindex = ifindex;
+	long r = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_OUTPUT | BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if (r != BPF_FIB_LKUP_RET_SUCCESS || fib.ifindex != ifindex)
+		return bpf_redirect_neigh(ifindex, NULL, 0, 0);
+	// The next hop: the gateway, or the destination itself on a link
+	// route; an IPv4 route may have an IPv6 gateway (family AF_INET6).
+	struct bpf_redir_neigh nh = {.nh_family = fib.family};
+	__builtin_memcpy(nh.ipv6_nh, fib.ipv6_dst, 16); // ipv4_nh is its first word
+	return bpf_redirect_neigh(ifindex, &nh, sizeof(nh), 0);
 }
 
 static __always_inline const struct settings *get_settings(void)
