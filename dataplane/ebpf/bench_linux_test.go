@@ -82,6 +82,9 @@ func liveGateways(b *testing.B) (a, s *e2eSite, ga, gb *gateway) {
 	if unix.Geteuid() != 0 {
 		b.Skip("needs root")
 	}
+	if b.N > maxLiveRuns {
+		b.Skipf("a live benchmark builds two sites and moves real traffic per run: run it with -bench Live (b.N %d > %d)", b.N, maxLiveRuns)
+	}
 	stats, err := cebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		b.Fatal(err)
@@ -95,6 +98,11 @@ func liveGateways(b *testing.B) (a, s *e2eSite, ga, gb *gateway) {
 	}
 	return a, s, ga, gb
 }
+
+// maxLiveRuns bounds the runs of a live benchmark, each a transfer over
+// the same two sites (the default -benchtime asks for a handful; a count
+// meant for the BPF_PROG_TEST_RUN benchmarks would take hours).
+const maxLiveRuns = 100
 
 // namedProg is a program with what it did in a benchmark.
 type namedProg struct {
@@ -120,8 +128,8 @@ func logRunTimes(b *testing.B, progs ...namedProg) {
 // programs (tcx, LAN offloads off) and reports the programs' mean run
 // time per invocation from bpf_stats (enabled for the benchmark only).
 func BenchmarkLiveTCP(b *testing.B) {
+	a, s, ga, gb := liveGateways(b)
 	for range b.N {
-		a, s, ga, gb := liveGateways(b)
 		res, err := probe.TCPTransfer(a.host.Handle, s.host.Handle, netip.AddrPortFrom(s.hostAddr, 5001), 50<<20, 120*time.Second)
 		if err != nil || !res.OK() {
 			b.Fatalf("%+v %v", res, err)
@@ -138,8 +146,8 @@ func BenchmarkLiveTCP(b *testing.B) {
 // packet from bpf_stats: what the programs cost of the 64-byte UDP rate
 // that bench/run.sh measures.
 func BenchmarkLiveUDP64(b *testing.B) {
+	a, s, ga, gb := liveGateways(b)
 	for range b.N {
-		a, s, ga, gb := liveGateways(b)
 		start := time.Now()
 		res, err := probe.UDPBurstWith(a.host.Handle, s.host.Handle, netip.AddrPortFrom(s.hostAddr, 5301),
 			probe.UDPOptions{Count: 200000, Payload: 64, Timeout: 30 * time.Second})
