@@ -53,10 +53,7 @@ type ebpfTunnel struct {
 	retryAt map[hookKey]time.Time    // a hook that could not be made is tried again from then
 	pending map[string]netip.AddrPort
 	repairs uint64 // hooks put back (re-created LAN, removed filter)
-	// hooksGone: the last reconcileLocked found hooks gone (an interface
-	// re-created, perhaps: the peers' entries name its old index).
-	hooksGone bool
-	stopped   bool // Run detached for good
+	stopped bool   // Run detached for good
 }
 
 // hookKey is one program on one interface.
@@ -249,21 +246,13 @@ func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJ
 	if err != nil {
 		return nil, fmt.Errorf("tunnel.dataplane: ebpf: this host cannot run the eBPF dataplane (run `tunnel-agent check`, or use tunnel.dataplane: userspace): %w", err)
 	}
-	wans, err := defaultWANs(cfg, eio, sys)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel.dataplane: ebpf: %w", err)
-	}
-	wan := wans[0]
-	if wan == cfg.LAN.Interface {
-		return nil, fmt.Errorf("tunnel.dataplane: ebpf: the peers are reached through the LAN interface %s; the programs need the tunnel's datagrams on another interface", wan)
-	}
 	if mode == ebpf.AttachAuto { // decided here, so that clsact hooks are journaled before they are made
 		mode = ebpf.AttachClsact
 		if sup.TCX {
 			mode = ebpf.AttachTCX
 		}
 	}
-	t := &ebpfTunnel{log: log, lan: cfg.LAN.Interface, listen: cfg.Tunnel.Listen, wan: wan, mode: mode, hooks: hooks,
+	t := &ebpfTunnel{log: log, lan: cfg.LAN.Interface, listen: cfg.Tunnel.Listen, mode: mode, hooks: hooks,
 		ns: sys, learned: make(chan struct{}, 1), pending: map[string]netip.AddrPort{}, failing: map[string]string{}, retryAt: map[hookKey]time.Time{},
 		eio: eio, pickWAN: func() ([]string, error) { return defaultWANs(cfg, eio, sys) }}
 	var closers []func() error
@@ -316,7 +305,7 @@ func openEBPF(cfg *config.Config, dcfg dataplane.Config, sys system, hooks hookJ
 func (t *ebpfTunnel) attach() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.reconcileLocked(true); err != nil {
+	if _, err := t.reconcileLocked(true); err != nil {
 		return errors.Join(fmt.Errorf("tunnel.dataplane: ebpf: %w", err), t.detachLocked())
 	}
 	hooked := make([]string, 0, len(t.att.Hooks))
@@ -341,7 +330,7 @@ func (t *ebpfTunnel) wantHooks() (def string, want []hookKey, defErr, err error)
 		defErr = fmt.Errorf("the peers are reached through the LAN interface %s; the programs need the tunnel's datagrams on another interface", t.lan)
 	}
 	if defErr != nil {
-		defs, defErr = []string{t.wan}, fmt.Errorf("the default WAN interface (keeping %s): %w", t.wan, defErr)
+		defs = []string{t.wan} // the current one (none before the first reconcileLocked, which is strict)
 	}
 	egress, err := t.d.EgressInterfaces()
 	if err != nil {
@@ -361,47 +350,49 @@ func (t *ebpfTunnel) wantHooks() (def string, want []hookKey, defErr, err error)
 // more removed, and the interfaces written to the programs when they
 // changed. clsact hooks are journaled before they are made. strict (at
 // `up`) stops at the first failure; otherwise a hook that cannot be made
-// is logged once and tried again at the next call.
-func (t *ebpfTunnel) reconcileLocked(strict bool) error {
+// is logged once and tried again after hookRetryInterval. gone says
+// whether hooks were found gone (an interface re-created, perhaps: the
+// peers' entries then name its old index).
+func (t *ebpfTunnel) reconcileLocked(strict bool) (gone bool, err error) {
 	if t.att == nil {
 		att, err := t.d.NewAttachment(t.mode)
 		if err != nil {
-			return err
+			return gone, err
 		}
 		t.att = att
 	}
 	missing, err := t.att.Missing()
 	if err != nil {
-		return err
+		return gone, err
 	}
-	t.hooksGone = len(missing) > 0
-	gone := map[hookKey]bool{}
+	gone = len(missing) > 0
+	wasGone := map[hookKey]bool{}
 	for _, h := range missing {
 		t.log.Warn("eBPF program hook gone; attaching again", "program", h.Program, "interface", h.Interface, "mode", h.Mode.String())
 		if err := t.att.Unhook(h.Interface, h.Program); err != nil {
 			t.log.Warn("removing what is left of the eBPF hook", "program", h.Program, "interface", h.Interface, "err", err)
 		}
-		gone[hookKey{h.Interface, h.Program}] = true
+		wasGone[hookKey{h.Interface, h.Program}] = true
 	}
 	def, want, defErr, err := t.wantHooks()
 	if strict && defErr != nil {
-		return defErr
+		return gone, defErr
 	}
 	if defErr != nil {
-		t.logFailure(failDefault, defErr)
+		t.logFailure(failDefault, fmt.Errorf("keeping %s: %w", t.wan, defErr))
 	} else {
 		delete(t.failing, failDefault)
 	}
 	if err != nil {
 		if strict {
-			return err
+			return gone, err
 		}
 		t.logFailure(failInterfaces, err)
 		want = nil // the hooks as they were, gone ones made again
 		for _, h := range t.att.Hooks {
 			want = append(want, hookKey{h.Interface, h.Program})
 		}
-		for k := range gone {
+		for k := range wasGone {
 			want = append(want, k)
 		}
 		if !slices.Contains(want, hookKey{t.lan, ebpf.LANProgramName}) {
@@ -426,7 +417,7 @@ func (t *ebpfTunnel) reconcileLocked(strict bool) error {
 	var errs []error
 	if err := t.setInterfacesLocked(def); err != nil {
 		if strict {
-			return err
+			return gone, err
 		}
 		errs = append(errs, err)
 	}
@@ -435,13 +426,13 @@ func (t *ebpfTunnel) reconcileLocked(strict bool) error {
 		// record for `down`), as not having created the qdisc, which is
 		// what a record can safely say before knowing; rewritten below.
 		if err := t.hooks.record(append(clsactHooks(t.att.Hooks), t.plannedHooks(add)...)); err != nil {
-			return fmt.Errorf("journal the programs' hooks: %w", err)
+			return gone, fmt.Errorf("journal the programs' hooks: %w", err)
 		}
 	}
 	for _, k := range add {
 		if err := t.att.Hook(k.iface, k.prog); err != nil {
 			if strict {
-				return err
+				return gone, err
 			}
 			errs = append(errs, err)
 			t.logFailure(k.String(), err)
@@ -449,7 +440,7 @@ func (t *ebpfTunnel) reconcileLocked(strict bool) error {
 			continue
 		}
 		delete(t.retryAt, k)
-		if delete(t.failing, k.String()); gone[k] {
+		if delete(t.failing, k.String()); wasGone[k] {
 			t.repairs++
 		}
 	}
@@ -462,10 +453,10 @@ func (t *ebpfTunnel) reconcileLocked(strict bool) error {
 	}
 	if len(add) > 0 || len(drop) > 0 || len(missing) > 0 {
 		if err := t.hooks.record(clsactHooks(t.att.Hooks)); err != nil {
-			return fmt.Errorf("journal the programs' hooks: %w", err)
+			return gone, fmt.Errorf("journal the programs' hooks: %w", err)
 		}
 	}
-	return errors.Join(errs...)
+	return gone, errors.Join(errs...)
 }
 
 // setInterfacesLocked writes the LAN and default WAN interfaces to the
@@ -486,7 +477,7 @@ func (t *ebpfTunnel) setInterfacesLocked(def string) error {
 	if err := t.d.SetInterfaces(t.lan, def); err != nil {
 		return err
 	}
-	if def != t.wan {
+	if t.wan != "" && def != t.wan {
 		t.log.Info("default WAN interface of the eBPF programs changed", "from", t.wan, "to", def)
 	}
 	t.wan, t.ifaces = def, [2]int{lan, wan}
@@ -688,8 +679,8 @@ func (t *ebpfTunnel) reconcile() bool {
 	if t.stopped {
 		return false
 	}
-	_ = t.reconcileLocked(false)
-	return t.hooksGone
+	gone, _ := t.reconcileLocked(false) // failures are logged
+	return gone
 }
 
 // Run runs the exception engine until ctx is done, then detaches the
@@ -792,7 +783,7 @@ func (t *ebpfTunnel) Reconfigure(site *config.Config, cfg dataplane.Config, _ []
 		t.pickWAN = func() ([]string, error) { return defaultWANs(site, t.eio, t.ns) }
 	}
 	if !t.stopped {
-		_ = t.reconcileLocked(false) // new peers may be behind other interfaces; failures are logged
+		t.reconcileLocked(false) // new peers may be behind other interfaces; failures are logged
 	}
 	return nil
 }
@@ -806,7 +797,7 @@ func (t *ebpfTunnel) RebindCapture([]netip.Prefix) error {
 		return dataplane.ErrStopped
 	}
 	clear(t.retryAt) // the interface is back: no waiting
-	err := t.reconcileLocked(false)
+	_, err := t.reconcileLocked(false)
 	if t.att == nil || !t.att.Has(t.lan, ebpf.LANProgramName) {
 		return fmt.Errorf("hook %s to the re-created %s: %w", ebpf.LANProgramName, t.lan, err)
 	}
