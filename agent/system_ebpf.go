@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 
@@ -43,28 +44,25 @@ func (osSystem) routeChanges(done <-chan struct{}) (<-chan struct{}, error) {
 	updates := make(chan netlink.RouteUpdate, 256)
 	stop := make(chan struct{})
 	failed := make(chan struct{})
+	var once sync.Once
 	err := netlink.RouteSubscribeWithOptions(updates, stop, netlink.RouteSubscribeOptions{
-		ErrorCallback: func(error) {
-			select {
-			case <-failed:
-			default:
-				close(failed)
-			}
-		},
+		ErrorCallback: func(error) { once.Do(func() { close(failed) }) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to route changes: %w", err)
 	}
 	out := make(chan struct{}, 1)
 	go func() {
-		defer close(stop)
+		defer func() {
+			close(stop)
+			go func() { // the subscription's reader may be sending: let it finish
+				for range updates {
+				}
+			}()
+		}()
 		for {
 			select {
 			case <-done:
-				go func() { // the subscription's reader may be sending: let it finish
-					for range updates {
-					}
-				}()
 				return
 			case <-failed:
 				close(out) // the caller falls back to polling
