@@ -98,6 +98,19 @@ func TestEBPFSuite(t *testing.T) {
 	}
 }
 
+// eachAttachMode runs fn as a subtest per way of attaching the programs:
+// tcx links (skipped on a kernel without them) and the clsact fallback.
+func eachAttachMode(t *testing.T, fn func(t *testing.T, mode string)) {
+	for _, mode := range []string{"tcx", "clsact"} {
+		t.Run(mode, func(t *testing.T) {
+			if sup := requireEBPF(t); mode == "tcx" && !sup.TCX {
+				t.Skip("no tcx links on this kernel")
+			}
+			fn(t, mode)
+		})
+	}
+}
+
 // startEBPFSites builds the two sites through NAT, both on the eBPF
 // dataplane hooked with attach (tcx or clsact), and starts their agents.
 func startEBPFSites(t *testing.T, attach string) *twoSite {
@@ -142,61 +155,51 @@ func checkProgramsCarry(t *testing.T, s *twoSite, site string, mode string) {
 // the eBPF dataplane: the VPS learns the client's NAT mapping through its
 // socket and hands it to its programs.
 func TestEBPFTwoSitesThroughNAT(t *testing.T) {
-	for _, mode := range []string{"tcx", "clsact"} {
-		t.Run(mode, func(t *testing.T) {
-			if sup := requireEBPF(t); mode == "tcx" && !sup.TCX {
-				t.Skip("no tcx links on this kernel")
-			}
-			s := startEBPFSites(t, mode)
-			ns1 := s.siteBHost(t)
-			t.Run("ping both ways", func(t *testing.T) {
-				pingBothWaysThroughNAT(t, s, ns1, 10, 50*time.Millisecond)
-			})
-			t.Run("TCP 50 MB each way", func(t *testing.T) {
-				tcpBothWays(t, s, ns1, 50<<20)
-				checkProgramsCarry(t, s, "client", mode)
-				checkProgramsCarry(t, s, "server", mode)
-			})
-			t.Run("TTL 1: time exceeded from the gateway", func(t *testing.T) { testTTLExpired(t, s) })
-			t.Run("attacks are dropped and counted", func(t *testing.T) { testAttacks(t, s, ns1) })
-			t.Run("NAT mapping changes", func(t *testing.T) { testNATRebinding(t, s, ns1) })
-			t.Run("SIGINT restores both hosts, tc state included", func(t *testing.T) { s.stopAndCompare(t) })
+	eachAttachMode(t, func(t *testing.T, mode string) {
+		s := startEBPFSites(t, mode)
+		ns1 := s.siteBHost(t)
+		t.Run("ping both ways", func(t *testing.T) {
+			pingBothWaysThroughNAT(t, s, ns1, 10, 50*time.Millisecond)
 		})
-	}
+		t.Run("TCP 50 MB each way", func(t *testing.T) {
+			tcpBothWays(t, s, ns1, 50<<20)
+			checkProgramsCarry(t, s, "client", mode)
+			checkProgramsCarry(t, s, "server", mode)
+		})
+		t.Run("TTL 1: time exceeded from the gateway", func(t *testing.T) { testTTLExpired(t, s) })
+		t.Run("attacks are dropped and counted", func(t *testing.T) { testAttacks(t, s, ns1) })
+		t.Run("NAT mapping changes", func(t *testing.T) { testNATRebinding(t, s, ns1) })
+		t.Run("SIGINT restores both hosts, tc state included", func(t *testing.T) { s.stopAndCompare(t) })
+	})
 }
 
 // TestEBPFKillThenDown: a SIGKILLed agent leaves its blackhole routes
 // (fail closed) and, with clsact, its filters; `down` removes everything,
 // and both hosts dump (tc state included) as before `up`.
 func TestEBPFKillThenDown(t *testing.T) {
-	for _, mode := range []string{"tcx", "clsact"} {
-		t.Run(mode, func(t *testing.T) {
-			if sup := requireEBPF(t); mode == "tcx" && !sup.TCX {
-				t.Skip("no tcx links on this kernel")
-			}
-			s := startEBPFSites(t, mode)
-			mustPingEventually(t, "client -> VPS host", s.client(), s.SiteBHost.Addr())
-			running := s.dump(t, s.GatewayA)
-			if mode == "tcx" && (!strings.Contains(running, "tcx lan0 TCXIngress program lan_ingress") ||
-				!strings.Contains(running, "tcx wan0 TCXIngress program wan_ingress")) {
-				t.Errorf("gateway A while running: the dump does not show the tcx programs:\n%s", running)
-			}
-			for _, a := range []*agentProc{s.agentA, s.agentB} {
-				a.kill()
-			}
-			during := s.dump(t, s.GatewayA)
-			if !strings.Contains(during, "type=6 proto=227") { // a blackhole route of the agent's
-				t.Errorf("gateway A after SIGKILL: no blackhole route left (fail closed):\n%s", during)
-			}
-			if has := strings.Contains(during, "name tunnel-agent-lan_ingress"); has != (mode == "clsact") {
-				t.Errorf("gateway A after SIGKILL (%s): our LAN filter present %v", mode, has)
-			}
-			if strings.Contains(during, "tcx ") {
-				t.Errorf("gateway A after SIGKILL: tcx programs left:\n%s", during)
-			}
-			s.downAndCompare(t)
-		})
-	}
+	eachAttachMode(t, func(t *testing.T, mode string) {
+		s := startEBPFSites(t, mode)
+		mustPingEventually(t, "client -> VPS host", s.client(), s.SiteBHost.Addr())
+		running := s.dump(t, s.GatewayA)
+		if mode == "tcx" && (!strings.Contains(running, "tcx lan0 TCXIngress program lan_ingress") ||
+			!strings.Contains(running, "tcx wan0 TCXIngress program wan_ingress")) {
+			t.Errorf("gateway A while running: the dump does not show the tcx programs:\n%s", running)
+		}
+		for _, a := range []*agentProc{s.agentA, s.agentB} {
+			a.kill()
+		}
+		during := s.dump(t, s.GatewayA)
+		if !strings.Contains(during, "type=6 proto=227") { // a blackhole route of the agent's
+			t.Errorf("gateway A after SIGKILL: no blackhole route left (fail closed):\n%s", during)
+		}
+		if has := strings.Contains(during, "name tunnel-agent-lan_ingress"); has != (mode == "clsact") {
+			t.Errorf("gateway A after SIGKILL (%s): our LAN filter present %v", mode, has)
+		}
+		if strings.Contains(during, "tcx ") {
+			t.Errorf("gateway A after SIGKILL: tcx programs left:\n%s", during)
+		}
+		s.downAndCompare(t)
+	})
 }
 
 // downAndCompare runs `down` for both sites (after their agents were
@@ -409,14 +412,7 @@ func TestEBPFWithoutCapBPF(t *testing.T) {
 // clsact, a SIGKILL then `down` removes the filters on every interface
 // (the journal followed the hooks).
 func TestEBPFRoutesMove(t *testing.T) {
-	for _, mode := range []string{"tcx", "clsact"} {
-		t.Run(mode, func(t *testing.T) {
-			if sup := requireEBPF(t); mode == "tcx" && !sup.TCX {
-				t.Skip("no tcx links on this kernel")
-			}
-			testRoutesMove(t, mode)
-		})
-	}
+	eachAttachMode(t, testRoutesMove)
 }
 
 func testRoutesMove(t *testing.T, mode string) {

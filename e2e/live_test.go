@@ -15,10 +15,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"tunnel-agent/internal/nsutil"
 	"tunnel-agent/internal/probe"
 	"tunnel-agent/internal/topo"
 )
+
+// deleteVPSLAN deletes the VPS's LAN veth (veth0, with ns1's end): the
+// server's agent must re-create it and re-bind its capture, and traffic
+// flow both ways again.
+func deleteVPSLAN(t *testing.T, s *twoSite, ns1 netns.NsHandle) {
+	t.Helper()
+	nl := s.Netlink(s.GatewayB)
+	l, err := nl.LinkByName(topo.SiteBGatewayLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nl.LinkDel(l); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, s.agentB, "capture re-bound", "lan="+topo.SiteBGatewayLink)
+	mustPingEventually(t, "VPS host -> client after re-creation", ns1, s.ClientAddr.Addr())
+	mustPingEventually(t, "client -> VPS host after re-creation", s.client(), s.SiteBHost.Addr())
+}
 
 // TestLiveOperations runs the two sites through NAT and, with traffic,
 // re-creates the server's LAN veth behind its agent's back, reloads it
@@ -34,7 +54,7 @@ func TestLiveOperations(t *testing.T) {
 	}
 	s.start(t)
 	ns1 := s.siteBHost(t)
-	hostB, hostA := s.SiteBHost.Addr(), s.ClientAddr.Addr()
+	hostB := s.SiteBHost.Addr()
 	mustPingEventually(t, "client -> VPS host", s.client(), hostB)
 
 	t.Run("metrics move with traffic", func(t *testing.T) {
@@ -61,17 +81,7 @@ func TestLiveOperations(t *testing.T) {
 		}
 	})
 	t.Run("LAN veth deleted: re-created, capture re-bound, traffic flows", func(t *testing.T) {
-		nl := s.Netlink(s.GatewayB)
-		l, err := nl.LinkByName(topo.SiteBGatewayLink)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := nl.LinkDel(l); err != nil {
-			t.Fatal(err)
-		}
-		waitLog(t, s.agentB, "capture re-bound", "lan="+topo.SiteBGatewayLink)
-		mustPingEventually(t, "VPS host -> client after re-creation", ns1, hostA)
-		mustPingEventually(t, "client -> VPS host after re-creation", s.client(), hostB)
+		deleteVPSLAN(t, s, ns1)
 		m := s.scrape(t, metricsAddr)
 		if m[`tunnel_agent_host_repairs_total{action="repaired",item="create veth pair veth0 <-> veth1 (veth1 in `+s.SiteBNS+`)"}`] != 1 {
 			t.Errorf("repair of the veth pair not counted once")

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"tunnel-agent/internal/probe"
-	"tunnel-agent/internal/topo"
 )
 
 // TestWireGuardLiveOperations is TestLiveOperations in wireguard mode:
@@ -75,17 +74,7 @@ func TestWireGuardLiveOperations(t *testing.T) {
 		withMetrics = added
 	})
 	t.Run("LAN veth deleted: re-created, capture re-bound, traffic flows", func(t *testing.T) {
-		nl := s.Netlink(s.GatewayB)
-		l, err := nl.LinkByName(topo.SiteBGatewayLink)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := nl.LinkDel(l); err != nil {
-			t.Fatal(err)
-		}
-		waitLog(t, s.agentB, "capture re-bound", "lan="+topo.SiteBGatewayLink)
-		mustPingEventually(t, "VPS host -> client after re-creation", ns1, hostA)
-		mustPingEventually(t, "client -> VPS host after re-creation", s.client(), hostB)
+		deleteVPSLAN(t, s, ns1)
 	})
 	t.Run("reload rotates the server's private key", func(t *testing.T) {
 		nk := newKey(t)
